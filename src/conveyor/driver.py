@@ -1,0 +1,324 @@
+"""The driver: runs one run's state machine against the store and the local executor.
+
+One loop, one thread: feed events to the core, persist the changes it made in one transaction
+(group commit, fenced by the run's lease epoch), and only then carry out its commands.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conveyor.core import (
+    AttemptCancelled,
+    AttemptFailed,
+    AttemptLost,
+    AttemptSucceeded,
+    Cancel,
+    CancelRequested,
+    Change,
+    Event,
+    Execute,
+    Finished,
+    InstanceSpec,
+    Prior,
+    RetryRequested,
+    RunMachine,
+    Start,
+    State,
+    Tick,
+    Wake,
+)
+from conveyor.executor.local import LocalExecutor, Lost
+from conveyor.graph import Graph
+from conveyor.resources import Capacity
+from conveyor.runner import GRAPHS, Job, Outcome
+from conveyor.store import Batch, Store
+from conveyor.store.records import AttemptRecord, RunRecord, TransitionRecord
+from conveyor.targets import flatten
+
+S = State
+_ENDED = {
+    S.SUCCEEDED: "succeeded", S.RETRY_WAIT: "failed", S.FAILED: "failed", S.READY: "lost",
+    S.CANCELLED: "cancelled",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    run_id: str
+    state: str  # succeeded | failed | cancelled
+    counts: dict[str, int]
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (label, last lines of error)
+    elapsed: float = 0.0
+
+
+def owner_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_is_dead(owner: str) -> bool:
+    """True when ``owner`` (host:pid) is a process on this host that no longer exists."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def tail(text: str | None, lines: int = 6) -> str:
+    if not text:
+        return ""
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+class RunDriver:
+    def __init__(
+        self, store: Store, run: RunRecord, graph: Graph, capacity: Capacity, *, home: Path,
+        force: bool = False, retry: bool = False, grace: float = 10.0, lease_ttl: float = 30.0,
+        on_change: Callable[[Change, str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.run = run
+        self.graph = graph
+        self.capacity = capacity
+        self.home = home
+        self.force = force
+        self.retry = retry
+        self.grace = grace
+        self.lease_ttl = lease_ttl
+        self.on_change = on_change
+        self.log_dir = home / "logs" / run.id
+        self.artifact_dir = str(home / "artifacts" / run.id)
+        self.machine: RunMachine | None = None
+        self.started = time.time()
+        self._cancel_requested = 0
+        self._results: dict[str, str | None] = {}
+        self._errors: dict[str, str] = {}
+        self._epoch = 0
+
+    # -- progress, for the CLI ------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        m = self.machine
+        return {str(k): v for k, v in m.counts.items()} if m else {}
+
+    def request_cancel(self) -> None:
+        self._cancel_requested += 1
+
+    # -- the run ------------------------------------------------------------------------------
+    def drive(self) -> RunResult:
+        store, run = self.store, self.run
+        self._epoch = store.acquire(run.id, owner_name(), self.lease_ttl, is_dead=owner_is_dead)
+        records = {r.id: r for r in store.instances(run.id)}
+        prior = {
+            iid: Prior(S(r.state), r.attempts, r.failures, r.lost, r.not_before)
+            for iid, r in records.items() if iid in self.graph.nodes
+        }
+        self._results = {iid: r.result for iid, r in records.items()}
+        specs = [
+            InstanceSpec(n.id, tuple(n.upstream), n.task.priority, n.task.resources,
+                         n.task.retries, n.task.retry_delay)
+            for n in self.graph
+        ]
+        machine = self.machine = RunMachine(specs, self.capacity, prior)
+        now = time.time()
+        events: list[Event] = []
+        if self.retry or any(p.state in (S.FAILED, S.CANCELLED) for p in prior.values()):
+            events.append(RetryRequested(now))
+        events.append(Start(now, frozenset() if self.force else self._targets_done(prior)))
+        for iid, p in prior.items():
+            if p.state is S.RUNNING:
+                if not self.force and self._all_exist(iid):
+                    events.append(AttemptSucceeded(now, iid, p.attempts))
+                else:
+                    events.append(AttemptLost(now, iid, p.attempts, "the process driving the run stopped"))
+        GRAPHS[run.id] = self.graph
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        executor = LocalExecutor(self.capacity.cpu, str(self.log_dir))
+        executor.start()
+        run_cols: dict[str, Any] = {"state": "running", "ended_at": None, "error": None}
+        if run.started_at is None:
+            run_cols["started_at"] = now
+        finished: Finished | None = None
+        wake_at: float | None = None
+        try:
+            while finished is None:
+                now = time.time()
+                if self._cancel_requested == 1 and not machine._cancelling:
+                    events.append(CancelRequested(now))
+                if self._cancel_requested >= 2:
+                    events.extend(self._abort(executor, now))
+                commands = machine.handle(*events)
+                events = []
+                batch = self._batch(machine.drain_changes())
+                for cmd in commands:
+                    if isinstance(cmd, Finished):
+                        finished = cmd
+                        batch.run.update(self._run_end(cmd, now))
+                    elif isinstance(cmd, Wake):
+                        wake_at = cmd.at
+                if run_cols:
+                    batch.run.update(run_cols)
+                    run_cols = {}
+                if batch or now - self._last_commit > self.lease_ttl / 3:
+                    self._commit(batch, now)
+                for cmd in commands:  # effects, only after their transitions are durable
+                    if isinstance(cmd, Execute):
+                        node = self.graph[cmd.instance]
+                        executor.submit(self._job(cmd), node.task.timeout, now)
+                    elif isinstance(cmd, Cancel):
+                        executor.cancel(cmd.instance, cmd.attempt, self.grace, now)
+                if finished is not None:
+                    break
+                deadline = min(t for t in (wake_at, executor.next_deadline(), now + 0.25) if t)
+                if wake_at is not None and wake_at <= now:
+                    wake_at = None
+                for item in executor.poll(max(deadline - time.time(), 0.0)):
+                    events.append(self._event(item))
+                if wake_at is not None and time.time() >= wake_at:
+                    events.append(Tick(time.time()))
+                    wake_at = None
+        finally:
+            executor.shutdown(kill=finished is None)
+            GRAPHS.pop(run.id, None)
+            if finished is not None:
+                store.release(run.id, self._epoch)
+        failed = [(self.graph[i].label, tail(self._errors.get(i))) for i in finished.failed]
+        return RunResult(run.id, finished.state, self.counts(), failed, time.time() - self.started)
+
+    _last_commit = 0.0
+
+    def _commit(self, batch: Batch, now: float) -> None:
+        self.store.commit(self.run.id, self._epoch, batch, lease_until=now + self.lease_ttl)
+        self._last_commit = now
+
+    def _abort(self, executor: LocalExecutor, now: float) -> list[Event]:
+        """The second Ctrl-C: kill every attempt at once and record them cancelled."""
+        running = executor.running()
+        executor.shutdown(kill=True)
+        evs: list[Event] = [CancelRequested(now, "cancelled by the user (second Ctrl-C)")]
+        evs += [AttemptCancelled(now, j.instance, j.attempt) for j in running]
+        self._cancel_requested = 1
+        return evs
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _all_exist(self, iid: str) -> bool:
+        targets = flatten(self.graph[iid].output)
+        return bool(targets) and all(t.exists() for t in targets)
+
+    def _targets_done(self, prior: dict[str, Prior]) -> frozenset[str]:
+        done = set()
+        for node in self.graph:
+            p = prior.get(node.id)
+            if (p is None or p.state in (S.PENDING, S.FAILED, S.CANCELLED)) and self._all_exist(node.id):
+                done.add(node.id)
+        return frozenset(done)
+
+    def _job(self, cmd: Execute) -> Job:
+        node = self.graph[cmd.instance]
+        inputs = {name: self._results.get(up) for name, up in node.inputs.items()}
+        return Job(
+            self.run.id, cmd.instance, cmd.attempt, self._log_path(cmd.instance, cmd.attempt),
+            self.artifact_dir, inputs, self.run.target, self.run.params,
+        )
+
+    def _log_path(self, iid: str, attempt: int) -> str:
+        return str(self.log_dir / f"{self.graph[iid].task.name}-{iid}" / f"{attempt}.log")
+
+    def _event(self, item: Outcome | Lost) -> Event:
+        now = time.time()
+        if isinstance(item, Lost):
+            job = item.job
+            if item.timed_out:
+                timeout = self.graph[job.instance].task.timeout
+                return AttemptFailed(now, job.instance, job.attempt, f"timed out after {timeout:g}s")
+            if item.reason.startswith("cancelled"):
+                return AttemptCancelled(now, job.instance, job.attempt)
+            return AttemptLost(now, job.instance, job.attempt, item.reason)
+        if item.status == "succeeded":
+            self._results[item.instance] = item.result
+            return AttemptSucceeded(item.ended, item.instance, item.attempt)
+        if item.status == "cancelled":
+            return AttemptCancelled(item.ended, item.instance, item.attempt)
+        return AttemptFailed(item.ended, item.instance, item.attempt, item.error or "failed")
+
+    def _batch(self, changes: list[Change]) -> Batch:
+        batch = Batch()
+        if not changes:
+            return batch
+        m = self.machine
+        assert m is not None
+        touched: dict[str, dict[str, Any]] = {}
+        for ch in changes:
+            batch.transitions.append(
+                TransitionRecord(ch.instance, ch.old.value, ch.new.value, ch.at, ch.cause, ch.attempt)
+            )
+            row = touched.setdefault(ch.instance, {"id": ch.instance})
+            if ch.new is S.RUNNING:
+                batch.attempts_started.append(AttemptRecord(
+                    self.run.id, ch.instance, ch.attempt, "running", ch.at,
+                    log_path=self._log_path(ch.instance, ch.attempt),
+                ))
+                row.setdefault("started_at", ch.at)
+            if ch.old is S.RUNNING:
+                batch.attempts_ended.append({
+                    "instance_id": ch.instance, "number": ch.attempt, "state": _ENDED[ch.new],
+                    "ended_at": ch.at, "error": ch.error,
+                })
+            if ch.error:
+                self._errors[ch.instance] = ch.error
+                row["error"] = ch.error
+            if ch.new.terminal:
+                row["ended_at"] = ch.at
+                if ch.new is S.SUCCEEDED:
+                    row["result"] = self._results.get(ch.instance)
+                    row["error"] = None
+            if self.on_change is not None:
+                self.on_change(ch, self.graph[ch.instance].label)
+        for iid, row in touched.items():
+            inst = m.instances[iid]
+            row.update(state=inst.state.value, attempts=inst.attempts, failures=inst.failures,
+                       lost=inst.lost, not_before=inst.not_before)
+            batch.instances.append(row)
+        return batch
+
+    def _run_end(self, fin: Finished, now: float) -> dict[str, Any]:
+        error = None
+        if fin.failed:
+            first = fin.failed[0]
+            more = f" (and {len(fin.failed) - 1} more)" if len(fin.failed) > 1 else ""
+            error = f"task {self.graph[first].label} failed{more}:\n{tail(self._errors.get(first))}"
+        return {"state": fin.state, "ended_at": now, "error": error}
+
+
+@contextmanager
+def interrupts(driver: RunDriver) -> Iterator[None]:
+    """Ctrl-C once: cancel gracefully. Twice: kill attempts and stop at once."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        driver.request_cancel()
+
+    old_int = signal.signal(signal.SIGINT, handler)
+    old_term = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)

@@ -1,0 +1,167 @@
+"""Running pipelines on this machine: the library API behind ``conveyor run`` and ``retry``.
+
+    result = conveyor.run("pipelines/sales.py:daily_sales", {"days": 3})
+
+loads the pipeline, records its graph, creates the run in the store (or resumes the unfinished
+run of the same pipeline and parameters), and drives it with a pool of local worker processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conveyor import params as P
+from conveyor.core import Change
+from conveyor.driver import RunDriver, RunResult, interrupts
+from conveyor.errors import ConveyorError, RunBusy
+from conveyor.graph import Graph
+from conveyor.loader import load_pipeline, split_target
+from conveyor.pipelines import PipelineDef
+from conveyor.resources import Capacity
+from conveyor.store import Store, home, open_store
+from conveyor.store.records import InstanceRecord, RunRecord
+from conveyor.targets import flatten
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A run ready to drive: where it lives, its graph, and whether it resumes an older one."""
+
+    store: Store
+    run: RunRecord
+    graph: Graph
+    resumed: bool
+
+
+def canonical_target(target: str) -> str:
+    """``file.py:name`` with the file made absolute, so the run can be found and reloaded."""
+    where, name = split_target(target)
+    if where.endswith(".py") or "/" in where:
+        where = str(Path(where).resolve())
+    return f"{where}:{name}" if name else where
+
+
+def run_key(target: str, params: Mapping[str, Any]) -> str:
+    return hashlib.sha256(f"{target}\0{P.canonical_json(params)}".encode()).hexdigest()[:16]
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def instance_records(run_id: str, graph: Graph, only: set[str] | None = None) -> list[InstanceRecord]:
+    return [
+        InstanceRecord(
+            run_id, n.id, n.task.name, n.label, n.params_json, list(n.upstream),
+            priority=n.task.priority, targets=[t.url for t in flatten(n.output)],
+        )
+        for n in graph if only is None or n.id in only
+    ]
+
+
+def prepare(
+    target: str | PipelineDef, params: Mapping[str, Any] | None = None, *,
+    store: Store | None = None, db: str | None = None, from_text: bool = False,
+    new: bool = False, force: bool = False, capacity: Capacity | None = None,
+) -> Prepared:
+    """Load and build the pipeline, and find or create its run in the store."""
+    if isinstance(target, PipelineDef):
+        pipe = target
+        ref = f"{pipe.fn.__module__}:{pipe.fn.__name__}"
+    else:
+        pipe = load_pipeline(target)
+        ref = canonical_target(target)
+    bound = pipe.bind(params or {}, from_text=from_text)
+    graph = pipe.build(bound)
+    if capacity is not None:
+        for node in graph:
+            capacity.check(node.label, node.task.resources)
+    pjson = P.to_json(pipe.params, bound)
+    key = run_key(ref, pjson)
+    store = store or open_store(db)
+    if not (new or force):
+        last = store.latest_run(key)
+        if last is not None and last.state != "succeeded":
+            missing = set(graph.nodes) - {r.id for r in store.instances(last.id)}
+            if missing:
+                store.add_instances(last.id, instance_records(last.id, graph, missing))
+            return Prepared(store, last, graph, resumed=True)
+    run = RunRecord(
+        id=new_run_id(), pipeline=pipe.name, target=ref, params=pjson, key=key, state="pending",
+        created_at=time.time(), workdir=os.getcwd(), total=len(graph),
+    )
+    store.create_run(run, instance_records(run.id, graph))
+    return Prepared(store, run, graph, resumed=False)
+
+
+def default_workers() -> int:
+    return max(os.cpu_count() or 1, 1)
+
+
+def drive(
+    prepared: Prepared, *, workers: int | None = None, resources: Mapping[str, int] | None = None,
+    force: bool = False, retry: bool = False, grace: float = 10.0,
+    on_change: Callable[[Change, str], None] | None = None,
+    on_start: Callable[[RunDriver], None] | None = None,
+) -> RunResult:
+    """Drive a prepared run to its end on local worker processes."""
+    capacity = Capacity.local(workers or default_workers(), resources)
+    for node in prepared.graph:
+        capacity.check(node.label, node.task.resources)
+    driver = RunDriver(
+        prepared.store, prepared.run, prepared.graph, capacity, home=home(), force=force,
+        retry=retry, grace=grace, on_change=on_change,
+    )
+    if on_start is not None:
+        on_start(driver)
+    with interrupts(driver):
+        return driver.drive()
+
+
+def run(
+    target: str | PipelineDef, params: Mapping[str, Any] | None = None, *, db: str | None = None,
+    workers: int | None = None, force: bool = False, new: bool = False,
+    resources: Mapping[str, int] | None = None,
+) -> RunResult:
+    """Run a pipeline to its end on this machine and return how it ended."""
+    prepared = prepare(target, params, db=db, new=new, force=force)
+    try:
+        return drive(prepared, workers=workers, resources=resources, force=force)
+    finally:
+        prepared.store.close()
+
+
+def reopen(run_id: str, *, store: Store | None = None, db: str | None = None) -> Prepared:
+    """An existing run, with its pipeline loaded again from where it was defined."""
+    store = store or open_store(db)
+    record = store.get_run(run_id)
+    if record.state == "running":
+        pass  # drive() refuses it if its owner is alive
+    with _workdir(record.workdir):
+        pipe = load_pipeline(record.target)
+        graph = pipe.build(P.from_json(pipe.params, record.params))
+    known = {r.id for r in store.instances(record.id)}
+    missing = set(graph.nodes) - known
+    if missing:
+        store.add_instances(record.id, instance_records(record.id, graph, missing))
+    return Prepared(store, record, graph, resumed=True)
+
+
+@contextlib.contextmanager
+def _workdir(path: str) -> Iterator[None]:
+    if not path or not os.path.isdir(path) or os.path.samefile(path, os.getcwd()):
+        yield
+        return
+    os.chdir(path)  # the run's relative targets and imports resolve where it was started
+    yield
+
+
+__all__ = ["ConveyorError", "Prepared", "RunBusy", "RunResult", "drive", "prepare", "reopen", "run"]

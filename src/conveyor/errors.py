@@ -1,0 +1,86 @@
+"""Conveyor's one error tree.
+
+Every error a user can meet is a ``ConveyorError``; third-party errors are translated into one of
+these at the adapter that called the third party. The message says what happened, to what, and
+what to do.
+
+    ConveyorError
+    ├── DefinitionError        a task or pipeline is defined wrongly (raised at import time)
+    ├── ParameterError         a parameter is missing, unknown or of the wrong type
+    ├── GraphError             the recorded graph is not runnable (cycle, duplicate names, ...)
+    │   └── CycleError
+    ├── LoadError              a TARGET like ``file.py:pipeline`` cannot be loaded
+    ├── ResourceError          a task asks for more than the executor can ever give
+    ├── StoreError             the store cannot be opened, read or written
+    │   ├── SchemaError        the store's schema is older or newer than the code
+    │   └── StaleEpochError    a write carried an epoch that is no longer the lease's (fencing)
+    ├── RunNotFound            no run with the given id
+    ├── RunBusy                another live process drives the run
+    ├── TargetError            a target template or a target write is wrong
+    └── TransitionError        the scheduling core was asked for an illegal state change (a bug)
+"""
+
+from __future__ import annotations
+
+
+class ConveyorError(Exception):
+    """Something went wrong in Conveyor."""
+
+    #: The exit code the CLI uses for this error: 2 is bad input.
+    exit_code = 2
+
+
+class DefinitionError(ConveyorError):
+    """A task or pipeline is defined wrongly."""
+
+
+class ParameterError(ConveyorError):
+    """A parameter is missing, unknown or of the wrong type."""
+
+
+class GraphError(ConveyorError):
+    """The pipeline's graph cannot be run."""
+
+
+class CycleError(GraphError):
+    """The pipeline's graph has a cycle."""
+
+
+class LoadError(ConveyorError):
+    """A pipeline cannot be loaded from the given target."""
+
+
+class ResourceError(ConveyorError):
+    """A task asks for more resources than the executor has."""
+
+
+class StoreError(ConveyorError):
+    """The store cannot be opened, read or written."""
+
+
+class SchemaError(StoreError):
+    """The store's schema does not match this version of Conveyor."""
+
+
+class StaleEpochError(StoreError):
+    """A write carried a lease epoch that is no longer current; another owner took over."""
+
+    exit_code = 1
+
+
+class RunNotFound(ConveyorError):
+    """No run has this id."""
+
+
+class RunBusy(ConveyorError):
+    """Another live process is driving this run."""
+
+
+class TargetError(ConveyorError):
+    """A target is wrong or could not be written."""
+
+
+class TransitionError(ConveyorError):
+    """The scheduling core was asked for a state change its table does not allow."""
+
+    exit_code = 1

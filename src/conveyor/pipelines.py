@@ -1,0 +1,67 @@
+"""``@pipeline``: a typed, named function whose body records a graph of tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor import params as P
+from conveyor.errors import DefinitionError, GraphError
+from conveyor.graph import Builder, Graph, current_builder
+from conveyor.tasks import _check_name
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PipelineDef:
+    """A pipeline's frozen definition."""
+
+    name: str
+    fn: Callable[..., Any]
+    params: tuple[P.Param, ...]
+    description: str = ""
+
+    def __repr__(self) -> str:
+        return f"<pipeline {self.name}>"
+
+    def bind(self, values: Mapping[str, Any], *, from_text: bool = False) -> dict[str, Any]:
+        """Validated parameter values (strings are parsed when ``from_text``)."""
+        return P.bind(f"pipeline {self.name}", self.params, values, from_text=from_text)
+
+    def build(self, values: Mapping[str, Any] | None = None, *, from_text: bool = False) -> Graph:
+        """Record the graph for these parameters; nothing executes."""
+        bound = self.bind(values or {}, from_text=from_text)
+        with Builder(self.name) as builder:
+            self.fn(**bound)
+        if not builder.nodes:
+            raise GraphError(f"pipeline {self.name} records no tasks; call at least one task inside it")
+        return Graph(self.name, builder.nodes.values())
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if current_builder() is not None:  # a pipeline inside a pipeline: inline its tasks
+            return self.fn(*args, **kwargs)
+        if args:
+            raise DefinitionError(f"pipeline {self.name}: pass parameters by name to build its graph")
+        return self.build(kwargs)
+
+
+def pipeline(
+    fn: Callable[..., Any] | None = None, *, name: str | None = None
+) -> Any:
+    """Make a function a pipeline. Use bare (``@pipeline``) or with options."""
+
+    def wrap(f: Callable[..., Any]) -> PipelineDef:
+        pname = name or f.__name__
+        _check_name(pname, f"pipeline {pname}")
+        params = P.params_of(f, f"pipeline {pname}")
+        for p in params:
+            if not p.type.literal:
+                raise DefinitionError(
+                    f"pipeline {pname}: parameter {p.name!r} has type {p.type.name}, which cannot "
+                    "come from the command line; use int, float, str, bool, date, datetime, Path, "
+                    "an Enum or a list of these"
+                )
+        doc = (f.__doc__ or "").strip().splitlines()
+        return PipelineDef(pname, f, params, doc[0] if doc else "")
+
+    return wrap(fn) if fn is not None else wrap

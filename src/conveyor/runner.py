@@ -1,0 +1,282 @@
+"""The runner: executes one attempt inside a worker process.
+
+It resolves the task's inputs (upstream targets or artifacts), stages the output targets under
+temporary names, captures stdout, stderr and logging into the attempt's log, calls the task, and
+on success renames the targets into place and saves the return value as an artifact.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from conveyor import artifacts
+from conveyor.errors import ConveyorError, TargetError
+from conveyor.targets import FileTarget, flatten, rebuild
+
+if TYPE_CHECKING:
+    from conveyor.graph import Graph
+    from conveyor.tasks import TaskDef
+
+
+class Cancelled(BaseException):
+    """Raised inside a running task when its attempt is cancelled (SIGTERM to the worker)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One attempt to run: all a worker needs, picklable."""
+
+    run_id: str
+    instance: str
+    attempt: int
+    log_path: str
+    artifact_dir: str
+    inputs: Mapping[str, str | None]  # parameter -> upstream result reference
+    target: str  # how to load the pipeline on a cache miss
+    params: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    run_id: str
+    instance: str
+    attempt: int
+    status: str  # succeeded | failed | cancelled
+    result: str | None = None
+    error: str | None = None
+    started: float = 0.0
+    ended: float = 0.0
+
+
+#: Graphs by run id; the driver registers them before workers fork, so workers find them here.
+GRAPHS: dict[str, Graph] = {}
+
+
+def graph_for(job: Job) -> Graph:
+    graph = GRAPHS.get(job.run_id)
+    if graph is None:  # a worker that did not inherit it: load the pipeline again
+        from conveyor.loader import load_pipeline
+
+        graph = load_pipeline(job.target).build(job.params, from_text=False)
+        GRAPHS[job.run_id] = graph
+    return graph
+
+
+class _LazyLog(io.TextIOBase):
+    """A text sink that opens the attempt's log file on its first write."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._f: IO[str] | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        if self._f is None:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._f = open(self.path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        return self._f.write(s)
+
+    def flush(self) -> None:
+        if self._f is not None:
+            self._f.flush()
+
+    def fileno(self) -> int:
+        self.write("")
+        assert self._f is not None
+        return self._f.fileno()
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+
+class _SinkHandler(logging.Handler):
+    sink: _LazyLog | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.sink is not None:
+            try:
+                self.sink.write(self.format(record) + "\n")
+            except Exception:  # noqa: BLE001 - logging must never break the task
+                self.handleError(record)
+
+
+_handler = _SinkHandler()
+_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+
+def install_logging() -> None:
+    """Route the worker's logging into the running attempt's log (called once per worker)."""
+    root = logging.getLogger()
+    root.addHandler(_handler)
+    if root.level == logging.WARNING or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+
+
+def run_attempt(job: Job) -> Outcome:
+    started = time.time()
+    sink = _LazyLog(job.log_path)
+    old_out, old_err = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = sink  # type: ignore[assignment]
+    _handler.sink = sink
+    staged: list[FileTarget] = []
+    try:
+        graph = graph_for(job)
+        node = graph[job.instance]
+        values = dict(node.literals)
+        for name, upstream_id in node.inputs.items():
+            up = graph[upstream_id]
+            values[name] = up.output if up.output is not None else artifacts.load(job.inputs.get(name))
+        finals = flatten(node.output)
+        staged = [f.temporary() for f in finals]
+        out = rebuild(node.output, staged) if finals else None
+        value = node.task.execute(values, out)
+        _commit(node.task.name, staged, finals)
+        staged = []
+        ref = artifacts.save(value, Path(job.artifact_dir), job.instance)
+        return Outcome(job.run_id, job.instance, job.attempt, "succeeded", ref, None, started, time.time())
+    except Cancelled:
+        return Outcome(job.run_id, job.instance, job.attempt, "cancelled", None, "cancelled", started, time.time())
+    except BaseException as exc:  # noqa: BLE001 - any failure of user code is the attempt's
+        if isinstance(exc, ConveyorError):
+            error = f"{type(exc).__name__}: {exc}"
+        else:
+            error = "".join(traceback.format_exception(exc)).rstrip()
+        try:
+            sink.write(error + "\n")
+        except Exception:  # noqa: BLE001,S110
+            pass
+        return Outcome(job.run_id, job.instance, job.attempt, "failed", None, error, started, time.time())
+    finally:
+        for s in staged:
+            s.discard()
+        _handler.sink = None
+        sys.stdout, sys.stderr = old_out, old_err
+        sink.close()
+
+
+def _commit(task: str, staged: list[FileTarget], finals: list[FileTarget]) -> None:
+    missing = []
+    for tmp, final in zip(staged, finals, strict=True):
+        if tmp.exists():
+            tmp.commit_to(final)
+        elif not final.exists():  # the task may have written the final path itself
+            missing.append(final.url)
+    if missing:
+        raise TargetError(
+            f"task {task} returned but did not write its target {missing[0]}; write it through "
+            "conveyor.output() (or the path you were given)"
+        )
+
+
+# -- scripts and shell commands ---------------------------------------------------------------
+class _Quoted:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __format__(self, spec: str) -> str:
+        return shlex.quote(format(self.value, spec))
+
+    def __getitem__(self, key: Any) -> _Quoted:
+        return _Quoted(self.value[key])
+
+    def __getattr__(self, name: str) -> _Quoted:
+        return _Quoted(getattr(self.value, name))
+
+
+def _fill(template: str, values: Mapping[str, Any], quote: bool) -> str:
+    wrap = _Quoted if quote else (lambda v: v)
+    return template.format(**{k: wrap(v) for k, v in values.items()})
+
+
+def run_command(task: TaskDef, values: Mapping[str, Any], out: Any) -> int:
+    """Run a script or shell task; its output goes to this attempt's log. Returns 0 or raises."""
+    fill = {**values, "output": out}
+    if task.kind == "script":
+        script, *args = task.command  # type: ignore[misc]
+        argv = [sys.executable, str(script), *(_fill(a, fill, quote=False) for a in args)]
+        shell = False
+    else:
+        argv = [_fill(str(task.command), fill, quote=True)]  # type: ignore[list-item]
+        shell = True
+    sys.stdout.flush()
+    log = sys.stdout
+    fd = log.fileno() if isinstance(log, _LazyLog) else None
+    proc = subprocess.Popen(
+        argv[0] if shell else argv, shell=shell, stdout=fd, stderr=fd, stdin=subprocess.DEVNULL,
+    )
+    try:
+        code = proc.wait()
+    except BaseException:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        raise
+    if code != 0:
+        what = f"script {task.command[0]}" if task.kind == "script" else "shell command"
+        reason = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        raise ConveyorError(f"{what} {reason}{_tail(fd)}")
+    return 0
+
+
+def _tail(fd: int | None, lines: int = 5) -> str:
+    if fd is None:
+        return ""
+    try:
+        with open(f"/proc/self/fd/{fd}", encoding="utf-8", errors="replace") as f:
+            text = f.read()[-4000:]
+    except OSError:
+        return ""
+    tail = [line for line in text.splitlines() if line.strip()][-lines:]
+    return (":\n" + "\n".join(tail)) if tail else ""
+
+
+def _cancel_handler(signum: int, frame: Any) -> None:
+    raise Cancelled()
+
+
+def worker_main(conn: Any, index: int, worker_log: str) -> None:
+    """A worker process: receive jobs, run them one by one, send back outcomes."""
+    os.setpgid(0, 0)  # our own process group: the terminal's Ctrl-C does not reach us
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    Path(worker_log).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(worker_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    install_logging()
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError, Cancelled):
+            return
+        if job is None:
+            return
+        signal.signal(signal.SIGTERM, _cancel_handler)
+        try:
+            outcome = run_attempt(job)
+        except Cancelled:
+            outcome = Outcome(job.run_id, job.instance, job.attempt, "cancelled", error="cancelled")
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            conn.send(outcome)
+        except (OSError, BrokenPipeError):
+            return

@@ -1,0 +1,71 @@
+"""The store: the durable source of truth, behind one small interface.
+
+``Store`` is the port; ``SqlStore`` (SQLAlchemy Core; SQLite in WAL mode by default) is its
+adapter. Only this package knows SQL.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from conveyor.store.records import (
+    AttemptRecord,
+    Batch,
+    InstanceRecord,
+    RunRecord,
+    TransitionRecord,
+)
+
+
+class Store(Protocol):
+    url: str
+
+    def create_run(self, run: RunRecord, instances: Sequence[InstanceRecord]) -> None: ...
+    def add_instances(self, run_id: str, instances: Sequence[InstanceRecord]) -> None: ...
+    def get_run(self, run_id: str) -> RunRecord: ...
+    def latest_run(self, key: str) -> RunRecord | None: ...
+    def list_runs(
+        self, *, limit: int = 20, pipeline: str | None = None, state: str | None = None
+    ) -> list[RunRecord]: ...
+    def instances(self, run_id: str) -> list[InstanceRecord]: ...
+    def attempts(self, run_id: str, instance_id: str | None = None) -> list[AttemptRecord]: ...
+    def history(self, run_id: str, instance_id: str) -> list[TransitionRecord]: ...
+    def acquire(
+        self, run_id: str, owner: str, ttl: float, *, is_dead: Callable[[str], bool] | None = None,
+        now: float | None = None,
+    ) -> int: ...
+    def release(self, run_id: str, epoch: int) -> None: ...
+    def commit(self, run_id: str, epoch: int, batch: Batch, *, lease_until: float) -> None: ...
+    def close(self) -> None: ...
+
+
+def home() -> Path:
+    """Where Conveyor keeps its store, logs and artifacts: ``$CONVEYOR_HOME`` or ``.conveyor``."""
+    return Path(os.environ.get("CONVEYOR_HOME", ".conveyor")).absolute()
+
+
+def default_url() -> str:
+    return os.environ.get("CONVEYOR_DB") or f"sqlite:///{home() / 'conveyor.db'}"
+
+
+def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
+    """Open the store at ``url`` (default: ``$CONVEYOR_DB``, else ``.conveyor/conveyor.db``)."""
+    from conveyor.store.sql import SqlStore
+
+    return SqlStore(url or default_url(), migrate=migrate)
+
+
+__all__ = [
+    "AttemptRecord",
+    "Batch",
+    "InstanceRecord",
+    "RunRecord",
+    "Store",
+    "TransitionRecord",
+    "default_url",
+    "home",
+    "open_store",
+]

@@ -1,0 +1,87 @@
+"""The records the store reads and writes: frozen rows, free of SQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    id: str
+    pipeline: str  # the pipeline's name
+    target: str  # how to load it: path/to/file.py:name or package.module:name
+    params: dict[str, Any]  # canonical JSON of the pipeline's parameters
+    key: str  # hash of target + params: "the same command"
+    state: str  # pending | running | succeeded | failed | cancelled
+    created_at: float
+    workdir: str = ""
+    started_at: float | None = None
+    ended_at: float | None = None
+    error: str | None = None
+    owner: str | None = None
+    epoch: int = 0
+    lease_expires: float | None = None
+    total: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRecord:
+    run_id: str
+    id: str
+    task: str
+    label: str
+    params: dict[str, Any]
+    upstream: list[str]
+    state: str = "pending"
+    attempts: int = 0
+    failures: int = 0
+    lost: int = 0
+    not_before: float = 0.0
+    priority: int = 0
+    targets: list[str] = field(default_factory=list)
+    result: str | None = None
+    error: str | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    run_id: str
+    instance_id: str
+    number: int
+    state: str  # running | succeeded | failed | lost | cancelled
+    started_at: float
+    ended_at: float | None = None
+    error: str | None = None
+    log_path: str | None = None
+    worker: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionRecord:
+    instance_id: str
+    old: str
+    new: str
+    at: float
+    cause: str
+    attempt: int
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything one turn of the driver persists, in one transaction (group commit)."""
+
+    instances: list[dict[str, Any]] = field(default_factory=list)  # id + changed columns
+    attempts_started: list[AttemptRecord] = field(default_factory=list)
+    attempts_ended: list[dict[str, Any]] = field(default_factory=list)  # instance_id, number, ...
+    transitions: list[TransitionRecord] = field(default_factory=list)
+    run: dict[str, Any] = field(default_factory=dict)  # changed run columns
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.instances or self.attempts_started or self.attempts_ended or self.transitions
+            or self.run
+        )

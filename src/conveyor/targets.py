@@ -1,0 +1,233 @@
+"""Targets: output locations whose existence means "done".
+
+``FileTarget`` is a local path or any fsspec URL. Writes are atomic: data goes to a temporary
+name beside the final one and is renamed into place only when complete, so a crashed task never
+leaves a half-written target that counts as done. Inside a running task, ``conveyor.output()``
+hands out *staged* targets (temporary names) that the runner renames into place after the task
+returns successfully; a library that wants a path (``savefig``, ``sqlite3.connect``) can use
+``target.path`` directly.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import IO, Any, Protocol, runtime_checkable
+
+from conveyor.errors import TargetError
+
+
+@runtime_checkable
+class Target(Protocol):
+    """Anything whose existence says a task's work is done."""
+
+    def exists(self) -> bool: ...
+
+
+def _is_local(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+class FileTarget:
+    """A file (or directory) at a local path or an fsspec URL."""
+
+    __slots__ = ("_staged", "url")
+
+    def __init__(self, url: str | os.PathLike[str], *, _staged: bool = False) -> None:
+        url = os.fspath(url)
+        if not url:
+            raise TargetError("a FileTarget needs a path or URL, got an empty string")
+        self.url = url.removeprefix("file://") if url.startswith("file://") else url
+        self._staged = _staged
+
+    # -- identity ---------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"FileTarget({self.url!r})"
+
+    def __str__(self) -> str:
+        return self.url
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FileTarget) and other.url == self.url
+
+    def __hash__(self) -> int:
+        return hash(self.url)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FileTarget, (self.url,), {"_staged": self._staged})
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple):  # slots pickle protocol: (dict, slots)
+            state = state[1] or {}
+        self._staged = state.get("_staged", False)
+
+    # -- paths ------------------------------------------------------------------------------
+    @property
+    def is_local(self) -> bool:
+        return _is_local(self.url)
+
+    @property
+    def path(self) -> str:
+        """The local path, or the URL for a remote target."""
+        return self.url
+
+    def __fspath__(self) -> str:
+        if not self.is_local:
+            raise TypeError(f"{self.url} is remote; use target.open() instead of a local path")
+        return self.url
+
+    def _fs(self) -> Any:
+        import fsspec  # imported only for remote targets: it costs start-up time
+
+        fs, path = fsspec.core.url_to_fs(self.url)
+        return fs, path
+
+    # -- reading and writing ----------------------------------------------------------------
+    def exists(self) -> bool:
+        if self.is_local:
+            return os.path.exists(self.url)
+        fs, path = self._fs()
+        return bool(fs.exists(path))
+
+    def open(self, mode: str = "r", **kwargs: Any) -> IO[Any]:
+        """Open for reading, or for an atomic write (``"w"``, ``"wb"``)."""
+        writing = any(c in mode for c in "wax")
+        if writing and not self._staged:
+            return _AtomicFile(self, mode, kwargs)  # type: ignore[return-value]
+        return self._open_direct(mode, **kwargs)
+
+    def _open_direct(self, mode: str, **kwargs: Any) -> IO[Any]:
+        if self.is_local:
+            if any(c in mode for c in "wax"):
+                Path(self.url).parent.mkdir(parents=True, exist_ok=True)
+            return open(self.url, mode, **kwargs)  # noqa: SIM115
+        import fsspec
+
+        return fsspec.open(self.url, mode, **kwargs).open()  # type: ignore[no-any-return]
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        with self.open("r", encoding=encoding) as f:
+            return str(f.read())
+
+    def read_bytes(self) -> bytes:
+        with self.open("rb") as f:
+            return bytes(f.read())
+
+    def write_text(self, text: str, encoding: str = "utf-8") -> None:
+        with self.open("w", encoding=encoding) as f:
+            f.write(text)
+
+    def write_bytes(self, data: bytes) -> None:
+        with self.open("wb") as f:
+            f.write(data)
+
+    def remove(self) -> None:
+        """Delete the target if it exists (a file or a directory tree)."""
+        if self.is_local:
+            p = Path(self.url)
+            if p.is_dir():
+                import shutil
+
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+            return
+        fs, path = self._fs()
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+
+    # -- staging ----------------------------------------------------------------------------
+    def temporary(self) -> FileTarget:
+        """A staged sibling with a temporary name; ``commit_to`` renames it into place."""
+        head, _, name = self.url.rpartition("/")
+        tmp = f".{name}.tmp-{uuid.uuid4().hex[:12]}"
+        return FileTarget(f"{head}/{tmp}" if head else tmp, _staged=True)
+
+    def commit_to(self, final: FileTarget) -> None:
+        """Rename this staged target to ``final`` (atomic on one local file system)."""
+        if self.is_local:
+            Path(final.url).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(self.url, final.url)
+            except OSError as exc:
+                raise TargetError(f"could not move {self.url} into place as {final.url}: {exc}") from None
+            return
+        fs, path = self._fs()
+        _, final_path = final._fs()
+        fs.mv(path, final_path, recursive=True)
+
+    def discard(self) -> None:
+        """Remove a staged target that will not be committed."""
+        try:
+            self.remove()
+        except OSError:
+            pass
+
+
+class _AtomicFile:
+    """A file opened for writing under a temporary name, renamed into place on a clean close."""
+
+    def __init__(self, target: FileTarget, mode: str, kwargs: dict[str, Any]) -> None:
+        self._target = target
+        self._tmp = target.temporary()
+        self._file = self._tmp._open_direct(mode, **kwargs)
+        self._done = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+    def __iter__(self) -> Any:
+        return iter(self._file)
+
+    def __enter__(self) -> _AtomicFile:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def close(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._file.close()
+        self._tmp.commit_to(self._target)
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._file.close()
+        self._tmp.discard()
+
+
+def flatten(output: Any) -> list[FileTarget]:
+    """The targets inside a task's output: one target, a list or a dict of them."""
+    if output is None:
+        return []
+    if isinstance(output, FileTarget):
+        return [output]
+    if isinstance(output, dict):
+        return [t for v in output.values() for t in flatten(v)]
+    if isinstance(output, list | tuple):
+        return [t for v in output for t in flatten(v)]
+    return []
+
+
+def rebuild(output: Any, targets: list[FileTarget]) -> Any:
+    """``output``'s shape (one, list or dict) filled with ``targets`` in order."""
+    it = iter(targets)
+
+    def walk(o: Any) -> Any:
+        if isinstance(o, FileTarget):
+            return next(it)
+        if isinstance(o, dict):
+            return {k: walk(v) for k, v in o.items()}
+        if isinstance(o, list | tuple):
+            return type(o)(walk(v) for v in o)
+        return o
+
+    return walk(output)
