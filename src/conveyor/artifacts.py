@@ -57,7 +57,7 @@ def load(ref: str | None) -> Any:
             with open(ref, "rb") as f:
                 return json.loads(f.read())
         with open(ref, "rb") as f:
-            return pickle.load(f)  # noqa: S301 - our own artifact, written by our own worker
+            return pickle.load(f)
     except FileNotFoundError:
         raise ConveyorError(
             f"the artifact {ref} is missing; re-run the task that produced it (conveyor run --force)"

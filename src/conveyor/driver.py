@@ -46,7 +46,10 @@ from conveyor.targets import flatten
 
 S = State
 _ENDED = {
-    S.SUCCEEDED: "succeeded", S.RETRY_WAIT: "failed", S.FAILED: "failed", S.READY: "lost",
+    S.SUCCEEDED: "succeeded",
+    S.RETRY_WAIT: "failed",
+    S.FAILED: "failed",
+    S.READY: "lost",
     S.CANCELLED: "cancelled",
 }
 
@@ -86,8 +89,17 @@ def tail(text: str | None, lines: int = 6) -> str:
 
 class RunDriver:
     def __init__(
-        self, store: Store, run: RunRecord, graph: Graph, capacity: Capacity, *, home: Path,
-        force: bool = False, retry: bool = False, grace: float = 10.0, lease_ttl: float = 30.0,
+        self,
+        store: Store,
+        run: RunRecord,
+        graph: Graph,
+        capacity: Capacity,
+        *,
+        home: Path,
+        force: bool = False,
+        retry: bool = False,
+        grace: float = 10.0,
+        lease_ttl: float = 30.0,
         on_change: Callable[[Change, str], None] | None = None,
     ) -> None:
         self.store = store
@@ -124,12 +136,14 @@ class RunDriver:
         records = {r.id: r for r in store.instances(run.id)}
         prior = {
             iid: Prior(S(r.state), r.attempts, r.failures, r.lost, r.not_before)
-            for iid, r in records.items() if iid in self.graph.nodes
+            for iid, r in records.items()
+            if iid in self.graph.nodes
         }
         self._results = {iid: r.result for iid, r in records.items()}
         specs = [
-            InstanceSpec(n.id, tuple(n.upstream), n.task.priority, n.task.resources,
-                         n.task.retries, n.task.retry_delay)
+            InstanceSpec(
+                n.id, tuple(n.upstream), n.task.priority, n.task.resources, n.task.retries, n.task.retry_delay
+            )
             for n in self.graph
         ]
         machine = self.machine = RunMachine(specs, self.capacity, prior)
@@ -230,8 +244,14 @@ class RunDriver:
         node = self.graph[cmd.instance]
         inputs = {name: self._results.get(up) for name, up in node.inputs.items()}
         return Job(
-            self.run.id, cmd.instance, cmd.attempt, self._log_path(cmd.instance, cmd.attempt),
-            self.artifact_dir, inputs, self.run.target, self.run.params,
+            self.run.id,
+            cmd.instance,
+            cmd.attempt,
+            self._log_path(cmd.instance, cmd.attempt),
+            self.artifact_dir,
+            inputs,
+            self.run.target,
+            self.run.params,
         )
 
     def _log_path(self, iid: str, attempt: int) -> str:
@@ -267,16 +287,27 @@ class RunDriver:
             )
             row = touched.setdefault(ch.instance, {"id": ch.instance})
             if ch.new is S.RUNNING:
-                batch.attempts_started.append(AttemptRecord(
-                    self.run.id, ch.instance, ch.attempt, "running", ch.at,
-                    log_path=self._log_path(ch.instance, ch.attempt),
-                ))
+                batch.attempts_started.append(
+                    AttemptRecord(
+                        self.run.id,
+                        ch.instance,
+                        ch.attempt,
+                        "running",
+                        ch.at,
+                        log_path=self._log_path(ch.instance, ch.attempt),
+                    )
+                )
                 row.setdefault("started_at", ch.at)
             if ch.old is S.RUNNING:
-                batch.attempts_ended.append({
-                    "instance_id": ch.instance, "number": ch.attempt, "state": _ENDED[ch.new],
-                    "ended_at": ch.at, "error": ch.error,
-                })
+                batch.attempts_ended.append(
+                    {
+                        "instance_id": ch.instance,
+                        "number": ch.attempt,
+                        "state": _ENDED[ch.new],
+                        "ended_at": ch.at,
+                        "error": ch.error,
+                    }
+                )
             if ch.error:
                 self._errors[ch.instance] = ch.error
                 row["error"] = ch.error
@@ -289,8 +320,13 @@ class RunDriver:
                 self.on_change(ch, self.graph[ch.instance].label)
         for iid, row in touched.items():
             inst = m.instances[iid]
-            row.update(state=inst.state.value, attempts=inst.attempts, failures=inst.failures,
-                       lost=inst.lost, not_before=inst.not_before)
+            row.update(
+                state=inst.state.value,
+                attempts=inst.attempts,
+                failures=inst.failures,
+                lost=inst.lost,
+                not_before=inst.not_before,
+            )
             batch.instances.append(row)
         return batch
 

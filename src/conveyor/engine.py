@@ -60,17 +60,30 @@ def new_run_id() -> str:
 def instance_records(run_id: str, graph: Graph, only: set[str] | None = None) -> list[InstanceRecord]:
     return [
         InstanceRecord(
-            run_id, n.id, n.task.name, n.label, n.params_json, list(n.upstream),
-            priority=n.task.priority, targets=[t.url for t in flatten(n.output)],
+            run_id,
+            n.id,
+            n.task.name,
+            n.label,
+            n.params_json,
+            list(n.upstream),
+            priority=n.task.priority,
+            targets=[t.url for t in flatten(n.output)],
         )
-        for n in graph if only is None or n.id in only
+        for n in graph
+        if only is None or n.id in only
     ]
 
 
 def prepare(
-    target: str | PipelineDef, params: Mapping[str, Any] | None = None, *,
-    store: Store | None = None, db: str | None = None, from_text: bool = False,
-    new: bool = False, force: bool = False, capacity: Capacity | None = None,
+    target: str | PipelineDef,
+    params: Mapping[str, Any] | None = None,
+    *,
+    store: Store | None = None,
+    db: str | None = None,
+    from_text: bool = False,
+    new: bool = False,
+    force: bool = False,
+    capacity: Capacity | None = None,
 ) -> Prepared:
     """Load and build the pipeline, and find or create its run in the store."""
     if isinstance(target, PipelineDef):
@@ -95,8 +108,15 @@ def prepare(
                 store.add_instances(last.id, instance_records(last.id, graph, missing))
             return Prepared(store, last, graph, resumed=True)
     run = RunRecord(
-        id=new_run_id(), pipeline=pipe.name, target=ref, params=pjson, key=key, state="pending",
-        created_at=time.time(), workdir=os.getcwd(), total=len(graph),
+        id=new_run_id(),
+        pipeline=pipe.name,
+        target=ref,
+        params=pjson,
+        key=key,
+        state="pending",
+        created_at=time.time(),
+        workdir=os.getcwd(),
+        total=len(graph),
     )
     store.create_run(run, instance_records(run.id, graph))
     return Prepared(store, run, graph, resumed=False)
@@ -107,8 +127,13 @@ def default_workers() -> int:
 
 
 def drive(
-    prepared: Prepared, *, workers: int | None = None, resources: Mapping[str, int] | None = None,
-    force: bool = False, retry: bool = False, grace: float = 10.0,
+    prepared: Prepared,
+    *,
+    workers: int | None = None,
+    resources: Mapping[str, int] | None = None,
+    force: bool = False,
+    retry: bool = False,
+    grace: float = 10.0,
     on_change: Callable[[Change, str], None] | None = None,
     on_start: Callable[[RunDriver], None] | None = None,
 ) -> RunResult:
@@ -117,8 +142,15 @@ def drive(
     for node in prepared.graph:
         capacity.check(node.label, node.task.resources)
     driver = RunDriver(
-        prepared.store, prepared.run, prepared.graph, capacity, home=home(), force=force,
-        retry=retry, grace=grace, on_change=on_change,
+        prepared.store,
+        prepared.run,
+        prepared.graph,
+        capacity,
+        home=home(),
+        force=force,
+        retry=retry,
+        grace=grace,
+        on_change=on_change,
     )
     if on_start is not None:
         on_start(driver)
@@ -127,8 +159,13 @@ def drive(
 
 
 def run(
-    target: str | PipelineDef, params: Mapping[str, Any] | None = None, *, db: str | None = None,
-    workers: int | None = None, force: bool = False, new: bool = False,
+    target: str | PipelineDef,
+    params: Mapping[str, Any] | None = None,
+    *,
+    db: str | None = None,
+    workers: int | None = None,
+    force: bool = False,
+    new: bool = False,
     resources: Mapping[str, int] | None = None,
 ) -> RunResult:
     """Run a pipeline to its end on this machine and return how it ended."""

@@ -12,9 +12,7 @@ from conveyor import params as P
 from conveyor.errors import CycleError, DefinitionError, GraphError, ParameterError
 from conveyor.tasks import TaskDef
 
-_builder: contextvars.ContextVar[Builder | None] = contextvars.ContextVar(
-    "conveyor_builder", default=None
-)
+_builder: contextvars.ContextVar[Builder | None] = contextvars.ContextVar("conveyor_builder", default=None)
 
 
 def current_builder() -> Builder | None:
@@ -185,7 +183,8 @@ class Graph:
     def find(self, name_or_id: str) -> list[Node]:
         """Nodes whose id starts with, or whose task name or label equals, ``name_or_id``."""
         return [
-            n for n in self.nodes.values()
+            n
+            for n in self.nodes.values()
             if n.id.startswith(name_or_id) or n.task.name == name_or_id or n.label == name_or_id
         ]
 
@@ -225,6 +224,6 @@ def _find_cycle(by_id: dict[str, Node], left: set[str]) -> list[str]:
         seen[node] = len(path)
         path.append(node)
         node = next(u for u in by_id[node].upstream if u in left)
-    cycle = path[seen[node]:]
+    cycle = path[seen[node] :]
     cycle.reverse()  # upstream first
     return [*cycle, cycle[0]]

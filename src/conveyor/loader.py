@@ -35,7 +35,8 @@ def load_module(where: str) -> object:
         sys.modules[modname] = module
         if str(path.parent) not in sys.path:  # let the file import its neighbours
             sys.path.insert(0, str(path.parent))
-        _exec(lambda: spec.loader.exec_module(module), where)  # type: ignore[union-attr]
+        loader = spec.loader
+        _exec(lambda: loader.exec_module(module), where)
         return module
     if "" not in sys.path and "." not in sys.path:
         sys.path.insert(0, "")

@@ -146,15 +146,25 @@ STR = ParamType("str", _check_instance(str), str, _identity, str)
 BOOL = ParamType("bool", _check_instance(bool), _parse_bool, _identity, bool)
 DATE = ParamType("date", _check_date, _parse_date, date.isoformat, date.fromisoformat)
 DATETIME = ParamType(
-    "datetime", _check_instance(datetime), _parse_datetime, datetime.isoformat,
+    "datetime",
+    _check_instance(datetime),
+    _parse_datetime,
+    datetime.isoformat,
     datetime.fromisoformat,
 )
 PATH = ParamType("Path", _check_path, Path, str, Path)
 ANY = ParamType("any", _check_json, _parse_json_or_text, _identity, _identity)
 
 _SIMPLE: dict[Any, ParamType] = {
-    int: INT, float: FLOAT, str: STR, bool: BOOL, date: DATE, datetime: DATETIME, Path: PATH,
-    inspect.Parameter.empty: ANY, Any: ANY,
+    int: INT,
+    float: FLOAT,
+    str: STR,
+    bool: BOOL,
+    date: DATE,
+    datetime: DATETIME,
+    Path: PATH,
+    inspect.Parameter.empty: ANY,
+    Any: ANY,
 }
 
 
@@ -192,8 +202,11 @@ def _list_type(item: ParamType) -> ParamType:
         return [item.parse(part) for part in text.split(",") if part.strip()]
 
     return ParamType(
-        f"list[{item.name}]", check, parse,
-        lambda v: [item.to_json(x) for x in v], lambda v: [item.from_json(x) for x in v],
+        f"list[{item.name}]",
+        check,
+        parse,
+        lambda v: [item.to_json(x) for x in v],
+        lambda v: [item.from_json(x) for x in v],
     )
 
 
@@ -205,7 +218,9 @@ def _optional_type(inner: ParamType) -> ParamType:
         return None if text.strip().lower() in {"", "none", "null"} else inner.parse(text)
 
     return ParamType(
-        f"{inner.name} | None", check, parse,
+        f"{inner.name} | None",
+        check,
+        parse,
         lambda v: None if v is None else inner.to_json(v),
         lambda v: None if v is None else inner.from_json(v),
     )
@@ -215,9 +230,7 @@ def _opaque_type(annotation: Any) -> ParamType:
     name = getattr(annotation, "__name__", str(annotation))
 
     def refuse(value: Any) -> Any:
-        raise ValueError(
-            f"type {name} cannot be given as a literal; pass an upstream task's result instead"
-        )
+        raise ValueError(f"type {name} cannot be given as a literal; pass an upstream task's result instead")
 
     return ParamType(name, refuse, refuse, refuse, refuse, literal=False)
 

@@ -45,9 +45,7 @@ class PipelineDef:
         return self.build(kwargs)
 
 
-def pipeline(
-    fn: Callable[..., Any] | None = None, *, name: str | None = None
-) -> Any:
+def pipeline(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
     """Make a function a pipeline. Use bare (``@pipeline``) or with options."""
 
     def wrap(f: Callable[..., Any]) -> PipelineDef:

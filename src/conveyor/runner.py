@@ -112,7 +112,7 @@ class _SinkHandler(logging.Handler):
         if self.sink is not None:
             try:
                 self.sink.write(self.format(record) + "\n")
-            except Exception:  # noqa: BLE001 - logging must never break the task
+            except Exception:
                 self.handleError(record)
 
 
@@ -132,7 +132,7 @@ def run_attempt(job: Job) -> Outcome:
     started = time.time()
     sink = _LazyLog(job.log_path)
     old_out, old_err = sys.stdout, sys.stderr
-    sys.stdout = sys.stderr = sink  # type: ignore[assignment]
+    sys.stdout = sys.stderr = sink
     _handler.sink = sink
     staged: list[FileTarget] = []
     try:
@@ -151,15 +151,17 @@ def run_attempt(job: Job) -> Outcome:
         ref = artifacts.save(value, Path(job.artifact_dir), job.instance)
         return Outcome(job.run_id, job.instance, job.attempt, "succeeded", ref, None, started, time.time())
     except Cancelled:
-        return Outcome(job.run_id, job.instance, job.attempt, "cancelled", None, "cancelled", started, time.time())
-    except BaseException as exc:  # noqa: BLE001 - any failure of user code is the attempt's
+        return Outcome(
+            job.run_id, job.instance, job.attempt, "cancelled", None, "cancelled", started, time.time()
+        )
+    except BaseException as exc:
         if isinstance(exc, ConveyorError):
             error = f"{type(exc).__name__}: {exc}"
         else:
             error = "".join(traceback.format_exception(exc)).rstrip()
         try:
             sink.write(error + "\n")
-        except Exception:  # noqa: BLE001,S110
+        except Exception:
             pass
         return Outcome(job.run_id, job.instance, job.attempt, "failed", None, error, started, time.time())
     finally:
@@ -208,17 +210,21 @@ def run_command(task: TaskDef, values: Mapping[str, Any], out: Any) -> int:
     """Run a script or shell task; its output goes to this attempt's log. Returns 0 or raises."""
     fill = {**values, "output": out}
     if task.kind == "script":
-        script, *args = task.command  # type: ignore[misc]
+        script, *args = tuple(task.command)
         argv = [sys.executable, str(script), *(_fill(a, fill, quote=False) for a in args)]
         shell = False
     else:
-        argv = [_fill(str(task.command), fill, quote=True)]  # type: ignore[list-item]
+        argv = [_fill(str(task.command), fill, quote=True)]
         shell = True
     sys.stdout.flush()
     log = sys.stdout
     fd = log.fileno() if isinstance(log, _LazyLog) else None
     proc = subprocess.Popen(
-        argv[0] if shell else argv, shell=shell, stdout=fd, stderr=fd, stdin=subprocess.DEVNULL,
+        argv[0] if shell else argv,
+        shell=shell,
+        stdout=fd,
+        stderr=fd,
+        stdin=subprocess.DEVNULL,
     )
     try:
         code = proc.wait()

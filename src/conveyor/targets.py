@@ -101,7 +101,7 @@ class FileTarget:
         if self.is_local:
             if any(c in mode for c in "wax"):
                 Path(self.url).parent.mkdir(parents=True, exist_ok=True)
-            return open(self.url, mode, **kwargs)  # noqa: SIM115
+            return open(self.url, mode, **kwargs)
         import fsspec
 
         return fsspec.open(self.url, mode, **kwargs).open()  # type: ignore[no-any-return]

@@ -161,7 +161,11 @@ class TaskDef:
 
 
 def _check_common(
-    owner: str, params: tuple[P.Param, ...], retries: int, output: OutputSpec, priority: int,
+    owner: str,
+    params: tuple[P.Param, ...],
+    retries: int,
+    output: OutputSpec,
+    priority: int,
 ) -> None:
     names = {p.name for p in params}
     clash = sorted(names & RESERVED)
@@ -186,34 +190,56 @@ def _check_common(
 
 def _check_name(name: str, owner: str) -> str:
     if not isinstance(name, str) or not _NAME.match(name):
-        raise DefinitionError(f"{owner}: name {name!r} must start with a letter and use letters, digits, _ . -")
+        raise DefinitionError(
+            f"{owner}: name {name!r} must start with a letter and use letters, digits, _ . -"
+        )
     return name
 
 
 def _make(
-    *, name: str, kind: Kind, params: tuple[P.Param, ...], fn: Callable[..., Any] | None = None,
-    command: tuple[str, ...] | str = (), retries: int = 0,
-    retry_delay: float | timedelta = 1.0, timeout: float | timedelta | None = None,
-    resources: Mapping[str, Any] | None = None, output: OutputSpec = None, priority: int = 0,
+    *,
+    name: str,
+    kind: Kind,
+    params: tuple[P.Param, ...],
+    fn: Callable[..., Any] | None = None,
+    command: tuple[str, ...] | str = (),
+    retries: int = 0,
+    retry_delay: float | timedelta = 1.0,
+    timeout: float | timedelta | None = None,
+    resources: Mapping[str, Any] | None = None,
+    output: OutputSpec = None,
+    priority: int = 0,
     tags: Sequence[str] = (),
 ) -> TaskDef:
     owner = f"task {name}"
     _check_name(name, owner)
     _check_common(owner, params, retries, output, priority)
     return TaskDef(
-        name=name, kind=kind, params=params, fn=fn, command=command, retries=retries,
+        name=name,
+        kind=kind,
+        params=params,
+        fn=fn,
+        command=command,
+        retries=retries,
         retry_delay=_seconds(retry_delay, owner, "retry_delay") or 0.0,
         timeout=_seconds(timeout, owner, "timeout"),
         resources=Resources.parse(resources, owner),
         output=output if isinstance(output, str | Mapping | None) else tuple(output),
-        priority=priority, tags=tuple(tags),
+        priority=priority,
+        tags=tuple(tags),
     )
 
 
 def task(
-    fn: Callable[..., Any] | None = None, *, name: str | None = None, retries: int = 0,
-    retry_delay: float | timedelta = 1.0, timeout: float | timedelta | None = None,
-    resources: Mapping[str, Any] | None = None, output: OutputSpec = None, priority: int = 0,
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    retry_delay: float | timedelta = 1.0,
+    timeout: float | timedelta | None = None,
+    resources: Mapping[str, Any] | None = None,
+    output: OutputSpec = None,
+    priority: int = 0,
     tags: Sequence[str] = (),
 ) -> Any:
     """Make a function a task. Use bare (``@task``) or with options (``@task(retries=2)``)."""
@@ -223,9 +249,17 @@ def task(
             raise DefinitionError(f"@task decorates a function, got {f!r}")
         tname = name or f.__name__
         return _make(
-            name=tname, kind="function", params=P.params_of(f, f"task {tname}"), fn=f,
-            retries=retries, retry_delay=retry_delay, timeout=timeout, resources=resources,
-            output=output, priority=priority, tags=tags,
+            name=tname,
+            kind="function",
+            params=P.params_of(f, f"task {tname}"),
+            fn=f,
+            retries=retries,
+            retry_delay=retry_delay,
+            timeout=timeout,
+            resources=resources,
+            output=output,
+            priority=priority,
+            tags=tags,
         )
 
     return wrap(fn) if fn is not None else wrap
@@ -247,8 +281,12 @@ def _placeholder_params(
 
 
 def script(
-    path: str | Path, args: Sequence[str] = (), *, name: str | None = None,
-    params: Mapping[str, Any] | None = None, **options: Any,
+    path: str | Path,
+    args: Sequence[str] = (),
+    *,
+    name: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    **options: Any,
 ) -> TaskDef:
     """An existing Python script as a task, run in a subprocess with this interpreter.
 

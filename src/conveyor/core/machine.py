@@ -99,7 +99,15 @@ class Prior:
 
 class _Instance:
     __slots__ = (
-        "attempts", "down", "failures", "history", "id", "lost", "not_before", "spec", "state",
+        "attempts",
+        "down",
+        "failures",
+        "history",
+        "id",
+        "lost",
+        "not_before",
+        "spec",
+        "state",
         "waiting",
     )
 
@@ -120,7 +128,9 @@ class RunMachine:
     """All scheduling decisions for one run."""
 
     def __init__(
-        self, specs: Iterable[InstanceSpec], capacity: Capacity,
+        self,
+        specs: Iterable[InstanceSpec],
+        capacity: Capacity,
         prior: Mapping[str, Prior] | None = None,
     ) -> None:
         self.capacity = capacity
@@ -129,10 +139,10 @@ class RunMachine:
             for up in inst.spec.upstream:
                 self.instances[up].down.append(inst)
         for iid, p in (prior or {}).items():
-            inst = self.instances.get(iid)
-            if inst is not None:
-                inst.state, inst.attempts, inst.failures = p.state, p.attempts, p.failures
-                inst.lost, inst.not_before = p.lost, p.not_before
+            known = self.instances.get(iid)
+            if known is not None:
+                known.state, known.attempts, known.failures = p.state, p.attempts, p.failures
+                known.lost, known.not_before = p.lost, p.not_before
         for inst in self.instances.values():
             inst.waiting = sum(not self.instances[u].state.done for u in inst.spec.upstream)
         self.changes: list[Change] = []
@@ -281,8 +291,7 @@ class RunMachine:
         if (old, new) not in TRANSITIONS:
             story = "; ".join(f"{a}->{b} ({c})" for _, a, b, c in inst.history) or "no history"
             raise TransitionError(
-                f"task instance {inst.id}: illegal transition {old} -> {new} ({cause}); "
-                f"history: {story}"
+                f"task instance {inst.id}: illegal transition {old} -> {new} ({cause}); history: {story}"
             )
         inst.state = new
         if new.done and not old.done:

@@ -31,25 +31,33 @@ class State(StrEnum):
 
 _TERMINAL = frozenset({State.SUCCEEDED, State.SKIPPED, State.FAILED, State.CANCELLED})
 _SYMBOLS = {
-    State.PENDING: "·", State.READY: "○", State.RUNNING: "▶", State.RETRY_WAIT: "↻",
-    State.SUCCEEDED: "✔", State.SKIPPED: "⤼", State.FAILED: "✘", State.CANCELLED: "⊘",
+    State.PENDING: "·",
+    State.READY: "○",
+    State.RUNNING: "▶",
+    State.RETRY_WAIT: "↻",
+    State.SUCCEEDED: "✔",
+    State.SKIPPED: "⤼",
+    State.FAILED: "✘",
+    State.CANCELLED: "⊘",
 }
 
 S = State
 #: Every allowed change of state. Anything else is a bug and raises with the instance's history.
-TRANSITIONS: frozenset[tuple[State, State]] = frozenset({
-    (S.PENDING, S.READY),
-    (S.PENDING, S.SKIPPED),
-    (S.PENDING, S.CANCELLED),
-    (S.READY, S.RUNNING),
-    (S.READY, S.CANCELLED),
-    (S.RUNNING, S.SUCCEEDED),
-    (S.RUNNING, S.RETRY_WAIT),
-    (S.RUNNING, S.READY),  # a lost attempt: retried at once
-    (S.RUNNING, S.FAILED),
-    (S.RUNNING, S.CANCELLED),
-    (S.RETRY_WAIT, S.READY),
-    (S.RETRY_WAIT, S.CANCELLED),
-    (S.FAILED, S.PENDING),  # retry of a finished run
-    (S.CANCELLED, S.PENDING),
-})
+TRANSITIONS: frozenset[tuple[State, State]] = frozenset(
+    {
+        (S.PENDING, S.READY),
+        (S.PENDING, S.SKIPPED),
+        (S.PENDING, S.CANCELLED),
+        (S.READY, S.RUNNING),
+        (S.READY, S.CANCELLED),
+        (S.RUNNING, S.SUCCEEDED),
+        (S.RUNNING, S.RETRY_WAIT),
+        (S.RUNNING, S.READY),  # a lost attempt: retried at once
+        (S.RUNNING, S.FAILED),
+        (S.RUNNING, S.CANCELLED),
+        (S.RETRY_WAIT, S.READY),
+        (S.RETRY_WAIT, S.CANCELLED),
+        (S.FAILED, S.PENDING),  # retry of a finished run
+        (S.CANCELLED, S.PENDING),
+    }
+)

@@ -58,7 +58,7 @@ class LocalExecutor:
     def _spawn(self, index: int) -> _Worker:
         parent, child = _ctx.Pipe()
         log = os.path.join(self.log_dir, f"worker-{index}.log")
-        proc = _ctx.Process(target=worker_main, args=(child, index, log), daemon=True)
+        proc = _ctx.Process(target=worker_main, args=(child, index, log), daemon=True)  # type: ignore[attr-defined]
         proc.start()
         child.close()
         return _Worker(index, proc, parent)
@@ -129,7 +129,7 @@ class LocalExecutor:
             except (EOFError, OSError):
                 pass
         for obj in ready:
-            w = sentinels.get(obj)  # type: ignore[call-overload]
+            w = sentinels.get(obj)
             if w is not None and w.job is not None and not w.process.is_alive():
                 code = w.process.exitcode
                 reason = f"the worker process died (exit code {code})"

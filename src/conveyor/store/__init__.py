@@ -34,7 +34,12 @@ class Store(Protocol):
     def attempts(self, run_id: str, instance_id: str | None = None) -> list[AttemptRecord]: ...
     def history(self, run_id: str, instance_id: str) -> list[TransitionRecord]: ...
     def acquire(
-        self, run_id: str, owner: str, ttl: float, *, is_dead: Callable[[str], bool] | None = None,
+        self,
+        run_id: str,
+        owner: str,
+        ttl: float,
+        *,
+        is_dead: Callable[[str], bool] | None = None,
         now: float | None = None,
     ) -> int: ...
     def release(self, run_id: str, epoch: int) -> None: ...

@@ -82,6 +82,5 @@ class Batch:
 
     def __bool__(self) -> bool:
         return bool(
-            self.instances or self.attempts_started or self.attempts_ended or self.transitions
-            or self.run
+            self.instances or self.attempts_started or self.attempts_ended or self.transitions or self.run
         )

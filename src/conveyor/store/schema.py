@@ -20,7 +20,8 @@ SCHEMA_REVISION = "0001"
 metadata = MetaData()
 
 runs = Table(
-    "runs", metadata,
+    "runs",
+    metadata,
     Column("id", String(32), primary_key=True),
     Column("pipeline", String(200), nullable=False),
     Column("target", Text, nullable=False),
@@ -41,7 +42,8 @@ runs = Table(
 )
 
 task_instances = Table(
-    "task_instances", metadata,
+    "task_instances",
+    metadata,
     Column("run_id", String(32), nullable=False),
     Column("id", String(32), nullable=False),
     Column("seq", Integer, nullable=False),
@@ -64,7 +66,8 @@ task_instances = Table(
 )
 
 attempts = Table(
-    "attempts", metadata,
+    "attempts",
+    metadata,
     Column("run_id", String(32), nullable=False),
     Column("instance_id", String(32), nullable=False),
     Column("number", Integer, nullable=False),
@@ -78,7 +81,8 @@ attempts = Table(
 )
 
 transitions = Table(
-    "transitions", metadata,
+    "transitions",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("run_id", String(32), nullable=False),
     Column("instance_id", String(32), nullable=False),

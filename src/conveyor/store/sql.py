@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.exc import ArgumentError as SAArgumentError
+from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from conveyor.errors import RunBusy, RunNotFound, SchemaError, StaleEpochError, StoreError
 from conveyor.store import schema as t
@@ -147,9 +147,13 @@ class SqlStore:
         def read(conn: Connection) -> RunRecord:
             row = conn.execute(sa.select(t.runs).where(t.runs.c.id == run_id)).mappings().first()
             if row is None and run_id:
-                found = conn.execute(
-                    sa.select(t.runs).where(t.runs.c.id.startswith(run_id, autoescape=True)).limit(2)
-                ).mappings().all()
+                found = (
+                    conn.execute(
+                        sa.select(t.runs).where(t.runs.c.id.startswith(run_id, autoescape=True)).limit(2)
+                    )
+                    .mappings()
+                    .all()
+                )
                 if len(found) == 2:
                     raise RunNotFound(f"run id {run_id!r} is ambiguous; give more of it")
                 row = found[0] if found else None
@@ -161,10 +165,13 @@ class SqlStore:
 
     def latest_run(self, key: str) -> RunRecord | None:
         def read(conn: Connection) -> RunRecord | None:
-            row = conn.execute(
-                sa.select(t.runs).where(t.runs.c.key == key)
-                .order_by(t.runs.c.created_at.desc()).limit(1)
-            ).mappings().first()
+            row = (
+                conn.execute(
+                    sa.select(t.runs).where(t.runs.c.key == key).order_by(t.runs.c.created_at.desc()).limit(1)
+                )
+                .mappings()
+                .first()
+            )
             return None if row is None else _run_record(row, self._counts(conn, row["id"]))
 
         return self._read(read)
@@ -215,7 +222,8 @@ class SqlStore:
             tr = t.transitions
             rows = conn.execute(
                 sa.select(tr.c.instance_id, tr.c.old, tr.c.new, tr.c.at, tr.c.cause, tr.c.attempt)
-                .where(tr.c.run_id == run_id, tr.c.instance_id == instance_id).order_by(tr.c.id)
+                .where(tr.c.run_id == run_id, tr.c.instance_id == instance_id)
+                .order_by(tr.c.id)
             ).mappings()
             return [TransitionRecord(**dict(r)) for r in rows]
 
@@ -223,15 +231,19 @@ class SqlStore:
 
     # -- leases -------------------------------------------------------------------------------
     def acquire(
-        self, run_id: str, owner: str, ttl: float, *, is_dead: Callable[[str], bool] | None = None,
+        self,
+        run_id: str,
+        owner: str,
+        ttl: float,
+        *,
+        is_dead: Callable[[str], bool] | None = None,
         now: float | None = None,
     ) -> int:
         """Take the run's lease (epoch + 1) if it is free, expired, or its owner is dead."""
         now = time.time() if now is None else now
         with self._tx() as conn:
             row = conn.execute(
-                sa.select(t.runs.c.owner, t.runs.c.epoch, t.runs.c.lease_expires)
-                .where(t.runs.c.id == run_id)
+                sa.select(t.runs.c.owner, t.runs.c.epoch, t.runs.c.lease_expires).where(t.runs.c.id == run_id)
             ).first()
             if row is None:
                 raise RunNotFound(f"no run {run_id!r} in {safe_url(self.url)}")
@@ -244,7 +256,8 @@ class SqlStore:
                     "or stop that process"
                 )
             updated = conn.execute(
-                t.runs.update().where(t.runs.c.id == run_id, t.runs.c.epoch == epoch)
+                t.runs.update()
+                .where(t.runs.c.id == run_id, t.runs.c.epoch == epoch)
                 .values(owner=owner, epoch=epoch + 1, lease_expires=now + ttl)
             ).rowcount
             if updated != 1:
@@ -254,7 +267,8 @@ class SqlStore:
     def release(self, run_id: str, epoch: int) -> None:
         with self._tx() as conn:
             conn.execute(
-                t.runs.update().where(t.runs.c.id == run_id, t.runs.c.epoch == epoch)
+                t.runs.update()
+                .where(t.runs.c.id == run_id, t.runs.c.epoch == epoch)
                 .values(owner=None, lease_expires=None)
             )
 
@@ -263,7 +277,8 @@ class SqlStore:
         """Write one batch in one transaction, fenced by the run's lease epoch."""
         with self._tx() as conn:
             fenced = conn.execute(
-                t.runs.update().where(t.runs.c.id == run_id, t.runs.c.epoch == epoch)
+                t.runs.update()
+                .where(t.runs.c.id == run_id, t.runs.c.epoch == epoch)
                 .values(lease_expires=lease_until, **batch.run)
             ).rowcount
             if fenced != 1:
@@ -278,24 +293,43 @@ class SqlStore:
             if batch.attempts_ended:
                 a = t.attempts
                 for cols in _group_by_keys(batch.attempts_ended):
-                    stmt = a.update().where(
-                        a.c.run_id == run_id, a.c.instance_id == sa.bindparam("b_instance"),
-                        a.c.number == sa.bindparam("b_number"),
-                    ).values({c: sa.bindparam(f"v_{c}") for c in cols})
-                    conn.execute(stmt, [_bind(row, cols) for row in batch.attempts_ended if _keys(row) == cols])
+                    stmt = (
+                        a.update()
+                        .where(
+                            a.c.run_id == run_id,
+                            a.c.instance_id == sa.bindparam("b_instance"),
+                            a.c.number == sa.bindparam("b_number"),
+                        )
+                        .values({c: sa.bindparam(f"v_{c}") for c in cols})
+                    )
+                    conn.execute(
+                        stmt, [_bind(row, cols) for row in batch.attempts_ended if _keys(row) == cols]
+                    )
             if batch.transitions:
                 conn.execute(
                     t.transitions.insert(),
-                    [{"run_id": run_id, "instance_id": tr.instance_id, "old": tr.old, "new": tr.new,
-                      "at": tr.at, "cause": tr.cause, "attempt": tr.attempt} for tr in batch.transitions],
+                    [
+                        {
+                            "run_id": run_id,
+                            "instance_id": tr.instance_id,
+                            "old": tr.old,
+                            "new": tr.new,
+                            "at": tr.at,
+                            "cause": tr.cause,
+                            "attempt": tr.attempt,
+                        }
+                        for tr in batch.transitions
+                    ],
                 )
 
     def _update_instances(self, conn: Connection, run_id: str, rows: list[dict[str, Any]]) -> None:
         ti = t.task_instances
         for cols in _group_by_keys(rows):
-            stmt = ti.update().where(
-                ti.c.run_id == run_id, ti.c.id == sa.bindparam("b_id")
-            ).values({c: sa.bindparam(f"v_{c}") for c in cols})
+            stmt = (
+                ti.update()
+                .where(ti.c.run_id == run_id, ti.c.id == sa.bindparam("b_id"))
+                .values({c: sa.bindparam(f"v_{c}") for c in cols})
+            )
             conn.execute(stmt, [_bind(r, cols, key="id") for r in rows if _keys(r) == cols])
 
 
@@ -320,10 +354,21 @@ def _bind(row: dict[str, Any], cols: tuple[str, ...], key: str = "") -> dict[str
 
 def _run_row(r: RunRecord) -> dict[str, Any]:
     return {
-        "id": r.id, "pipeline": r.pipeline, "target": r.target, "params": json.dumps(r.params),
-        "key": r.key, "state": r.state, "workdir": r.workdir, "created_at": r.created_at,
-        "started_at": r.started_at, "ended_at": r.ended_at, "error": r.error, "owner": r.owner,
-        "epoch": r.epoch, "lease_expires": r.lease_expires, "total": r.total,
+        "id": r.id,
+        "pipeline": r.pipeline,
+        "target": r.target,
+        "params": json.dumps(r.params),
+        "key": r.key,
+        "state": r.state,
+        "workdir": r.workdir,
+        "created_at": r.created_at,
+        "started_at": r.started_at,
+        "ended_at": r.ended_at,
+        "error": r.error,
+        "owner": r.owner,
+        "epoch": r.epoch,
+        "lease_expires": r.lease_expires,
+        "total": r.total,
     }
 
 
@@ -335,11 +380,24 @@ def _run_record(row: Any, counts: dict[str, int]) -> RunRecord:
 
 def _instance_row(r: InstanceRecord, seq: int) -> dict[str, Any]:
     return {
-        "run_id": r.run_id, "id": r.id, "seq": seq, "task": r.task, "label": r.label,
-        "params": json.dumps(r.params), "upstream": json.dumps(r.upstream), "state": r.state,
-        "attempts": r.attempts, "failures": r.failures, "lost": r.lost, "not_before": r.not_before,
-        "priority": r.priority, "targets": json.dumps(r.targets), "result": r.result,
-        "error": r.error, "started_at": r.started_at, "ended_at": r.ended_at,
+        "run_id": r.run_id,
+        "id": r.id,
+        "seq": seq,
+        "task": r.task,
+        "label": r.label,
+        "params": json.dumps(r.params),
+        "upstream": json.dumps(r.upstream),
+        "state": r.state,
+        "attempts": r.attempts,
+        "failures": r.failures,
+        "lost": r.lost,
+        "not_before": r.not_before,
+        "priority": r.priority,
+        "targets": json.dumps(r.targets),
+        "result": r.result,
+        "error": r.error,
+        "started_at": r.started_at,
+        "ended_at": r.ended_at,
     }
 
 
@@ -353,9 +411,15 @@ def _instance_record(row: Any) -> InstanceRecord:
 
 def _attempt_row(a: AttemptRecord) -> dict[str, Any]:
     return {
-        "run_id": a.run_id, "instance_id": a.instance_id, "number": a.number, "state": a.state,
-        "started_at": a.started_at, "ended_at": a.ended_at, "error": a.error,
-        "log_path": a.log_path, "worker": a.worker,
+        "run_id": a.run_id,
+        "instance_id": a.instance_id,
+        "number": a.number,
+        "state": a.state,
+        "started_at": a.started_at,
+        "ended_at": a.ended_at,
+        "error": a.error,
+        "log_path": a.log_path,
+        "worker": a.worker,
     }
 
 
