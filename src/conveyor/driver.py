@@ -177,15 +177,15 @@ class RunDriver:
                 commands = machine.handle(*events)
                 events = []
                 batch = self._batch(machine.drain_changes())
+                if run_cols:
+                    batch.run.update(run_cols)
+                    run_cols = {}
                 for cmd in commands:
                     if isinstance(cmd, Finished):
                         finished = cmd
                         batch.run.update(self._run_end(cmd, now))
                     elif isinstance(cmd, Wake):
                         wake_at = cmd.at
-                if run_cols:
-                    batch.run.update(run_cols)
-                    run_cols = {}
                 if batch or now - self._last_commit > self.lease_ttl / 3:
                     self._commit(batch, now)
                 for cmd in commands:  # effects, only after their transitions are durable

@@ -98,7 +98,9 @@ def prepare(
         for node in graph:
             capacity.check(node.label, node.task.resources)
     pjson = P.to_json(pipe.params, bound)
-    key = run_key(ref, pjson)
+    # The graph's instances are part of "the same command": a default like end=None that means
+    # today builds another graph tomorrow, which is another run.
+    key = run_key(ref, {"params": pjson, "instances": sorted(graph.nodes)})
     store = store or open_store(db)
     if not (new or force):
         last = store.latest_run(key)

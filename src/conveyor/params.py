@@ -306,9 +306,18 @@ def parse_assignments(pairs: list[str]) -> dict[str, str]:
 
 
 def bind(
-    owner: str, params: tuple[Param, ...], values: Mapping[str, Any], *, from_text: bool = False
+    owner: str,
+    params: tuple[Param, ...],
+    values: Mapping[str, Any],
+    *,
+    from_text: bool = False,
+    opaque: bool = False,
 ) -> dict[str, Any]:
-    """Check ``values`` against ``params``: unknown and missing names, types; fill defaults."""
+    """Check ``values`` against ``params``: unknown and missing names, types; fill defaults.
+
+    With ``opaque``, a parameter whose type only an upstream result can fill takes any value
+    unchecked (a task called as a plain function).
+    """
     known = {p.name for p in params}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -324,6 +333,9 @@ def bind(
             out[p.name] = p.default
             continue
         raw = values[p.name]
+        if opaque and not p.type.literal:
+            out[p.name] = raw
+            continue
         try:
             out[p.name] = p.type.parse(raw) if from_text and isinstance(raw, str) else p.type.check(raw)
         except ValueError as exc:

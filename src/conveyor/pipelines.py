@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from conveyor import params as P
-from conveyor.errors import DefinitionError, GraphError
+from conveyor.errors import ConveyorError, DefinitionError, GraphError
 from conveyor.graph import Builder, Graph, current_builder
 from conveyor.tasks import _check_name
 
@@ -32,7 +34,16 @@ class PipelineDef:
         """Record the graph for these parameters; nothing executes."""
         bound = self.bind(values or {}, from_text=from_text)
         with Builder(self.name) as builder:
-            self.fn(**bound)
+            try:
+                self.fn(**bound)
+            except ConveyorError:
+                raise
+            except Exception as exc:  # the pipeline's own code raised while recording
+                tb = traceback.extract_tb(exc.__traceback__)
+                where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
+                raise GraphError(
+                    f"pipeline {self.name}: building its graph failed{where}: {type(exc).__name__}: {exc}"
+                ) from None
         if not builder.nodes:
             raise GraphError(f"pipeline {self.name} records no tasks; call at least one task inside it")
         return Graph(self.name, builder.nodes.values())

@@ -145,7 +145,7 @@ def run_attempt(job: Job) -> Outcome:
         finals = flatten(node.output)
         staged = [f.temporary() for f in finals]
         out = rebuild(node.output, staged) if finals else None
-        value = node.task.execute(values, out)
+        value = node.task.execute(values, out, node.output)
         _commit(node.task.name, staged, finals)
         staged = []
         ref = artifacts.save(value, Path(job.artifact_dir), job.instance)

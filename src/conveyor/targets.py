@@ -139,9 +139,15 @@ class FileTarget:
 
     # -- staging ----------------------------------------------------------------------------
     def temporary(self) -> FileTarget:
-        """A staged sibling with a temporary name; ``commit_to`` renames it into place."""
+        """A staged sibling with a temporary name, in a directory that exists; ``commit_to``
+        renames it into place."""
         head, _, name = self.url.rpartition("/")
-        tmp = f".{name}.tmp-{uuid.uuid4().hex[:12]}"
+        stem, dot, suffix = name.rpartition(".")
+        if not stem:  # no suffix, or a dot file
+            stem, dot, suffix = name, "", ""
+        tmp = f".{stem}.tmp-{uuid.uuid4().hex[:12]}{dot}{suffix}"  # keeps the suffix: savefig needs it
+        if head and self.is_local:
+            os.makedirs(head, exist_ok=True)
         return FileTarget(f"{head}/{tmp}" if head else tmp, _staged=True)
 
     def commit_to(self, final: FileTarget) -> None:

@@ -29,10 +29,15 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _output: contextvars.ContextVar[Any] = contextvars.ContextVar("conveyor_output")
 
 
-def output() -> Any:
-    """The running task's output target(s): one ``FileTarget``, a list or a dict, as declared."""
+def output(*, final: bool = False) -> Any:
+    """The running task's output target(s): one ``FileTarget``, a list or a dict, as declared.
+
+    While the task runs under Conveyor these are staged under temporary names, renamed into place
+    when it returns; ``final=True`` gives the names they will have (to link to, not to write).
+    """
     try:
-        return _output.get()
+        staged, finals = _output.get()
+        return finals if final else staged
     except LookupError:
         raise TargetError("output() is only available while a task declared with output= runs") from None
 
@@ -110,8 +115,9 @@ class TaskDef:
             return builder.record(self, values, after)
         if after is not None:
             raise DefinitionError(f"task {self.name}: after= only means something inside a pipeline")
-        bound = P.bind(f"task {self.name}", self.params, values)
-        return self.execute(bound, self.render_output(bound))
+        bound = P.bind(f"task {self.name}", self.params, values, opaque=True)
+        out = self.render_output(bound)
+        return self.execute(bound, out, out)
 
     def _named(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         if len(args) > len(self.params):
@@ -146,9 +152,9 @@ class TaskDef:
             return {k: one(v) for k, v in spec.items()}
         return [one(t) for t in spec]
 
-    def execute(self, values: Mapping[str, Any], out: Any) -> Any:
-        """Run the task body here, with ``output()`` pointing at ``out``."""
-        token = _output.set(out)
+    def execute(self, values: Mapping[str, Any], out: Any, final: Any = None) -> Any:
+        """Run the task body here, with ``output()`` pointing at ``out`` (staged targets)."""
+        token = _output.set((out, final))
         try:
             if self.kind == "function":
                 assert self.fn is not None

@@ -1,18 +1,26 @@
-"""The store on SQLAlchemy Core: SQLite (WAL) by default; the only module that knows SQL."""
+"""The store on SQLAlchemy Core: SQLite (WAL) by default; the only module that knows SQL.
+
+The driver's group commit and the reads and writes that scale with the size of a run (creating
+its instances, reading them back) run statements compiled once per store for its dialect,
+straight on the DBAPI cursor with ``executemany``: building and compiling Core statements per
+call cost several times more than the database work. Everything else goes through Core.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import ArgumentError as SAArgumentError
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
 
@@ -29,6 +37,20 @@ from conveyor.store.records import (
 T = TypeVar("T")
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
+#: Alembic's own bookkeeping table, as ``alembic upgrade`` creates it.
+_alembic_version = sa.Table(
+    "alembic_version",
+    sa.MetaData(),
+    sa.Column("version_num", sa.String(32), nullable=False),
+    sa.PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+)
+
+_RUN_COLUMNS = tuple(c.key for c in t.runs.columns)
+_INSTANCE_COLUMNS = tuple(c.key for c in t.task_instances.columns)
+_ATTEMPT_COLUMNS = tuple(c.key for c in t.attempts.columns)
+_TRANSITION_COLUMNS = ("run_id", "instance_id", "old", "new", "at", "cause", "attempt")
+_ATTEMPT_END_COLUMNS = ("state", "ended_at", "error")
+
 
 def safe_url(url: str) -> str:
     """The URL with its password hidden, for messages."""
@@ -36,6 +58,43 @@ def safe_url(url: str) -> str:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except SAArgumentError:
         return url
+
+
+class _Sql:
+    """A statement compiled once for a dialect, run on a DBAPI cursor.
+
+    Its parameters come from a mapping: a bind named ``v_col`` or ``k_col`` (prefixed so it never
+    clashes with a column's own bind) takes the mapping's ``col``; any other bind its own name.
+    """
+
+    __slots__ = ("_get", "_names", "_positional", "_procs", "text")
+
+    def __init__(self, stmt: Any, dialect: Dialect, column_keys: Sequence[str] | None = None) -> None:
+        compiled = stmt.compile(dialect=dialect, column_keys=column_keys)
+        self.text: str = compiled.string
+        self._positional = bool(compiled.positional)
+        names = list(compiled.positiontup or []) if self._positional else list(compiled.binds)
+        self._names = names
+        keys = [n[2:] if n[:2] in ("v_", "k_") else n for n in names]
+        self._get = operator.itemgetter(*keys) if keys else (lambda _: ())
+        self._procs: list[tuple[int, str, Callable[[Any], Any]]] = []
+        for i, name in enumerate(names):
+            typ = compiled.binds[name].type
+            proc = typ.dialect_impl(dialect).bind_processor(dialect)
+            if proc is not None:
+                self._procs.append((i, name, proc))
+
+    def params(self, values: Mapping[str, Any]) -> list[Any] | dict[str, Any]:
+        got = self._get(values)
+        if self._positional:
+            out = list(got) if len(self._names) != 1 else [got]
+            for i, _, proc in self._procs:
+                out[i] = proc(out[i])
+            return out
+        named = dict(zip(self._names, got if len(self._names) != 1 else (got,), strict=True))
+        for _, name, proc in self._procs:
+            named[name] = proc(named[name])
+        return named
 
 
 class SqlStore:
@@ -51,15 +110,24 @@ class SqlStore:
             ) from None
         self.dialect = parsed.get_backend_name()
         kwargs: dict[str, Any] = {}
+        fresh = False
         if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            db = Path(parsed.database)
+            db.parent.mkdir(parents=True, exist_ok=True)
+            fresh = not db.exists() or db.stat().st_size == 0
         try:
             self.engine: Engine = sa.create_engine(url, **kwargs)
         except (NoSuchModuleError, ImportError, SAArgumentError) as exc:
             raise StoreError(f"cannot open store {safe_url(url)}: {exc}") from None
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        self._check_schema(migrate)
+        self._sql: dict[Hashable, _Sql] = {}
+        dbapi = self.engine.dialect.loaded_dbapi
+        self._dbapi_error: type[Exception] = getattr(dbapi, "Error", Exception)
+        if fresh and migrate:
+            self._create()  # a new SQLite file: no schema to read
+        else:
+            self._check_schema(migrate)
 
     # -- plumbing -----------------------------------------------------------------------------
     @contextmanager
@@ -74,6 +142,38 @@ class SqlStore:
             raise StoreError(f"store {safe_url(self.url)}: {msg}") from None
         except SQLAlchemyError as exc:
             raise StoreError(f"store {safe_url(self.url)}: {exc}") from None
+
+    @contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        """A DBAPI cursor in one transaction, committed when the block ends without error."""
+        raw = None
+        try:
+            raw = self.engine.raw_connection()
+            cur = raw.cursor()
+            try:
+                yield cur
+                raw.commit()
+            except BaseException:
+                raw.rollback()
+                raise
+            finally:
+                cur.close()
+        except self._dbapi_error as exc:
+            msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise StoreError(f"store {safe_url(self.url)}: {msg}") from None
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store {safe_url(self.url)}: {exc}") from None
+        finally:
+            if raw is not None:
+                raw.close()  # back to the pool
+
+    def _stmt(
+        self, key: Hashable, build: Callable[[], Any], column_keys: Sequence[str] | None = None
+    ) -> _Sql:
+        sql = self._sql.get(key)
+        if sql is None:
+            sql = self._sql[key] = _Sql(build(), self.engine.dialect, column_keys)
+        return sql
 
     def _read(self, fn: Callable[[Connection], T]) -> T:
         with self._tx() as conn:
@@ -96,7 +196,7 @@ class SqlStore:
         if rev == t.SCHEMA_REVISION:
             return
         if rev is None and migrate and not self._read(lambda c: sa.inspect(c).get_table_names()):
-            self.upgrade()
+            self._create()
             return
         if rev is None:
             raise SchemaError(
@@ -107,6 +207,18 @@ class SqlStore:
             f"store {safe_url(self.url)} has schema {rev}, this Conveyor needs "
             f"{t.SCHEMA_REVISION}; run: conveyor db upgrade --db '{safe_url(self.url)}'"
         )
+
+    def _create(self) -> None:
+        """An empty database gets the current schema at once, stamped with its revision.
+
+        The migrations build exactly ``schema.metadata`` (a test compares the two), so creating it
+        directly is the same as migrating from nothing, without loading Alembic.
+        """
+        with self._tx() as conn:
+            t.metadata.create_all(conn)
+            _alembic_version.create(conn, checkfirst=True)
+            conn.execute(_alembic_version.delete())
+            conn.execute(_alembic_version.insert().values(version_num=t.SCHEMA_REVISION))
 
     def upgrade(self) -> str:
         """Apply the Alembic migrations up to the head; return the new revision."""
@@ -122,9 +234,10 @@ class SqlStore:
 
     # -- runs ---------------------------------------------------------------------------------
     def create_run(self, run: RunRecord, instances: Sequence[InstanceRecord]) -> None:
-        with self._tx() as conn:
-            conn.execute(t.runs.insert(), [_run_row(run)])
-            self._insert_instances(conn, instances, start=0)
+        with self._cursor() as cur:
+            ins = self._stmt("insert_run", t.runs.insert, _RUN_COLUMNS)
+            cur.execute(ins.text, ins.params(_run_row(run)))
+            self._insert_instances(cur, instances, start=0)
 
     def add_instances(self, run_id: str, instances: Sequence[InstanceRecord]) -> None:
         """Add instances to an existing run (its pipeline's graph grew since it started)."""
@@ -132,14 +245,16 @@ class SqlStore:
             seq = conn.execute(
                 sa.select(sa.func.count()).where(t.task_instances.c.run_id == run_id)
             ).scalar_one()
-            self._insert_instances(conn, instances, start=seq)
             conn.execute(
                 t.runs.update().where(t.runs.c.id == run_id).values(total=t.runs.c.total + len(instances))
             )
+        with self._cursor() as cur:
+            self._insert_instances(cur, instances, start=seq)
 
-    def _insert_instances(self, conn: Connection, rows: Sequence[InstanceRecord], start: int) -> None:
+    def _insert_instances(self, cur: Any, rows: Sequence[InstanceRecord], start: int) -> None:
         if rows:
-            conn.execute(t.task_instances.insert(), [_instance_row(r, start + i) for i, r in enumerate(rows)])
+            ins = self._stmt("insert_instance", t.task_instances.insert, _INSTANCE_COLUMNS)
+            cur.executemany(ins.text, [ins.params(_instance_row(r, start + i)) for i, r in enumerate(rows)])
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run with this id, or the only one whose id starts with it."""
@@ -199,12 +314,20 @@ class SqlStore:
 
     # -- instances, attempts, history ----------------------------------------------------------
     def instances(self, run_id: str) -> list[InstanceRecord]:
-        def read(conn: Connection) -> list[InstanceRecord]:
-            ti = t.task_instances
-            rows = conn.execute(sa.select(ti).where(ti.c.run_id == run_id).order_by(ti.c.seq)).mappings()
-            return [_instance_record(r) for r in rows]
-
-        return self._read(read)
+        ti = t.task_instances
+        cols = [c for c in _INSTANCE_COLUMNS if c != "seq"]
+        sel = self._stmt(
+            "select_instances",
+            lambda: (
+                sa.select(*(ti.c[c] for c in cols))
+                .where(ti.c.run_id == sa.bindparam("k_run_id"))
+                .order_by(ti.c.seq)
+            ),
+        )
+        with self._cursor() as cur:
+            cur.execute(sel.text, sel.params({"run_id": run_id}))
+            rows = cur.fetchall()
+        return [_instance_record(r) for r in rows]
 
     def attempts(self, run_id: str, instance_id: str | None = None) -> list[AttemptRecord]:
         def read(conn: Connection) -> list[AttemptRecord]:
@@ -275,81 +398,94 @@ class SqlStore:
     # -- the group commit ---------------------------------------------------------------------
     def commit(self, run_id: str, epoch: int, batch: Batch, *, lease_until: float) -> None:
         """Write one batch in one transaction, fenced by the run's lease epoch."""
-        with self._tx() as conn:
-            fenced = conn.execute(
-                t.runs.update()
-                .where(t.runs.c.id == run_id, t.runs.c.epoch == epoch)
-                .values(lease_expires=lease_until, **batch.run)
-            ).rowcount
-            if fenced != 1:
+        run_cols = tuple(sorted(batch.run))
+        fence = self._stmt(("fence", run_cols), lambda: _fence(run_cols))
+        with self._cursor() as cur:
+            cur.execute(
+                fence.text,
+                fence.params({**batch.run, "id": run_id, "epoch": epoch, "lease_expires": lease_until}),
+            )
+            if cur.rowcount != 1:
                 raise StaleEpochError(
                     f"run {run_id}: the lease (epoch {epoch}) was taken over by another process; "
                     "this one stops acting for it"
                 )
             if batch.instances:
-                self._update_instances(conn, run_id, batch.instances)
+                for cols, rows in _group_by_keys(batch.instances).items():
+                    upd = self._stmt(("instances", cols), functools.partial(_instance_update, cols))
+                    cur.executemany(upd.text, [upd.params({**r, "run_id": run_id}) for r in rows])
             if batch.attempts_started:
-                conn.execute(t.attempts.insert(), [_attempt_row(a) for a in batch.attempts_started])
+                ins = self._stmt("insert_attempt", t.attempts.insert, _ATTEMPT_COLUMNS)
+                cur.executemany(ins.text, [ins.params(_attempt_row(a)) for a in batch.attempts_started])
             if batch.attempts_ended:
-                a = t.attempts
-                for cols in _group_by_keys(batch.attempts_ended):
-                    stmt = (
-                        a.update()
-                        .where(
-                            a.c.run_id == run_id,
-                            a.c.instance_id == sa.bindparam("b_instance"),
-                            a.c.number == sa.bindparam("b_number"),
-                        )
-                        .values({c: sa.bindparam(f"v_{c}") for c in cols})
-                    )
-                    conn.execute(
-                        stmt, [_bind(row, cols) for row in batch.attempts_ended if _keys(row) == cols]
-                    )
+                for cols, rows in _group_by_keys(batch.attempts_ended).items():
+                    end = self._stmt(("attempts", cols), functools.partial(_attempt_update, cols))
+                    cur.executemany(end.text, [end.params({**r, "run_id": run_id}) for r in rows])
             if batch.transitions:
-                conn.execute(
-                    t.transitions.insert(),
+                tr = self._stmt("insert_transition", t.transitions.insert, _TRANSITION_COLUMNS)
+                params = tr.params
+                cur.executemany(
+                    tr.text,
                     [
-                        {
-                            "run_id": run_id,
-                            "instance_id": tr.instance_id,
-                            "old": tr.old,
-                            "new": tr.new,
-                            "at": tr.at,
-                            "cause": tr.cause,
-                            "attempt": tr.attempt,
-                        }
-                        for tr in batch.transitions
+                        params(
+                            {
+                                "run_id": run_id,
+                                "instance_id": x.instance_id,
+                                "old": x.old,
+                                "new": x.new,
+                                "at": x.at,
+                                "cause": x.cause,
+                                "attempt": x.attempt,
+                            }
+                        )
+                        for x in batch.transitions
                     ],
                 )
 
-    def _update_instances(self, conn: Connection, run_id: str, rows: list[dict[str, Any]]) -> None:
-        ti = t.task_instances
-        for cols in _group_by_keys(rows):
-            stmt = (
-                ti.update()
-                .where(ti.c.run_id == run_id, ti.c.id == sa.bindparam("b_id"))
-                .values({c: sa.bindparam(f"v_{c}") for c in cols})
-            )
-            conn.execute(stmt, [_bind(r, cols, key="id") for r in rows if _keys(r) == cols])
+
+# -- statements -------------------------------------------------------------------------------
+def _fence(run_cols: tuple[str, ...]) -> Any:
+    r = t.runs
+    return (
+        r.update()
+        .where(r.c.id == sa.bindparam("k_id"), r.c.epoch == sa.bindparam("k_epoch"))
+        .values({c: sa.bindparam(f"v_{c}") for c in ("lease_expires", *run_cols)})
+    )
+
+
+def _instance_update(cols: tuple[str, ...]) -> Any:
+    ti = t.task_instances
+    return (
+        ti.update()
+        .where(ti.c.run_id == sa.bindparam("k_run_id"), ti.c.id == sa.bindparam("k_id"))
+        .values({c: sa.bindparam(f"v_{c}") for c in cols})
+    )
+
+
+def _attempt_update(cols: tuple[str, ...]) -> Any:
+    a = t.attempts
+    return (
+        a.update()
+        .where(
+            a.c.run_id == sa.bindparam("k_run_id"),
+            a.c.instance_id == sa.bindparam("k_instance_id"),
+            a.c.number == sa.bindparam("k_number"),
+        )
+        .values({c: sa.bindparam(f"v_{c}") for c in cols})
+    )
 
 
 # -- row helpers ------------------------------------------------------------------------------
-def _keys(row: dict[str, Any]) -> tuple[str, ...]:
-    return tuple(sorted(k for k in row if k not in ("id", "instance_id", "number")))
+_KEY_COLUMNS = frozenset({"id", "instance_id", "number"})
 
 
-def _group_by_keys(rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:
-    return list(dict.fromkeys(_keys(r) for r in rows))
-
-
-def _bind(row: dict[str, Any], cols: tuple[str, ...], key: str = "") -> dict[str, Any]:
-    out = {f"v_{c}": row[c] for c in cols}
-    if key:
-        out["b_id"] = row[key]
-    else:
-        out["b_instance"] = row["instance_id"]
-        out["b_number"] = row["number"]
-    return out
+def _group_by_keys(rows: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    """Rows grouped by the columns they change (one statement per group)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        cols = tuple(sorted(k for k in row if k not in _KEY_COLUMNS))
+        groups.setdefault(cols, []).append(row)
+    return groups
 
 
 def _run_row(r: RunRecord) -> dict[str, Any]:
@@ -401,12 +537,33 @@ def _instance_row(r: InstanceRecord, seq: int) -> dict[str, Any]:
     }
 
 
-def _instance_record(row: Any) -> InstanceRecord:
-    d = dict(row)
-    d.pop("seq")
-    for k in ("params", "upstream", "targets"):
-        d[k] = json.loads(d[k])
-    return InstanceRecord(**d)
+def _loads(text: str) -> Any:
+    return [] if text == "[]" else {} if text == "{}" else json.loads(text)
+
+
+def _instance_record(row: Sequence[Any]) -> InstanceRecord:
+    """An instance from a row of every column but ``seq``, in the table's order."""
+    (run_id, iid, task, label, params, upstream, state, attempts, failures, lost, not_before, priority,
+     targets, result, error, started_at, ended_at) = row  # fmt: skip
+    return InstanceRecord(
+        run_id,
+        iid,
+        task,
+        label,
+        _loads(params),
+        _loads(upstream),
+        state,
+        attempts,
+        failures,
+        lost,
+        not_before,
+        priority,
+        _loads(targets),
+        result,
+        error,
+        started_at,
+        ended_at,
+    )
 
 
 def _attempt_row(a: AttemptRecord) -> dict[str, Any]:

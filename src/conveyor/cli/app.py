@@ -1,0 +1,394 @@
+"""``conveyor`` commands. Only this package knows Typer; the work is done by the library."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from conveyor import engine
+from conveyor import params as P
+from conveyor.core import State
+from conveyor.driver import RunResult
+from conveyor.errors import ParameterError, RunNotFound
+from conveyor.store import RunRecord, Store, open_store
+from conveyor.store.records import InstanceRecord
+
+app = typer.Typer(
+    name="conveyor",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Run plain-Python pipelines durably: only what is not yet done.",
+)
+db_app = typer.Typer(help="Manage the store's schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+DbOpt = Annotated[
+    str | None,
+    typer.Option("--db", envvar="CONVEYOR_DB", help="Store URL (default: sqlite:///.conveyor/conveyor.db)."),
+]
+ParamOpt = Annotated[
+    list[str] | None, typer.Option("--param", "-p", help="A pipeline parameter as name=value; repeatable.")
+]
+WorkersOpt = Annotated[
+    int | None, typer.Option("--workers", "-w", min=1, help="Worker processes (default: one per CPU).")
+]
+ResourceOpt = Annotated[
+    list[str] | None,
+    typer.Option("--resource", "-r", help="Capacity of a resource as name=amount (gpu=1, db=2); repeatable."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+EXIT = {"succeeded": 0, "failed": 1, "cancelled": 130}
+
+
+def _resources(pairs: list[str] | None) -> dict[str, int]:
+    out = {}
+    for name, value in P.parse_assignments(pairs or []).items():
+        try:
+            out[name] = int(value)
+        except ValueError:
+            raise ParameterError(f"--resource {name}={value}: the amount must be a whole number") from None
+    return out
+
+
+def _duration(start: float | None, end: float | None) -> str:
+    if start is None:
+        return ""
+    seconds = (end or time.time()) - start
+    if seconds < 60:
+        return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
+    minutes, sec = divmod(int(seconds), 60)
+    return f"{minutes}m{sec:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else ""
+
+
+def _state_text(state: str) -> str:
+    try:
+        st = State(state)
+        symbol = st.symbol
+    except ValueError:
+        symbol = {"succeeded": "✔", "failed": "✘", "cancelled": "⊘", "running": "▶"}.get(state, "·")
+    color = {
+        "succeeded": "green",
+        "skipped": "cyan",
+        "failed": "red",
+        "cancelled": "yellow",
+        "running": "blue",
+        "retry_wait": "yellow",
+    }.get(state, "white")
+    return f"[{color}]{symbol} {state}[/]"
+
+
+# -- run and retry ----------------------------------------------------------------------------
+def _drive(
+    prepared: engine.Prepared,
+    *,
+    workers: int | None,
+    resources: dict[str, int],
+    force: bool,
+    retry: bool,
+    grace: float,
+) -> RunResult:
+    from conveyor.cli.progress import RunProgress
+
+    run, graph = prepared.run, prepared.graph
+    how = "Resuming" if prepared.resumed else "Starting"
+    extra = f" (it was {run.state})" if prepared.resumed and run.state != "pending" else ""
+    console.print(f"{how} run [bold]{run.id}[/] of {escape(run.pipeline)}: {len(graph)} tasks{extra}")
+    progress = RunProgress(console, len(graph))
+    live = None
+    if console.is_terminal:
+        live = Live(progress, console=console, refresh_per_second=8, transient=True)
+        live.start()
+    try:
+        result = engine.drive(
+            prepared,
+            workers=workers,
+            resources=resources,
+            force=force,
+            retry=retry,
+            grace=grace,
+            on_change=progress.on_change,
+            on_start=progress.attach,
+        )
+    finally:
+        if live:
+            live.stop()
+    _summary(result, prepared.run.id)
+    return result
+
+
+def _summary(result: RunResult, run_id: str) -> None:
+    c = result.counts
+    kinds = ("succeeded", "skipped", "failed", "cancelled", "pending")
+    parts = [f"{c.get(k, 0)} {k}" for k in kinds if c.get(k)]
+    took = _duration(time.time() - result.elapsed, None)
+    if result.state == "succeeded":
+        console.print(f"[green]✔ Run {run_id} succeeded[/] in {took}: {', '.join(parts)}")
+        total = sum(c.values())
+        if total and c.get("skipped", 0) == total:
+            console.print("  Every task was skipped: its targets exist (use --force to run them again).")
+        elif c.get("skipped"):
+            console.print(f"  {c['skipped']} skipped: their targets exist or nothing downstream needs them.")
+    elif result.state == "failed":
+        console.print(f"[red]✘ Run {run_id} failed[/] after {took}: {', '.join(parts)}")
+        for label, error in result.failed:
+            console.print(f"  [red]{escape(label)}[/] failed:")
+            for line in error.splitlines():
+                console.print(f"    {escape(line)}", soft_wrap=True)
+        console.print(f"  Logs: conveyor logs {run_id} TASK · resume: conveyor retry {run_id}")
+    else:
+        console.print(f"[yellow]⊘ Run {run_id} cancelled[/] after {took}: {', '.join(parts)}")
+        console.print(f"  Resume with: conveyor retry {run_id}")
+
+
+@app.command()
+def run(
+    target: Annotated[str, typer.Argument(help="path/to/file.py:pipeline or package.module:pipeline")],
+    param: ParamOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Run every task, even if its targets exist.")
+    ] = False,
+    new: Annotated[
+        bool, typer.Option("--new", help="Start a new run; do not resume an unfinished one.")
+    ] = False,
+    workers: WorkersOpt = None,
+    resource: ResourceOpt = None,
+    grace: Annotated[float, typer.Option(help="Seconds a cancelled task gets to stop.")] = 10.0,
+    db: DbOpt = None,
+) -> None:
+    """Run a pipeline here and now; re-running resumes what did not finish."""
+    values = P.parse_assignments(param or [])
+    prepared = engine.prepare(target, values, db=db, from_text=True, new=new, force=force)
+    result = _drive(
+        prepared, workers=workers, resources=_resources(resource), force=force, retry=False, grace=grace
+    )
+    raise typer.Exit(EXIT[result.state])
+
+
+@app.command()
+def retry(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="The run's id (or a unique prefix).")],
+    workers: WorkersOpt = None,
+    resource: ResourceOpt = None,
+    grace: Annotated[float, typer.Option(help="Seconds a cancelled task gets to stop.")] = 10.0,
+    db: DbOpt = None,
+) -> None:
+    """Resume a failed, cancelled or interrupted run; succeeded tasks are not run again."""
+    prepared = engine.reopen(run_id, db=db)
+    if prepared.run.state == "succeeded":
+        console.print(f"Run {prepared.run.id} already succeeded; nothing to retry.")
+        raise typer.Exit(0)
+    result = _drive(
+        prepared, workers=workers, resources=_resources(resource), force=False, retry=True, grace=grace
+    )
+    raise typer.Exit(EXIT[result.state])
+
+
+# -- looking at runs --------------------------------------------------------------------------
+def _run_json(r: RunRecord) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "pipeline": r.pipeline,
+        "target": r.target,
+        "params": r.params,
+        "state": r.state,
+        "created_at": r.created_at,
+        "started_at": r.started_at,
+        "ended_at": r.ended_at,
+        "error": r.error,
+        "total": r.total,
+        "counts": r.counts,
+        "workdir": r.workdir,
+    }
+
+
+@app.command()
+def runs(
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs, newest first.")] = 20,
+    pipeline: Annotated[str | None, typer.Option(help="Only runs of this pipeline.")] = None,
+    state: Annotated[str | None, typer.Option(help="Only runs in this state.")] = None,
+    as_json: JsonOpt = False,
+    db: DbOpt = None,
+) -> None:
+    """List recent runs."""
+    store = open_store(db)
+    records = store.list_runs(limit=limit, pipeline=pipeline, state=state)
+    if as_json:
+        print(json.dumps([_run_json(r) for r in records], indent=2))
+        return
+    if not records:
+        console.print("No runs yet. Start one with: conveyor run path/to/file.py:pipeline")
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("RUN", "PIPELINE", "STATE", "TASKS", "STARTED", "TOOK"):
+        table.add_column(col, no_wrap=True, min_width=len(col))
+    wide = console.width >= 110
+    if wide:
+        table.add_column("PARAMS", overflow="ellipsis", no_wrap=True)
+    for r in records:
+        done = r.counts.get("succeeded", 0) + r.counts.get("skipped", 0)
+        cells = [
+            r.id,
+            escape(r.pipeline),
+            _state_text(r.state),
+            f"{done}/{r.total}",
+            _when(r.started_at)[5:16],
+            _duration(r.started_at, r.ended_at),
+        ]
+        table.add_row(*cells, *([escape(json.dumps(r.params))] if wide else []))
+    console.print(table)
+
+
+def _instance_json(store: Store, i: InstanceRecord) -> dict[str, Any]:
+    return {
+        "id": i.id,
+        "task": i.task,
+        "label": i.label,
+        "params": i.params,
+        "upstream": i.upstream,
+        "state": i.state,
+        "attempts": i.attempts,
+        "targets": i.targets,
+        "result": i.result,
+        "error": i.error,
+        "started_at": i.started_at,
+        "ended_at": i.ended_at,
+        "duration": (i.ended_at - i.started_at) if i.started_at and i.ended_at else None,
+        "attempt_log": [
+            {
+                "number": a.number,
+                "state": a.state,
+                "started_at": a.started_at,
+                "ended_at": a.ended_at,
+                "error": a.error,
+                "log": a.log_path,
+            }
+            for a in store.attempts(i.run_id, i.id)
+        ],
+    }
+
+
+@app.command()
+def show(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="The run's id (or a unique prefix).")],
+    as_json: JsonOpt = False,
+    db: DbOpt = None,
+) -> None:
+    """Show a run: its task instances with state, duration and attempts."""
+    store = open_store(db)
+    r = store.get_run(run_id)
+    instances = store.instances(r.id)
+    if as_json:
+        out = _run_json(r)
+        out["tasks"] = [_instance_json(store, i) for i in instances]
+        print(json.dumps(out, indent=2))
+        return
+    console.print(f"Run [bold]{r.id}[/]  {_state_text(r.state)}")
+    console.print(f"  pipeline  {escape(r.pipeline)}  ({escape(r.target)})")
+    console.print(f"  params    {escape(json.dumps(r.params))}")
+    took = _duration(r.started_at, r.ended_at) or "-"
+    console.print(f"  started   {_when(r.started_at) or '-'}   duration {took}")
+    if r.error:
+        console.print("  error     " + escape(r.error).replace("\n", "\n            "))
+    table = Table(box=None, header_style="bold")
+    table.add_column("TASK", overflow="fold")
+    for col in ("STATE", "ATTEMPTS", "DURATION", "ID"):
+        table.add_column(col, no_wrap=True)
+    for i in instances:
+        table.add_row(
+            escape(i.label),
+            _state_text(i.state),
+            str(i.attempts),
+            _duration(i.started_at, i.ended_at) if i.state != "pending" else "",
+            i.id,
+        )
+    console.print(table)
+
+
+def _find_instances(store: Store, run_id: str, task: str) -> list[InstanceRecord]:
+    instances = store.instances(run_id)
+    exact = [i for i in instances if task in (i.id, i.label, i.task)]
+    found = exact or [i for i in instances if i.id.startswith(task)]
+    if not found:
+        names = sorted({i.task for i in instances})
+        raise RunNotFound(f"run {run_id} has no task {task!r}; its tasks are: {', '.join(names)}")
+    return found
+
+
+@app.command()
+def logs(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="The run's id (or a unique prefix).")],
+    task: Annotated[
+        str | None, typer.Argument(help="A task name, label or instance id (default: all).")
+    ] = None,
+    attempt: Annotated[int | None, typer.Option(help="Which attempt (default: every attempt).")] = None,
+    db: DbOpt = None,
+) -> None:
+    """Print the captured output (stdout, stderr, logging) of a run's tasks."""
+    store = open_store(db)
+    r = store.get_run(run_id)
+    chosen = _find_instances(store, r.id, task) if task else store.instances(r.id)
+    printed = False
+    for inst in chosen:
+        for a in store.attempts(r.id, inst.id):
+            if attempt is not None and a.number != attempt:
+                continue
+            printed = True
+            console.print(f"[bold]── {escape(inst.label)} · attempt {a.number} · {a.state}[/]")
+            exists = a.log_path and os.path.exists(a.log_path)
+            text = Path(a.log_path).read_text(errors="replace") if exists and a.log_path else ""
+            sys.stdout.write(text if text else "(no output)\n")
+            sys.stdout.flush()
+    if not printed:
+        console.print("No attempts have run yet" + (f" for {escape(task)}." if task else "."))
+
+
+@app.command()
+def graph(
+    target: Annotated[str, typer.Argument(help="path/to/file.py:pipeline or package.module:pipeline")],
+    param: ParamOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text, dot or mermaid.")] = "text",
+) -> None:
+    """Print a pipeline's graph without running anything."""
+    from conveyor.loader import load_pipeline
+    from conveyor.render import FORMATS
+
+    if fmt not in FORMATS:
+        raise ParameterError(f"--format {fmt!r} is not one of: {', '.join(FORMATS)}")
+    pipe = load_pipeline(target)
+    g = pipe.build(P.parse_assignments(param or []), from_text=True)
+    print(FORMATS[fmt](g))
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOpt = None) -> None:
+    """Migrate the store's schema to this version of Conveyor."""
+    from conveyor.store import default_url
+    from conveyor.store.sql import SqlStore, safe_url
+
+    url = db or default_url()
+    store = SqlStore(url, check=False)
+    before = store.revision()
+    after = store.upgrade()
+    store.close()
+    if before == after:
+        console.print(f"Store {safe_url(url)} is already at schema {after}.")
+    else:
+        console.print(f"Store {safe_url(url)} upgraded from schema {before or 'none'} to {after}.")
