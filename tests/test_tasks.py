@@ -243,6 +243,28 @@ def test_a_template_that_cannot_be_formatted_is_a_target_error_naming_the_task()
         job(date(2026, 1, 1))
 
 
+def test_under_conveyor_output_is_staged_and_final_true_gives_the_final_names() -> None:
+    @task(output="plots/{n}.png")
+    def plot(n: int) -> Any:
+        return output(), output(final=True)
+
+    final = plot.render_output({"n": 1})
+    staged = final.temporary()
+    assert plot.execute({"n": 1}, staged, final) == (staged, FileTarget("plots/1.png"))
+    assert plot(1) == (FileTarget("plots/1.png"), FileTarget("plots/1.png"))  # called directly
+
+
+def test_a_task_called_directly_takes_any_value_for_an_upstream_only_parameter() -> None:
+    @task
+    def fit(df: Frame, epochs: int = 1) -> Any:
+        return df, epochs
+
+    frame = Frame()
+    assert fit(frame, 2) == (frame, 2)
+    with pytest.raises(ParameterError, match="task fit: parameter 'epochs': expected int"):
+        fit(frame, "2")
+
+
 def test_output_is_unavailable_outside_a_running_task() -> None:
     @task(output="x/{n}")
     def job(n: int) -> Any:

@@ -63,6 +63,15 @@ class RunResult:
     elapsed: float = 0.0
 
 
+_FAULT = os.environ.get("CONVEYOR_FAULT", "")
+
+
+def _fault(point: str, count: int) -> None:
+    """Crash tests: ``CONVEYOR_FAULT=after-commit:7`` SIGKILLs this process at that point."""
+    if _FAULT and _FAULT == f"{point}:{count}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def owner_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -213,9 +222,13 @@ class RunDriver:
         return RunResult(run.id, finished.state, self.counts(), failed, time.time() - self.started)
 
     _last_commit = 0.0
+    _commits = 0
 
     def _commit(self, batch: Batch, now: float) -> None:
+        self._commits += 1
+        _fault("before-commit", self._commits)
         self.store.commit(self.run.id, self._epoch, batch, lease_until=now + self.lease_ttl)
+        _fault("after-commit", self._commits)
         self._last_commit = now
 
     def _abort(self, executor: LocalExecutor, now: float) -> list[Event]:
