@@ -180,5 +180,5 @@ def test_unusable_urls_are_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match=r"cannot open store mysql\+nodriver://u:\*\*\*@h/db"):
         open_store("mysql+nodriver://u:secret@h/db")
     (tmp_path / "dir.db").mkdir()
-    with pytest.raises(StoreError, match="dir.db"):
+    with pytest.raises(StoreError, match=r"dir\.db"):
         open_store(f"sqlite:///{tmp_path / 'dir.db'}")
