@@ -1,0 +1,35 @@
+"""Every CLI command and option is documented in docs/cli.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pytest
+import typer.main
+
+from conveyor.cli.app import app
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
+
+
+def commands() -> list[tuple[str, click.Command]]:
+    root = typer.main.get_command(app)
+    assert isinstance(root, click.Group)
+    out: list[tuple[str, click.Command]] = []
+    for name, cmd in root.commands.items():
+        if isinstance(cmd, click.Group):
+            out += [(f"{name} {sub}", subcmd) for sub, subcmd in cmd.commands.items()]
+        else:
+            out.append((name, cmd))
+    return out
+
+
+@pytest.mark.parametrize("name, command", commands(), ids=[n for n, _ in commands()])
+def test_every_command_and_option_is_documented(name: str, command: click.Command) -> None:
+    text = DOCS.read_text()
+    assert f"conveyor {name}" in text, f"docs/cli.md does not document `conveyor {name}`"
+    for param in command.params:
+        for opt in getattr(param, "opts", []):
+            if opt.startswith("--") and opt != "--help":
+                assert opt in text, f"docs/cli.md does not document {opt} of `conveyor {name}`"
