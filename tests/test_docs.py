@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import click
 import pytest
 import typer.main
 
@@ -13,12 +13,11 @@ from conveyor.cli.app import app
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 
 
-def commands() -> list[tuple[str, click.Command]]:
-    root = typer.main.get_command(app)
-    assert isinstance(root, click.Group)
-    out: list[tuple[str, click.Command]] = []
+def commands() -> list[tuple[str, Any]]:
+    root: Any = typer.main.get_command(app)
+    out: list[tuple[str, Any]] = []
     for name, cmd in root.commands.items():
-        if isinstance(cmd, click.Group):
+        if hasattr(cmd, "commands"):
             out += [(f"{name} {sub}", subcmd) for sub, subcmd in cmd.commands.items()]
         else:
             out.append((name, cmd))
@@ -26,7 +25,7 @@ def commands() -> list[tuple[str, click.Command]]:
 
 
 @pytest.mark.parametrize("name, command", commands(), ids=[n for n, _ in commands()])
-def test_every_command_and_option_is_documented(name: str, command: click.Command) -> None:
+def test_every_command_and_option_is_documented(name: str, command: Any) -> None:
     text = DOCS.read_text()
     assert f"conveyor {name}" in text, f"docs/cli.md does not document `conveyor {name}`"
     for param in command.params:

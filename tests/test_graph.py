@@ -215,7 +215,9 @@ def test_after_accepts_a_list_and_does_not_change_identity() -> None:
 
 
 def test_after_refuses_anything_but_a_promise() -> None:
-    with pytest.raises(DefinitionError, match="task pong: after= takes results of tasks called in this pipeline, got 'ping'"):
+    with pytest.raises(
+        DefinitionError, match="task pong: after= takes results of tasks called in this pipeline, got 'ping'"
+    ):
         _record(lambda: pong(after="ping"))
 
 
@@ -265,7 +267,9 @@ def test_a_cycle_is_a_graph_error_when_a_pipeline_is_built() -> None:
 def test_after_a_promise_from_another_pipeline_is_an_unknown_instance() -> None:
     kept: list[Promise] = []
     _record(lambda: kept.append(extract(D2)))
-    with pytest.raises(GraphError, match=r"pipeline p: ping\(\) depends on an unknown task instance [0-9a-f]{16}"):
+    with pytest.raises(
+        GraphError, match=r"pipeline p: ping\(\) depends on an unknown task instance [0-9a-f]{16}"
+    ):
         _record(lambda: ping(after=kept[0]))
 
 
@@ -312,11 +316,15 @@ def test_a_promise_cannot_be_iterated() -> None:
 
 
 def test_unknown_and_missing_parameters_are_reported_while_recording() -> None:
-    with pytest.raises(ParameterError, match="task extract: unknown parameter 'dya'; it takes day: date, region: str = 'eu'"):
+    with pytest.raises(
+        ParameterError, match="task extract: unknown parameter 'dya'; it takes day: date, region: str = 'eu'"
+    ):
         _record(lambda: extract(dya=D1))
     with pytest.raises(ParameterError, match="task extract: missing parameter day: date"):
         _record(lambda: extract(region="us"))
-    with pytest.raises(ParameterError, match="task extract: parameter 'day': expected date, got str '2026-11-01'"):
+    with pytest.raises(
+        ParameterError, match="task extract: parameter 'day': expected date, got str '2026-11-01'"
+    ):
         _record(lambda: extract("2026-11-01"))
 
 
@@ -331,15 +339,12 @@ def test_an_upstream_result_fills_a_typed_parameter_without_a_literal_check() ->
     graph = _record(lambda: fit(load(), epochs=2))
     fit_node = list(graph)[1]
     assert fit_node.literals == {"epochs": 2}
-    with pytest.raises(ParameterError, match="task fit: parameter 'df': type Frame cannot be given as a literal"):
+    with pytest.raises(
+        ParameterError, match="task fit: parameter 'df': type Frame cannot be given as a literal"
+    ):
         _record(lambda: fit(Frame()))
 
 
-@pytest.mark.xfail(
-    reason="Builder.record runs to_json over the opaque parameter's default (None), and the opaque "
-    "type's to_json raises a bare ValueError",
-    strict=True,
-)
 def test_a_task_with_an_opaque_parameter_defaulting_to_none_can_be_recorded_without_it() -> None:
     @task
     def fit(df: Frame = None, epochs: int = 1) -> None: ...  # type: ignore[assignment]
@@ -352,7 +357,9 @@ def test_an_output_template_cannot_use_an_upstream_result() -> None:
     @task(output="out/{rows}.csv")
     def save(rows: Any) -> None: ...
 
-    with pytest.raises(TargetError, match=r"task save: output template 'out/\{rows\}.csv' cannot be formatted"):
+    with pytest.raises(
+        TargetError, match=r"task save: output template 'out/\{rows\}.csv' cannot be formatted"
+    ):
         _record(lambda: save(extract(D1)))
 
 

@@ -75,7 +75,9 @@ def test_build_from_text_parses_every_parameter_to_its_type() -> None:
     seen: dict[str, Any] = {}
 
     @pipeline
-    def daily(day: date, regions: list[str], mode: Mode, dry_run: bool = False, root: Path = Path(".")) -> None:
+    def daily(
+        day: date, regions: list[str], mode: Mode, dry_run: bool = False, root: Path = Path(".")
+    ) -> None:
         seen.update(day=day, regions=regions, mode=mode, dry_run=dry_run, root=root)
         parts = [extract(day, r) for r in regions]
         for part in parts:
@@ -115,9 +117,13 @@ def test_build_reports_bad_text_unknown_and_missing_parameters() -> None:
     def daily(day: date, n: int = 1) -> None:
         extract(day, "eu")
 
-    with pytest.raises(ParameterError, match="pipeline daily: parameter 'n': expected an integer, got 'three'"):
+    with pytest.raises(
+        ParameterError, match="pipeline daily: parameter 'n': expected an integer, got 'three'"
+    ):
         daily.build({"day": "2026-11-01", "n": "three"}, from_text=True)
-    with pytest.raises(ParameterError, match="pipeline daily: unknown parameter 'dya'; it takes day: date, n: int = 1"):
+    with pytest.raises(
+        ParameterError, match="pipeline daily: unknown parameter 'dya'; it takes day: date, n: int = 1"
+    ):
         daily.build({"dya": "2026-11-01"}, from_text=True)
     with pytest.raises(ParameterError, match="pipeline daily: missing parameter day: date"):
         daily.build({}, from_text=True)
@@ -149,7 +155,9 @@ def test_a_pipeline_with_an_opaque_typed_parameter_is_refused() -> None:
 def test_a_pipeline_with_a_default_of_the_wrong_type_is_refused() -> None:
     def daily(n: int = "3") -> None: ...  # type: ignore[assignment]
 
-    with pytest.raises(DefinitionError, match="pipeline daily: default of parameter 'n': expected int, got str '3'"):
+    with pytest.raises(
+        DefinitionError, match="pipeline daily: default of parameter 'n': expected int, got str '3'"
+    ):
         pipeline(daily)
 
 
@@ -158,7 +166,9 @@ def test_an_empty_pipeline_is_refused_when_built() -> None:
     def nothing(day: date) -> None:
         pass
 
-    with pytest.raises(GraphError, match="pipeline nothing records no tasks; call at least one task inside it"):
+    with pytest.raises(
+        GraphError, match="pipeline nothing records no tasks; call at least one task inside it"
+    ):
         nothing.build({"day": date(2026, 1, 1)})
 
 

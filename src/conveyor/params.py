@@ -199,7 +199,7 @@ def _list_type(item: ParamType) -> ParamType:
             except ValueError:
                 raise ValueError(f"expected a JSON list or comma-separated values: {text!r}") from None
             return [item.parse(str(v)) if not isinstance(v, str) else item.parse(v) for v in raw]
-        return [item.parse(part) for part in text.split(",") if part.strip()]
+        return [item.parse(part.strip()) for part in text.split(",") if part.strip()]
 
     return ParamType(
         f"list[{item.name}]",
@@ -230,6 +230,8 @@ def _opaque_type(annotation: Any) -> ParamType:
     name = getattr(annotation, "__name__", str(annotation))
 
     def refuse(value: Any) -> Any:
+        if value is None:  # the usual default of such a parameter
+            return None
         raise ValueError(f"type {name} cannot be given as a literal; pass an upstream task's result instead")
 
     return ParamType(name, refuse, refuse, refuse, refuse, literal=False)
@@ -265,7 +267,10 @@ class Param:
         return self.default is MISSING
 
     def describe(self) -> str:
-        default = "" if self.required else f" = {self.type.to_json(self.default)!r}"
+        if self.required:
+            return f"{self.name}: {self.type.name}"
+        shown = self.type.to_json(self.default) if self.type.literal else self.default
+        default = f" = {shown!r}"
         return f"{self.name}: {self.type.name}{default}"
 
 

@@ -7,6 +7,10 @@ import json
 from conveyor.graph import Graph
 
 
+def _q(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
 def as_text(graph: Graph) -> str:
     lines = [f"pipeline {graph.name}: {len(graph)} task instances"]
     for node in graph:
@@ -16,12 +20,12 @@ def as_text(graph: Graph) -> str:
 
 
 def as_dot(graph: Graph) -> str:
-    lines = [f"digraph {json.dumps(graph.name)} {{", "  rankdir=LR;", "  node [shape=box];"]
+    lines = [f"digraph {_q(graph.name)} {{", "  rankdir=LR;", "  node [shape=box];"]
     for node in graph:
-        lines.append(f"  {json.dumps(node.id)} [label={json.dumps(node.label)}];")
+        lines.append(f"  {_q(node.id)} [label={_q(node.label)}];")
     for node in graph:
         for up in node.upstream:
-            lines.append(f"  {json.dumps(up)} -> {json.dumps(node.id)};")
+            lines.append(f"  {_q(up)} -> {_q(node.id)};")
     lines.append("}")
     return "\n".join(lines)
 

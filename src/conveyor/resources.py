@@ -62,22 +62,33 @@ class Resources:
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any] | None, owner: str) -> Resources:
-        spec = dict(spec or {})
-        try:
-            cpu = int(spec.pop("cpu", 1))
-            gpu = int(spec.pop("gpu", 0))
-            memory = parse_memory(spec.pop("memory", 0), owner)
-            custom = {str(k): int(v) for k, v in spec.items()}
-        except (TypeError, ValueError) as exc:
-            raise DefinitionError(f"{owner}: resources must be whole numbers ({exc})") from None
+        given = dict(spec or {})
+        rest = dict(given)
+        memory = parse_memory(rest.pop("memory", 0), owner)
+        counts = {name: _whole(name, value, owner) for name, value in rest.items()}
+        cpu, gpu = counts.pop("cpu", 1), counts.pop("gpu", 0)
+        if memory < 0:
+            raise DefinitionError(f"{owner}: resources memory cannot be negative, got {given['memory']!r}")
         if cpu < 1:
             raise DefinitionError(f"{owner}: resources cpu must be at least 1, got {cpu}")
-        if cpu < 0 or gpu < 0 or memory < 0 or any(v < 0 for v in custom.values()):
-            raise DefinitionError(f"{owner}: resources cannot be negative: {spec}")
-        return cls(cpu, memory, gpu, custom)
+        return cls(cpu, memory, gpu, counts)
 
     def as_dict(self) -> dict[str, int]:
         return {"cpu": self.cpu, "memory": self.memory, "gpu": self.gpu, **self.custom}
+
+
+def _whole(name: str, value: Any, owner: str) -> int:
+    """A resource amount: a whole number >= 0."""
+    bad = f"{owner}: resources {name} must be a whole number >= 0, got {value!r}"
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise DefinitionError(bad)
+    try:
+        number = float(value)
+    except ValueError:
+        raise DefinitionError(bad) from None
+    if number != int(number) or number < 0:
+        raise DefinitionError(bad)
+    return int(number)
 
 
 def machine_memory() -> int:

@@ -7,6 +7,7 @@ on success renames the targets into place and saves the return value as an artif
 
 from __future__ import annotations
 
+import ctypes
 import io
 import logging
 import os
@@ -254,14 +255,93 @@ def _tail(fd: int | None, lines: int = 5) -> str:
     return (":\n" + "\n".join(tail)) if tail else ""
 
 
+class Control:
+    """A few words of memory shared by the executor and one worker process.
+
+    The executor may send a worker its next job while the current one still runs (a queued job).
+    Which of them a SIGTERM is aimed at, and whether a queued job is taken back before it starts,
+    is settled here under one lock, so neither side ever waits for the other:
+
+    - ``begin(seq)`` (worker): job ``seq`` starts now, unless the executor revoked it first;
+    - ``revoke(seq)`` (executor): take queued job ``seq`` back, unless the worker started it;
+    - ``aim(seq)`` (executor), before a SIGTERM: the job it cancels; other jobs ignore the signal.
+
+    Sequence numbers grow with every job the executor sends.
+    """
+
+    __slots__ = ("_lock", "_words")
+
+    _STARTED, _REVOKED, _AIMED = 0, 1, 2
+
+    def __init__(self, ctx: Any) -> None:
+        self._words = ctx.RawArray(ctypes.c_longlong, 3)
+        self._lock = ctx.Lock()
+
+    def begin(self, seq: int) -> bool:
+        with self._lock:
+            if self._words[self._REVOKED] == seq:
+                return False
+            self._words[self._STARTED] = seq
+            return True
+
+    def revoke(self, seq: int) -> bool:
+        with self._lock:
+            if self._words[self._STARTED] >= seq:
+                return False
+            self._words[self._REVOKED] = seq
+            return True
+
+    def started(self, seq: int) -> bool:
+        return bool(self._words[self._STARTED] >= seq)
+
+    def aim(self, seq: int) -> None:
+        self._words[self._AIMED] = seq
+
+    def aimed_at(self, seq: int) -> bool:
+        return bool(self._words[self._AIMED] == seq)
+
+
+#: In a worker: the sequence number of the job running now (0: a job sent without one), or None.
+_running: int | None = None
+_control: Control | None = None
+
+
 def _cancel_handler(signum: int, frame: Any) -> None:
+    seq = _running
+    if seq is None:
+        return  # between jobs: a late cancel for a job that already ended
+    if seq and _control is not None and not _control.aimed_at(seq):
+        return  # meant for the job before this one, which ended meanwhile
     raise Cancelled()
 
 
-def worker_main(conn: Any, index: int, worker_log: str) -> None:
-    """A worker process: receive jobs, run them one by one, send back outcomes."""
+def pack(job: Job, seq: int) -> tuple[Any, ...]:
+    """The compact form of ``job`` that the executor sends a worker (``Job(*msg[1:])`` again)."""
+    return (
+        seq,
+        job.run_id,
+        job.instance,
+        job.attempt,
+        job.log_path,
+        job.artifact_dir,
+        job.inputs,
+        job.target,
+        job.params,
+    )
+
+
+def worker_main(conn: Any, index: int, worker_log: str, control: Control | None = None) -> None:
+    """A worker process: receive jobs, run them one by one, send back outcomes.
+
+    A message is ``None`` (stop), a ``Job`` (answered with an ``Outcome``), or the executor's
+    compact form ``(seq, *job fields)``, answered with ``(seq, status, result, error, started,
+    ended)``; status ``revoked`` means the executor took the job back before it started.
+    """
+    global _control
+    _control = control
     os.setpgid(0, 0)  # our own process group: the terminal's Ctrl-C does not reach us
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _cancel_handler)  # it only acts while a job runs
     Path(worker_log).parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(worker_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
@@ -270,19 +350,38 @@ def worker_main(conn: Any, index: int, worker_log: str) -> None:
     install_logging()
     while True:
         try:
-            job = conn.recv()
-        except (EOFError, OSError, Cancelled):
+            msg = conn.recv()
+        except (EOFError, OSError):
             return
-        if job is None:
+        if msg is None:
             return
-        signal.signal(signal.SIGTERM, _cancel_handler)
         try:
-            outcome = run_attempt(job)
-        except Cancelled:
-            outcome = Outcome(job.run_id, job.instance, job.attempt, "cancelled", error="cancelled")
-        finally:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            reply = _answer(msg, control)
+        except Cancelled:  # a cancel that landed just as the job ended
+            reply = _cancelled(msg)
         try:
-            conn.send(outcome)
-        except (OSError, BrokenPipeError):
+            conn.send(reply)
+        except OSError:
             return
+
+
+def _answer(msg: Any, control: Control | None) -> Any:
+    global _running
+    try:
+        if isinstance(msg, Job):
+            _running = 0
+            return run_attempt(msg)
+        seq = msg[0]
+        _running = seq  # before begin(): once the executor sees it started, it may aim a SIGTERM
+        if control is not None and not control.begin(seq):
+            return (seq, "revoked", None, None, 0.0, 0.0)
+        out = run_attempt(Job(*msg[1:]))
+        return (seq, out.status, out.result, out.error, out.started, out.ended)
+    finally:
+        _running = None
+
+
+def _cancelled(msg: Any) -> Any:
+    if isinstance(msg, Job):
+        return Outcome(msg.run_id, msg.instance, msg.attempt, "cancelled", error="cancelled")
+    return (msg[0], "cancelled", None, "cancelled", 0.0, 0.0)

@@ -92,7 +92,11 @@ class FileTarget:
 
     def open(self, mode: str = "r", **kwargs: Any) -> IO[Any]:
         """Open for reading, or for an atomic write (``"w"``, ``"wb"``)."""
-        writing = any(c in mode for c in "wax")
+        if "x" in mode and self.exists():
+            raise FileExistsError(f"target {self.url} exists already")
+        if "a" in mode or "+" in mode:  # appending or updating in place cannot be atomic
+            return self._open_direct(mode, **kwargs)
+        writing = any(c in mode for c in "wx")
         if writing and not self._staged:
             return _AtomicFile(self, mode, kwargs)  # type: ignore[return-value]
         return self._open_direct(mode, **kwargs)

@@ -37,6 +37,8 @@ def output(*, final: bool = False) -> Any:
     """
     try:
         staged, finals = _output.get()
+        if finals is None and staged is None:
+            raise LookupError
         return finals if final else staged
     except LookupError:
         raise TargetError("output() is only available while a task declared with output= runs") from None
@@ -202,6 +204,17 @@ def _check_name(name: str, owner: str) -> str:
     return name
 
 
+_OPTIONS = frozenset({"retries", "retry_delay", "timeout", "resources", "output", "priority", "tags"})
+
+
+def _check_options(options: Mapping[str, Any], owner: str) -> None:
+    unknown = sorted(set(options) - _OPTIONS)
+    if unknown:
+        raise DefinitionError(
+            f"{owner}: unknown option {unknown[0]!r}; the options are {', '.join(sorted(_OPTIONS))}"
+        )
+
+
 def _make(
     *,
     name: str,
@@ -301,6 +314,7 @@ def script(
     """
     tname = name or Path(path).stem
     owner = f"task {tname}"
+    _check_options(options, owner)
     texts = [str(a) for a in args]
     ps = _placeholder_params(texts + _templates(options.get("output")), params, owner)
     _check_output_placeholder(texts, options.get("output"), owner)
@@ -310,6 +324,7 @@ def script(
 def shell(command: str, *, name: str, params: Mapping[str, Any] | None = None, **options: Any) -> TaskDef:
     """A shell command as a task; ``{placeholders}`` are parameters, shell-quoted when filled."""
     owner = f"task {name}"
+    _check_options(options, owner)
     ps = _placeholder_params([command, *_templates(options.get("output"))], params, owner)
     _check_output_placeholder([command], options.get("output"), owner)
     return _make(name=name, kind="shell", params=ps, command=command, **options)

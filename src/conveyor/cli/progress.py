@@ -60,7 +60,7 @@ class RunProgress:
             f"  {time.time() - self.started:.1f}s",
         )
         grid = Table.grid()
-        grid.add_row(ProgressBar(total=max(self.total, 1), completed=finished, width=40), line)
+        grid.add_row(ProgressBar(total=max(self.total, 1), completed=finished, width=24), line)
         now_running = list(self.running.values())[:4]
         rows: list[RenderableType] = [grid]
         rows += [Text(f"   ▶ {label}", style="dim") for label in now_running]

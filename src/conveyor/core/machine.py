@@ -84,6 +84,8 @@ class InstanceSpec:
     resources: Resources = field(default_factory=Resources)
     retries: int = 0
     retry_delay: float = 1.0
+    #: May wait queued on a busy worker (default resources, no timeout): see ``prefetch``.
+    queueable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +134,15 @@ class RunMachine:
         specs: Iterable[InstanceSpec],
         capacity: Capacity,
         prior: Mapping[str, Prior] | None = None,
+        *,
+        prefetch: int = 0,
     ) -> None:
+        """``prefetch``: how many queueable instances may run beyond the cpu capacity, because
+        the executor holds them queued behind running attempts (they take the cpu of the one
+        they wait behind). They are admitted only when no bigger instance is waiting for room.
+        """
         self.capacity = capacity
+        self.prefetch = prefetch
         self.instances: dict[str, _Instance] = {s.id: _Instance(s) for s in specs}
         for inst in self.instances.values():
             for up in inst.spec.upstream:
@@ -270,6 +279,7 @@ class RunMachine:
 
     def _on_retry(self) -> None:
         self._cancelling = False
+        self._finished = None
         for inst in self.instances.values():
             if inst.state in (S.FAILED, S.CANCELLED):
                 inst.failures = 0
@@ -333,13 +343,16 @@ class RunMachine:
         cpu, mem, gpu = self.free_cpu, self.free_memory, self.free_gpu
         custom = dict(self.free_custom) if self.free_custom else self.free_custom
         skipped: list[tuple[int, int, str]] = []
-        while ready and cpu > 0:
+        floor = 1 - self.prefetch  # the least free cpu a queueable instance may still start at
+        while ready and (cpu > 0 or (cpu >= floor and not skipped)):
             item = heapq.heappop(ready)
             inst = self.instances[item[2]]
             if inst.state is not S.READY:
                 continue
             r = inst.spec.resources
-            if not self._fits(r, cpu, mem, gpu, custom):
+            if cpu <= 0 and inst.spec.queueable and r.cpu == 1 and self._fits(r, 1, mem, gpu, custom):
+                pass  # a prefetch slot: it starts when the attempt it waits behind ends
+            elif not self._fits(r, cpu, mem, gpu, custom):
                 skipped.append(item)
                 cpu, mem, gpu = cpu - r.cpu, mem - r.memory, gpu - r.gpu
                 custom = {k: v - r.custom.get(k, 0) for k, v in custom.items()}
@@ -407,7 +420,9 @@ class RunMachine:
         running = [i for i in self.instances.values() if i.state is S.RUNNING]
         assert self.free_cpu == self.capacity.cpu - sum(i.spec.resources.cpu for i in running)
         assert self.free_memory == self.capacity.memory - sum(i.spec.resources.memory for i in running)
-        assert self.free_cpu >= 0 and self.free_memory >= 0 and self.free_gpu >= 0
+        assert self.free_cpu >= -self.prefetch and self.free_memory >= 0 and self.free_gpu >= 0
+        beyond = sum(i.spec.resources.cpu for i in running if not i.spec.queueable) - self.capacity.cpu
+        assert beyond <= 0, "instances that cannot queue hold more cpu than there is"
         for i in self.instances.values():
             assert i.waiting == sum(not self.instances[u].state.done for u in i.spec.upstream), i.id
             if i.state in (S.READY, S.RUNNING, S.SUCCEEDED):

@@ -10,7 +10,7 @@ MAX_DELAY = 3600.0
 
 def backoff(failures: int, base: float) -> float:
     """Seconds before the next attempt after ``failures`` failures: base, 2*base, 4*base, ..."""
-    return float(min(base * 2.0 ** max(failures - 1, 0), MAX_DELAY))
+    return float(min(base * 2.0 ** min(max(failures - 1, 0), 64), MAX_DELAY))
 
 
 def next_try(failures: int, retries: int, base: float, now: float) -> float | None:

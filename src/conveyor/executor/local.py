@@ -3,33 +3,65 @@
 Each worker runs one attempt at a time. The pool enforces timeouts (the worker's whole process
 group is killed and the worker replaced), cancels with a grace period (SIGTERM, then SIGKILL),
 and reports a worker that died as a lost attempt.
+
+Queued attempts. So that a worker never idles while the driver records one attempt's end and
+sends the next, an attempt that asks for the default resources (one cpu, no timeout; the driver
+says so with ``queueable=True``) may be sent to a busy worker, which starts it the moment its
+current attempt ends. The pool stays honest about cpu: it starts an attempt on an idle worker
+only while the cpu of the attempts it has running leaves room, and a queued attempt only takes
+the place of the one it waits behind. Nothing queues behind an attempt with a timeout. A queued
+attempt is taken back before it starts (``Control.revoke``) when it is cancelled, or moved to a
+worker that falls idle; if its worker dies before starting it, it is sent again elsewhere.
+Attempts that fit nowhere yet wait in the pool (the backlog) until a worker frees up.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import selectors
 import signal
 import time
+from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from typing import Any
 
-from conveyor.runner import Job, Outcome, worker_main
+from conveyor.runner import Control, Job, Outcome, pack, worker_main
 
 _ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
 
+#: Attempts a busy worker may hold queued behind the one it runs.
+QUEUE_DEPTH = 1
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, eq=False)
+class _Slot:
+    """One attempt sent to (or waiting for) a worker."""
+
+    job: Job
+    seq: int
+    cpu: int
+    timeout: float | None
+    queueable: bool
+    queued: bool = False  # sent behind another attempt, not to an idle worker
+    revoked: bool = False  # taken back before it started; the worker's answer is still due
+    deadline: float | None = None  # timeout of the running attempt
+    kill_at: float | None = None  # end of a cancel's grace period
+    cancelling: bool = False
+
+
+@dataclass(slots=True, eq=False)
 class _Worker:
     index: int
     process: Any
     conn: Connection
-    job: Job | None = None
-    deadline: float | None = None  # timeout of the running attempt
-    kill_at: float | None = None  # end of a cancel's grace period
-    cancelling: bool = False
+    control: Control
+    slots: deque[_Slot] = field(default_factory=deque)  # in the order sent; answers come in it
+
+    def active(self) -> list[_Slot]:
+        return [s for s in self.slots if not s.revoked]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,26 +78,38 @@ class LocalExecutor:
         self.size = workers
         self.log_dir = log_dir
         self._workers: list[_Worker] = []
-        self._idle: list[_Worker] = []
+        self._backlog: deque[_Slot] = deque()
         self._dead: list[Lost] = []
+        self._seq = 0
+        self._selector: selectors.BaseSelector | None = None
+
+    @property
+    def prefetch(self) -> int:
+        """How many attempts beyond its cpu the pool can hold queued on busy workers."""
+        return self.size * QUEUE_DEPTH
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
+        self._selector = selectors.DefaultSelector()
         for i in range(self.size):
             self._workers.append(self._spawn(i))
-        self._idle = list(self._workers)
 
     def _spawn(self, index: int) -> _Worker:
         parent, child = _ctx.Pipe()
         log = os.path.join(self.log_dir, f"worker-{index}.log")
-        proc = _ctx.Process(target=worker_main, args=(child, index, log), daemon=True)  # type: ignore[attr-defined]
+        control = Control(_ctx)
+        proc = _ctx.Process(target=worker_main, args=(child, index, log, control), daemon=True)  # type: ignore[attr-defined]
         proc.start()
         child.close()
-        return _Worker(index, proc, parent)
+        w = _Worker(index, proc, parent, control)
+        assert self._selector is not None
+        self._selector.register(parent, selectors.EVENT_READ, (w, True))
+        self._selector.register(proc.sentinel, selectors.EVENT_READ, (w, False))
+        return w
 
     def shutdown(self, *, kill: bool = False) -> None:
         for w in self._workers:
-            if kill or w.job is not None:
+            if kill or w.slots:
                 self._kill(w)
             else:
                 try:
@@ -79,93 +123,207 @@ class LocalExecutor:
                 w.process.join(timeout=2)
             w.conn.close()
         self._workers = []
-        self._idle = []
+        self._backlog.clear()
+        if self._selector is not None:
+            self._selector.close()
+            self._selector = None
 
     # -- work -----------------------------------------------------------------------------------
     @property
     def idle(self) -> int:
-        return len(self._idle)
+        return sum(not w.active() for w in self._workers)
 
-    def submit(self, job: Job, timeout: float | None, now: float) -> None:
-        w = self._idle.pop()
-        w.job = job
-        w.deadline = now + timeout if timeout else None
+    def submit(
+        self, job: Job, timeout: float | None, now: float, *, cpu: int = 1, queueable: bool = False
+    ) -> None:
+        """Start ``job`` on an idle worker if its ``cpu`` fits, else queue it behind a busy
+        worker if it is ``queueable`` (one cpu, no timeout), else keep it until one frees up."""
+        self._seq += 1
+        slot = _Slot(job, self._seq, cpu, timeout, queueable and not timeout)
+        if not self._place(slot, now):
+            self._backlog.append(slot)
+
+    def _cpu_in_use(self) -> int:
+        """The cpu of the attempts the workers run (or will run before any queued one)."""
+        used = 0
+        for w in self._workers:
+            for s in w.slots:
+                if not s.revoked:
+                    used += s.cpu
+                    break
+        return used
+
+    def _place(self, slot: _Slot, now: float) -> bool:
+        idle = None
+        behind = None
+        for w in self._workers:
+            active = w.active()
+            if not active:
+                idle = idle or w
+            elif (
+                behind is None
+                and len(active) <= QUEUE_DEPTH
+                and active[0].timeout is None
+                and not any(s.cancelling for s in active)
+            ):
+                behind = w
+        if idle is not None and self._cpu_in_use() + slot.cpu <= self.size:
+            self._send(idle, slot, now, queued=False)
+            return True
+        if slot.queueable and behind is not None:
+            self._send(behind, slot, now, queued=True)
+            return True
+        return False
+
+    def _send(self, w: _Worker, slot: _Slot, now: float, *, queued: bool) -> None:
+        slot.queued = queued
+        slot.deadline = now + slot.timeout if slot.timeout else None
+        w.slots.append(slot)
         try:
-            w.conn.send(job)
+            w.conn.send(pack(slot.job, slot.seq))
         except OSError:
-            self._dead.append(Lost(job, "the worker process died before it received the attempt"))
-            self._replace(w, "dead")
+            pass  # the worker died: poll() sees it and accounts for the slot
+
+    def _fill(self, now: float) -> None:
+        """Give idle workers what waits: the backlog, then queued attempts stuck behind others."""
+        for _ in range(len(self._backlog)):
+            slot = self._backlog.popleft()
+            if not self._place(slot, now):
+                self._backlog.append(slot)
+        for w in self._workers:
+            if w.active():
+                continue
+            if self._cpu_in_use() + 1 > self.size:
+                return
+            for other in self._workers:
+                active = other.active()
+                if len(active) > 1 and active[-1].queued and other.control.revoke(active[-1].seq):
+                    stolen = active[-1]
+                    stolen.revoked = True
+                    self._seq += 1
+                    moved = _Slot(stolen.job, self._seq, stolen.cpu, stolen.timeout, stolen.queueable)
+                    self._send(w, moved, now, queued=False)
+                    break
 
     def cancel(self, instance: str, attempt: int, grace: float, now: float) -> None:
+        for slot in list(self._backlog):
+            if slot.job.instance == instance and slot.job.attempt == attempt:
+                self._backlog.remove(slot)
+                self._dead.append(Lost(slot.job, "cancelled before it started"))
         for w in self._workers:
-            if w.job is not None and w.job.instance == instance and w.job.attempt == attempt:
-                w.cancelling = True
-                w.kill_at = now + grace
-                self._signal(w, signal.SIGTERM)
+            for slot in w.slots:
+                if slot.revoked or slot.job.instance != instance or slot.job.attempt != attempt:
+                    continue
+                if w.control.revoke(slot.seq):  # not started yet: take it back
+                    slot.revoked = True
+                    self._dead.append(Lost(slot.job, "cancelled before it started"))
+                elif not slot.cancelling:
+                    slot.cancelling = True
+                    slot.kill_at = now + grace
+                    w.control.aim(slot.seq)
+                    self._signal(w, signal.SIGTERM)
 
     def next_deadline(self) -> float | None:
-        times = [t for w in self._workers for t in (w.deadline, w.kill_at) if t is not None]
+        times = [
+            t for w in self._workers for s in w.slots for t in (s.deadline, s.kill_at) if t is not None
+        ]
         return min(times) if times else None
 
     def poll(self, timeout: float) -> Iterator[Outcome | Lost]:
         """Wait up to ``timeout`` seconds; yield what finished, died or timed out."""
         yield from self._drain_dead()
-        busy = {w.conn: w for w in self._workers if w.job is not None}
-        sentinels = {w.process.sentinel: w for w in busy.values()}
-        if not busy:
+        self._fill(time.time())
+        if not any(w.slots for w in self._workers):
             if timeout > 0:
                 time.sleep(min(timeout, 0.05))
             return
-        ready = wait([*busy, *sentinels], timeout)
-        for obj in ready:
-            w = busy.get(obj)  # type: ignore[call-overload]
-            if w is None or w.job is None:
-                continue
-            try:
-                while w.conn.poll():
-                    out: Outcome = w.conn.recv()
-                    self._finish(w)
-                    yield out
-            except (EOFError, OSError):
-                pass
-        for obj in ready:
-            w = sentinels.get(obj)
-            if w is not None and w.job is not None and not w.process.is_alive():
-                code = w.process.exitcode
-                reason = f"the worker process died (exit code {code})"
-                if code is not None and code < 0:
-                    reason = f"the worker process was killed by signal {-code}"
-                yield self._lost(w, reason)
-        now = time.time()
-        for w in self._workers:
-            if w.job is None:
-                continue
-            if w.kill_at is not None and now >= w.kill_at:
-                yield self._lost(w, "cancelled; killed after the grace period")
-            elif w.deadline is not None and now >= w.deadline and not w.cancelling:
-                yield self._lost(w, "timed out", timed_out=True)
+        assert self._selector is not None
+        events = self._selector.select(timeout)
+        while events:
+            for key, _ in events:
+                w, is_conn = key.data
+                if w not in self._workers:
+                    continue  # replaced while handling an earlier event
+                if is_conn:
+                    try:
+                        msg = w.conn.recv()
+                    except (EOFError, OSError):
+                        yield from self._died(w)
+                        continue
+                    yield from self._answer(w, msg)
+                elif not w.process.is_alive():
+                    yield from self._died(w)
+            events = self._selector.select(0)  # whatever else arrived meanwhile: one batch
+        yield from self._drain_dead()
+        yield from self._timers(time.time())
 
-    def _finish(self, w: _Worker) -> None:
-        w.job = None
-        w.deadline = w.kill_at = None
-        w.cancelling = False
-        self._idle.append(w)
+    def _answer(self, w: _Worker, msg: Any) -> Iterator[Outcome]:
+        seq, status, result, error, started, ended = msg
+        slot = w.slots.popleft()
+        assert slot.seq == seq, f"worker {w.index} answered job {seq}, expected {slot.seq}"
+        if not slot.revoked:
+            job = slot.job
+            yield Outcome(job.run_id, job.instance, job.attempt, status, result, error, started, ended)
 
-    def _lost(self, w: _Worker, reason: str, timed_out: bool = False) -> Lost:
-        assert w.job is not None
-        lost = Lost(w.job, reason, timed_out)
-        self._replace(w, reason)
-        return lost
+    def _drain(self, w: _Worker) -> Iterator[Outcome]:
+        """Answers the worker already sent, before it is judged dead or killed."""
+        try:
+            while w.slots and w.conn.poll(0):
+                yield from self._answer(w, w.conn.recv())
+        except (EOFError, OSError):
+            pass
 
-    def _replace(self, w: _Worker, reason: str) -> None:
+    def _died(self, w: _Worker) -> Iterator[Outcome | Lost]:
+        yield from self._drain(w)
+        code = w.process.exitcode if not w.process.is_alive() else None
+        reason = f"the worker process died (exit code {code})"
+        if code is not None and code < 0:
+            reason = f"the worker process was killed by signal {-code}"
+        yield from self._replace(w, reason)
+
+    def _timers(self, now: float) -> Iterator[Outcome | Lost]:
+        for w in list(self._workers):
+            for slot in w.slots:
+                if slot.revoked:
+                    continue
+                if slot.kill_at is not None and now >= slot.kill_at:
+                    reason = "cancelled; killed after the grace period"
+                elif slot.deadline is not None and now >= slot.deadline and not slot.cancelling:
+                    reason = "timed out"
+                else:
+                    continue
+                yield from self._drain(w)
+                if slot in w.slots:  # it did not end in the meantime
+                    yield from self._replace(w, reason, slot)
+                break
+
+    def _replace(self, w: _Worker, reason: str, culprit: _Slot | None = None) -> Iterator[Lost]:
+        """Kill ``w`` and start a fresh worker; account for every attempt it held."""
         self._kill(w)
         w.process.join(timeout=5)
+        assert self._selector is not None
+        self._selector.unregister(w.conn)
+        self._selector.unregister(w.process.sentinel)
         w.conn.close()
-        fresh = self._spawn(w.index)
-        self._workers[self._workers.index(w)] = fresh
-        self._idle.append(fresh)
-        if w in self._idle:
-            self._idle.remove(w)
+        self._workers[self._workers.index(w)] = self._spawn(w.index)
+        requeue = []
+        for slot in w.slots:
+            if slot.revoked:
+                continue
+            if slot is culprit:
+                yield Lost(slot.job, reason, timed_out=reason == "timed out")
+            elif slot.queued and not w.control.started(slot.seq):
+                requeue.append(slot)  # it never started: send it elsewhere
+            elif culprit is None:
+                yield Lost(slot.job, reason)
+            else:
+                yield Lost(slot.job, f"{reason} (the attempt ahead of it on the worker was killed)")
+        now = time.time()
+        for slot in requeue:
+            self._seq += 1
+            slot.seq, slot.queued, slot.deadline = self._seq, False, None
+            if not self._place(slot, now):
+                self._backlog.appendleft(slot)
 
     def _drain_dead(self) -> Iterator[Lost]:
         dead, self._dead = self._dead, []
@@ -185,7 +343,9 @@ class LocalExecutor:
 
     @property
     def cancelling(self) -> bool:
-        return any(w.cancelling for w in self._workers)
+        return any(s.cancelling for w in self._workers for s in w.slots)
 
     def running(self) -> list[Job]:
-        return [w.job for w in self._workers if w.job is not None]
+        """Every attempt the pool holds: running, queued on a worker, or waiting for one."""
+        held = [s.job for w in self._workers for s in w.slots if not s.revoked]
+        return held + [s.job for s in self._backlog]

@@ -100,7 +100,9 @@ class _Sql:
 class SqlStore:
     """Runs, task instances, attempts and transitions in a SQL database."""
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
+    def __init__(self, url: str, *, migrate: bool = True, check: bool = True) -> None:
+        """Open the store; ``migrate`` creates the schema in an empty database, ``check=False``
+        skips checking the schema's revision (for ``conveyor db upgrade``)."""
         self.url = url
         try:
             parsed = sa.engine.make_url(url)
@@ -124,7 +126,9 @@ class SqlStore:
         self._sql: dict[Hashable, _Sql] = {}
         dbapi = self.engine.dialect.loaded_dbapi
         self._dbapi_error: type[Exception] = getattr(dbapi, "Error", Exception)
-        if fresh and migrate:
+        if not check:
+            pass
+        elif fresh and migrate:
             self._create()  # a new SQLite file: no schema to read
         else:
             self._check_schema(migrate)
