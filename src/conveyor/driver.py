@@ -68,7 +68,7 @@ _FAULT = os.environ.get("CONVEYOR_FAULT", "")
 
 def _fault(point: str, count: int) -> None:
     """Crash tests: ``CONVEYOR_FAULT=after-commit:7`` SIGKILLs this process at that point."""
-    if _FAULT and _FAULT == f"{point}:{count}":
+    if _FAULT and f"{point}:{count}" == _FAULT:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
