@@ -18,6 +18,7 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 
 demo: $(VENV)/.demo
 	$(BIN)/conveyor run examples/sales/pipeline.py:daily_sales
+	@echo "The report (Markdown, PNG chart, CSV) is in demo-output/report/; see what ran: $(BIN)/conveyor runs"
 
 test: $(VENV)/.test
 	$(BIN)/ruff check src tests bench examples

@@ -43,6 +43,7 @@ from conveyor.runner import GRAPHS, Job, Outcome
 from conveyor.store import Batch, Store
 from conveyor.store.records import AttemptRecord, RunRecord, TransitionRecord
 from conveyor.targets import flatten
+from conveyor.tasks import TaskDef
 
 S = State
 _ENDED = {
@@ -90,6 +91,13 @@ def owner_is_dead(owner: str) -> bool:
     return False
 
 
+def _queueable(task: TaskDef) -> bool:
+    """May an attempt of ``task`` wait queued on a busy worker? Only with the default resources
+    (one cpu) and no timeout: its time would start before the attempt does."""
+    r = task.resources
+    return r.cpu == 1 and not r.memory and not r.gpu and not r.custom and task.timeout is None
+
+
 def tail(text: str | None, lines: int = 6) -> str:
     if not text:
         return ""
@@ -128,6 +136,7 @@ class RunDriver:
         self._cancel_requested = 0
         self._results: dict[str, str | None] = {}
         self._errors: dict[str, str] = {}
+        self._log_dirs: dict[str, str] = {}
         self._epoch = 0
 
     # -- progress, for the CLI ------------------------------------------------------------------
@@ -151,11 +160,18 @@ class RunDriver:
         self._results = {iid: r.result for iid, r in records.items()}
         specs = [
             InstanceSpec(
-                n.id, tuple(n.upstream), n.task.priority, n.task.resources, n.task.retries, n.task.retry_delay
+                n.id,
+                tuple(n.upstream),
+                n.task.priority,
+                n.task.resources,
+                n.task.retries,
+                n.task.retry_delay,
+                queueable=_queueable(n.task),
             )
             for n in self.graph
         ]
-        machine = self.machine = RunMachine(specs, self.capacity, prior)
+        executor = LocalExecutor(self.capacity.cpu, str(self.log_dir))
+        machine = self.machine = RunMachine(specs, self.capacity, prior, prefetch=executor.prefetch)
         now = time.time()
         events: list[Event] = []
         if self.retry or any(p.state in (S.FAILED, S.CANCELLED) for p in prior.values()):
@@ -169,7 +185,6 @@ class RunDriver:
                     events.append(AttemptLost(now, iid, p.attempts, "the process driving the run stopped"))
         GRAPHS[run.id] = self.graph
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        executor = LocalExecutor(self.capacity.cpu, str(self.log_dir))
         executor.start()
         run_cols: dict[str, Any] = {"state": "running", "ended_at": None, "error": None}
         if run.started_at is None:
@@ -199,13 +214,25 @@ class RunDriver:
                     self._commit(batch, now)
                 for cmd in commands:  # effects, only after their transitions are durable
                     if isinstance(cmd, Execute):
-                        node = self.graph[cmd.instance]
-                        executor.submit(self._job(cmd), node.task.timeout, now)
+                        task = self.graph[cmd.instance].task
+                        spec = machine.instances[cmd.instance].spec
+                        executor.submit(
+                            self._job(cmd),
+                            task.timeout,
+                            now,
+                            cpu=task.resources.cpu,
+                            queueable=spec.queueable,
+                        )
                     elif isinstance(cmd, Cancel):
                         executor.cancel(cmd.instance, cmd.attempt, self.grace, now)
                 if finished is not None:
                     break
-                deadline = min(t for t in (wake_at, executor.next_deadline(), now + 0.25) if t)
+                deadline = now + 0.25
+                timer = executor.next_deadline()
+                if timer is not None and timer < deadline:
+                    deadline = timer
+                if wake_at is not None and wake_at < deadline:
+                    deadline = wake_at
                 if wake_at is not None and wake_at <= now:
                     wake_at = None
                 for item in executor.poll(max(deadline - time.time(), 0.0)):
@@ -268,7 +295,10 @@ class RunDriver:
         )
 
     def _log_path(self, iid: str, attempt: int) -> str:
-        return str(self.log_dir / f"{self.graph[iid].task.name}-{iid}" / f"{attempt}.log")
+        folder = self._log_dirs.get(iid)
+        if folder is None:
+            folder = self._log_dirs[iid] = str(self.log_dir / f"{self.graph[iid].task.name}-{iid}")
+        return f"{folder}/{attempt}.log"
 
     def _event(self, item: Outcome | Lost) -> Event:
         now = time.time()

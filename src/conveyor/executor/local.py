@@ -224,9 +224,7 @@ class LocalExecutor:
                     self._signal(w, signal.SIGTERM)
 
     def next_deadline(self) -> float | None:
-        times = [
-            t for w in self._workers for s in w.slots for t in (s.deadline, s.kill_at) if t is not None
-        ]
+        times = [t for w in self._workers for s in w.slots for t in (s.deadline, s.kill_at) if t is not None]
         return min(times) if times else None
 
     def poll(self, timeout: float) -> Iterator[Outcome | Lost]:
