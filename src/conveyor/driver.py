@@ -46,6 +46,7 @@ from conveyor.targets import flatten
 from conveyor.tasks import TaskDef
 
 S = State
+_TERMINAL = frozenset(st for st in State if st.terminal)
 _ENDED = {
     S.SUCCEEDED: "succeeded",
     S.RETRY_WAIT: "failed",
@@ -137,6 +138,8 @@ class RunDriver:
         self._results: dict[str, str | None] = {}
         self._errors: dict[str, str] = {}
         self._log_dirs: dict[str, str] = {}
+        self._times: dict[str, tuple[float | None, float | None]] = {}  # started_at, ended_at
+        self._log_root = str(self.log_dir)
         self._epoch = 0
 
     # -- progress, for the CLI ------------------------------------------------------------------
@@ -158,6 +161,8 @@ class RunDriver:
             if iid in self.graph.nodes
         }
         self._results = {iid: r.result for iid, r in records.items()}
+        self._times = {iid: (r.started_at, r.ended_at) for iid, r in records.items()}
+        self._errors.update({iid: r.error for iid, r in records.items() if r.error})
         specs = [
             InstanceSpec(
                 n.id,
@@ -198,6 +203,7 @@ class RunDriver:
                     events.append(CancelRequested(now))
                 if self._cancel_requested >= 2:
                     events.extend(self._abort(executor, now))
+                machine.prefetch = executor.prefetch if executor.quick else 0
                 commands = machine.handle(*events)
                 events = []
                 batch = self._batch(machine.drain_changes())
@@ -297,7 +303,7 @@ class RunDriver:
     def _log_path(self, iid: str, attempt: int) -> str:
         folder = self._log_dirs.get(iid)
         if folder is None:
-            folder = self._log_dirs[iid] = str(self.log_dir / f"{self.graph[iid].task.name}-{iid}")
+            folder = self._log_dirs[iid] = f"{self._log_root}/{self.graph[iid].task.name}-{iid}"
         return f"{folder}/{attempt}.log"
 
     def _event(self, item: Outcome | Lost) -> Event:
@@ -318,59 +324,60 @@ class RunDriver:
         return AttemptFailed(item.ended, item.instance, item.attempt, item.error or "failed")
 
     def _batch(self, changes: list[Change]) -> Batch:
+        """The changes as rows: every touched instance's row carries all its changing columns,
+        so the store writes them all with one statement."""
         batch = Batch()
         if not changes:
             return batch
         m = self.machine
         assert m is not None
-        touched: dict[str, dict[str, Any]] = {}
+        run_id, on_change, errors, times = self.run.id, self.on_change, self._errors, self._times
+        transitions, started, ended = batch.transitions, batch.attempts_started, batch.attempts_ended
+        touched: dict[str, None] = {}
         for ch in changes:
-            batch.transitions.append(
-                TransitionRecord(ch.instance, ch.old.value, ch.new.value, ch.at, ch.cause, ch.attempt)
-            )
-            row = touched.setdefault(ch.instance, {"id": ch.instance})
-            if ch.new is S.RUNNING:
-                batch.attempts_started.append(
-                    AttemptRecord(
-                        self.run.id,
-                        ch.instance,
-                        ch.attempt,
-                        "running",
-                        ch.at,
-                        log_path=self._log_path(ch.instance, ch.attempt),
-                    )
-                )
-                row.setdefault("started_at", ch.at)
-            if ch.old is S.RUNNING:
-                batch.attempts_ended.append(
+            iid, old, new, at = ch.instance, ch.old, ch.new, ch.at
+            transitions.append(TransitionRecord(iid, old._value_, new._value_, at, ch.cause, ch.attempt))
+            touched[iid] = None
+            if new is S.RUNNING:
+                log = self._log_path(iid, ch.attempt)
+                started.append(AttemptRecord(run_id, iid, ch.attempt, "running", at, None, None, log))
+                times[iid] = (at, times.get(iid, (None, None))[1])
+            elif old is S.RUNNING:
+                ended.append(
                     {
-                        "instance_id": ch.instance,
+                        "instance_id": iid,
                         "number": ch.attempt,
-                        "state": _ENDED[ch.new],
-                        "ended_at": ch.at,
+                        "state": _ENDED[new],
+                        "ended_at": at,
                         "error": ch.error,
                     }
                 )
             if ch.error:
-                self._errors[ch.instance] = ch.error
-                row["error"] = ch.error
-            if ch.new.terminal:
-                row["ended_at"] = ch.at
-                if ch.new is S.SUCCEEDED:
-                    row["result"] = self._results.get(ch.instance)
-                    row["error"] = None
-            if self.on_change is not None:
-                self.on_change(ch, self.graph[ch.instance].label)
-        for iid, row in touched.items():
-            inst = m.instances[iid]
-            row.update(
-                state=inst.state.value,
-                attempts=inst.attempts,
-                failures=inst.failures,
-                lost=inst.lost,
-                not_before=inst.not_before,
+                errors[iid] = ch.error
+            if new in _TERMINAL:
+                times[iid] = (times.get(iid, (None, None))[0], at)
+                if new is S.SUCCEEDED:
+                    errors.pop(iid, None)
+            if on_change is not None:
+                on_change(ch, self.graph[iid].label)
+        instances, results = m.instances, self._results
+        for iid in touched:
+            inst = instances[iid]
+            started_at, ended_at = times.get(iid, (None, None))
+            batch.instances.append(
+                {
+                    "id": iid,
+                    "state": inst.state._value_,
+                    "attempts": inst.attempts,
+                    "failures": inst.failures,
+                    "lost": inst.lost,
+                    "not_before": inst.not_before,
+                    "started_at": started_at,
+                    "ended_at": ended_at,
+                    "result": results.get(iid),
+                    "error": errors.get(iid),
+                }
             )
-            batch.instances.append(row)
         return batch
 
     def _run_end(self, fin: Finished, now: float) -> dict[str, Any]:

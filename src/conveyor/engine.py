@@ -20,8 +20,8 @@ from typing import Any
 
 from conveyor import params as P
 from conveyor.core import Change
-from conveyor.driver import RunDriver, RunResult, interrupts
-from conveyor.errors import ConveyorError, RunBusy
+from conveyor.driver import RunDriver, RunResult, interrupts, owner_is_dead
+from conveyor.errors import ConveyorError, GraphError, RunBusy
 from conveyor.graph import Graph
 from conveyor.loader import load_pipeline, split_target
 from conveyor.pipelines import PipelineDef
@@ -39,14 +39,16 @@ class Prepared:
     run: RunRecord
     graph: Graph
     resumed: bool
+    capacity: Capacity
 
 
-def canonical_target(target: str) -> str:
-    """``file.py:name`` with the file made absolute, so the run can be found and reloaded."""
-    where, name = split_target(target)
+def canonical_target(target: str, pipeline: str) -> str:
+    """``file.py:name`` with the file made absolute and the pipeline named, so that the run can
+    be found and reloaded even if the file gains more pipelines."""
+    where, _ = split_target(target)
     if where.endswith(".py") or "/" in where:
         where = str(Path(where).resolve())
-    return f"{where}:{name}" if name else where
+    return f"{where}:{pipeline}"
 
 
 def run_key(target: str, params: Mapping[str, Any]) -> str:
@@ -83,20 +85,19 @@ def prepare(
     from_text: bool = False,
     new: bool = False,
     force: bool = False,
-    capacity: Capacity | None = None,
+    workers: int | None = None,
+    resources: Mapping[str, int] | None = None,
 ) -> Prepared:
-    """Load and build the pipeline, and find or create its run in the store."""
+    """Load and build the pipeline, check it fits the machine, and find or create its run."""
     if isinstance(target, PipelineDef):
         pipe = target
         ref = f"{pipe.fn.__module__}:{pipe.fn.__name__}"
     else:
         pipe = load_pipeline(target)
-        ref = canonical_target(target)
+        ref = canonical_target(target, pipe.name)
     bound = pipe.bind(params or {}, from_text=from_text)
     graph = pipe.build(bound)
-    if capacity is not None:
-        for node in graph:
-            capacity.check(node.label, node.task.resources)
+    capacity = _capacity(graph, workers, resources)
     pjson = P.to_json(pipe.params, bound)
     # The graph's instances are part of "the same command": a default like end=None that means
     # today builds another graph tomorrow, which is another run.
@@ -105,10 +106,11 @@ def prepare(
     if not (new or force):
         last = store.latest_run(key)
         if last is not None and last.state != "succeeded":
+            _refuse_if_busy(last)
             missing = set(graph.nodes) - {r.id for r in store.instances(last.id)}
             if missing:
                 store.add_instances(last.id, instance_records(last.id, graph, missing))
-            return Prepared(store, last, graph, resumed=True)
+            return Prepared(store, last, graph, True, capacity)
     run = RunRecord(
         id=new_run_id(),
         pipeline=pipe.name,
@@ -121,7 +123,20 @@ def prepare(
         total=len(graph),
     )
     store.create_run(run, instance_records(run.id, graph))
-    return Prepared(store, run, graph, resumed=False)
+    return Prepared(store, run, graph, False, capacity)
+
+
+def _capacity(graph: Graph, workers: int | None, resources: Mapping[str, int] | None) -> Capacity:
+    """The local executor's capacity; refuse a task that could never fit (before any run exists)."""
+    capacity = Capacity.local(workers or default_workers(), resources)
+    for node in graph:
+        capacity.check(node.label, node.task.resources)
+    return capacity
+
+
+def _refuse_if_busy(run: RunRecord) -> None:
+    if run.owner and run.lease_expires and run.lease_expires > time.time() and not owner_is_dead(run.owner):
+        raise RunBusy(f"run {run.id} is being driven by {run.owner}; wait for it to end or stop that process")
 
 
 def default_workers() -> int:
@@ -131,8 +146,6 @@ def default_workers() -> int:
 def drive(
     prepared: Prepared,
     *,
-    workers: int | None = None,
-    resources: Mapping[str, int] | None = None,
     force: bool = False,
     retry: bool = False,
     grace: float = 10.0,
@@ -140,14 +153,11 @@ def drive(
     on_start: Callable[[RunDriver], None] | None = None,
 ) -> RunResult:
     """Drive a prepared run to its end on local worker processes."""
-    capacity = Capacity.local(workers or default_workers(), resources)
-    for node in prepared.graph:
-        capacity.check(node.label, node.task.resources)
     driver = RunDriver(
         prepared.store,
         prepared.run,
         prepared.graph,
-        capacity,
+        prepared.capacity,
         home=home(),
         force=force,
         retry=retry,
@@ -171,27 +181,39 @@ def run(
     resources: Mapping[str, int] | None = None,
 ) -> RunResult:
     """Run a pipeline to its end on this machine and return how it ended."""
-    prepared = prepare(target, params, db=db, new=new, force=force)
+    prepared = prepare(target, params, db=db, new=new, force=force, workers=workers, resources=resources)
     try:
-        return drive(prepared, workers=workers, resources=resources, force=force)
+        return drive(prepared, force=force)
     finally:
         prepared.store.close()
 
 
-def reopen(run_id: str, *, store: Store | None = None, db: str | None = None) -> Prepared:
+def reopen(
+    run_id: str,
+    *,
+    store: Store | None = None,
+    db: str | None = None,
+    workers: int | None = None,
+    resources: Mapping[str, int] | None = None,
+) -> Prepared:
     """An existing run, with its pipeline loaded again from where it was defined."""
     store = store or open_store(db)
     record = store.get_run(run_id)
-    if record.state == "running":
-        pass  # drive() refuses it if its owner is alive
+    _refuse_if_busy(record)
     with _workdir(record.workdir):
         pipe = load_pipeline(record.target)
         graph = pipe.build(P.from_json(pipe.params, record.params))
-    known = {r.id for r in store.instances(record.id)}
-    missing = set(graph.nodes) - known
+    stored = store.instances(record.id)
+    gone = [i for i in stored if i.id not in graph.nodes and i.state not in ("succeeded", "skipped")]
+    if gone:
+        raise GraphError(
+            f"run {record.id}: its pipeline no longer builds {gone[0].label} (and {len(gone) - 1} more "
+            "unfinished tasks) for these parameters; start a new run with conveyor run"
+        )
+    missing = set(graph.nodes) - {i.id for i in stored}
     if missing:
         store.add_instances(record.id, instance_records(record.id, graph, missing))
-    return Prepared(store, record, graph, resumed=True)
+    return Prepared(store, record, graph, True, _capacity(graph, workers, resources))
 
 
 @contextlib.contextmanager

@@ -133,6 +133,9 @@ class _Unrendered:
     def __init__(self, name: str) -> None:
         self.name = name
 
+    def __repr__(self) -> str:
+        return "<upstream result>"
+
     def __format__(self, spec: str) -> str:
         raise ValueError(f"parameter {self.name!r} is an upstream result, which a template cannot use")
 

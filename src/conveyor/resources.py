@@ -45,9 +45,9 @@ def parse_memory(value: int | float | str, owner: str = "memory") -> int:
 
 
 def format_memory(n: int) -> str:
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= size:
-            return f"{n / size:.3g}{unit}"
+            return f"{n / size:.4g}{unit}"
     return f"{n}B"
 
 

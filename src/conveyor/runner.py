@@ -258,47 +258,57 @@ def _tail(fd: int | None, lines: int = 5) -> str:
 class Control:
     """A few words of memory shared by the executor and one worker process.
 
-    The executor may send a worker its next job while the current one still runs (a queued job).
-    Which of them a SIGTERM is aimed at, and whether a queued job is taken back before it starts,
-    is settled here under one lock, so neither side ever waits for the other:
+    The executor may send a worker jobs while the current one still runs (queued jobs). Whether
+    a queued job is taken back before it starts, and which job a SIGTERM is meant for, is settled
+    here under one lock, so neither side ever waits for the other. Sequence numbers grow with
+    every job the executor sends, and a worker takes its jobs in that order.
 
-    - ``begin(seq)`` (worker): job ``seq`` starts now, unless the executor revoked it first;
-    - ``revoke(seq)`` (executor): take queued job ``seq`` back, unless the worker started it;
-    - ``aim(seq)`` (executor), before a SIGTERM: the job it cancels; other jobs ignore the signal.
-
-    Sequence numbers grow with every job the executor sends.
+    - ``begin(seq)`` (worker): the worker reached job ``seq``; False if it is marked: skip it;
+    - ``revoke(seq)`` (executor): mark job ``seq`` unless the worker reached it; True if marked;
+    - ``stop(seq)`` (executor): mark job ``seq``, reached or not; True if the worker reached it
+      (then a SIGTERM cancels it: the worker's handler acts only for a marked job).
     """
 
     __slots__ = ("_lock", "_words")
 
-    _STARTED, _REVOKED, _AIMED = 0, 1, 2
+    MARKS = 16  # marked jobs the worker has not reached yet: the pool keeps fewer on a worker
 
     def __init__(self, ctx: Any) -> None:
-        self._words = ctx.RawArray(ctypes.c_longlong, 3)
+        self._words = ctx.RawArray(ctypes.c_longlong, 1 + self.MARKS)  # reached, marks...
         self._lock = ctx.Lock()
 
     def begin(self, seq: int) -> bool:
         with self._lock:
-            if self._words[self._REVOKED] == seq:
-                return False
-            self._words[self._STARTED] = seq
-            return True
+            self._words[0] = seq
+            return seq not in self._words[1:]
 
     def revoke(self, seq: int) -> bool:
         with self._lock:
-            if self._words[self._STARTED] >= seq:
+            if self._words[0] >= seq:
                 return False
-            self._words[self._REVOKED] = seq
+            self._mark(seq)
             return True
 
+    def stop(self, seq: int) -> bool:
+        with self._lock:
+            self._mark(seq)
+            return bool(self._words[0] >= seq)
+
+    def _mark(self, seq: int) -> None:
+        words, reached = self._words, self._words[0]
+        for i in range(1, 1 + self.MARKS):
+            if words[i] <= reached or words[i] == seq:  # free: unused, or a job already past
+                words[i] = seq
+                return
+        raise RuntimeError("too many jobs marked on one worker")  # the pool keeps fewer
+
     def started(self, seq: int) -> bool:
-        return bool(self._words[self._STARTED] >= seq)
+        return bool(self._words[0] >= seq)
 
-    def aim(self, seq: int) -> None:
-        self._words[self._AIMED] = seq
-
-    def aimed_at(self, seq: int) -> bool:
-        return bool(self._words[self._AIMED] == seq)
+    def marked(self, seq: int) -> bool:
+        """Without the lock: the SIGTERM handler asks, maybe while ``begin`` holds it. The mark
+        was written before the signal was sent."""
+        return seq in self._words[1:]
 
 
 #: In a worker: the sequence number of the job running now (0: a job sent without one), or None.
@@ -310,8 +320,8 @@ def _cancel_handler(signum: int, frame: Any) -> None:
     seq = _running
     if seq is None:
         return  # between jobs: a late cancel for a job that already ended
-    if seq and _control is not None and not _control.aimed_at(seq):
-        return  # meant for the job before this one, which ended meanwhile
+    if seq and _control is not None and not _control.marked(seq):
+        return  # meant for a job that ended meanwhile
     raise Cancelled()
 
 
@@ -348,21 +358,23 @@ def worker_main(conn: Any, index: int, worker_log: str, control: Control | None 
     os.dup2(fd, 2)
     os.close(fd)
     install_logging()
+    parent = os.getppid()
     while True:
         try:
             msg = conn.recv()
         except (EOFError, OSError):
             return
-        if msg is None:
-            return
-        try:
-            reply = _answer(msg, control)
-        except Cancelled:  # a cancel that landed just as the job ended
-            reply = _cancelled(msg)
-        try:
-            conn.send(reply)
-        except OSError:
-            return
+        for one in msg if isinstance(msg, list) else (msg,):  # a list: several jobs, in order
+            if one is None or os.getppid() != parent:
+                return  # told to stop, or orphaned: start nothing more
+            try:
+                reply = _answer(one, control)
+            except Cancelled:  # a cancel that landed just as the job ended
+                reply = _cancelled(one)
+            try:
+                conn.send(reply)
+            except OSError:
+                return
 
 
 def _answer(msg: Any, control: Control | None) -> Any:

@@ -511,7 +511,7 @@ def test_changes_are_what_the_driver_persists_before_the_commands() -> None:
     run(Tick(5))
     run(ok(6, "a", 2))
     assert run.m.drain_changes() == [
-        Change("a", S.RUNNING, S.RETRY_WAIT, 3, "attempt 1 failed; retry at 5.000", 1, "ValueError: bad row"),
+        Change("a", S.RUNNING, S.RETRY_WAIT, 3, "attempt 1 failed; retry in 2s", 1, "ValueError: bad row"),
         Change("a", S.RETRY_WAIT, S.READY, 5, "backoff over", 1),
         Change("a", S.READY, S.RUNNING, 5, "attempt 2 admitted", 2),
         Change("a", S.RUNNING, S.SUCCEEDED, 6, "attempt 2 succeeded", 2),

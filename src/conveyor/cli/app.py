@@ -96,15 +96,7 @@ def _state_text(state: str) -> str:
 
 
 # -- run and retry ----------------------------------------------------------------------------
-def _drive(
-    prepared: engine.Prepared,
-    *,
-    workers: int | None,
-    resources: dict[str, int],
-    force: bool,
-    retry: bool,
-    grace: float,
-) -> RunResult:
+def _drive(prepared: engine.Prepared, *, force: bool, retry: bool, grace: float) -> RunResult:
     from conveyor.cli.progress import RunProgress
 
     run, graph = prepared.run, prepared.graph
@@ -119,8 +111,6 @@ def _drive(
     try:
         result = engine.drive(
             prepared,
-            workers=workers,
-            resources=resources,
             force=force,
             retry=retry,
             grace=grace,
@@ -175,10 +165,17 @@ def run(
 ) -> None:
     """Run a pipeline here and now; re-running resumes what did not finish."""
     values = P.parse_assignments(param or [])
-    prepared = engine.prepare(target, values, db=db, from_text=True, new=new, force=force)
-    result = _drive(
-        prepared, workers=workers, resources=_resources(resource), force=force, retry=False, grace=grace
+    prepared = engine.prepare(
+        target,
+        values,
+        db=db,
+        from_text=True,
+        new=new,
+        force=force,
+        workers=workers,
+        resources=_resources(resource),
     )
+    result = _drive(prepared, force=force, retry=False, grace=grace)
     raise typer.Exit(EXIT[result.state])
 
 
@@ -191,13 +188,11 @@ def retry(
     db: DbOpt = None,
 ) -> None:
     """Resume a failed, cancelled or interrupted run; succeeded tasks are not run again."""
-    prepared = engine.reopen(run_id, db=db)
+    prepared = engine.reopen(run_id, db=db, workers=workers, resources=_resources(resource))
     if prepared.run.state == "succeeded":
         console.print(f"Run {prepared.run.id} already succeeded; nothing to retry.")
         raise typer.Exit(0)
-    result = _drive(
-        prepared, workers=workers, resources=_resources(resource), force=False, retry=True, grace=grace
-    )
+    result = _drive(prepared, force=False, retry=True, grace=grace)
     raise typer.Exit(EXIT[result.state])
 
 
@@ -391,4 +386,4 @@ def db_upgrade(db: DbOpt = None) -> None:
     if before == after:
         console.print(f"Store {safe_url(url)} is already at schema {after}.")
     else:
-        console.print(f"Store {safe_url(url)} upgraded from schema {before or 'none'} to {after}.")
+        console.print(f"Store {safe_url(url)} is now at schema {after} (it was at {before or 'none'}).")

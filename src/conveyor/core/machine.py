@@ -140,6 +140,7 @@ class RunMachine:
         """``prefetch``: how many queueable instances may run beyond the cpu capacity, because
         the executor holds them queued behind running attempts (they take the cpu of the one
         they wait behind). They are admitted only when no bigger instance is waiting for room.
+        The driver may change it between steps, as it learns how long attempts take.
         """
         self.capacity = capacity
         self.prefetch = prefetch
@@ -264,7 +265,8 @@ class RunMachine:
             self._move(inst, S.FAILED, f"attempt {attempt} failed for good", error=error)
             return
         inst.not_before = when
-        self._move(inst, S.RETRY_WAIT, f"attempt {attempt} failed; retry at {when:.3f}", error=error)
+        cause = f"attempt {attempt} failed; retry in {when - self._now:.3g}s"
+        self._move(inst, S.RETRY_WAIT, cause, error=error)
         heapq.heappush(self._waits, (when, inst.id))
 
     def _on_cancel(self, ev: CancelRequested, out: list[Command]) -> None:
@@ -420,7 +422,8 @@ class RunMachine:
         running = [i for i in self.instances.values() if i.state is S.RUNNING]
         assert self.free_cpu == self.capacity.cpu - sum(i.spec.resources.cpu for i in running)
         assert self.free_memory == self.capacity.memory - sum(i.spec.resources.memory for i in running)
-        assert self.free_cpu >= -self.prefetch and self.free_memory >= 0 and self.free_gpu >= 0
+        queued = sum(i.spec.queueable for i in running)
+        assert self.free_cpu >= -queued and self.free_memory >= 0 and self.free_gpu >= 0
         beyond = sum(i.spec.resources.cpu for i in running if not i.spec.queueable) - self.capacity.cpu
         assert beyond <= 0, "instances that cannot queue hold more cpu than there is"
         for i in self.instances.values():

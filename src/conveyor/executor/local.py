@@ -10,8 +10,9 @@ says so with ``queueable=True``) may be sent to a busy worker, which starts it t
 current attempt ends. The pool stays honest about cpu: it starts an attempt on an idle worker
 only while the cpu of the attempts it has running leaves room, and a queued attempt only takes
 the place of the one it waits behind. Nothing queues behind an attempt with a timeout. A queued
-attempt is taken back before it starts (``Control.revoke``) when it is cancelled, or moved to a
-worker that falls idle; if its worker dies before starting it, it is sent again elsewhere.
+attempt is taken back before it starts (``Control``) when it is cancelled, when the attempt ahead
+of it turns out long, or to move it to a worker that falls idle; if its worker dies before
+starting it, it is sent again elsewhere.
 Attempts that fit nowhere yet wait in the pool (the backlog) until a worker frees up.
 """
 
@@ -34,6 +35,13 @@ _ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
 
 #: Attempts a busy worker may hold queued behind the one it runs.
 QUEUE_DEPTH = 1
+#: Attempts queue only while attempts take less than this (seconds, a moving average): for
+#: longer ones the driver's round trip costs little, and a queue would only delay an attempt of
+#: higher priority that becomes ready meanwhile.
+QUICK = 0.005
+#: Nothing queues behind an attempt running longer than this (seconds); what already waits
+#: behind it is taken back and goes to the next worker that frees up.
+YOUNG = 0.02
 
 
 @dataclass(slots=True, eq=False)
@@ -48,17 +56,60 @@ class _Slot:
     queued: bool = False  # sent behind another attempt, not to an idle worker
     revoked: bool = False  # taken back before it started; the worker's answer is still due
     deadline: float | None = None  # timeout of the running attempt
+    since: float = 0.0  # when it became the worker's first attempt (it runs, as far as we know)
     kill_at: float | None = None  # end of a cancel's grace period
     cancelling: bool = False
+
+
+class Channel:
+    """Both directions between the pool and one worker, on two one-way pipes (cheaper per message
+    than a socket pair). Quacks like a ``multiprocessing.connection.Connection``."""
+
+    __slots__ = ("reader", "writer")
+
+    def __init__(self, reader: Connection, writer: Connection) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    def send(self, obj: Any) -> None:
+        self.writer.send(obj)
+
+    def recv(self) -> Any:
+        return self.reader.recv()
+
+    def poll(self, timeout: float = 0.0) -> bool:
+        return self.reader.poll(timeout)
+
+    def fileno(self) -> int:
+        return self.reader.fileno()
+
+    def fds(self) -> list[int]:
+        return [c.fileno() for c in (self.reader, self.writer) if not c.closed]
+
+    def close(self) -> None:
+        self.reader.close()
+        self.writer.close()
+
+
+def _worker(channel: Channel, index: int, log: str, control: Control, inherited: list[int]) -> None:
+    """A forked worker first closes the pool's ends of every pipe it inherited: when the process
+    driving the run dies, its workers see their pipe closed and stop instead of waiting forever."""
+    for fd in inherited:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    worker_main(channel, index, log, control)
 
 
 @dataclass(slots=True, eq=False)
 class _Worker:
     index: int
     process: Any
-    conn: Connection
+    conn: Channel
     control: Control
     slots: deque[_Slot] = field(default_factory=deque)  # in the order sent; answers come in it
+    outbox: list[tuple[Any, ...]] = field(default_factory=list)  # assigned, not yet sent
 
     def active(self) -> list[_Slot]:
         return [s for s in self.slots if not s.revoked]
@@ -81,12 +132,19 @@ class LocalExecutor:
         self._backlog: deque[_Slot] = deque()
         self._dead: list[Lost] = []
         self._seq = 0
+        self._unsent = False
+        self._duration: float | None = None  # moving average of attempts' run time
         self._selector: selectors.BaseSelector | None = None
 
     @property
     def prefetch(self) -> int:
         """How many attempts beyond its cpu the pool can hold queued on busy workers."""
         return self.size * QUEUE_DEPTH
+
+    @property
+    def quick(self) -> bool:
+        """Do attempts end quickly enough that queueing them pays (see ``QUICK``)?"""
+        return self._duration is not None and self._duration < QUICK
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -95,15 +153,21 @@ class LocalExecutor:
             self._workers.append(self._spawn(i))
 
     def _spawn(self, index: int) -> _Worker:
-        parent, child = _ctx.Pipe()
+        down_r, down_w = _ctx.Pipe(duplex=False)
+        up_r, up_w = _ctx.Pipe(duplex=False)
+        parent, child = Channel(up_r, down_w), Channel(down_r, up_w)
         log = os.path.join(self.log_dir, f"worker-{index}.log")
         control = Control(_ctx)
-        proc = _ctx.Process(target=worker_main, args=(child, index, log, control), daemon=True)  # type: ignore[attr-defined]
+        inherited = [fd for w in self._workers for fd in w.conn.fds()] + parent.fds()
+        if _ctx.get_start_method() != "fork":
+            inherited = []
+        args = (child, index, log, control, inherited)
+        proc = _ctx.Process(target=_worker, args=args, daemon=True)  # type: ignore[attr-defined]
         proc.start()
         child.close()
         w = _Worker(index, proc, parent, control)
         assert self._selector is not None
-        self._selector.register(parent, selectors.EVENT_READ, (w, True))
+        self._selector.register(parent.reader, selectors.EVENT_READ, (w, True))
         self._selector.register(proc.sentinel, selectors.EVENT_READ, (w, False))
         return w
 
@@ -156,17 +220,20 @@ class LocalExecutor:
     def _place(self, slot: _Slot, now: float) -> bool:
         idle = None
         behind = None
+        fewest = QUEUE_DEPTH + 1
         for w in self._workers:
             active = w.active()
             if not active:
                 idle = idle or w
+            elif len(w.slots) >= Control.MARKS // 2:
+                continue  # answers for taken-back attempts still due: enough on this one
             elif (
-                behind is None
-                and len(active) <= QUEUE_DEPTH
+                len(active) < fewest
                 and active[0].timeout is None
+                and now - active[0].since < YOUNG
                 and not any(s.cancelling for s in active)
             ):
-                behind = w
+                behind, fewest = w, len(active)
         if idle is not None and self._cpu_in_use() + slot.cpu <= self.size:
             self._send(idle, slot, now, queued=False)
             return True
@@ -176,16 +243,38 @@ class LocalExecutor:
         return False
 
     def _send(self, w: _Worker, slot: _Slot, now: float, *, queued: bool) -> None:
+        """Assign ``slot`` to ``w``; it goes out with the worker's other new jobs (``_flush``)."""
         slot.queued = queued
         slot.deadline = now + slot.timeout if slot.timeout else None
+        if not w.active():
+            slot.since = now
         w.slots.append(slot)
-        try:
-            w.conn.send(pack(slot.job, slot.seq))
-        except OSError:
-            pass  # the worker died: poll() sees it and accounts for the slot
+        w.outbox.append(pack(slot.job, slot.seq))
+        self._unsent = True
+
+    def _flush(self) -> None:
+        """Send each worker its new jobs in one message: one write, one wake-up."""
+        if not self._unsent:
+            return
+        self._unsent = False
+        for w in self._workers:
+            if w.outbox:
+                msg = w.outbox[0] if len(w.outbox) == 1 else w.outbox
+                w.outbox = []
+                try:
+                    w.conn.send(msg)
+                except OSError:
+                    pass  # the worker died: poll() sees it and accounts for its slots
 
     def _fill(self, now: float) -> None:
-        """Give idle workers what waits: the backlog, then queued attempts stuck behind others."""
+        """Take queued attempts back from behind long ones; give what waits to free workers."""
+        for w in self._workers:
+            active = w.active()
+            if len(active) > 1 and now - active[0].since >= YOUNG:
+                for slot in reversed(active[1:]):
+                    if w.control.revoke(slot.seq):
+                        slot.revoked = True
+                        self._backlog.appendleft(self._renew(slot))
         for _ in range(len(self._backlog)):
             slot = self._backlog.popleft()
             if not self._place(slot, now):
@@ -195,17 +284,19 @@ class LocalExecutor:
                 continue
             if self._cpu_in_use() + 1 > self.size:
                 return
-            for other in self._workers:
-                active = other.active()
-                if len(active) > 1 and active[-1].queued and other.control.revoke(active[-1].seq):
-                    stolen = active[-1]
-                    stolen.revoked = True
-                    self._seq += 1
-                    moved = _Slot(stolen.job, self._seq, stolen.cpu, stolen.timeout, stolen.queueable)
-                    self._send(w, moved, now, queued=False)
-                    break
+            victim = max(self._workers, key=lambda o: len(o.active()))
+            active = victim.active()
+            if len(active) > 1 and active[-1].queued and victim.control.revoke(active[-1].seq):
+                active[-1].revoked = True
+                self._send(w, self._renew(active[-1]), now, queued=False)
+
+    def _renew(self, slot: _Slot) -> _Slot:
+        """The same attempt under a new sequence number, to be sent again."""
+        self._seq += 1
+        return _Slot(slot.job, self._seq, slot.cpu, slot.timeout, slot.queueable)
 
     def cancel(self, instance: str, attempt: int, grace: float, now: float) -> None:
+        self._flush()
         for slot in list(self._backlog):
             if slot.job.instance == instance and slot.job.attempt == attempt:
                 self._backlog.remove(slot)
@@ -214,13 +305,14 @@ class LocalExecutor:
             for slot in w.slots:
                 if slot.revoked or slot.job.instance != instance or slot.job.attempt != attempt:
                     continue
-                if w.control.revoke(slot.seq):  # not started yet: take it back
+                if slot.cancelling:
+                    continue
+                if not w.control.stop(slot.seq):  # not started: the worker will skip it
                     slot.revoked = True
                     self._dead.append(Lost(slot.job, "cancelled before it started"))
-                elif not slot.cancelling:
+                else:  # running (or just ended): SIGTERM, then SIGKILL after the grace period
                     slot.cancelling = True
                     slot.kill_at = now + grace
-                    w.control.aim(slot.seq)
                     self._signal(w, signal.SIGTERM)
 
     def next_deadline(self) -> float | None:
@@ -231,6 +323,7 @@ class LocalExecutor:
         """Wait up to ``timeout`` seconds; yield what finished, died or timed out."""
         yield from self._drain_dead()
         self._fill(time.time())
+        self._flush()
         if not any(w.slots for w in self._workers):
             if timeout > 0:
                 time.sleep(min(timeout, 0.05))
@@ -260,6 +353,12 @@ class LocalExecutor:
         slot = w.slots.popleft()
         assert slot.seq == seq, f"worker {w.index} answered job {seq}, expected {slot.seq}"
         if not slot.revoked:
+            for nxt in w.slots:
+                if not nxt.revoked:
+                    nxt.since = time.time()
+                    break
+            took = ended - started
+            self._duration = took if self._duration is None else 0.8 * self._duration + 0.2 * took
             job = slot.job
             yield Outcome(job.run_id, job.instance, job.attempt, status, result, error, started, ended)
 
@@ -300,7 +399,7 @@ class LocalExecutor:
         self._kill(w)
         w.process.join(timeout=5)
         assert self._selector is not None
-        self._selector.unregister(w.conn)
+        self._selector.unregister(w.conn.reader)
         self._selector.unregister(w.process.sentinel)
         w.conn.close()
         self._workers[self._workers.index(w)] = self._spawn(w.index)
@@ -318,8 +417,7 @@ class LocalExecutor:
                 yield Lost(slot.job, f"{reason} (the attempt ahead of it on the worker was killed)")
         now = time.time()
         for slot in requeue:
-            self._seq += 1
-            slot.seq, slot.queued, slot.deadline = self._seq, False, None
+            slot = self._renew(slot)
             if not self._place(slot, now):
                 self._backlog.appendleft(slot)
 

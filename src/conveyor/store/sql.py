@@ -12,8 +12,9 @@ import functools
 import json
 import operator
 import os
+import threading
 import time
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import ArgumentError as SAArgumentError
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from conveyor.errors import RunBusy, RunNotFound, SchemaError, StaleEpochError, StoreError
 from conveyor.store import schema as t
@@ -63,46 +65,66 @@ def safe_url(url: str) -> str:
 class _Sql:
     """A statement compiled once for a dialect, run on a DBAPI cursor.
 
-    Its parameters come from a mapping: a bind named ``v_col`` or ``k_col`` (prefixed so it never
-    clashes with a column's own bind) takes the mapping's ``col``; any other bind its own name.
+    Callers give each row's values as a tuple in ``order`` (column names); a bind named ``v_col``
+    or ``k_col`` (prefixed so it never clashes with a column's own bind) takes ``col``. Where the
+    dialect is positional and its order is ``order`` (SQLite, always, for these statements), the
+    tuples go to the driver as they are.
     """
 
-    __slots__ = ("_get", "_names", "_positional", "_procs", "text")
+    __slots__ = ("_direct", "_names", "_pick", "_positional", "_procs", "text")
 
-    def __init__(self, stmt: Any, dialect: Dialect, column_keys: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, stmt: Any, dialect: Dialect, order: Sequence[str], column_keys: Sequence[str] | None = None
+    ) -> None:
         compiled = stmt.compile(dialect=dialect, column_keys=column_keys)
         self.text: str = compiled.string
         self._positional = bool(compiled.positional)
         names = list(compiled.positiontup or []) if self._positional else list(compiled.binds)
         self._names = names
         keys = [n[2:] if n[:2] in ("v_", "k_") else n for n in names]
-        self._get = operator.itemgetter(*keys) if keys else (lambda _: ())
+        index = [list(order).index(k) for k in keys]
+        self._pick = operator.itemgetter(*index) if len(index) > 1 else lambda row: (row[index[0]],)
         self._procs: list[tuple[int, str, Callable[[Any], Any]]] = []
         for i, name in enumerate(names):
             typ = compiled.binds[name].type
+            if dialect.name == "sqlite" and isinstance(typ, sa.Float):
+                continue  # float(): what the column's REAL affinity does anyway
             proc = typ.dialect_impl(dialect).bind_processor(dialect)
             if proc is not None:
                 self._procs.append((i, name, proc))
+        self._direct = self._positional and keys == list(order) and not self._procs
 
-    def params(self, values: Mapping[str, Any]) -> list[Any] | dict[str, Any]:
-        got = self._get(values)
+    def rows(self, rows: list[tuple[Any, ...]]) -> list[Any]:
+        """DBAPI parameters for ``rows`` (tuples in ``order``)."""
+        if self._direct:
+            return rows
+        return [self.one(row) for row in rows]
+
+    def one(self, row: tuple[Any, ...]) -> Any:
+        got = self._pick(row)
         if self._positional:
-            out = list(got) if len(self._names) != 1 else [got]
+            out = list(got)
             for i, _, proc in self._procs:
                 out[i] = proc(out[i])
             return out
-        named = dict(zip(self._names, got if len(self._names) != 1 else (got,), strict=True))
+        named = dict(zip(self._names, got, strict=True))
         for _, name, proc in self._procs:
             named[name] = proc(named[name])
         return named
+
+
+#: Threads that keep a connection of their own for the group commit (see ``_cursor``).
+_HELD_CONNECTIONS = 2
+#: Statements compiled per dialect, shared by every store of the process.
+_COMPILED: dict[Hashable, _Sql] = {}
 
 
 class SqlStore:
     """Runs, task instances, attempts and transitions in a SQL database."""
 
     def __init__(self, url: str, *, migrate: bool = True, check: bool = True) -> None:
-        """Open the store; ``migrate`` creates the schema in an empty database, ``check=False``
-        skips checking the schema's revision (for ``conveyor db upgrade``)."""
+        """Open the store; ``migrate`` creates the schema in an empty database; ``check=False``
+        accepts any schema revision (for ``conveyor db upgrade``)."""
         self.url = url
         try:
             parsed = sa.engine.make_url(url)
@@ -124,13 +146,14 @@ class SqlStore:
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sql: dict[Hashable, _Sql] = {}
+        self._local = threading.local()
+        self._held: list[Any] = []
+        self._held_lock = threading.Lock()
         dbapi = self.engine.dialect.loaded_dbapi
         self._dbapi_error: type[Exception] = getattr(dbapi, "Error", Exception)
-        if not check:
-            pass
-        elif fresh and migrate:
+        if fresh and migrate:
             self._create()  # a new SQLite file: no schema to read
-        else:
+        elif check:
             self._check_schema(migrate)
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -149,16 +172,36 @@ class SqlStore:
 
     @contextmanager
     def _cursor(self) -> Iterator[Any]:
-        """A DBAPI cursor in one transaction, committed when the block ends without error."""
-        raw = None
+        """A DBAPI cursor in one transaction, committed when the block ends without error.
+
+        The first threads to ask keep a connection checked out of the pool for these (the group
+        commit runs hundreds of times a second; a checkout and check-in each time cost more than
+        a small commit); ``close()`` returns them. Other threads check one out per call.
+        """
+        raw = getattr(self._local, "raw", None)
+        keep = raw is not None
         try:
-            raw = self.engine.raw_connection()
+            if raw is None:
+                raw = self.engine.raw_connection()
+                with self._held_lock:
+                    keep = len(self._held) < _HELD_CONNECTIONS
+                    if keep:
+                        self._held.append(raw)
+                        self._local.raw = raw
             cur = raw.cursor()
             try:
                 yield cur
                 raw.commit()
             except BaseException:
-                raw.rollback()
+                try:
+                    raw.rollback()
+                except self._dbapi_error:
+                    if keep:  # broken: the next transaction takes a fresh one
+                        self._local.raw = None
+                        with self._held_lock:
+                            self._held.remove(raw)
+                        keep = False
+                    raw.invalidate()
                 raise
             finally:
                 cur.close()
@@ -168,15 +211,24 @@ class SqlStore:
         except SQLAlchemyError as exc:
             raise StoreError(f"store {safe_url(self.url)}: {exc}") from None
         finally:
-            if raw is not None:
+            if raw is not None and not keep:
                 raw.close()  # back to the pool
 
     def _stmt(
-        self, key: Hashable, build: Callable[[], Any], column_keys: Sequence[str] | None = None
+        self,
+        key: Hashable,
+        build: Callable[[], Any],
+        order: Sequence[str],
+        column_keys: Sequence[str] | None = None,
     ) -> _Sql:
         sql = self._sql.get(key)
         if sql is None:
-            sql = self._sql[key] = _Sql(build(), self.engine.dialect, column_keys)
+            dialect = self.engine.dialect
+            shared = (dialect.name, dialect.driver, dialect.paramstyle, key)
+            sql = _COMPILED.get(shared)
+            if sql is None:
+                sql = _COMPILED[shared] = _Sql(build(), dialect, order, column_keys)
+            self._sql[key] = sql
         return sql
 
     def _read(self, fn: Callable[[Connection], T]) -> T:
@@ -184,6 +236,11 @@ class SqlStore:
             return fn(conn)
 
     def close(self) -> None:
+        with self._held_lock:
+            held, self._held = self._held, []
+        for raw in held:
+            raw.close()  # back to the pool, which dispose() closes
+        self._local = threading.local()
         self.engine.dispose()
 
     # -- schema -------------------------------------------------------------------------------
@@ -207,6 +264,11 @@ class SqlStore:
                 f"store {safe_url(self.url)} has tables but no Conveyor schema version; "
                 "point --db at an empty database or a Conveyor store"
             )
+        if rev > t.SCHEMA_REVISION:
+            raise SchemaError(
+                f"store {safe_url(self.url)} has schema {rev}, newer than this Conveyor's "
+                f"{t.SCHEMA_REVISION}; upgrade Conveyor to use it"
+            )
         raise SchemaError(
             f"store {safe_url(self.url)} has schema {rev}, this Conveyor needs "
             f"{t.SCHEMA_REVISION}; run: conveyor db upgrade --db '{safe_url(self.url)}'"
@@ -216,13 +278,31 @@ class SqlStore:
         """An empty database gets the current schema at once, stamped with its revision.
 
         The migrations build exactly ``schema.metadata`` (a test compares the two), so creating it
-        directly is the same as migrating from nothing, without loading Alembic.
+        directly is the same as migrating from nothing, without loading Alembic. Processes that
+        open a new store at the same moment: one creates it, the others find it created.
         """
-        with self._tx() as conn:
-            t.metadata.create_all(conn)
-            _alembic_version.create(conn, checkfirst=True)
-            conn.execute(_alembic_version.delete())
-            conn.execute(_alembic_version.insert().values(version_num=t.SCHEMA_REVISION))
+        if self.dialect == "sqlite":
+            with self._cursor() as cur:
+                cur.execute("BEGIN IMMEDIATE")  # the write lock first: the others wait here
+                cur.execute("SELECT count(*) FROM sqlite_master")
+                empty = cur.fetchone()[0] == 0
+                if empty:  # DDL inside the transaction: nobody sees half a schema
+                    for ddl in _schema_ddl(self.engine.dialect):
+                        cur.execute(ddl)
+                    stamp = self._stmt("stamp", _stamp, ("version_num",))
+                    cur.execute(stamp.text, stamp.one((t.SCHEMA_REVISION,)))
+            if not empty:
+                self._check_schema(migrate=False)
+            return
+        try:
+            with self._tx() as conn:
+                t.metadata.create_all(conn)
+                _alembic_version.create(conn)
+                conn.execute(_stamp(), {"v_version_num": t.SCHEMA_REVISION})
+        except StoreError:
+            if self.revision() is None:
+                raise
+            self._check_schema(migrate=False)  # another process created it meanwhile
 
     def upgrade(self) -> str:
         """Apply the Alembic migrations up to the head; return the new revision."""
@@ -239,8 +319,8 @@ class SqlStore:
     # -- runs ---------------------------------------------------------------------------------
     def create_run(self, run: RunRecord, instances: Sequence[InstanceRecord]) -> None:
         with self._cursor() as cur:
-            ins = self._stmt("insert_run", t.runs.insert, _RUN_COLUMNS)
-            cur.execute(ins.text, ins.params(_run_row(run)))
+            ins = self._stmt("insert_run", t.runs.insert, _RUN_COLUMNS, _RUN_COLUMNS)
+            cur.execute(ins.text, ins.one(_run_row(run)))
             self._insert_instances(cur, instances, start=0)
 
     def add_instances(self, run_id: str, instances: Sequence[InstanceRecord]) -> None:
@@ -257,8 +337,8 @@ class SqlStore:
 
     def _insert_instances(self, cur: Any, rows: Sequence[InstanceRecord], start: int) -> None:
         if rows:
-            ins = self._stmt("insert_instance", t.task_instances.insert, _INSTANCE_COLUMNS)
-            cur.executemany(ins.text, [ins.params(_instance_row(r, start + i)) for i, r in enumerate(rows)])
+            ins = self._stmt("insert_instance", t.task_instances.insert, _INSTANCE_COLUMNS, _INSTANCE_COLUMNS)
+            cur.executemany(ins.text, ins.rows([_instance_row(r, start + i) for i, r in enumerate(rows)]))
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run with this id, or the only one whose id starts with it."""
@@ -327,9 +407,10 @@ class SqlStore:
                 .where(ti.c.run_id == sa.bindparam("k_run_id"))
                 .order_by(ti.c.seq)
             ),
+            ("run_id",),
         )
         with self._cursor() as cur:
-            cur.execute(sel.text, sel.params({"run_id": run_id}))
+            cur.execute(sel.text, sel.one((run_id,)))
             rows = cur.fetchall()
         return [_instance_record(r) for r in rows]
 
@@ -402,52 +483,67 @@ class SqlStore:
     # -- the group commit ---------------------------------------------------------------------
     def commit(self, run_id: str, epoch: int, batch: Batch, *, lease_until: float) -> None:
         """Write one batch in one transaction, fenced by the run's lease epoch."""
-        run_cols = tuple(sorted(batch.run))
-        fence = self._stmt(("fence", run_cols), lambda: _fence(run_cols))
+        run_cols = tuple(batch.run)
+        fence = self._stmt(
+            ("fence", run_cols), lambda: _fence(run_cols), ("lease_expires", *run_cols, "id", "epoch")
+        )
         with self._cursor() as cur:
-            cur.execute(
-                fence.text,
-                fence.params({**batch.run, "id": run_id, "epoch": epoch, "lease_expires": lease_until}),
-            )
+            cur.execute(fence.text, fence.one((lease_until, *batch.run.values(), run_id, epoch)))
             if cur.rowcount != 1:
                 raise StaleEpochError(
                     f"run {run_id}: the lease (epoch {epoch}) was taken over by another process; "
                     "this one stops acting for it"
                 )
             if batch.instances:
-                for cols, rows in _group_by_keys(batch.instances).items():
-                    upd = self._stmt(("instances", cols), functools.partial(_instance_update, cols))
-                    cur.executemany(upd.text, [upd.params({**r, "run_id": run_id}) for r in rows])
+                for shape, rows in _shapes(batch.instances, "id").items():
+                    cols = shape[1:]
+                    upd = self._stmt(
+                        ("instances", shape),
+                        functools.partial(_instance_update, cols),
+                        (*cols, "run_id", "id"),
+                    )
+                    cur.executemany(upd.text, upd.rows([(*r[1:], run_id, r[0]) for r in rows]))
             if batch.attempts_started:
-                ins = self._stmt("insert_attempt", t.attempts.insert, _ATTEMPT_COLUMNS)
-                cur.executemany(ins.text, [ins.params(_attempt_row(a)) for a in batch.attempts_started])
+                ins = self._stmt("insert_attempt", t.attempts.insert, _ATTEMPT_COLUMNS, _ATTEMPT_COLUMNS)
+                cur.executemany(ins.text, ins.rows([_attempt_row(a) for a in batch.attempts_started]))
             if batch.attempts_ended:
-                for cols, rows in _group_by_keys(batch.attempts_ended).items():
-                    end = self._stmt(("attempts", cols), functools.partial(_attempt_update, cols))
-                    cur.executemany(end.text, [end.params({**r, "run_id": run_id}) for r in rows])
+                for shape, rows in _shapes(batch.attempts_ended, "instance_id", "number").items():
+                    cols = shape[2:]
+                    end = self._stmt(
+                        ("attempts", shape),
+                        functools.partial(_attempt_update, cols),
+                        (*cols, "run_id", "instance_id", "number"),
+                    )
+                    cur.executemany(end.text, end.rows([(*r[2:], run_id, r[0], r[1]) for r in rows]))
             if batch.transitions:
-                tr = self._stmt("insert_transition", t.transitions.insert, _TRANSITION_COLUMNS)
-                params = tr.params
+                tr = self._stmt(
+                    "insert_transition", t.transitions.insert, _TRANSITION_COLUMNS, _TRANSITION_COLUMNS
+                )
                 cur.executemany(
                     tr.text,
-                    [
-                        params(
-                            {
-                                "run_id": run_id,
-                                "instance_id": x.instance_id,
-                                "old": x.old,
-                                "new": x.new,
-                                "at": x.at,
-                                "cause": x.cause,
-                                "attempt": x.attempt,
-                            }
-                        )
-                        for x in batch.transitions
-                    ],
+                    tr.rows(
+                        [
+                            (run_id, x.instance_id, x.old, x.new, x.at, x.cause, x.attempt)
+                            for x in batch.transitions
+                        ]
+                    ),
                 )
 
 
 # -- statements -------------------------------------------------------------------------------
+def _schema_ddl(dialect: Dialect) -> list[str]:
+    """``CREATE`` statements for every table and index, as ``metadata.create_all`` emits them."""
+    ddl = []
+    for table in [*t.metadata.sorted_tables, _alembic_version]:
+        ddl.append(str(CreateTable(table).compile(dialect=dialect)))
+        ddl += [str(CreateIndex(ix).compile(dialect=dialect)) for ix in sorted(table.indexes, key=str)]
+    return ddl
+
+
+def _stamp() -> Any:
+    return _alembic_version.insert().values(version_num=sa.bindparam("v_version_num"))
+
+
 def _fence(run_cols: tuple[str, ...]) -> Any:
     r = t.runs
     return (
@@ -480,36 +576,41 @@ def _attempt_update(cols: tuple[str, ...]) -> Any:
 
 
 # -- row helpers ------------------------------------------------------------------------------
-_KEY_COLUMNS = frozenset({"id", "instance_id", "number"})
-
-
-def _group_by_keys(rows: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
-    """Rows grouped by the columns they change (one statement per group)."""
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+def _shapes(rows: list[dict[str, Any]], *keys: str) -> dict[tuple[str, ...], list[tuple[Any, ...]]]:
+    """Rows (dicts: ``keys`` then the columns they change) as tuples, grouped by their columns:
+    one statement per group. The driver builds every row of one kind alike, so groups are few."""
+    groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    n = len(keys)
     for row in rows:
-        cols = tuple(sorted(k for k in row if k not in _KEY_COLUMNS))
-        groups.setdefault(cols, []).append(row)
+        shape = tuple(row)
+        if shape[:n] != keys:
+            row = {**{k: row[k] for k in keys}, **{k: v for k, v in row.items() if k not in keys}}
+            shape = tuple(row)
+        group = groups.get(shape)
+        if group is None:
+            group = groups[shape] = []
+        group.append(tuple(row.values()))
     return groups
 
 
-def _run_row(r: RunRecord) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "pipeline": r.pipeline,
-        "target": r.target,
-        "params": json.dumps(r.params),
-        "key": r.key,
-        "state": r.state,
-        "workdir": r.workdir,
-        "created_at": r.created_at,
-        "started_at": r.started_at,
-        "ended_at": r.ended_at,
-        "error": r.error,
-        "owner": r.owner,
-        "epoch": r.epoch,
-        "lease_expires": r.lease_expires,
-        "total": r.total,
-    }
+def _run_row(r: RunRecord) -> tuple[Any, ...]:
+    return (
+        r.id,
+        r.pipeline,
+        r.target,
+        json.dumps(r.params),
+        r.key,
+        r.state,
+        r.workdir,
+        r.created_at,
+        r.started_at,
+        r.ended_at,
+        r.error,
+        r.owner,
+        r.epoch,
+        r.lease_expires,
+        r.total,
+    )
 
 
 def _run_record(row: Any, counts: dict[str, int]) -> RunRecord:
@@ -518,27 +619,33 @@ def _run_record(row: Any, counts: dict[str, int]) -> RunRecord:
     return RunRecord(**d, counts=counts)
 
 
-def _instance_row(r: InstanceRecord, seq: int) -> dict[str, Any]:
-    return {
-        "run_id": r.run_id,
-        "id": r.id,
-        "seq": seq,
-        "task": r.task,
-        "label": r.label,
-        "params": json.dumps(r.params),
-        "upstream": json.dumps(r.upstream),
-        "state": r.state,
-        "attempts": r.attempts,
-        "failures": r.failures,
-        "lost": r.lost,
-        "not_before": r.not_before,
-        "priority": r.priority,
-        "targets": json.dumps(r.targets),
-        "result": r.result,
-        "error": r.error,
-        "started_at": r.started_at,
-        "ended_at": r.ended_at,
-    }
+def _instance_row(r: InstanceRecord, seq: int) -> tuple[Any, ...]:
+    return (
+        r.run_id,
+        r.id,
+        seq,
+        r.task,
+        r.label,
+        _dumps(r.params),
+        _dumps(r.upstream),
+        r.state,
+        r.attempts,
+        r.failures,
+        r.lost,
+        r.not_before,
+        r.priority,
+        _dumps(r.targets),
+        r.result,
+        r.error,
+        r.started_at,
+        r.ended_at,
+    )
+
+
+def _dumps(value: Any) -> str:
+    if isinstance(value, list) and not value:
+        return "[]"  # most instances: no upstream, no targets
+    return json.dumps(value)
 
 
 def _loads(text: str) -> Any:
@@ -570,18 +677,18 @@ def _instance_record(row: Sequence[Any]) -> InstanceRecord:
     )
 
 
-def _attempt_row(a: AttemptRecord) -> dict[str, Any]:
-    return {
-        "run_id": a.run_id,
-        "instance_id": a.instance_id,
-        "number": a.number,
-        "state": a.state,
-        "started_at": a.started_at,
-        "ended_at": a.ended_at,
-        "error": a.error,
-        "log_path": a.log_path,
-        "worker": a.worker,
-    }
+def _attempt_row(a: AttemptRecord) -> tuple[Any, ...]:
+    return (
+        a.run_id,
+        a.instance_id,
+        a.number,
+        a.state,
+        a.started_at,
+        a.ended_at,
+        a.error,
+        a.log_path,
+        a.worker,
+    )
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
