@@ -148,10 +148,11 @@ def report(results: dict[str, Any]) -> list[str]:
 
 def git_revision() -> str:
     try:
+        root = HERE.parent
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True, check=True
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         )
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=HERE, capture_output=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=root, capture_output=True)
         return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -182,8 +183,10 @@ def main(argv: list[str] | None = None) -> int:
                 s = conveyor_run(name, n) if who == "conveyor" else pool_fn(n)
                 if rep >= args.warmup:
                     samples[name][who].append(s)
-        print(f"round {rep + 1}/{args.warmup + args.reps}{' (warm-up)' if rep < args.warmup else ''}",
-              file=sys.stderr)
+        print(
+            f"round {rep + 1}/{args.warmup + args.reps}{' (warm-up)' if rep < args.warmup else ''}",
+            file=sys.stderr,
+        )
 
     results: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -288,7 +288,7 @@ class RunDriver:
 
     def _job(self, cmd: Execute) -> Job:
         node = self.graph[cmd.instance]
-        inputs = {name: self._results.get(up) for name, up in node.inputs.items()}
+        inputs = {name: self._results.get(up) for name, up in node.inputs.items()} if node.inputs else {}
         return Job(
             self.run.id,
             cmd.instance,
@@ -307,21 +307,20 @@ class RunDriver:
         return f"{folder}/{attempt}.log"
 
     def _event(self, item: Outcome | Lost) -> Event:
-        now = time.time()
-        if isinstance(item, Lost):
-            job = item.job
-            if item.timed_out:
-                timeout = self.graph[job.instance].task.timeout
-                return AttemptFailed(now, job.instance, job.attempt, f"timed out after {timeout:g}s")
-            if item.reason.startswith("cancelled"):
-                return AttemptCancelled(now, job.instance, job.attempt)
-            return AttemptLost(now, job.instance, job.attempt, item.reason)
-        if item.status == "succeeded":
-            self._results[item.instance] = item.result
-            return AttemptSucceeded(item.ended, item.instance, item.attempt)
-        if item.status == "cancelled":
-            return AttemptCancelled(item.ended, item.instance, item.attempt)
-        return AttemptFailed(item.ended, item.instance, item.attempt, item.error or "failed")
+        if isinstance(item, Outcome):
+            if item.status == "succeeded":
+                self._results[item.instance] = item.result
+                return AttemptSucceeded(item.ended, item.instance, item.attempt)
+            if item.status == "cancelled":
+                return AttemptCancelled(item.ended, item.instance, item.attempt)
+            return AttemptFailed(item.ended, item.instance, item.attempt, item.error or "failed")
+        now, job = time.time(), item.job
+        if item.timed_out:
+            timeout = self.graph[job.instance].task.timeout
+            return AttemptFailed(now, job.instance, job.attempt, f"timed out after {timeout:g}s")
+        if item.reason.startswith("cancelled"):
+            return AttemptCancelled(now, job.instance, job.attempt)
+        return AttemptLost(now, job.instance, job.attempt, item.reason)
 
     def _batch(self, changes: list[Change]) -> Batch:
         """The changes as rows: every touched instance's row carries all its changing columns,

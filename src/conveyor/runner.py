@@ -147,9 +147,10 @@ def run_attempt(job: Job) -> Outcome:
         staged = [f.temporary() for f in finals]
         out = rebuild(node.output, staged) if finals else None
         value = node.task.execute(values, out, node.output)
-        _commit(node.task.name, staged, finals)
-        staged = []
-        ref = artifacts.save(value, Path(job.artifact_dir), job.instance)
+        if finals:
+            _commit(node.task.name, staged, finals)
+            staged = []
+        ref = None if value is None else artifacts.save(value, Path(job.artifact_dir), job.instance)
         return Outcome(job.run_id, job.instance, job.attempt, "succeeded", ref, None, started, time.time())
     except Cancelled:
         return Outcome(
@@ -297,7 +298,7 @@ class Control:
     def _mark(self, seq: int) -> None:
         words, reached = self._words, self._words[0]
         for i in range(1, 1 + self.MARKS):
-            if words[i] <= reached or words[i] == seq:  # free: unused, or a job already past
+            if words[i] in (0, seq) or words[i] < reached:  # free: unused, or a job gone past
                 words[i] = seq
                 return
         raise RuntimeError("too many jobs marked on one worker")  # the pool keeps fewer

@@ -7,13 +7,15 @@ and reports a worker that died as a lost attempt.
 Queued attempts. So that a worker never idles while the driver records one attempt's end and
 sends the next, an attempt that asks for the default resources (one cpu, no timeout; the driver
 says so with ``queueable=True``) may be sent to a busy worker, which starts it the moment its
-current attempt ends. The pool stays honest about cpu: it starts an attempt on an idle worker
-only while the cpu of the attempts it has running leaves room, and a queued attempt only takes
-the place of the one it waits behind. Nothing queues behind an attempt with a timeout. A queued
-attempt is taken back before it starts (``Control``) when it is cancelled, when the attempt ahead
-of it turns out long, or to move it to a worker that falls idle; if its worker dies before
-starting it, it is sent again elsewhere.
-Attempts that fit nowhere yet wait in the pool (the backlog) until a worker frees up.
+current attempt ends. The driver admits such attempts beyond the cpu (``prefetch``) only while
+attempts are quick (``quick``); they are RUNNING in the store from the moment they are sent.
+The pool stays honest about cpu: it starts an attempt on an idle worker only while the cpu of
+the attempts it has running leaves room, and a queued attempt only takes the place of the one
+it waits behind. Nothing queues behind an attempt with a timeout. A queued attempt is taken
+back before it starts (``Control``) when it is cancelled, when the attempt ahead of it turns
+out long, or to move it to a worker that falls idle; if its worker dies before starting it, it
+is sent again elsewhere. Attempts that fit nowhere yet wait in the pool (the backlog) until a
+worker frees up.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from conveyor.runner import Control, Job, Outcome, pack, worker_main
 _ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
 
 #: Attempts a busy worker may hold queued behind the one it runs.
-QUEUE_DEPTH = 1
+QUEUE_DEPTH = 4
 #: Attempts queue only while attempts take less than this (seconds, a moving average): for
 #: longer ones the driver's round trip costs little, and a queue would only delay an attempt of
 #: higher priority that becomes ready meanwhile.
@@ -268,8 +270,10 @@ class LocalExecutor:
 
     def _fill(self, now: float) -> None:
         """Take queued attempts back from behind long ones; give what waits to free workers."""
-        for w in self._workers:
-            active = w.active()
+        actives = [w.active() for w in self._workers]
+        if not self._backlog and all(len(a) < 2 for a in actives):
+            return  # nothing queued anywhere, nothing waiting
+        for w, active in zip(self._workers, actives, strict=True):
             if len(active) > 1 and now - active[0].since >= YOUNG:
                 for slot in reversed(active[1:]):
                     if w.control.revoke(slot.seq):
@@ -321,7 +325,8 @@ class LocalExecutor:
 
     def poll(self, timeout: float) -> Iterator[Outcome | Lost]:
         """Wait up to ``timeout`` seconds; yield what finished, died or timed out."""
-        yield from self._drain_dead()
+        if self._dead:
+            yield from self._drain_dead()
         self._fill(time.time())
         self._flush()
         if not any(w.slots for w in self._workers):
@@ -341,32 +346,39 @@ class LocalExecutor:
                     except (EOFError, OSError):
                         yield from self._died(w)
                         continue
-                    yield from self._answer(w, msg)
+                    out = self._answer(w, msg)
+                    if out is not None:
+                        yield out
                 elif not w.process.is_alive():
                     yield from self._died(w)
             events = self._selector.select(0)  # whatever else arrived meanwhile: one batch
-        yield from self._drain_dead()
+        if self._dead:
+            yield from self._drain_dead()
         yield from self._timers(time.time())
 
-    def _answer(self, w: _Worker, msg: Any) -> Iterator[Outcome]:
+    def _answer(self, w: _Worker, msg: Any) -> Outcome | None:
         seq, status, result, error, started, ended = msg
         slot = w.slots.popleft()
         assert slot.seq == seq, f"worker {w.index} answered job {seq}, expected {slot.seq}"
-        if not slot.revoked:
-            for nxt in w.slots:
-                if not nxt.revoked:
-                    nxt.since = time.time()
-                    break
+        if slot.revoked:
+            return None
+        for nxt in w.slots:
+            if not nxt.revoked:
+                nxt.since = ended or time.time()  # it started when this one ended
+                break
+        if started:
             took = ended - started
             self._duration = took if self._duration is None else 0.8 * self._duration + 0.2 * took
-            job = slot.job
-            yield Outcome(job.run_id, job.instance, job.attempt, status, result, error, started, ended)
+        job = slot.job
+        return Outcome(job.run_id, job.instance, job.attempt, status, result, error, started, ended)
 
     def _drain(self, w: _Worker) -> Iterator[Outcome]:
         """Answers the worker already sent, before it is judged dead or killed."""
         try:
             while w.slots and w.conn.poll(0):
-                yield from self._answer(w, w.conn.recv())
+                out = self._answer(w, w.conn.recv())
+                if out is not None:
+                    yield out
         except (EOFError, OSError):
             pass
 
@@ -379,6 +391,8 @@ class LocalExecutor:
         yield from self._replace(w, reason)
 
     def _timers(self, now: float) -> Iterator[Outcome | Lost]:
+        if self.next_deadline() is None:
+            return
         for w in list(self._workers):
             for slot in w.slots:
                 if slot.revoked:

@@ -1,16 +1,16 @@
-"""The store on SQLAlchemy Core: SQLite (WAL) by default; the only module that knows SQL.
+"""The store on SQLAlchemy Core: SQLite (WAL) by default; the only package that knows SQL.
 
 The driver's group commit and the reads and writes that scale with the size of a run (creating
-its instances, reading them back) run statements compiled once per store for its dialect,
-straight on the DBAPI cursor with ``executemany``: building and compiling Core statements per
-call cost several times more than the database work. Everything else goes through Core.
+its instances, reading them back) run statements compiled once per process for the dialect
+(``statements``), straight on a DBAPI cursor with ``executemany``, their rows as plain tuples
+(``rows``): building and compiling Core statements per call cost several times more than the
+database work. A thread copies SQLite's log into the database meanwhile (``checkpoint``).
+Everything else goes through Core.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import operator
 import os
 import threading
 import time
@@ -21,13 +21,14 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError as SAArgumentError
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
-from sqlalchemy.schema import CreateIndex, CreateTable
 
 from conveyor.errors import RunBusy, RunNotFound, SchemaError, StaleEpochError, StoreError
 from conveyor.store import schema as t
+from conveyor.store import statements
+from conveyor.store.checkpoint import Checkpointer
 from conveyor.store.records import (
     AttemptRecord,
     Batch,
@@ -35,23 +36,19 @@ from conveyor.store.records import (
     RunRecord,
     TransitionRecord,
 )
+from conveyor.store.rows import (
+    attempt_row,
+    instance_record,
+    instance_row,
+    run_record,
+    run_row,
+    shapes,
+    untouched,
+)
+from conveyor.store.statements import Statement
 
 T = TypeVar("T")
 _MIGRATIONS = Path(__file__).with_name("migrations")
-
-#: Alembic's own bookkeeping table, as ``alembic upgrade`` creates it.
-_alembic_version = sa.Table(
-    "alembic_version",
-    sa.MetaData(),
-    sa.Column("version_num", sa.String(32), nullable=False),
-    sa.PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
-)
-
-_RUN_COLUMNS = tuple(c.key for c in t.runs.columns)
-_INSTANCE_COLUMNS = tuple(c.key for c in t.task_instances.columns)
-_ATTEMPT_COLUMNS = tuple(c.key for c in t.attempts.columns)
-_TRANSITION_COLUMNS = ("run_id", "instance_id", "old", "new", "at", "cause", "attempt")
-_ATTEMPT_END_COLUMNS = ("state", "ended_at", "error")
 
 
 def safe_url(url: str) -> str:
@@ -62,61 +59,65 @@ def safe_url(url: str) -> str:
         return url
 
 
-class _Sql:
-    """A statement compiled once for a dialect, run on a DBAPI cursor.
-
-    Callers give each row's values as a tuple in ``order`` (column names); a bind named ``v_col``
-    or ``k_col`` (prefixed so it never clashes with a column's own bind) takes ``col``. Where the
-    dialect is positional and its order is ``order`` (SQLite, always, for these statements), the
-    tuples go to the driver as they are.
-    """
-
-    __slots__ = ("_direct", "_names", "_pick", "_positional", "_procs", "text")
-
-    def __init__(
-        self, stmt: Any, dialect: Dialect, order: Sequence[str], column_keys: Sequence[str] | None = None
-    ) -> None:
-        compiled = stmt.compile(dialect=dialect, column_keys=column_keys)
-        self.text: str = compiled.string
-        self._positional = bool(compiled.positional)
-        names = list(compiled.positiontup or []) if self._positional else list(compiled.binds)
-        self._names = names
-        keys = [n[2:] if n[:2] in ("v_", "k_") else n for n in names]
-        index = [list(order).index(k) for k in keys]
-        self._pick = operator.itemgetter(*index) if len(index) > 1 else lambda row: (row[index[0]],)
-        self._procs: list[tuple[int, str, Callable[[Any], Any]]] = []
-        for i, name in enumerate(names):
-            typ = compiled.binds[name].type
-            if dialect.name == "sqlite" and isinstance(typ, sa.Float):
-                continue  # float(): what the column's REAL affinity does anyway
-            proc = typ.dialect_impl(dialect).bind_processor(dialect)
-            if proc is not None:
-                self._procs.append((i, name, proc))
-        self._direct = self._positional and keys == list(order) and not self._procs
-
-    def rows(self, rows: list[tuple[Any, ...]]) -> list[Any]:
-        """DBAPI parameters for ``rows`` (tuples in ``order``)."""
-        if self._direct:
-            return rows
-        return [self.one(row) for row in rows]
-
-    def one(self, row: tuple[Any, ...]) -> Any:
-        got = self._pick(row)
-        if self._positional:
-            out = list(got)
-            for i, _, proc in self._procs:
-                out[i] = proc(out[i])
-            return out
-        named = dict(zip(self._names, got, strict=True))
-        for _, name, proc in self._procs:
-            named[name] = proc(named[name])
-        return named
-
-
 #: Threads that keep a connection of their own for the group commit (see ``_cursor``).
 _HELD_CONNECTIONS = 2
-#: Statements compiled per dialect, shared by every store of the process.
-_COMPILED: dict[Hashable, _Sql] = {}
+
+
+class _Transaction:
+    """``with store._cursor() as cur``: see ``SqlStore._cursor`` (a class: it is on the hot path)."""
+
+    __slots__ = ("_cur", "_keep", "_raw", "_store")
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+        self._raw: Any = None
+        self._keep = False
+        self._cur: Any = None
+
+    def __enter__(self) -> Any:
+        store = self._store
+        try:
+            self._raw, self._keep = store._connection()
+            self._cur = self._raw.cursor()
+        except BaseException as exc:
+            self._release()
+            translated = store._translate(exc)
+            if translated is exc:
+                raise
+            raise translated from None
+        return self._cur
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        store, raw, raised = self._store, self._raw, exc
+        try:
+            if exc is None:
+                raw.commit()
+            else:
+                try:
+                    raw.rollback()
+                except store._dbapi_error:
+                    store._broken(raw)
+                    self._keep = True  # invalidated: nothing to give back
+        except BaseException as failure:
+            exc = failure
+            try:
+                raw.rollback()
+            except store._dbapi_error:
+                store._broken(raw)
+                self._keep = True
+        finally:
+            self._cur.close()
+            self._release()
+        if exc is not None:
+            translated = store._translate(exc)
+            if translated is not exc:
+                raise translated from None
+            if exc is not raised:
+                raise exc  # commit() failed
+
+    def _release(self) -> None:
+        if self._raw is not None and not self._keep:
+            self._raw.close()  # back to the pool
 
 
 class SqlStore:
@@ -143,10 +144,13 @@ class SqlStore:
             self.engine: Engine = sa.create_engine(url, **kwargs)
         except (NoSuchModuleError, ImportError, SAArgumentError) as exc:
             raise StoreError(f"cannot open store {safe_url(url)}: {exc}") from None
+        self._checkpointer: Checkpointer | None = None
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        self._sql: dict[Hashable, _Sql] = {}
+            self._checkpointer = Checkpointer(self.engine)
+        self._sql: dict[Hashable, Statement] = {}
         self._local = threading.local()
+        self._created: dict[str, list[InstanceRecord]] = {}  # runs this store just created
         self._held: list[Any] = []
         self._held_lock = threading.Lock()
         dbapi = self.engine.dialect.loaded_dbapi
@@ -170,49 +174,44 @@ class SqlStore:
         except SQLAlchemyError as exc:
             raise StoreError(f"store {safe_url(self.url)}: {exc}") from None
 
-    @contextmanager
-    def _cursor(self) -> Iterator[Any]:
+    def _cursor(self) -> _Transaction:
         """A DBAPI cursor in one transaction, committed when the block ends without error.
 
         The first threads to ask keep a connection checked out of the pool for these (the group
         commit runs hundreds of times a second; a checkout and check-in each time cost more than
         a small commit); ``close()`` returns them. Other threads check one out per call.
         """
+        return _Transaction(self)
+
+    def _connection(self) -> tuple[Any, bool]:
+        """This thread's kept connection, or one from the pool; and whether it is kept."""
         raw = getattr(self._local, "raw", None)
-        keep = raw is not None
-        try:
-            if raw is None:
-                raw = self.engine.raw_connection()
-                with self._held_lock:
-                    keep = len(self._held) < _HELD_CONNECTIONS
-                    if keep:
-                        self._held.append(raw)
-                        self._local.raw = raw
-            cur = raw.cursor()
-            try:
-                yield cur
-                raw.commit()
-            except BaseException:
-                try:
-                    raw.rollback()
-                except self._dbapi_error:
-                    if keep:  # broken: the next transaction takes a fresh one
-                        self._local.raw = None
-                        with self._held_lock:
-                            self._held.remove(raw)
-                        keep = False
-                    raw.invalidate()
-                raise
-            finally:
-                cur.close()
-        except self._dbapi_error as exc:
+        if raw is not None:
+            return raw, True
+        raw = self.engine.raw_connection()
+        with self._held_lock:
+            keep = len(self._held) < _HELD_CONNECTIONS
+            if keep:
+                self._held.append(raw)
+                self._local.raw = raw
+        return raw, keep
+
+    def _broken(self, raw: Any) -> None:
+        """Forget a kept connection that failed to roll back; the next transaction gets another."""
+        if getattr(self._local, "raw", None) is raw:
+            self._local.raw = None
+            with self._held_lock:
+                if raw in self._held:
+                    self._held.remove(raw)
+        raw.invalidate()
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, self._dbapi_error):
             msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise StoreError(f"store {safe_url(self.url)}: {msg}") from None
-        except SQLAlchemyError as exc:
-            raise StoreError(f"store {safe_url(self.url)}: {exc}") from None
-        finally:
-            if raw is not None and not keep:
-                raw.close()  # back to the pool
+            return StoreError(f"store {safe_url(self.url)}: {msg}")
+        if isinstance(exc, SQLAlchemyError):
+            return StoreError(f"store {safe_url(self.url)}: {exc}")
+        return exc
 
     def _stmt(
         self,
@@ -220,22 +219,19 @@ class SqlStore:
         build: Callable[[], Any],
         order: Sequence[str],
         column_keys: Sequence[str] | None = None,
-    ) -> _Sql:
-        sql = self._sql.get(key)
-        if sql is None:
-            dialect = self.engine.dialect
-            shared = (dialect.name, dialect.driver, dialect.paramstyle, key)
-            sql = _COMPILED.get(shared)
-            if sql is None:
-                sql = _COMPILED[shared] = _Sql(build(), dialect, order, column_keys)
-            self._sql[key] = sql
-        return sql
+    ) -> Statement:
+        found = self._sql.get(key)
+        if found is None:
+            found = self._sql[key] = statements.statement(self.engine.dialect, key, build, order, column_keys)
+        return found
 
     def _read(self, fn: Callable[[Connection], T]) -> T:
         with self._tx() as conn:
             return fn(conn)
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         with self._held_lock:
             held, self._held = self._held, []
         for raw in held:
@@ -287,9 +283,9 @@ class SqlStore:
                 cur.execute("SELECT count(*) FROM sqlite_master")
                 empty = cur.fetchone()[0] == 0
                 if empty:  # DDL inside the transaction: nobody sees half a schema
-                    for ddl in _schema_ddl(self.engine.dialect):
+                    for ddl in statements.schema_ddl(self.engine.dialect):
                         cur.execute(ddl)
-                    stamp = self._stmt("stamp", _stamp, ("version_num",))
+                    stamp = self._stmt("stamp", statements.stamp, ("version_num",))
                     cur.execute(stamp.text, stamp.one((t.SCHEMA_REVISION,)))
             if not empty:
                 self._check_schema(migrate=False)
@@ -297,8 +293,8 @@ class SqlStore:
         try:
             with self._tx() as conn:
                 t.metadata.create_all(conn)
-                _alembic_version.create(conn)
-                conn.execute(_stamp(), {"v_version_num": t.SCHEMA_REVISION})
+                statements.alembic_version.create(conn)
+                conn.execute(statements.stamp(), {"v_version_num": t.SCHEMA_REVISION})
         except StoreError:
             if self.revision() is None:
                 raise
@@ -319,26 +315,45 @@ class SqlStore:
     # -- runs ---------------------------------------------------------------------------------
     def create_run(self, run: RunRecord, instances: Sequence[InstanceRecord]) -> None:
         with self._cursor() as cur:
-            ins = self._stmt("insert_run", t.runs.insert, _RUN_COLUMNS, _RUN_COLUMNS)
-            cur.execute(ins.text, ins.one(_run_row(run)))
+            ins = self._stmt("insert_run", t.runs.insert, statements.RUN_COLUMNS, statements.RUN_COLUMNS)
+            cur.execute(ins.text, ins.one(run_row(run)))
             self._insert_instances(cur, instances, start=0)
+        if all(map(untouched, instances)):  # the driver reads them back at once: see instances()
+            self._created[run.id] = list(instances)
 
     def add_instances(self, run_id: str, instances: Sequence[InstanceRecord]) -> None:
         """Add instances to an existing run (its pipeline's graph grew since it started)."""
-        with self._tx() as conn:
-            seq = conn.execute(
-                sa.select(sa.func.count()).where(t.task_instances.c.run_id == run_id)
-            ).scalar_one()
-            conn.execute(
-                t.runs.update().where(t.runs.c.id == run_id).values(total=t.runs.c.total + len(instances))
-            )
+        self._created.pop(run_id, None)
+        ti, r = t.task_instances, t.runs
+        count = self._stmt(
+            "count_instances",
+            lambda: sa.select(sa.func.count()).where(ti.c.run_id == sa.bindparam("k_run_id")),
+            ("run_id",),
+        )
+        grow = self._stmt(
+            "grow_run",
+            lambda: (
+                r.update()
+                .where(r.c.id == sa.bindparam("k_id"))
+                .values(total=r.c.total + sa.bindparam("v_more"))
+            ),
+            ("more", "id"),
+        )
         with self._cursor() as cur:
+            cur.execute(count.text, count.one((run_id,)))
+            seq = cur.fetchone()[0]
+            cur.execute(grow.text, grow.one((len(instances), run_id)))
             self._insert_instances(cur, instances, start=seq)
 
     def _insert_instances(self, cur: Any, rows: Sequence[InstanceRecord], start: int) -> None:
         if rows:
-            ins = self._stmt("insert_instance", t.task_instances.insert, _INSTANCE_COLUMNS, _INSTANCE_COLUMNS)
-            cur.executemany(ins.text, ins.rows([_instance_row(r, start + i) for i, r in enumerate(rows)]))
+            ins = self._stmt(
+                "insert_instance",
+                t.task_instances.insert,
+                statements.INSTANCE_COLUMNS,
+                statements.INSTANCE_COLUMNS,
+            )
+            cur.executemany(ins.text, ins.rows([instance_row(r, start + i) for i, r in enumerate(rows)]))
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run with this id, or the only one whose id starts with it."""
@@ -358,22 +373,66 @@ class SqlStore:
                 row = found[0] if found else None
             if row is None:
                 raise RunNotFound(f"no run {run_id!r} in {safe_url(self.url)}; see: conveyor runs")
-            return _run_record(row, self._counts(conn, row["id"]))
+            return run_record(row, self._counts(conn, row["id"]))
 
         return self._read(read)
 
     def latest_run(self, key: str) -> RunRecord | None:
-        def read(conn: Connection) -> RunRecord | None:
-            row = (
-                conn.execute(
-                    sa.select(t.runs).where(t.runs.c.key == key).order_by(t.runs.c.created_at.desc()).limit(1)
-                )
-                .mappings()
-                .first()
-            )
-            return None if row is None else _run_record(row, self._counts(conn, row["id"]))
+        r = t.runs
+        latest = self._stmt(
+            "latest_run",
+            lambda: (
+                sa.select(r).where(r.c.key == sa.bindparam("k_key")).order_by(r.c.created_at.desc()).limit(1)
+            ),
+            ("key",),
+        )
+        with self._cursor() as cur:
+            cur.execute(latest.text, latest.one((key,)))
+            row = cur.fetchone()
+            if row is None:
+                return None
+            found = dict(zip(statements.RUN_COLUMNS, row, strict=True))
+            return run_record(found, self._raw_counts(cur, found["id"]))
 
-        return self._read(read)
+    def _untouched(self, run_id: str, total: int) -> bool:
+        """Does the run still have ``total`` instances, every one as created: pending, never tried?"""
+        ti = t.task_instances
+        changed = sa.or_(
+            ti.c.state != "pending",
+            ti.c.attempts != 0,
+            ti.c.failures != 0,
+            ti.c.lost != 0,
+            ti.c.not_before != 0,
+            ti.c.result.is_not(None),
+            ti.c.error.is_not(None),
+            ti.c.started_at.is_not(None),
+            ti.c.ended_at.is_not(None),
+        )
+        probe = self._stmt(
+            "untouched",
+            lambda: sa.select(sa.func.count(), sa.func.count().filter(changed)).where(
+                ti.c.run_id == sa.bindparam("k_run_id")
+            ),
+            ("run_id",),
+        )
+        with self._cursor() as cur:
+            cur.execute(probe.text, probe.one((run_id,)))
+            rows, touched = cur.fetchone()
+        return bool(rows == total and not touched)
+
+    def _raw_counts(self, cur: Any, run_id: str) -> dict[str, int]:
+        ti = t.task_instances
+        counts = self._stmt(
+            "counts",
+            lambda: (
+                sa.select(ti.c.state, sa.func.count())
+                .where(ti.c.run_id == sa.bindparam("k_run_id"))
+                .group_by(ti.c.state)
+            ),
+            ("run_id",),
+        )
+        cur.execute(counts.text, counts.one((run_id,)))
+        return {str(st): int(n) for st, n in cur.fetchall()}
 
     def list_runs(
         self, *, limit: int = 20, pipeline: str | None = None, state: str | None = None
@@ -385,7 +444,7 @@ class SqlStore:
             if state:
                 q = q.where(t.runs.c.state == state)
             rows = conn.execute(q).mappings().all()
-            return [_run_record(r, self._counts(conn, r["id"])) for r in rows]
+            return [run_record(r, self._counts(conn, r["id"])) for r in rows]
 
         return self._read(read)
 
@@ -398,8 +457,11 @@ class SqlStore:
 
     # -- instances, attempts, history ----------------------------------------------------------
     def instances(self, run_id: str) -> list[InstanceRecord]:
+        created = self._created.pop(run_id, None)
+        if created is not None and self._untouched(run_id, len(created)):
+            return created  # just created here, and nobody has changed a row since
         ti = t.task_instances
-        cols = [c for c in _INSTANCE_COLUMNS if c != "seq"]
+        cols = [c for c in statements.INSTANCE_COLUMNS if c != "seq"]
         sel = self._stmt(
             "select_instances",
             lambda: (
@@ -412,7 +474,7 @@ class SqlStore:
         with self._cursor() as cur:
             cur.execute(sel.text, sel.one((run_id,)))
             rows = cur.fetchall()
-        return [_instance_record(r) for r in rows]
+        return [instance_record(r) for r in rows]
 
     def attempts(self, run_id: str, instance_id: str | None = None) -> list[AttemptRecord]:
         def read(conn: Connection) -> list[AttemptRecord]:
@@ -449,10 +511,28 @@ class SqlStore:
     ) -> int:
         """Take the run's lease (epoch + 1) if it is free, expired, or its owner is dead."""
         now = time.time() if now is None else now
-        with self._tx() as conn:
-            row = conn.execute(
-                sa.select(t.runs.c.owner, t.runs.c.epoch, t.runs.c.lease_expires).where(t.runs.c.id == run_id)
-            ).first()
+        r = t.runs
+        lease = self._stmt(
+            "lease",
+            lambda: sa.select(r.c.owner, r.c.epoch, r.c.lease_expires).where(r.c.id == sa.bindparam("k_id")),
+            ("id",),
+        )
+        take = self._stmt(
+            "take",
+            lambda: (
+                r.update()
+                .where(r.c.id == sa.bindparam("k_id"), r.c.epoch == sa.bindparam("k_epoch"))
+                .values(
+                    owner=sa.bindparam("v_owner"),
+                    epoch=sa.bindparam("v_new_epoch"),
+                    lease_expires=sa.bindparam("v_lease_expires"),
+                )
+            ),
+            ("owner", "new_epoch", "lease_expires", "id", "epoch"),
+        )
+        with self._cursor() as cur:
+            cur.execute(lease.text, lease.one((run_id,)))
+            row = cur.fetchone()
             if row is None:
                 raise RunNotFound(f"no run {run_id!r} in {safe_url(self.url)}")
             cur_owner, epoch, expires = row
@@ -463,29 +543,35 @@ class SqlStore:
                     f"{time.strftime('%H:%M:%S', time.localtime(expires))}); wait for it to end "
                     "or stop that process"
                 )
-            updated = conn.execute(
-                t.runs.update()
-                .where(t.runs.c.id == run_id, t.runs.c.epoch == epoch)
-                .values(owner=owner, epoch=epoch + 1, lease_expires=now + ttl)
-            ).rowcount
-            if updated != 1:
+            cur.execute(take.text, take.one((owner, epoch + 1, now + ttl, run_id, epoch)))
+            if cur.rowcount != 1:
                 raise RunBusy(f"run {run_id} was taken by another process just now; try again")
             return int(epoch) + 1
 
     def release(self, run_id: str, epoch: int) -> None:
-        with self._tx() as conn:
-            conn.execute(
-                t.runs.update()
-                .where(t.runs.c.id == run_id, t.runs.c.epoch == epoch)
+        r = t.runs
+        free = self._stmt(
+            "release",
+            lambda: (
+                r.update()
+                .where(r.c.id == sa.bindparam("k_id"), r.c.epoch == sa.bindparam("k_epoch"))
                 .values(owner=None, lease_expires=None)
-            )
+            ),
+            ("id", "epoch"),
+        )
+        with self._cursor() as cur:
+            cur.execute(free.text, free.one((run_id, epoch)))
 
     # -- the group commit ---------------------------------------------------------------------
     def commit(self, run_id: str, epoch: int, batch: Batch, *, lease_until: float) -> None:
         """Write one batch in one transaction, fenced by the run's lease epoch."""
+        if self._created:
+            self._created.pop(run_id, None)
         run_cols = tuple(batch.run)
         fence = self._stmt(
-            ("fence", run_cols), lambda: _fence(run_cols), ("lease_expires", *run_cols, "id", "epoch")
+            ("fence", run_cols),
+            lambda: statements.fence(run_cols),
+            ("lease_expires", *run_cols, "id", "epoch"),
         )
         with self._cursor() as cur:
             cur.execute(fence.text, fence.one((lease_until, *batch.run.values(), run_id, epoch)))
@@ -494,30 +580,37 @@ class SqlStore:
                     f"run {run_id}: the lease (epoch {epoch}) was taken over by another process; "
                     "this one stops acting for it"
                 )
+            sql = self._sql
             if batch.instances:
-                for shape, rows in _shapes(batch.instances, "id").items():
-                    cols = shape[1:]
-                    upd = self._stmt(
-                        ("instances", shape),
-                        functools.partial(_instance_update, cols),
-                        (*cols, "run_id", "id"),
+                for shape, rows in shapes(batch.instances, ("id",), run_id).items():
+                    upd = sql.get(shape) or self._stmt(
+                        shape,
+                        functools.partial(statements.instance_update, shape[1:]),
+                        (*shape[1:], "run_id", "id"),
                     )
-                    cur.executemany(upd.text, upd.rows([(*r[1:], run_id, r[0]) for r in rows]))
+                    cur.executemany(upd.text, upd.rows(rows))
             if batch.attempts_started:
-                ins = self._stmt("insert_attempt", t.attempts.insert, _ATTEMPT_COLUMNS, _ATTEMPT_COLUMNS)
-                cur.executemany(ins.text, ins.rows([_attempt_row(a) for a in batch.attempts_started]))
+                ins = self._stmt(
+                    "insert_attempt",
+                    t.attempts.insert,
+                    statements.ATTEMPT_COLUMNS,
+                    statements.ATTEMPT_COLUMNS,
+                )
+                cur.executemany(ins.text, ins.rows([attempt_row(a) for a in batch.attempts_started]))
             if batch.attempts_ended:
-                for shape, rows in _shapes(batch.attempts_ended, "instance_id", "number").items():
-                    cols = shape[2:]
-                    end = self._stmt(
-                        ("attempts", shape),
-                        functools.partial(_attempt_update, cols),
-                        (*cols, "run_id", "instance_id", "number"),
+                for shape, rows in shapes(batch.attempts_ended, ("instance_id", "number"), run_id).items():
+                    end = sql.get(shape) or self._stmt(
+                        shape,
+                        functools.partial(statements.attempt_update, shape[2:]),
+                        (*shape[2:], "run_id", "instance_id", "number"),
                     )
-                    cur.executemany(end.text, end.rows([(*r[2:], run_id, r[0], r[1]) for r in rows]))
+                    cur.executemany(end.text, end.rows(rows))
             if batch.transitions:
                 tr = self._stmt(
-                    "insert_transition", t.transitions.insert, _TRANSITION_COLUMNS, _TRANSITION_COLUMNS
+                    "insert_transition",
+                    t.transitions.insert,
+                    statements.TRANSITION_COLUMNS,
+                    statements.TRANSITION_COLUMNS,
                 )
                 cur.executemany(
                     tr.text,
@@ -528,167 +621,8 @@ class SqlStore:
                         ]
                     ),
                 )
-
-
-# -- statements -------------------------------------------------------------------------------
-def _schema_ddl(dialect: Dialect) -> list[str]:
-    """``CREATE`` statements for every table and index, as ``metadata.create_all`` emits them."""
-    ddl = []
-    for table in [*t.metadata.sorted_tables, _alembic_version]:
-        ddl.append(str(CreateTable(table).compile(dialect=dialect)))
-        ddl += [str(CreateIndex(ix).compile(dialect=dialect)) for ix in sorted(table.indexes, key=str)]
-    return ddl
-
-
-def _stamp() -> Any:
-    return _alembic_version.insert().values(version_num=sa.bindparam("v_version_num"))
-
-
-def _fence(run_cols: tuple[str, ...]) -> Any:
-    r = t.runs
-    return (
-        r.update()
-        .where(r.c.id == sa.bindparam("k_id"), r.c.epoch == sa.bindparam("k_epoch"))
-        .values({c: sa.bindparam(f"v_{c}") for c in ("lease_expires", *run_cols)})
-    )
-
-
-def _instance_update(cols: tuple[str, ...]) -> Any:
-    ti = t.task_instances
-    return (
-        ti.update()
-        .where(ti.c.run_id == sa.bindparam("k_run_id"), ti.c.id == sa.bindparam("k_id"))
-        .values({c: sa.bindparam(f"v_{c}") for c in cols})
-    )
-
-
-def _attempt_update(cols: tuple[str, ...]) -> Any:
-    a = t.attempts
-    return (
-        a.update()
-        .where(
-            a.c.run_id == sa.bindparam("k_run_id"),
-            a.c.instance_id == sa.bindparam("k_instance_id"),
-            a.c.number == sa.bindparam("k_number"),
-        )
-        .values({c: sa.bindparam(f"v_{c}") for c in cols})
-    )
-
-
-# -- row helpers ------------------------------------------------------------------------------
-def _shapes(rows: list[dict[str, Any]], *keys: str) -> dict[tuple[str, ...], list[tuple[Any, ...]]]:
-    """Rows (dicts: ``keys`` then the columns they change) as tuples, grouped by their columns:
-    one statement per group. The driver builds every row of one kind alike, so groups are few."""
-    groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
-    n = len(keys)
-    for row in rows:
-        shape = tuple(row)
-        if shape[:n] != keys:
-            row = {**{k: row[k] for k in keys}, **{k: v for k, v in row.items() if k not in keys}}
-            shape = tuple(row)
-        group = groups.get(shape)
-        if group is None:
-            group = groups[shape] = []
-        group.append(tuple(row.values()))
-    return groups
-
-
-def _run_row(r: RunRecord) -> tuple[Any, ...]:
-    return (
-        r.id,
-        r.pipeline,
-        r.target,
-        json.dumps(r.params),
-        r.key,
-        r.state,
-        r.workdir,
-        r.created_at,
-        r.started_at,
-        r.ended_at,
-        r.error,
-        r.owner,
-        r.epoch,
-        r.lease_expires,
-        r.total,
-    )
-
-
-def _run_record(row: Any, counts: dict[str, int]) -> RunRecord:
-    d = dict(row)
-    d["params"] = json.loads(d["params"])
-    return RunRecord(**d, counts=counts)
-
-
-def _instance_row(r: InstanceRecord, seq: int) -> tuple[Any, ...]:
-    return (
-        r.run_id,
-        r.id,
-        seq,
-        r.task,
-        r.label,
-        _dumps(r.params),
-        _dumps(r.upstream),
-        r.state,
-        r.attempts,
-        r.failures,
-        r.lost,
-        r.not_before,
-        r.priority,
-        _dumps(r.targets),
-        r.result,
-        r.error,
-        r.started_at,
-        r.ended_at,
-    )
-
-
-def _dumps(value: Any) -> str:
-    if isinstance(value, list) and not value:
-        return "[]"  # most instances: no upstream, no targets
-    return json.dumps(value)
-
-
-def _loads(text: str) -> Any:
-    return [] if text == "[]" else {} if text == "{}" else json.loads(text)
-
-
-def _instance_record(row: Sequence[Any]) -> InstanceRecord:
-    """An instance from a row of every column but ``seq``, in the table's order."""
-    (run_id, iid, task, label, params, upstream, state, attempts, failures, lost, not_before, priority,
-     targets, result, error, started_at, ended_at) = row  # fmt: skip
-    return InstanceRecord(
-        run_id,
-        iid,
-        task,
-        label,
-        _loads(params),
-        _loads(upstream),
-        state,
-        attempts,
-        failures,
-        lost,
-        not_before,
-        priority,
-        _loads(targets),
-        result,
-        error,
-        started_at,
-        ended_at,
-    )
-
-
-def _attempt_row(a: AttemptRecord) -> tuple[Any, ...]:
-    return (
-        a.run_id,
-        a.instance_id,
-        a.number,
-        a.state,
-        a.started_at,
-        a.ended_at,
-        a.error,
-        a.log_path,
-        a.worker,
-    )
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
