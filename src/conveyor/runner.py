@@ -129,6 +129,18 @@ def install_logging() -> None:
         root.setLevel(logging.INFO)
 
 
+_OWN = str(Path(__file__).resolve().parent)
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The exception's traceback without Conveyor's own frames: the user's code is the story."""
+    tb = traceback.TracebackException.from_exception(exc)
+    frames = [f for f in tb.stack if not f.filename.startswith(_OWN)]
+    if frames:
+        tb.stack = traceback.StackSummary.from_list(frames)
+    return "".join(tb.format()).rstrip()
+
+
 def run_attempt(job: Job) -> Outcome:
     started = time.time()
     sink = _LazyLog(job.log_path)
@@ -160,7 +172,7 @@ def run_attempt(job: Job) -> Outcome:
         if isinstance(exc, ConveyorError):
             error = f"{type(exc).__name__}: {exc}"
         else:
-            error = "".join(traceback.format_exception(exc)).rstrip()
+            error = user_traceback(exc)
         try:
             sink.write(error + "\n")
         except Exception:

@@ -142,7 +142,8 @@ def _summary(result: RunResult, run_id: str) -> None:
             console.print(f"  [red]{escape(label)}[/] failed:")
             for line in error.splitlines():
                 console.print(f"    {escape(line)}", soft_wrap=True)
-        console.print(f"  Logs: conveyor logs {run_id} TASK · resume: conveyor retry {run_id}")
+        console.print(f"  Logs:   conveyor logs {run_id} TASK")
+        console.print(f"  Resume: conveyor retry {run_id}")
     else:
         console.print(f"[yellow]⊘ Run {run_id} cancelled[/] after {took}: {', '.join(parts)}")
         console.print(f"  Resume with: conveyor retry {run_id}")
