@@ -169,10 +169,7 @@ def run_attempt(job: Job) -> Outcome:
             job.run_id, job.instance, job.attempt, "cancelled", None, "cancelled", started, time.time()
         )
     except BaseException as exc:
-        if isinstance(exc, ConveyorError):
-            error = f"{type(exc).__name__}: {exc}"
-        else:
-            error = user_traceback(exc)
+        error = f"{type(exc).__name__}: {exc}" if isinstance(exc, ConveyorError) else user_traceback(exc)
         try:
             sink.write(error + "\n")
         except Exception:
