@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conveyor import pipeline, task
+from conveyor import output, pipeline, task
 
 FANOUT = 1000
 CHAIN = 200
@@ -23,6 +23,12 @@ def step(i: int) -> None:
     """One link of a chain; it does nothing."""
 
 
+@task(output="targets/t-{i}")
+def touch(i: int) -> None:
+    """Write an empty target: once it exists, the task is done and a re-run skips it."""
+    output().write_text("")
+
+
 @pipeline
 def fanout(n: int = FANOUT) -> None:
     """``n`` independent no-op tasks, then one join that waits for all of them."""
@@ -35,3 +41,16 @@ def chain(n: int = CHAIN) -> None:
     prev = None
     for i in range(n):
         prev = step(i=i, after=prev)
+
+
+@pipeline
+def single() -> None:
+    """One no-op task: what a pipeline costs before any work (cold start)."""
+    noop(i=0)
+
+
+@pipeline
+def idempotent(n: int = FANOUT) -> None:
+    """``n`` independent tasks with a target each; once they exist, a re-run has nothing to do."""
+    for i in range(n):
+        touch(i=i)

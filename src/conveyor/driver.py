@@ -42,7 +42,7 @@ from conveyor.resources import Capacity
 from conveyor.runner import GRAPHS, Job, Outcome
 from conveyor.store import Batch, Store
 from conveyor.store.records import AttemptRecord, RunRecord, TransitionRecord
-from conveyor.targets import flatten
+from conveyor.targets import FileTarget, flatten
 from conveyor.tasks import TaskDef
 
 S = State
@@ -154,15 +154,17 @@ class RunDriver:
     def drive(self) -> RunResult:
         store, run = self.store, self.run
         self._epoch = store.acquire(run.id, owner_name(), self.lease_ttl, is_dead=owner_is_dead)
-        records = {r.id: r for r in store.instances(run.id)}
+        # A new run's instances are all pending and untouched: the machine's default needs no Prior.
+        touched = [r for r in store.instances(run.id) if not r.untouched]
+        nodes = self.graph.nodes
         prior = {
-            iid: Prior(S(r.state), r.attempts, r.failures, r.lost, r.not_before)
-            for iid, r in records.items()
-            if iid in self.graph.nodes
+            r.id: Prior(S(r.state), r.attempts, r.failures, r.lost, r.not_before)
+            for r in touched
+            if r.id in nodes
         }
-        self._results = {iid: r.result for iid, r in records.items()}
-        self._times = {iid: (r.started_at, r.ended_at) for iid, r in records.items()}
-        self._errors.update({iid: r.error for iid, r in records.items() if r.error})
+        self._results = {r.id: r.result for r in touched if r.result is not None}
+        self._times = {r.id: (r.started_at, r.ended_at) for r in touched}
+        self._errors.update({r.id: r.error for r in touched if r.error})
         specs = [
             InstanceSpec(
                 n.id,
@@ -190,7 +192,6 @@ class RunDriver:
                     events.append(AttemptLost(now, iid, p.attempts, "the process driving the run stopped"))
         GRAPHS[run.id] = self.graph
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        executor.start()
         run_cols: dict[str, Any] = {"state": "running", "ended_at": None, "error": None}
         if run.started_at is None:
             run_cols["started_at"] = now
@@ -275,16 +276,23 @@ class RunDriver:
 
     # -- helpers ------------------------------------------------------------------------------
     def _all_exist(self, iid: str) -> bool:
-        targets = flatten(self.graph[iid].output)
+        output = self.graph[iid].output
+        if output is None:
+            return False
+        if output.__class__ is FileTarget:
+            return bool(output.exists())
+        targets = flatten(output)
         return bool(targets) and all(t.exists() for t in targets)
 
     def _targets_done(self, prior: dict[str, Prior]) -> frozenset[str]:
-        done = set()
-        for node in self.graph:
-            p = prior.get(node.id)
-            if (p is None or p.state in (S.PENDING, S.FAILED, S.CANCELLED)) and self._all_exist(node.id):
-                done.add(node.id)
-        return frozenset(done)
+        recheck = (S.PENDING, S.FAILED, S.CANCELLED)
+        return frozenset(
+            node.id
+            for node in self.graph
+            if node.output is not None
+            and (node.id not in prior or prior[node.id].state in recheck)
+            and self._all_exist(node.id)
+        )
 
     def _job(self, cmd: Execute) -> Job:
         node = self.graph[cmd.instance]

@@ -26,9 +26,9 @@ from conveyor.graph import Graph
 from conveyor.loader import load_pipeline, split_target
 from conveyor.pipelines import PipelineDef
 from conveyor.resources import Capacity
-from conveyor.store import Store, home, open_store
+from conveyor.store import Store, default_url, home, open_store
 from conveyor.store.records import InstanceRecord, RunRecord
-from conveyor.targets import flatten
+from conveyor.targets import FileTarget, flatten
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +69,9 @@ def instance_records(run_id: str, graph: Graph, only: set[str] | None = None) ->
             n.params_json,
             list(n.upstream),
             priority=n.task.priority,
-            targets=[t.url for t in flatten(n.output)],
+            targets=[n.output.url]
+            if n.output.__class__ is FileTarget
+            else [t.url for t in flatten(n.output)],
         )
         for n in graph
         if only is None or n.id in only
@@ -129,7 +131,8 @@ def prepare(
 def _capacity(graph: Graph, workers: int | None, resources: Mapping[str, int] | None) -> Capacity:
     """The local executor's capacity; refuse a task that could never fit (before any run exists)."""
     capacity = Capacity.local(workers or default_workers(), resources)
-    for node in graph:
+    first_of_each_task = {node.task.name: node for node in reversed(list(graph))}
+    for node in first_of_each_task.values():
         capacity.check(node.label, node.task.resources)
     return capacity
 
@@ -180,12 +183,26 @@ def run(
     new: bool = False,
     resources: Mapping[str, int] | None = None,
 ) -> RunResult:
-    """Run a pipeline to its end on this machine and return how it ended."""
-    prepared = prepare(target, params, db=db, new=new, force=force, workers=workers, resources=resources)
-    try:
-        return drive(prepared, force=force)
-    finally:
-        prepared.store.close()
+    """Run a pipeline to its end on this machine and return how it ended.
+
+    The store stays open for the next call in this process (a notebook, a script running many
+    pipelines): one engine per database, as SQLAlchemy recommends.
+    """
+    prepared = prepare(
+        target, params, store=_store(db), new=new, force=force, workers=workers, resources=resources
+    )
+    return drive(prepared, force=force)
+
+
+_STORES: dict[tuple[int, str], Store] = {}
+
+
+def _store(db: str | None) -> Store:
+    url = db or default_url()
+    key = (os.getpid(), url)  # a forked child opens its own
+    if key not in _STORES:
+        _STORES[key] = open_store(url)
+    return _STORES[key]
 
 
 def reopen(

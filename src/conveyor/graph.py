@@ -91,37 +91,40 @@ class Builder:
                 f"pipeline {self.owner}: two different tasks are named {task.name!r} "
                 f"({other.origin} and {task.origin}); give one of them name=..."
             )
-        owner = f"task {task.name}"
-        known = {p.name: p for p in task.params}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ParameterError(
-                f"{owner}: unknown parameter {unknown[0]!r}; it takes "
-                f"{', '.join(p.describe() for p in task.params) or 'no parameters'}"
-            )
-        literals: dict[str, Any] = {}
-        inputs: dict[str, str] = {}
-        for name, value in values.items():
-            if isinstance(value, Promise):
-                inputs[name] = value.node.id
+        if not task.param_names.issuperset(values):
+            P.bind(f"task {task.name}", task.params, values)  # raises: unknown parameter
+        bound: dict[str, Any] = {}  # literal values, checked and defaulted
+        inputs: dict[str, str] = {}  # parameter -> upstream node id
+        pjson: dict[str, Any] = {}  # canonical form, in signature order
+        for p in task.params:
+            value = values.get(p.name, P.MISSING)
+            if value.__class__ is Promise:
+                inputs[p.name] = value.node.id
+                pjson[p.name] = {"$upstream": value.node.id}
+                continue
+            if value is P.MISSING:
+                if p.required:
+                    raise ParameterError(f"task {task.name}: missing parameter {p.describe()}")
+                value = p.default
             elif _holds_promise(value):
                 raise ParameterError(
-                    f"{owner}: parameter {name!r} holds task results inside a "
+                    f"task {task.name}: parameter {p.name!r} holds task results inside a "
                     f"{type(value).__name__}; pass each result as its own parameter"
                 )
             else:
-                literals[name] = value
-        bound = P.bind(owner, tuple(p for p in task.params if p.name not in inputs), literals)
-        pjson: dict[str, Any] = P.to_json(task.params, bound)
-        pjson.update({k: {"$upstream": v} for k, v in inputs.items()})
-        pjson = {k: pjson[k] for k in sorted(pjson)}
+                try:
+                    value = p.type.check(value)
+                except ValueError as exc:
+                    raise ParameterError(f"task {task.name}: parameter {p.name!r}: {exc}") from None
+            bound[p.name] = value
+            pjson[p.name] = p.type.to_json(value)
         nid = instance_id(task.name, P.canonical_json(pjson))
         node = self.nodes.get(nid)
         if node is None:
-            out = task.render_output({**bound, **{k: _Unrendered(k) for k in inputs}})
+            out = task.render_output({**bound, **{k: _Unrendered(k) for k in inputs}} if inputs else bound)
             node = Node(nid, task, bound, inputs, pjson, out, list(dict.fromkeys(inputs.values())))
             self.nodes[nid] = node
-        for dep in _after_ids(after, owner):
+        for dep in _after_ids(after, f"task {task.name}") if after is not None else ():
             if dep not in node.upstream:
                 node.upstream.append(dep)
         return Promise(node)

@@ -360,6 +360,9 @@ def from_json(params: tuple[Param, ...], data: Mapping[str, Any]) -> dict[str, A
     return {k: by_name[k].type.from_json(v) for k, v in data.items() if k in by_name}
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
 def canonical_json(data: Any) -> str:
     """One stable text for a JSON value: sorted keys, no spaces."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=_json_default)
+    return _CANONICAL.encode(data)

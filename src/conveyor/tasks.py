@@ -98,6 +98,7 @@ class TaskDef:
     output: OutputSpec = None
     priority: int = 0
     tags: tuple[str, ...] = ()
+    param_names: frozenset[str] = frozenset()
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"
@@ -246,6 +247,7 @@ def _make(
         output=output if isinstance(output, str | Mapping | None) else tuple(output),
         priority=priority,
         tags=tuple(tags),
+        param_names=frozenset(p.name for p in params),
     )
 
 

@@ -204,6 +204,8 @@ class LocalExecutor:
     ) -> None:
         """Start ``job`` on an idle worker if its ``cpu`` fits, else queue it behind a busy
         worker if it is ``queueable`` (one cpu, no timeout), else keep it until one frees up."""
+        if self._selector is None:  # the workers start with the first attempt: none for a run
+            self.start()  # whose tasks are all skipped
         self._seq += 1
         slot = _Slot(job, self._seq, cpu, timeout, queueable and not timeout)
         if not self._place(slot, now):

@@ -46,6 +46,18 @@ class InstanceRecord:
     started_at: float | None = None
     ended_at: float | None = None
 
+    @property
+    def untouched(self) -> bool:
+        """Pending and never tried: exactly as a new run creates it."""
+        return (
+            self.state == "pending"
+            and not (self.attempts or self.failures or self.lost or self.not_before)
+            and self.result is None
+            and self.error is None
+            and self.started_at is None
+            and self.ended_at is None
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class AttemptRecord:

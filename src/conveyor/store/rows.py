@@ -79,21 +79,14 @@ def instance_row(r: InstanceRecord, seq: int) -> tuple[Any, ...]:
     )
 
 
+_ENCODE = json.JSONEncoder().encode  # json.dumps makes a new encoder per call
+
+
 def dumps(value: Any) -> str:
     if isinstance(value, list) and not value:
         return "[]"  # most instances: no upstream, no targets
-    return json.dumps(value)
+    return _ENCODE(value)
 
-
-def untouched(r: InstanceRecord) -> bool:
-    return (
-        r.state == "pending"
-        and not (r.attempts or r.failures or r.lost or r.not_before)
-        and r.result is None
-        and r.error is None
-        and r.started_at is None
-        and r.ended_at is None
-    )
 
 
 def loads(text: str) -> Any:

@@ -43,7 +43,6 @@ from conveyor.store.rows import (
     run_record,
     run_row,
     shapes,
-    untouched,
 )
 from conveyor.store.statements import Statement
 
@@ -318,7 +317,7 @@ class SqlStore:
             ins = self._stmt("insert_run", t.runs.insert, statements.RUN_COLUMNS, statements.RUN_COLUMNS)
             cur.execute(ins.text, ins.one(run_row(run)))
             self._insert_instances(cur, instances, start=0)
-        if all(map(untouched, instances)):  # the driver reads them back at once: see instances()
+        if all(r.untouched for r in instances):  # the driver reads them back at once: see instances()
             self._created[run.id] = list(instances)
 
     def add_instances(self, run_id: str, instances: Sequence[InstanceRecord]) -> None:
