@@ -200,9 +200,13 @@ _STORES: dict[tuple[int, str], Store] = {}
 def _store(db: str | None) -> Store:
     url = db or default_url()
     key = (os.getpid(), url)  # a forked child opens its own
-    if key not in _STORES:
-        _STORES[key] = open_store(url)
-    return _STORES[key]
+    store = _STORES.get(key)
+    if store is not None and url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///") :]):
+        store.close()  # the file was deleted (rm -rf .conveyor): start a fresh one
+        store = None
+    if store is None:
+        store = _STORES[key] = open_store(url)
+    return store
 
 
 def reopen(

@@ -1,0 +1,110 @@
+"""The local executor under load: quick attempts queued behind busy workers (prefetch) must
+still run exactly once each, survive a dying worker, and never delay a timed attempt."""
+
+from __future__ import annotations
+
+import collections
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+import conveyor
+from conftest import Project
+from conveyor.store import open_store
+
+pytestmark = pytest.mark.timeout(120)
+
+QUICK = """
+    import os, time
+    from conveyor import task, pipeline
+
+    def effect(name):
+        with open("effects.log", "a") as f:
+            f.write(name + "\\n")
+
+    @task
+    def quick(i: int) -> None:
+        effect(f"quick-{i}")
+
+    @task
+    def dies(i: int) -> None:
+        effect(f"dies-{i}")
+        if not os.path.exists(f"died-{i}"):
+            open(f"died-{i}", "w").close()
+            os._exit(9)
+
+    @task(timeout=0.3)
+    def sleepy() -> None:
+        time.sleep(30)
+
+    @pipeline
+    def busy(n: int = 400, with_timeout: bool = False):
+        for i in range(n):
+            quick(i)
+            if i % 100 == 50:
+                dies(i)
+        if with_timeout:
+            sleepy()
+"""
+
+
+def effects(root: Path) -> collections.Counter[str]:
+    return collections.Counter((root / "effects.log").read_text().split())
+
+
+def test_queued_attempts_run_once_even_when_a_worker_dies(project: Project) -> None:
+    project.write("busy.py", QUICK)
+    result = conveyor.run("busy.py:busy", db=project.db, workers=2)
+    assert result.state == "succeeded", result.failed
+    counts = effects(project.root)
+    quick = {k: v for k, v in counts.items() if k.startswith("quick-")}
+    assert len(quick) == 400 and set(quick.values()) == {1}, "a quick task ran twice or never"
+    assert {k: v for k, v in counts.items() if k.startswith("dies-")} == {
+        "dies-50": 2,
+        "dies-150": 2,
+        "dies-250": 2,
+        "dies-350": 2,
+    }
+    store = open_store(project.db)
+    lost = [i for i in store.instances(result.run_id) if i.lost]
+    assert sorted(i.task for i in lost) == ["dies"] * 4
+
+
+def test_a_timed_attempt_is_not_held_behind_quick_ones(project: Project) -> None:
+    project.write("busy.py", QUICK)
+    started = time.time()
+    result = conveyor.run("busy.py:busy", {"n": 300, "with_timeout": True}, db=project.db, workers=2)
+    assert result.state == "failed"
+    assert [label for label, _ in result.failed] == ["sleepy()"]
+    assert "timed out after 0.3s" in result.failed[0][1]
+    assert result.counts["succeeded"] == 303  # 300 quick and 3 dies (each after one lost attempt)
+    assert time.time() - started < 30
+
+
+def test_ctrl_c_with_queued_attempts_runs_nothing_after_the_cancel(project: Project) -> None:
+    project.write("busy.py", QUICK.replace('effect(f"quick-{i}")', 'effect(f"quick-{i}"); time.sleep(0.002)'))
+    proc = project.popen("run", "busy.py:busy", "-p", "n=3000", "--workers", "2")
+    deadline = time.time() + 30
+    while not (project.root / "effects.log").exists() or len(effects(project.root)) < 50:
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    time.sleep(0.3)
+    counts = effects(project.root)
+    store = open_store(project.db)
+    (run,) = store.list_runs()
+    states = {i.label: i.state for i in store.instances(run.id)}
+    assert run.state == "cancelled"
+    ran = {k for k in counts if k.startswith("quick-")}
+    succeeded = {
+        f"quick-{label[len('quick(i=') : -1]}"
+        for label, s in states.items()
+        if s == "succeeded" and label.startswith("quick(")
+    }
+    assert succeeded <= ran
+    assert len(ran - succeeded) <= 2, "attempts kept starting after the cancel"
+    assert set(counts.values()) == {1}
