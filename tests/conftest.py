@@ -71,3 +71,11 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project
     monkeypatch.setenv("CONVEYOR_HOME", str(root / ".conveyor"))
     monkeypatch.delenv("CONVEYOR_DB", raising=False)
     yield Project(root)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[object]:
+    """A real PostgreSQL server for the session (see tests/pg.py)."""
+    from pg import start_server
+
+    yield from start_server()

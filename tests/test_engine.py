@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -379,3 +381,44 @@ def test_cpu_requests_take_slots(project: Project) -> None:
         assert start >= end - 0.01, "two cpu=2 tasks ran at once on 2 slots"
     with pytest.raises(ResourceError, match="cpu=2 but there are 1 worker slots"):
         conveyor.run("cpu.py:cpu", db=project.db, workers=1, new=True)
+
+
+def test_a_run_on_postgresql_records_and_resumes_like_on_sqlite(project: Project, postgres: Any) -> None:
+    project.write(
+        "pgflow.py",
+        """
+        import os
+        from conveyor import task, pipeline, output, FileTarget
+
+        @task(output="out/{name}.txt")
+        def make(name: str) -> None:
+            output().write_text(name)
+
+        @task
+        def check(a: FileTarget) -> str:
+            if not os.path.exists("fixed"):
+                raise RuntimeError("not yet")
+            return a.read_text()
+
+        @pipeline
+        def pgflow():
+            check(make("a"))
+    """,
+    )
+    url = postgres.create_database(f"e_{uuid.uuid4().hex[:10]}")
+    failed = conveyor.run("pgflow.py:pgflow", db=url)
+    assert failed.state == "failed" and failed.counts["succeeded"] == 1
+    (project.root / "fixed").touch()
+    again = conveyor.run("pgflow.py:pgflow", db=url)
+    assert again.run_id == failed.run_id and again.state == "succeeded"
+    store = open_store(url)
+    assert [i.attempts for i in store.instances(again.run_id)] == [1, 2]
+    shown = project.cli("show", again.run_id, "--json", "--db", url, check=True).stdout
+    assert json.loads(shown)["state"] == "succeeded"
+
+
+def test_an_unreachable_postgresql_is_one_line_without_the_password(project: Project) -> None:
+    proc = project.cli("runs", "--db", "postgresql+psycopg://ana:s3cret@127.0.0.1:1/conveyor")
+    assert proc.returncode == 2
+    assert "store postgresql+psycopg://ana:***@127.0.0.1:1/conveyor" in proc.stderr
+    assert "s3cret" not in proc.stderr and "Traceback" not in proc.stderr

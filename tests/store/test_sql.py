@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,9 +16,15 @@ from conveyor.store.schema import SCHEMA_REVISION, metadata
 from conveyor.store.sql import SqlStore
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """The same contract on both stores; PostgreSQL is a real throwaway server."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        server = request.getfixturevalue("postgres")
+        url = server.create_database(f"t_{uuid.uuid4().hex[:12]}")
+    s = open_store(url)
     yield s
     s.close()
 

@@ -1,0 +1,510 @@
+"""Conveyor against Luigi, Dask, Prefect and a raw process pool, in one run.
+
+    make bench                                   # installs what is missing, then runs this
+    .venv/bin/python bench/harness.py [--only a,c] [--engines conveyor,pool] [--reps N] [--quick]
+
+Scenarios (no-op tasks unless said; the letters are the issue's):
+  a  1,000 independent tasks plus one join           tasks/s
+  b  a 200-step chain                                ms per step
+  c  10,000 and 100,000 tasks in one wide graph       tasks/s and the scheduler's peak RSS
+  d  cold start: the whole process for a one-task pipeline      seconds
+  e  idempotent re-run: 1,000 tasks whose targets all exist      tasks decided per second
+  f  Conveyor on PostgreSQL and with two schedulers  (skipped: needs the HA issue)
+  g  the demo pipeline over 30 days (Conveyor only)  seconds
+
+Every measurement is a fresh subprocess in a fresh temporary directory (bench/peers/run_*.py;
+Conveyor and the process pool with this Python, the peers with .bench-venv's), which reports one
+JSON line. Repetitions are interleaved: for each scenario, for each repetition, every engine once,
+the order rotating. A run over the time limit is killed and reported as timed out; a run slower
+than --slow seconds, or timed out, is not repeated. The report gives medians, min-max and each
+engine's median as a ratio to Conveyor's, checks the targets, and writes bench/results/
+bench-TIMESTAMP.json, latest.json and bench.png. ``BENCH_QUICK=1`` (or --quick) is a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PEERS = HERE / "peers"
+RESULTS = HERE / "results"
+BENCH_PYTHON = ROOT / ".bench-venv" / "bin" / "python"
+MARK = "BENCH-RESULT "
+PEER_PACKAGES = ("luigi", "dask", "distributed", "prefect", "fastapi")
+
+
+@dataclass(frozen=True)
+class Engine:
+    key: str
+    label: str
+    script: str
+    variant: str = ""
+    peer: bool = True  # runs with .bench-venv's Python
+    scenarios: str = "abcde"  # the scenario letters it takes part in
+    max_reps: int = 1000
+
+
+ENGINES = (
+    Engine("conveyor", "Conveyor", "run_conveyor.py", peer=False, scenarios="abcdeg"),
+    Engine("pool", "process pool", "run_pool.py", peer=False, scenarios="abcd"),
+    Engine("dask-threads", "Dask threaded", "run_dask.py", "threads", scenarios="abcd"),
+    Engine("dask-cluster", "Dask LocalCluster", "run_dask.py", "cluster", scenarios="abcd"),
+    Engine("luigi-1", "Luigi, 1 worker", "run_luigi.py", "1", scenarios="abcde"),
+    Engine("luigi-2", "Luigi, 2 workers", "run_luigi.py", "2", scenarios="abcd"),
+    Engine("prefect-threads", "Prefect, threads", "run_prefect.py", "threads", scenarios="abcd", max_reps=3),
+    Engine("prefect-processes", "Prefect, processes", "run_prefect.py", "processes", scenarios="ab", max_reps=1),
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str  # a, b, c10k, c100k, d, e, g
+    name: str  # what the engine scripts call it
+    n: int
+    metric: str  # rate | ms_per_step | seconds
+    title: str
+    reps: int
+
+    @property
+    def letter(self) -> str:
+        return self.key[0]
+
+
+UNITS = {"rate": "tasks/s, higher is better", "ms_per_step": "ms per step, lower is better"}
+UNITS["seconds"] = "seconds, lower is better"
+
+
+def scenarios(quick: bool, reps: int | None, fanout: int | None, chain: int | None) -> list[Scenario]:
+    r = reps or (2 if quick else 5)
+    rc = reps or (1 if quick else 3)  # the big ones
+    a, b = fanout or (200 if quick else 1000), chain or (50 if quick else 200)
+    c1, c2 = (1000, 5000) if quick else (10_000, 100_000)
+    e, days = (200, 3) if quick else (1000, 30)
+    return [
+        Scenario("a", "fanout", a, "rate", f"a. {a:,} independent tasks plus one join", r),
+        Scenario("b", "chain", b, "ms_per_step", f"b. a {b}-step chain", r),
+        Scenario("c10k", "wide", c1, "rate", f"c. {c1:,} tasks in one wide graph (plus a join)", rc),
+        Scenario("c100k", "wide", c2, "rate", f"c. {c2:,} tasks in one wide graph (plus a join)", rc),
+        Scenario("d", "cold", 1, "seconds", "d. cold start: the whole process, one-task pipeline", r),
+        Scenario("e", "idempotent", e, "rate", f"e. idempotent re-run: {e:,} tasks, all targets exist", r),
+        Scenario("g", "demo", days, "seconds", f"g. the demo pipeline over {days} days (Conveyor only)", rc),
+    ]
+
+
+def metric(s: Scenario, sample: dict[str, Any]) -> float:
+    if s.metric == "rate":
+        return float(sample["tasks"] / sample["seconds"])
+    if s.metric == "ms_per_step":
+        return float(1000 * sample["seconds"] / sample["tasks"])
+    return float(sample["seconds"])
+
+
+# -- one measurement --------------------------------------------------------------------------------
+@dataclass
+class Runner:
+    timeout: float
+    python: Path = BENCH_PYTHON
+
+    def command(self, e: Engine, s: Scenario, tmp: Path) -> list[str]:
+        if e.key == "conveyor" and s.name == "cold":  # the real CLI, as a user starts it
+            cli = Path(sys.executable).parent / "conveyor"
+            return [str(cli), "run", f"{HERE / 'pipelines.py'}:single", "--db", f"sqlite:///{tmp}/x.db"]
+        python = str(self.python) if e.peer else sys.executable
+        return [python, str(PEERS / e.script), s.name, str(s.n), *([e.variant] if e.variant else [])]
+
+    def measure(self, e: Engine, s: Scenario) -> dict[str, Any]:
+        """Run one measurement in a fresh directory; a sample dict, or one with an ``error``."""
+        tmp = Path(tempfile.mkdtemp(prefix=f"bench-{e.key}-"))
+        try:
+            if s.name == "demo":
+                shutil.copytree(ROOT / "examples", tmp / "examples")
+            env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+            env |= {"CONVEYOR_HOME": str(tmp), "PREFECT_HOME": str(tmp / "prefect")}
+            env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # no network here: do not try to phone home
+            with open(tmp / "stdout", "w+") as out, open(tmp / "stderr", "w+") as err:
+                t0 = time.perf_counter()
+                proc = subprocess.Popen(
+                    self.command(e, s, tmp), cwd=tmp, env=env, stdout=out, stderr=err, start_new_session=True
+                )
+                try:
+                    code = proc.wait(self.timeout)
+                    wall = time.perf_counter() - t0
+                except subprocess.TimeoutExpired:
+                    return {"error": f"timed out (>{self.timeout:.0f} s)", "timed_out": True}
+                finally:  # its whole process group: servers, cluster workers, pool workers left behind
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    proc.wait()
+                out.seek(0)
+                err.seek(0)
+                lines = [ln for ln in out.read().splitlines() if ln.startswith(MARK)]
+                if code != 0 or (not lines and s.name != "cold"):
+                    tail = " | ".join(err.read().strip().splitlines()[-3:])
+                    return {"error": f"failed (exit {code}): {tail[-300:]}"}
+            sample: dict[str, Any] = json.loads(lines[-1][len(MARK) :]) if lines else {}
+            sample["wall_seconds"] = wall
+            if s.name == "cold":  # the whole process, from the outside
+                sample.update(seconds=wall, tasks=1)
+            return sample
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- the plan: who runs what, how often ---------------------------------------------------------------
+@dataclass
+class Cell:
+    """One engine in one scenario: its samples, or why it was not run (further)."""
+
+    engine: Engine
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    note: str = ""  # skipped / timed out / failed / not repeated
+    done: bool = False
+
+    def values(self, s: Scenario) -> list[float]:
+        return [metric(s, x) for x in self.samples]
+
+    def median_seconds(self) -> float | None:
+        return statistics.median(x["seconds"] for x in self.samples) if self.samples else None
+
+
+def gate(s: Scenario, cell: Cell, cells: dict[str, dict[str, Cell]], timeout: float) -> str:
+    """Why an engine should not run scenario c at all: it would not finish within the limit."""
+    if s.key == "c10k" and "a" in cells and cell.engine.key in cells["a"]:
+        a = cells["a"][cell.engine.key]
+        if not a.samples:
+            return f"skipped: it did not finish a ({a.note})"
+        projected = statistics.median(a.values(SCEN_BY_KEY["a"])) and s.n / statistics.median(
+            a.values(SCEN_BY_KEY["a"])
+        )
+        if projected > timeout:
+            return f"skipped: its rate in a projects {projected:,.0f} s, over the {timeout:.0f} s limit"
+    if s.key == "c100k" and cell.engine.key != "conveyor":
+        ten = cells.get("c10k", {}).get(cell.engine.key)
+        t10 = ten.median_seconds() if ten else None
+        if ten is None or t10 is None:
+            return "skipped: it did not run or finish the smaller wide graph"
+        factor = s.n / SCEN_BY_KEY["c10k"].n
+        if t10 * factor > timeout:
+            return (
+                f"skipped: {SCEN_BY_KEY['c10k'].n:,} took {t10:.0f} s; {factor:.0f}x as many "
+                f"projects {t10 * factor:,.0f} s, over the {timeout:.0f} s limit"
+            )
+    return ""
+
+
+SCEN_BY_KEY: dict[str, Scenario] = {}
+
+
+def run_plan(
+    plan: list[Scenario], engines: list[Engine], runner: Runner, slow: float
+) -> dict[str, dict[str, Cell]]:
+    cells: dict[str, dict[str, Cell]] = {}
+    for s in plan:
+        row = {e.key: Cell(e) for e in engines if s.letter in e.scenarios}
+        cells[s.key] = row
+        for cell in row.values():
+            if note := gate(s, cell, cells, runner.timeout):
+                cell.note, cell.done = note, True
+        for rep in range(s.reps):
+            order = list(row.values())
+            order = order[rep % len(order) :] + order[: rep % len(order)]
+            for cell in order:
+                if cell.done or rep >= cell.engine.max_reps:
+                    continue
+                sample = runner.measure(cell.engine, s)
+                if "error" in sample:
+                    cell.note, cell.done = sample["error"], True
+                    print(f"  {s.key} {cell.engine.key}: {sample['error']}", file=sys.stderr)
+                    continue
+                cell.samples.append(sample)
+                if sample["wall_seconds"] > slow and rep + 1 < min(s.reps, cell.engine.max_reps):
+                    cell.note, cell.done = f"not repeated: one run took {sample['wall_seconds']:.0f} s", True
+            print(f"  {s.key}: repetition {rep + 1}/{s.reps} done", file=sys.stderr)
+    return cells
+
+
+# -- summaries, targets, report ----------------------------------------------------------------------
+def summarise(plan: list[Scenario], cells: dict[str, dict[str, Cell]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for s in plan:
+        conv = cells[s.key].get("conveyor")
+        base = statistics.median(conv.values(s)) if conv and conv.samples else None
+        rows: dict[str, Any] = {}
+        for key, cell in cells[s.key].items():
+            vals = cell.values(s)
+            row: dict[str, Any] = {"label": cell.engine.label, "note": cell.note, "samples": cell.samples}
+            if vals:
+                med = statistics.median(vals)
+                row |= {"median": med, "min": min(vals), "max": max(vals), "n": len(vals)}
+                row["ratio"] = med / base if base else None
+                row["rss_mb"] = statistics.median(x["rss_mb"] for x in cell.samples if "rss_mb" in x) if any(
+                    "rss_mb" in x for x in cell.samples
+                ) else None
+                starts = [x["startup_seconds"] for x in cell.samples if "startup_seconds" in x]
+                row["startup_seconds"] = statistics.median(starts) if starts else None
+            rows[key] = row
+        out[s.key] = {"title": s.title, "n": s.n, "metric": s.metric, "unit": UNITS[s.metric], "engines": rows}
+    return out
+
+
+def check_targets(summary: dict[str, Any]) -> list[dict[str, str]]:
+    def med(key: str, engine: str = "conveyor") -> float | None:
+        row = summary.get(key, {}).get("engines", {}).get(engine, {})
+        return row.get("median")
+
+    def rss(key: str) -> float | None:
+        return summary.get(key, {}).get("engines", {}).get("conveyor", {}).get("rss_mb")
+
+    checks: list[tuple[str, str, Callable[[], tuple[float, float] | None], bool, str]] = [
+        # (scenario, goal, () -> (measured, limit), at least?, how the measure reads)
+        ("a", "at least 0.6x the process pool's rate", lambda: _ratio(med("a"), med("a", "pool"), 0.6), True,
+         "{:.2f}x"),
+        ("a", "at least 10x Dask LocalCluster's rate", lambda: _ratio(med("a"), med("a", "dask-cluster"), 10),
+         True, "{:.1f}x"),
+        ("b", "at most 0.5 ms per step", lambda: _pair(med("b"), 0.5), False, "{:.3f} ms"),
+        ("c100k", "throughput at the big graph within 20% of a's", lambda: _ratio(med("c100k"), med("a"), 0.8),
+         True, "{:.2f}x"),
+        ("c100k", "the scheduler's peak RSS at most 300 MB", lambda: _pair(rss("c100k"), 300), False,
+         "{:.0f} MB"),
+        ("d", "cold start at most 0.4 s", lambda: _pair(med("d"), 0.4), False, "{:.3f} s"),
+        ("e", "at least 20,000 tasks/s decided", lambda: _pair(med("e"), 20_000), True, "{:,.0f} tasks/s"),
+    ]
+    out = []
+    for key, goal, get, at_least, fmt in checks:
+        if key not in summary:
+            continue
+        got = get()
+        if got is None:
+            out.append({"scenario": key, "target": goal, "measured": "n/a", "status": "n/a"})
+            continue
+        value, limit = got
+        ok = value >= limit if at_least else value <= limit
+        out.append({"scenario": key, "target": goal, "measured": fmt.format(value), "status": "PASS" if ok else "MISS"})
+    return out
+
+
+def _ratio(a: float | None, b: float | None, limit: float) -> tuple[float, float] | None:
+    return (a / b, limit) if a is not None and b else None
+
+
+def _pair(a: float | None, limit: float) -> tuple[float, float] | None:
+    return (a, limit) if a is not None else None
+
+
+def fmt_value(v: float, kind: str) -> str:
+    if kind == "rate":
+        return f"{v:,.0f}" if v >= 10 else f"{v:.2f}"
+    return f"{v:.3f}" if v < 10 else f"{v:,.1f}"
+
+
+def report(summary: dict[str, Any], targets: list[dict[str, str]], plan: list[Scenario]) -> list[str]:
+    lines: list[str] = []
+    for s in plan:
+        sc = summary[s.key]
+        lines += ["", f"{sc['title']}: {sc['unit']}; median (min-max) of n runs", ""]
+        lines.append(f"  {'engine':<20} {'median':>10} {'min-max':>21} {'n':>2} {'x Conveyor':>10} {'RSS MB':>7}  note")
+        for row in sc["engines"].values():
+            if "median" not in row:
+                lines.append(f"  {row['label']:<20} {'-':>10} {'':>21} {'':>2} {'':>10} {'':>7}  {row['note']}")
+                continue
+            span = f"{fmt_value(row['min'], s.metric)}-{fmt_value(row['max'], s.metric)}"
+            ratio = f"{row['ratio']:.2f}" if row.get("ratio") else "-"
+            mem = f"{row['rss_mb']:.0f}" if row.get("rss_mb") else "-"
+            notes = [f"start-up {row['startup_seconds']:.1f} s (not timed)"] if row.get("startup_seconds") else []
+            notes += [row["note"]] if row["note"] else []
+            lines.append(
+                f"  {row['label']:<20} {fmt_value(row['median'], s.metric):>10} {span:>21} {row['n']:>2} "
+                f"{ratio:>10} {mem:>7}  {'; '.join(notes)}"
+            )
+        for t in targets:
+            if t["scenario"] == s.key:
+                lines.append(f"  target: Conveyor {t['target']}: {t['measured']}  {t['status']}")
+        if s.letter == "e":
+            lines += ["", "f. Conveyor on PostgreSQL and with two schedulers: skipped: needs the HA issue"]
+    if targets:
+        lines += ["", "targets: " + ", ".join(f"{t['scenario']} {t['status']}" for t in targets)]
+    return lines
+
+
+# -- the chart ---------------------------------------------------------------------------------------
+def chart(summary: dict[str, Any], engines: list[Engine], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [
+        ("throughput (tasks/s, log scale; higher is better)", [k for k in ("a", "c10k", "c100k", "e") if k in summary]),
+        ("latency (ms, log scale; lower is better)", [k for k in ("b", "d", "g") if k in summary]),
+    ]
+    short = {"a": "a. 1k + join", "c10k": "c. wide", "c100k": "c. wider", "e": "e. re-run, decided",
+             "b": "b. chain, per step", "d": "d. cold start", "g": "g. demo"}
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5), width_ratios=[4, 3], layout="constrained")
+    colors = {e.key: f"C{i}" for i, e in enumerate(engines)}
+    for ax, (label, keys) in zip(axes, panels, strict=True):
+        width = 0.8 / max(1, len(engines))
+        for i, e in enumerate(engines):
+            xs, ys, lo, hi = [], [], [], []
+            for g, key in enumerate(keys):
+                row = summary[key]["engines"].get(e.key, {})
+                if "median" not in row:
+                    continue
+                scale = 1000.0 if summary[key]["metric"] == "seconds" else 1.0
+                xs.append(g + (i - (len(engines) - 1) / 2) * width)
+                ys.append(row["median"] * scale)
+                lo.append((row["median"] - row["min"]) * scale)
+                hi.append((row["max"] - row["median"]) * scale)
+            if xs:
+                ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, color=colors[e.key], label=e.label,
+                       edgecolor="black" if e.key == "conveyor" else "none")
+        names = []
+        for key in keys:
+            n = summary[key]["n"]
+            names.append(f"{short[key]}\n({n:,} tasks)" if key in ("a", "c10k", "c100k", "e") else short[key])
+        ax.set_xticks(range(len(keys)), names)
+        ax.set_yscale("log")
+        ax.set_title(label)
+        ax.grid(axis="y", alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    for h, lab in zip(*axes[1].get_legend_handles_labels(), strict=True):
+        if lab not in labels:
+            handles.append(h)
+            labels.append(lab)
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(8, len(labels)), frameon=False)
+    fig.suptitle(title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# -- the machine -------------------------------------------------------------------------------------
+def machine(python: Path, with_peers: bool) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "conveyor_revision": git_revision(),
+    }
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            info["cpu"] = line.split(":", 1)[1].strip()
+            break
+    if Path("/proc/meminfo").exists():
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        info["memory_gib"] = round(kib / 1024**2, 1)
+    import conveyor
+
+    info["conveyor"] = conveyor.__version__
+    if with_peers:  # also imports each one once, so the first measurement does not pay for a cold disk
+        code = (
+            "import importlib.metadata as m, json, platform, luigi, dask, distributed, prefect; "
+            f"print(json.dumps({{'python': platform.python_version(), **{{p: m.version(p) for p in {PEER_PACKAGES!r}}}}}))"
+        )
+        out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
+        info["peers"] = json.loads(out.stdout)
+    return info
+
+
+def git_revision() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=ROOT, capture_output=True)
+        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except OSError:
+        return "unknown"
+
+
+# -- main ---------------------------------------------------------------------------------------------
+def pick(values: str | None, known: dict[str, Any], what: str) -> list[str]:
+    if not values:
+        return list(known)
+    out = []
+    for v in values.split(","):
+        if v.strip() not in known:
+            raise SystemExit(f"bench: unknown {what} {v.strip()!r}; one of {', '.join(known)}")
+        out.append(v.strip())
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Conveyor against Luigi, Dask, Prefect and a process pool.")
+    ap.add_argument("--only", help="scenarios, comma-separated: letters (a,b,c,d,e,g) or names (fanout, chain, "
+                    "wide, cold, idempotent, demo)")
+    ap.add_argument("--engines", help=f"engines, comma-separated (default all): {', '.join(e.key for e in ENGINES)}")
+    ap.add_argument("--reps", type=int, help="repetitions (default 5; 3 for c and g)")
+    ap.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1",
+                    help="a smoke run: fewer repetitions, smaller graphs, a 60 s limit (or BENCH_QUICK=1)")
+    ap.add_argument("--timeout", type=float, help="time limit of one measurement in seconds (default 180)")
+    ap.add_argument("--slow", type=float, default=30.0, help="do not repeat a run that took longer (default 30 s)")
+    ap.add_argument("--fanout", type=int, help="tasks in a (default 1,000)")
+    ap.add_argument("--chain", type=int, help="steps in b (default 200)")
+    ap.add_argument("--python", type=Path, default=BENCH_PYTHON, help=f"the peers' Python (default {BENCH_PYTHON})")
+    ap.add_argument("--out", type=Path, default=RESULTS, help=f"where results go (default {RESULTS})")
+    args = ap.parse_args(argv)
+
+    started = time.perf_counter()
+    all_scenarios = scenarios(args.quick, args.reps, args.fanout, args.chain)
+    SCEN_BY_KEY.update({s.key: s for s in all_scenarios})
+    names = {s.letter: s.letter for s in all_scenarios} | {s.name: s.letter for s in all_scenarios}
+    wanted = {names[x] for x in pick(args.only, names, "scenario")}
+    plan = [s for s in all_scenarios if s.letter in wanted]
+    engine_keys = pick(args.engines, {e.key: e for e in ENGINES}, "engine")
+    engines = [e for e in ENGINES if e.key in engine_keys and any(s.letter in e.scenarios for s in plan)]
+    with_peers = any(e.peer for e in engines)
+    if with_peers and not args.python.exists():
+        raise SystemExit(f"bench: {args.python} is missing: `make bench` creates it (or pass --engines conveyor,pool)")
+    timeout = args.timeout or (60.0 if args.quick else 180.0)
+    info = machine(args.python, with_peers)
+    print(f"bench: {len(plan)} scenarios x {len(engines)} engines; limit {timeout:.0f} s per run", file=sys.stderr)
+
+    cells = run_plan(plan, engines, Runner(timeout, args.python), args.slow)
+    summary = summarise(plan, cells)
+    targets = check_targets(summary)
+    lines = report(summary, targets, plan)
+    took = time.perf_counter() - started
+    lines.append(f"the whole benchmark took {took / 60:.1f} min")
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    result = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": info,
+        "quick": args.quick,
+        "timeout_seconds": timeout,
+        "scenarios": summary,
+        "targets": targets,
+        "skipped": {"f": "needs the HA issue"},
+        "seconds": took,
+        "report": lines,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(result, indent=2) + "\n"
+    (args.out / f"bench-{stamp}.json").write_text(text)
+    (args.out / "latest.json").write_text(text)
+    peers = info.get("peers", {})
+    versions = ", ".join(f"{p} {peers[p]}" for p in PEER_PACKAGES if p in peers)
+    title = f"Conveyor {info['conveyor']} ({info['conveyor_revision']}), {info['cpus']} cores, Python {info['python']}"
+    chart(summary, engines, args.out / "bench.png", title + (f"; {versions}" if versions else ""))
+    print("\n".join(lines))
+    print(f"\nwritten: {args.out / f'bench-{stamp}.json'}, {args.out / 'latest.json'}, {args.out / 'bench.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
