@@ -67,7 +67,9 @@ ENGINES = (
     Engine("luigi-1", "Luigi, 1 worker", "run_luigi.py", "1", scenarios="abcde"),
     Engine("luigi-2", "Luigi, 2 workers", "run_luigi.py", "2", scenarios="abcd"),
     Engine("prefect-threads", "Prefect, threads", "run_prefect.py", "threads", scenarios="abcd", max_reps=3),
-    Engine("prefect-processes", "Prefect, processes", "run_prefect.py", "processes", scenarios="ab", max_reps=1),
+    Engine(
+        "prefect-processes", "Prefect, processes", "run_prefect.py", "processes", scenarios="ab", max_reps=1
+    ),
 )
 
 
@@ -168,6 +170,9 @@ class Runner:
 
 
 # -- the plan: who runs what, how often ---------------------------------------------------------------
+SCEN_BY_KEY: dict[str, Scenario] = {}  # this invocation's scenarios, filled by main()
+
+
 @dataclass
 class Cell:
     """One engine in one scenario: its samples, or why it was not run (further)."""
@@ -190,9 +195,7 @@ def gate(s: Scenario, cell: Cell, cells: dict[str, dict[str, Cell]], timeout: fl
         a = cells["a"][cell.engine.key]
         if not a.samples:
             return f"skipped: it did not finish a ({a.note})"
-        projected = statistics.median(a.values(SCEN_BY_KEY["a"])) and s.n / statistics.median(
-            a.values(SCEN_BY_KEY["a"])
-        )
+        projected = s.n / statistics.median(a.values(SCEN_BY_KEY["a"]))
         if projected > timeout:
             return f"skipped: its rate in a projects {projected:,.0f} s, over the {timeout:.0f} s limit"
     if s.key == "c100k" and cell.engine.key != "conveyor":
@@ -207,9 +210,6 @@ def gate(s: Scenario, cell: Cell, cells: dict[str, dict[str, Cell]], timeout: fl
                 f"projects {t10 * factor:,.0f} s, over the {timeout:.0f} s limit"
             )
     return ""
-
-
-SCEN_BY_KEY: dict[str, Scenario] = {}
 
 
 def run_plan(
@@ -254,13 +254,21 @@ def summarise(plan: list[Scenario], cells: dict[str, dict[str, Cell]]) -> dict[s
                 med = statistics.median(vals)
                 row |= {"median": med, "min": min(vals), "max": max(vals), "n": len(vals)}
                 row["ratio"] = med / base if base else None
-                row["rss_mb"] = statistics.median(x["rss_mb"] for x in cell.samples if "rss_mb" in x) if any(
-                    "rss_mb" in x for x in cell.samples
-                ) else None
+                row["rss_mb"] = (
+                    statistics.median(x["rss_mb"] for x in cell.samples if "rss_mb" in x)
+                    if any("rss_mb" in x for x in cell.samples)
+                    else None
+                )
                 starts = [x["startup_seconds"] for x in cell.samples if "startup_seconds" in x]
                 row["startup_seconds"] = statistics.median(starts) if starts else None
             rows[key] = row
-        out[s.key] = {"title": s.title, "n": s.n, "metric": s.metric, "unit": UNITS[s.metric], "engines": rows}
+        out[s.key] = {
+            "title": s.title,
+            "n": s.n,
+            "metric": s.metric,
+            "unit": UNITS[s.metric],
+            "engines": rows,
+        }
     return out
 
 
@@ -274,15 +282,35 @@ def check_targets(summary: dict[str, Any]) -> list[dict[str, str]]:
 
     checks: list[tuple[str, str, Callable[[], tuple[float, float] | None], bool, str]] = [
         # (scenario, goal, () -> (measured, limit), at least?, how the measure reads)
-        ("a", "at least 0.6x the process pool's rate", lambda: _ratio(med("a"), med("a", "pool"), 0.6), True,
-         "{:.2f}x"),
-        ("a", "at least 10x Dask LocalCluster's rate", lambda: _ratio(med("a"), med("a", "dask-cluster"), 10),
-         True, "{:.1f}x"),
+        (
+            "a",
+            "at least 0.6x the process pool's rate",
+            lambda: _ratio(med("a"), med("a", "pool"), 0.6),
+            True,
+            "{:.2f}x",
+        ),
+        (
+            "a",
+            "at least 10x Dask LocalCluster's rate",
+            lambda: _ratio(med("a"), med("a", "dask-cluster"), 10),
+            True,
+            "{:.1f}x",
+        ),
         ("b", "at most 0.5 ms per step", lambda: _pair(med("b"), 0.5), False, "{:.3f} ms"),
-        ("c100k", "throughput at the big graph within 20% of a's", lambda: _ratio(med("c100k"), med("a"), 0.8),
-         True, "{:.2f}x"),
-        ("c100k", "the scheduler's peak RSS at most 300 MB", lambda: _pair(rss("c100k"), 300), False,
-         "{:.0f} MB"),
+        (
+            "c100k",
+            "throughput at the big graph within 20% of a's",
+            lambda: _ratio(med("c100k"), med("a"), 0.8),
+            True,
+            "{:.2f}x",
+        ),
+        (
+            "c100k",
+            "the scheduler's peak RSS at most 300 MB",
+            lambda: _pair(rss("c100k"), 300),
+            False,
+            "{:.0f} MB",
+        ),
         ("d", "cold start at most 0.4 s", lambda: _pair(med("d"), 0.4), False, "{:.3f} s"),
         ("e", "at least 20,000 tasks/s decided", lambda: _pair(med("e"), 20_000), True, "{:,.0f} tasks/s"),
     ]
@@ -296,7 +324,14 @@ def check_targets(summary: dict[str, Any]) -> list[dict[str, str]]:
             continue
         value, limit = got
         ok = value >= limit if at_least else value <= limit
-        out.append({"scenario": key, "target": goal, "measured": fmt.format(value), "status": "PASS" if ok else "MISS"})
+        out.append(
+            {
+                "scenario": key,
+                "target": goal,
+                "measured": fmt.format(value),
+                "status": "PASS" if ok else "MISS",
+            }
+        )
     return out
 
 
@@ -319,15 +354,21 @@ def report(summary: dict[str, Any], targets: list[dict[str, str]], plan: list[Sc
     for s in plan:
         sc = summary[s.key]
         lines += ["", f"{sc['title']}: {sc['unit']}; median (min-max) of n runs", ""]
-        lines.append(f"  {'engine':<20} {'median':>10} {'min-max':>21} {'n':>2} {'x Conveyor':>10} {'RSS MB':>7}  note")
+        lines.append(
+            f"  {'engine':<20} {'median':>10} {'min-max':>21} {'n':>2} {'x Conveyor':>10} {'RSS MB':>7}  note"
+        )
         for row in sc["engines"].values():
             if "median" not in row:
-                lines.append(f"  {row['label']:<20} {'-':>10} {'':>21} {'':>2} {'':>10} {'':>7}  {row['note']}")
+                lines.append(
+                    f"  {row['label']:<20} {'-':>10} {'':>21} {'':>2} {'':>10} {'':>7}  {row['note']}"
+                )
                 continue
             span = f"{fmt_value(row['min'], s.metric)}-{fmt_value(row['max'], s.metric)}"
             ratio = f"{row['ratio']:.2f}" if row.get("ratio") else "-"
             mem = f"{row['rss_mb']:.0f}" if row.get("rss_mb") else "-"
-            notes = [f"start-up {row['startup_seconds']:.1f} s (not timed)"] if row.get("startup_seconds") else []
+            notes = (
+                [f"start-up {row['startup_seconds']:.1f} s (not timed)"] if row.get("startup_seconds") else []
+            )
             notes += [row["note"]] if row["note"] else []
             lines.append(
                 f"  {row['label']:<20} {fmt_value(row['median'], s.metric):>10} {span:>21} {row['n']:>2} "
@@ -351,11 +392,21 @@ def chart(summary: dict[str, Any], engines: list[Engine], path: Path, title: str
     import matplotlib.pyplot as plt
 
     panels = [
-        ("throughput (tasks/s, log scale; higher is better)", [k for k in ("a", "c10k", "c100k", "e") if k in summary]),
+        (
+            "throughput (tasks/s, log scale; higher is better)",
+            [k for k in ("a", "c10k", "c100k", "e") if k in summary],
+        ),
         ("latency (ms, log scale; lower is better)", [k for k in ("b", "d", "g") if k in summary]),
     ]
-    short = {"a": "a. 1k + join", "c10k": "c. wide", "c100k": "c. wider", "e": "e. re-run, decided",
-             "b": "b. chain, per step", "d": "d. cold start", "g": "g. demo"}
+    short = {
+        "a": "a. 1k + join",
+        "c10k": "c. wide",
+        "c100k": "c. wider",
+        "e": "e. re-run, decided",
+        "b": "b. chain, per step",
+        "d": "d. cold start",
+        "g": "g. demo",
+    }
     fig, axes = plt.subplots(1, 2, figsize=(14, 5.5), width_ratios=[4, 3], layout="constrained")
     colors = {e.key: f"C{i}" for i, e in enumerate(engines)}
     for ax, (label, keys) in zip(axes, panels, strict=True):
@@ -372,8 +423,16 @@ def chart(summary: dict[str, Any], engines: list[Engine], path: Path, title: str
                 lo.append((row["median"] - row["min"]) * scale)
                 hi.append((row["max"] - row["median"]) * scale)
             if xs:
-                ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, color=colors[e.key], label=e.label,
-                       edgecolor="black" if e.key == "conveyor" else "none")
+                ax.bar(
+                    xs,
+                    ys,
+                    width,
+                    yerr=[lo, hi],
+                    capsize=2,
+                    color=colors[e.key],
+                    label=e.label,
+                    edgecolor="black" if e.key == "conveyor" else "none",
+                )
         names = []
         for key in keys:
             n = summary[key]["n"]
@@ -424,7 +483,9 @@ def machine(python: Path, with_peers: bool) -> dict[str, Any]:
 
 def git_revision() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        )
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=ROOT, capture_output=True)
         return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except OSError:
@@ -445,17 +506,30 @@ def pick(values: str | None, known: dict[str, Any], what: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Conveyor against Luigi, Dask, Prefect and a process pool.")
-    ap.add_argument("--only", help="scenarios, comma-separated: letters (a,b,c,d,e,g) or names (fanout, chain, "
-                    "wide, cold, idempotent, demo)")
-    ap.add_argument("--engines", help=f"engines, comma-separated (default all): {', '.join(e.key for e in ENGINES)}")
+    ap.add_argument(
+        "--only",
+        help="scenarios, comma-separated: letters (a,b,c,d,e,g) or names (fanout, chain, "
+        "wide, cold, idempotent, demo)",
+    )
+    ap.add_argument(
+        "--engines", help=f"engines, comma-separated (default all): {', '.join(e.key for e in ENGINES)}"
+    )
     ap.add_argument("--reps", type=int, help="repetitions (default 5; 3 for c and g)")
-    ap.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1",
-                    help="a smoke run: fewer repetitions, smaller graphs, a 60 s limit (or BENCH_QUICK=1)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        default=os.environ.get("BENCH_QUICK") == "1",
+        help="a smoke run: fewer repetitions, smaller graphs, a 60 s limit (or BENCH_QUICK=1)",
+    )
     ap.add_argument("--timeout", type=float, help="time limit of one measurement in seconds (default 180)")
-    ap.add_argument("--slow", type=float, default=30.0, help="do not repeat a run that took longer (default 30 s)")
+    ap.add_argument(
+        "--slow", type=float, default=30.0, help="do not repeat a run that took longer (default 30 s)"
+    )
     ap.add_argument("--fanout", type=int, help="tasks in a (default 1,000)")
     ap.add_argument("--chain", type=int, help="steps in b (default 200)")
-    ap.add_argument("--python", type=Path, default=BENCH_PYTHON, help=f"the peers' Python (default {BENCH_PYTHON})")
+    ap.add_argument(
+        "--python", type=Path, default=BENCH_PYTHON, help=f"the peers' Python (default {BENCH_PYTHON})"
+    )
     ap.add_argument("--out", type=Path, default=RESULTS, help=f"where results go (default {RESULTS})")
     args = ap.parse_args(argv)
 
@@ -469,10 +543,15 @@ def main(argv: list[str] | None = None) -> int:
     engines = [e for e in ENGINES if e.key in engine_keys and any(s.letter in e.scenarios for s in plan)]
     with_peers = any(e.peer for e in engines)
     if with_peers and not args.python.exists():
-        raise SystemExit(f"bench: {args.python} is missing: `make bench` creates it (or pass --engines conveyor,pool)")
+        raise SystemExit(
+            f"bench: {args.python} is missing: `make bench` creates it (or pass --engines conveyor,pool)"
+        )
     timeout = args.timeout or (60.0 if args.quick else 180.0)
     info = machine(args.python, with_peers)
-    print(f"bench: {len(plan)} scenarios x {len(engines)} engines; limit {timeout:.0f} s per run", file=sys.stderr)
+    print(
+        f"bench: {len(plan)} scenarios x {len(engines)} engines; limit {timeout:.0f} s per run",
+        file=sys.stderr,
+    )
 
     cells = run_plan(plan, engines, Runner(timeout, args.python), args.slow)
     summary = summarise(plan, cells)
@@ -502,7 +581,9 @@ def main(argv: list[str] | None = None) -> int:
     title = f"Conveyor {info['conveyor']} ({info['conveyor_revision']}), {info['cpus']} cores, Python {info['python']}"
     chart(summary, engines, args.out / "bench.png", title + (f"; {versions}" if versions else ""))
     print("\n".join(lines))
-    print(f"\nwritten: {args.out / f'bench-{stamp}.json'}, {args.out / 'latest.json'}, {args.out / 'bench.png'}")
+    print(
+        f"\nwritten: {args.out / f'bench-{stamp}.json'}, {args.out / 'latest.json'}, {args.out / 'bench.png'}"
+    )
     return 0
 
 

@@ -79,7 +79,9 @@ def main() -> None:
             (TARGETS / f"t-{i}").touch()
         tasks, count = [Touch(i=i) for i in range(args.n)], args.n
     t0 = time.perf_counter()
-    ok = luigi.build(tasks, local_scheduler=True, workers=int(args.variant), no_lock=True, log_level="WARNING")
+    ok = luigi.build(
+        tasks, local_scheduler=True, workers=int(args.variant), no_lock=True, log_level="WARNING"
+    )
     seconds = time.perf_counter() - t0
     if not ok:
         raise SystemExit("luigi: the build failed")
