@@ -422,3 +422,22 @@ def test_an_unreachable_postgresql_is_one_line_without_the_password(project: Pro
     assert proc.returncode == 2
     assert "store postgresql+psycopg://ana:***@127.0.0.1:1/conveyor" in proc.stderr
     assert "s3cret" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_backoff_shorter_than_a_turn_of_the_loop_still_wakes_the_run(project: Project) -> None:
+    project.write("tiny.py", """
+        from conveyor import task, pipeline
+
+        @task(retries=3, retry_delay=0.0001)
+        def flaky() -> None:
+            with open("attempts.log", "a") as f:
+                f.write("x\\n")
+            raise ValueError("again")
+
+        @pipeline
+        def tiny():
+            flaky()
+    """)
+    result = conveyor.run("tiny.py:tiny", db=project.db)
+    assert result.state == "failed"
+    assert len(lines(project.root / "attempts.log")) == 4

@@ -240,8 +240,6 @@ class RunDriver:
                     deadline = timer
                 if wake_at is not None and wake_at < deadline:
                     deadline = wake_at
-                if wake_at is not None and wake_at <= now:
-                    wake_at = None
                 for item in executor.poll(max(deadline - time.time(), 0.0)):
                     events.append(self._event(item))
                 if wake_at is not None and time.time() >= wake_at:
