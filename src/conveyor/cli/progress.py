@@ -33,7 +33,21 @@ class RunProgress:
         self.driver = driver
         self.started = time.time()
 
+    #: Without a terminal (CI logs, pipes) a plain progress line every this many seconds.
+    EVERY = 10.0
+    _last_line = 0.0
+
     def on_change(self, change: Change, label: str) -> None:
+        if not self.console.is_terminal:
+            now = time.time()
+            if now - max(self._last_line, self.started) >= self.EVERY:
+                self._last_line = now
+                c = self.driver.counts() if self.driver else {}
+                done = c.get("succeeded", 0) + c.get("skipped", 0)
+                self.console.print(
+                    f"  {done}/{self.total} done, {c.get('running', 0)} running, "
+                    f"{c.get('failed', 0)} failed ({now - self.started:.0f}s)"
+                )
         if change.new is S.RUNNING:
             self.running[change.instance] = label
         elif change.old is S.RUNNING:
