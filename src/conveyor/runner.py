@@ -8,6 +8,7 @@ on success renames the targets into place and saves the return value as an artif
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import io
 import logging
 import os
@@ -335,8 +336,36 @@ def _cancel_handler(signum: int, frame: Any) -> None:
     raise Cancelled()
 
 
-def pack(job: Job, seq: int) -> tuple[Any, ...]:
-    """The compact form of ``job`` that the executor sends a worker (``Job(*msg[1:])`` again)."""
+#: The longest error text a worker sends back; the whole text is in the attempt's log. Messages
+#: both ways stay far below a pipe's 64 KiB, so the executor and a worker never both block
+#: writing to each other.
+MAX_ERROR = 8000
+
+
+def short_error(error: str | None) -> str | None:
+    if error is None or len(error) <= MAX_ERROR:
+        return error
+    return "[... cut: the whole text is in the attempt's log ...]\n" + error[-MAX_ERROR:]
+
+
+def pack(job: Job, seq: int, *, inherited: bool = False) -> tuple[Any, ...]:
+    """The compact form of ``job`` that the executor sends a worker (``Job(*msg[1:])`` again).
+
+    A forked worker ``inherited`` the run's graph (``GRAPHS``), so the pipeline's target and
+    parameters, which can be large, stay home.
+    """
+    if inherited:
+        return (
+            seq,
+            job.run_id,
+            job.instance,
+            job.attempt,
+            job.log_path,
+            job.artifact_dir,
+            job.inputs,
+            "",
+            {},
+        )
     return (
         seq,
         job.run_id,
@@ -392,13 +421,14 @@ def _answer(msg: Any, control: Control | None) -> Any:
     try:
         if isinstance(msg, Job):
             _running = 0
-            return run_attempt(msg)
+            out = run_attempt(msg)
+            return dataclasses.replace(out, error=short_error(out.error))
         seq = msg[0]
         _running = seq  # before begin(): once the executor sees it started, it may aim a SIGTERM
         if control is not None and not control.begin(seq):
             return (seq, "revoked", None, None, 0.0, 0.0)
         out = run_attempt(Job(*msg[1:]))
-        return (seq, out.status, out.result, out.error, out.started, out.ended)
+        return (seq, out.status, out.result, short_error(out.error), out.started, out.ended)
     finally:
         _running = None
 

@@ -108,3 +108,39 @@ def test_ctrl_c_with_queued_attempts_runs_nothing_after_the_cancel(project: Proj
     assert succeeded <= ran
     assert len(ran - succeeded) <= 2, "attempts kept starting after the cancel"
     assert set(counts.values()) == {1}
+
+
+BIG = """
+    from conveyor import task, pipeline
+
+    @task
+    def quick(i: int) -> None:
+        pass
+
+    @task
+    def loud(i: int) -> None:
+        raise ValueError("x" * 300_000)
+
+    @pipeline
+    def big(blob: str = "", n: int = 200):
+        for i in range(n):
+            quick(i)
+            if i % 20 == 10:
+                loud(i)
+"""
+
+
+@pytest.mark.timeout(30)
+def test_big_parameters_and_big_errors_do_not_deadlock_the_pipes(project: Project) -> None:
+    # Found in review: a 200 KB parameter travelling with every job, sent while a worker wrote a
+    # 300 KB error back, left both ends blocked writing to each other.
+    project.write("big.py", BIG)
+    result = conveyor.run("big.py:big", {"blob": "y" * 200_000}, db=project.db, workers=2)
+    assert result.state == "failed" and result.counts["succeeded"] == 200
+    store = open_store(project.db)
+    loud = next(i for i in store.instances(result.run_id) if i.task == "loud")
+    assert loud.error is not None and loud.error.startswith(
+        "[... cut: the whole text is in the attempt's log"
+    )
+    log = Path(store.attempts(result.run_id, loud.id)[0].log_path or "").read_text()
+    assert "x" * 300_000 in log

@@ -34,6 +34,7 @@ from typing import Any
 from conveyor.runner import Control, Job, Outcome, pack, worker_main
 
 _ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
+_FORKED = _ctx.get_start_method() == "fork"  # workers inherit the driver's GRAPHS
 
 #: Attempts a busy worker may hold queued behind the one it runs.
 QUEUE_DEPTH = 4
@@ -253,7 +254,7 @@ class LocalExecutor:
         if not w.active():
             slot.since = now
         w.slots.append(slot)
-        w.outbox.append(pack(slot.job, slot.seq))
+        w.outbox.append(pack(slot.job, slot.seq, inherited=_FORKED))
         self._unsent = True
 
     def _flush(self) -> None:
