@@ -1,6 +1,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+BENCH_VENV := .bench-venv
 
 .PHONY: demo test bench lint clean
 
@@ -25,8 +26,16 @@ test: $(VENV)/.test
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
-bench: $(VENV)/.demo
-	$(BIN)/python bench/embedded.py
+# The peers (Luigi, Dask, Prefect) live in their own venv, never in the project's.
+$(BENCH_VENV)/.installed: bench/requirements-peers.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements-peers.txt
+	touch $@
+
+# BENCH_QUICK=1 for a smoke run; BENCH_ARGS="--only a,b" and the like for part of it.
+bench: $(VENV)/.demo $(BENCH_VENV)/.installed
+	$(BIN)/python bench/harness.py $(BENCH_ARGS)
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check src tests bench examples
@@ -34,4 +43,4 @@ lint: $(VENV)/.test
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .conveyor demo-output
+	rm -rf $(VENV) $(BENCH_VENV) .conveyor demo-output

@@ -18,7 +18,9 @@ JSON line. Repetitions are interleaved: for each scenario, for each repetition, 
 the order rotating. A run over the time limit is killed and reported as timed out; a run slower
 than --slow seconds, or timed out, is not repeated. The report gives medians, min-max and each
 engine's median as a ratio to Conveyor's, checks the targets, and writes bench/results/
-bench-TIMESTAMP.json, latest.json and bench.png. ``BENCH_QUICK=1`` (or --quick) is a smoke run.
+bench-TIMESTAMP.json, latest.json, latest.md (the tables) and bench.png. ``BENCH_QUICK=1`` (or
+--quick) is a smoke run; ``--publish bench/results/latest.json`` puts a run into
+docs/performance.md and docs/images/bench.png.
 """
 
 from __future__ import annotations
@@ -116,6 +118,15 @@ def metric(s: Scenario, sample: dict[str, Any]) -> float:
     return float(sample["seconds"])
 
 
+def environment(tmp: Path) -> dict[str, str]:
+    """A measurement's environment: its state in ``tmp``, Prefect's ephemeral server, and Python
+    free to cache bytecode (as on a user's machine; some sandboxes set PYTHONDONTWRITEBYTECODE)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PYTHONDONTWRITEBYTECODE")}
+    env |= {"CONVEYOR_HOME": str(tmp), "PREFECT_HOME": str(tmp / "prefect")}
+    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # no network here: do not try to phone home
+    return env
+
+
 # -- one measurement --------------------------------------------------------------------------------
 @dataclass
 class Runner:
@@ -135,9 +146,7 @@ class Runner:
         try:
             if s.name == "demo":
                 shutil.copytree(ROOT / "examples", tmp / "examples")
-            env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-            env |= {"CONVEYOR_HOME": str(tmp), "PREFECT_HOME": str(tmp / "prefect")}
-            env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # no network here: do not try to phone home
+            env = environment(tmp)
             with open(tmp / "stdout", "w+") as out, open(tmp / "stderr", "w+") as err:
                 t0 = time.perf_counter()
                 proc = subprocess.Popen(
@@ -171,6 +180,7 @@ class Runner:
 
 # -- the plan: who runs what, how often ---------------------------------------------------------------
 SCEN_BY_KEY: dict[str, Scenario] = {}  # this invocation's scenarios, filled by main()
+WIDE_LIMIT = 60.0  # c: the smaller wide graph only for engines whose rate in a says it takes at most this
 
 
 @dataclass
@@ -190,14 +200,15 @@ class Cell:
 
 
 def gate(s: Scenario, cell: Cell, cells: dict[str, dict[str, Cell]], timeout: float) -> str:
-    """Why an engine should not run scenario c at all: it would not finish within the limit."""
+    """Why an engine should not run scenario c at all: the smaller graph at its rate in a would take
+    over WIDE_LIMIT seconds, or the bigger one at its rate on the smaller one over the time limit."""
     if s.key == "c10k" and "a" in cells and cell.engine.key in cells["a"]:
         a = cells["a"][cell.engine.key]
         if not a.samples:
             return f"skipped: it did not finish a ({a.note})"
         projected = s.n / statistics.median(a.values(SCEN_BY_KEY["a"]))
-        if projected > timeout:
-            return f"skipped: its rate in a projects {projected:,.0f} s, over the {timeout:.0f} s limit"
+        if projected > WIDE_LIMIT:
+            return f"skipped: at its rate in a this takes {projected:,.0f} s, over {WIDE_LIMIT:.0f} s"
     if s.key == "c100k" and cell.engine.key != "conveyor":
         ten = cells.get("c10k", {}).get(cell.engine.key)
         t10 = ten.median_seconds() if ten else None
@@ -274,11 +285,12 @@ def summarise(plan: list[Scenario], cells: dict[str, dict[str, Cell]]) -> dict[s
 
 def check_targets(summary: dict[str, Any]) -> list[dict[str, str]]:
     def med(key: str, engine: str = "conveyor") -> float | None:
-        row = summary.get(key, {}).get("engines", {}).get(engine, {})
-        return row.get("median")
+        value = summary.get(key, {}).get("engines", {}).get(engine, {}).get("median")
+        return float(value) if value is not None else None
 
     def rss(key: str) -> float | None:
-        return summary.get(key, {}).get("engines", {}).get("conveyor", {}).get("rss_mb")
+        value = summary.get(key, {}).get("engines", {}).get("conveyor", {}).get("rss_mb")
+        return float(value) if value is not None else None
 
     checks: list[tuple[str, str, Callable[[], tuple[float, float] | None], bool, str]] = [
         # (scenario, goal, () -> (measured, limit), at least?, how the measure reads)
@@ -299,7 +311,7 @@ def check_targets(summary: dict[str, Any]) -> list[dict[str, str]]:
         ("b", "at most 0.5 ms per step", lambda: _pair(med("b"), 0.5), False, "{:.3f} ms"),
         (
             "c100k",
-            "throughput at the big graph within 20% of a's",
+            "throughput on the bigger wide graph at least 0.8x its rate in a",
             lambda: _ratio(med("c100k"), med("a"), 0.8),
             True,
             "{:.2f}x",
@@ -349,104 +361,127 @@ def fmt_value(v: float, kind: str) -> str:
     return f"{v:.3f}" if v < 10 else f"{v:,.1f}"
 
 
-def report(summary: dict[str, Any], targets: list[dict[str, str]], plan: list[Scenario]) -> list[str]:
-    lines: list[str] = []
-    for s in plan:
-        sc = summary[s.key]
-        lines += ["", f"{sc['title']}: {sc['unit']}; median (min-max) of n runs", ""]
-        lines.append(
-            f"  {'engine':<20} {'median':>10} {'min-max':>21} {'n':>2} {'x Conveyor':>10} {'RSS MB':>7}  note"
+HEADER = ("engine", "median", "min-max", "n", "x Conveyor", "RSS MB", "note")
+
+
+def table(sc: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One scenario's rows: engine, median, min-max, runs, ratio to Conveyor, peak RSS, notes."""
+    kind = sc["metric"]
+    out: list[tuple[str, ...]] = []
+    for row in sc["engines"].values():
+        if "median" not in row:
+            out.append((row["label"], "-", "", "", "", "", row["note"]))
+            continue
+        notes = [f"start-up {row['startup_seconds']:.1f} s, not timed"] if row.get("startup_seconds") else []
+        notes += [row["note"]] if row["note"] else []
+        out.append(
+            (
+                row["label"],
+                fmt_value(row["median"], kind),
+                f"{fmt_value(row['min'], kind)}-{fmt_value(row['max'], kind)}",
+                str(row["n"]),
+                f"{row['ratio']:.2f}" if row.get("ratio") else "-",
+                f"{row['rss_mb']:.0f}" if row.get("rss_mb") else "-",
+                "; ".join(notes),
+            )
         )
-        for row in sc["engines"].values():
-            if "median" not in row:
-                lines.append(
-                    f"  {row['label']:<20} {'-':>10} {'':>21} {'':>2} {'':>10} {'':>7}  {row['note']}"
-                )
-                continue
-            span = f"{fmt_value(row['min'], s.metric)}-{fmt_value(row['max'], s.metric)}"
-            ratio = f"{row['ratio']:.2f}" if row.get("ratio") else "-"
-            mem = f"{row['rss_mb']:.0f}" if row.get("rss_mb") else "-"
-            notes = (
-                [f"start-up {row['startup_seconds']:.1f} s (not timed)"] if row.get("startup_seconds") else []
-            )
-            notes += [row["note"]] if row["note"] else []
-            lines.append(
-                f"  {row['label']:<20} {fmt_value(row['median'], s.metric):>10} {span:>21} {row['n']:>2} "
-                f"{ratio:>10} {mem:>7}  {'; '.join(notes)}"
-            )
+    return out
+
+
+F_SKIPPED = "f. Conveyor on PostgreSQL and with two schedulers: skipped: needs the HA issue"
+
+
+def report(summary: dict[str, Any], targets: list[dict[str, str]], markdown: bool = False) -> list[str]:
+    """The tables and the targets, as plain text for the terminal or as Markdown for the docs."""
+    lines: list[str] = []
+    widths = (20, 10, 21, 2, 10, 7, 0)
+    for key, sc in summary.items():
+        head = f"{sc['title']}: {sc['unit']}; median and min-max of n runs"
+        if markdown:
+            lines += [
+                "",
+                f"**{head}**",
+                "",
+                "| " + " | ".join(HEADER) + " |",
+                "|---|--:|--:|--:|--:|--:|---|",
+            ]
+            lines += ["| " + " | ".join(cells) + " |" for cells in table(sc)]
+        else:
+            lines += ["", head, ""]
+            for cells in [HEADER, *table(sc)]:
+                text = [
+                    c.ljust(w) if i == 0 else c.rjust(w)
+                    for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+                ]
+                lines.append("  " + " ".join(text[:-1]) + "  " + cells[-1])
         for t in targets:
-            if t["scenario"] == s.key:
-                lines.append(f"  target: Conveyor {t['target']}: {t['measured']}  {t['status']}")
-        if s.letter == "e":
-            lines += ["", "f. Conveyor on PostgreSQL and with two schedulers: skipped: needs the HA issue"]
-    if targets:
+            if t["scenario"] == key:
+                status = f"**{t['status']}**" if markdown else t["status"]
+                lines.append(
+                    f"{'- ' if markdown else '  '}target: Conveyor {t['target']}: {t['measured']}  {status}"
+                )
+        if key == "e":
+            lines += ["", F_SKIPPED]
+    if targets and not markdown:
         lines += ["", "targets: " + ", ".join(f"{t['scenario']} {t['status']}" for t in targets)]
     return lines
 
 
 # -- the chart ---------------------------------------------------------------------------------------
 def chart(summary: dict[str, Any], engines: list[Engine], path: Path, title: str) -> None:
+    """Two panels of grouped bars (median, whiskers min-max): throughputs and latencies, log scales."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [
-        (
-            "throughput (tasks/s, log scale; higher is better)",
-            [k for k in ("a", "c10k", "c100k", "e") if k in summary],
-        ),
-        ("latency (ms, log scale; lower is better)", [k for k in ("b", "d", "g") if k in summary]),
-    ]
     short = {
-        "a": "a. 1k + join",
-        "c10k": "c. wide",
-        "c100k": "c. wider",
-        "e": "e. re-run, decided",
-        "b": "b. chain, per step",
+        "a": "a. fan-out + join",
+        "c10k": "c. wide graph",
+        "c100k": "c. wide graph",
+        "e": "e. re-run: decided",
+        "b": "b. chain: per step",
         "d": "d. cold start",
-        "g": "g. demo",
+        "g": f"g. demo, {summary['g']['n'] if 'g' in summary else 30} days",
     }
+    panels: list[tuple[str, list[str]]] = [
+        ("throughput: tasks/s (log scale; higher is better)", ["a", "c10k", "c100k", "e"]),
+        ("latency: ms (log scale; lower is better)", ["b", "d", "g"]),
+    ]
     fig, axes = plt.subplots(1, 2, figsize=(14, 5.5), width_ratios=[4, 3], layout="constrained")
     colors = {e.key: f"C{i}" for i, e in enumerate(engines)}
-    for ax, (label, keys) in zip(axes, panels, strict=True):
-        width = 0.8 / max(1, len(engines))
-        for i, e in enumerate(engines):
-            xs, ys, lo, hi = [], [], [], []
-            for g, key in enumerate(keys):
-                row = summary[key]["engines"].get(e.key, {})
-                if "median" not in row:
-                    continue
-                scale = 1000.0 if summary[key]["metric"] == "seconds" else 1.0
-                xs.append(g + (i - (len(engines) - 1) / 2) * width)
-                ys.append(row["median"] * scale)
-                lo.append((row["median"] - row["min"]) * scale)
-                hi.append((row["max"] - row["median"]) * scale)
-            if xs:
+    seen: set[str] = set()
+    for ax, (label, wanted) in zip(axes, panels, strict=True):
+        keys = [k for k in wanted if k in summary]
+        for g, key in enumerate(keys):
+            rows = summary[key]["engines"]
+            present = [e for e in engines if "median" in rows.get(e.key, {})]
+            width = 0.8 / max(3, len(present))
+            scale = 1000.0 if summary[key]["metric"] == "seconds" else 1.0
+            for i, e in enumerate(present):
+                row = rows[e.key]
+                y = row["median"] * scale
+                err = [[y - row["min"] * scale], [row["max"] * scale - y]]
                 ax.bar(
-                    xs,
-                    ys,
+                    g + (i - (len(present) - 1) / 2) * width,
+                    y,
                     width,
-                    yerr=[lo, hi],
+                    yerr=err,
                     capsize=2,
                     color=colors[e.key],
-                    label=e.label,
+                    label=None if e.key in seen else e.label,
                     edgecolor="black" if e.key == "conveyor" else "none",
                 )
-        names = []
-        for key in keys:
-            n = summary[key]["n"]
-            names.append(f"{short[key]}\n({n:,} tasks)" if key in ("a", "c10k", "c100k", "e") else short[key])
+                seen.add(e.key)
+        names = [
+            f"{short[k]}\n{summary[k]['n']:,} tasks" if k in ("a", "c10k", "c100k", "e") else short[k]
+            for k in keys
+        ]
         ax.set_xticks(range(len(keys)), names)
         ax.set_yscale("log")
         ax.set_title(label)
         ax.grid(axis="y", alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    for h, lab in zip(*axes[1].get_legend_handles_labels(), strict=True):
-        if lab not in labels:
-            handles.append(h)
-            labels.append(lab)
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(8, len(labels)), frameon=False)
+    fig.legend(loc="outside lower center", ncols=min(8, len(seen)), frameon=False)
     fig.suptitle(title)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -460,6 +495,7 @@ def machine(python: Path, with_peers: bool) -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "conveyor_revision": git_revision(),
+        "conveyor_sources": source_digest(),
     }
     for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
         if line.startswith("model name"):
@@ -471,14 +507,28 @@ def machine(python: Path, with_peers: bool) -> dict[str, Any]:
     import conveyor
 
     info["conveyor"] = conveyor.__version__
+    prime = f"import sys; sys.path.insert(0, {str(PEERS)!r}); import conveyor.cli, conveyor.engine, common"
+    subprocess.run([sys.executable, "-c", prime], check=True, env=environment(Path(tempfile.gettempdir())))
     if with_peers:  # also imports each one once, so the first measurement does not pay for a cold disk
         code = (
             "import importlib.metadata as m, json, platform, luigi, dask, distributed, prefect; "
-            f"print(json.dumps({{'python': platform.python_version(), **{{p: m.version(p) for p in {PEER_PACKAGES!r}}}}}))"
+            "print(json.dumps({'python': platform.python_version(), "
+            f"**{{p: m.version(p) for p in {PEER_PACKAGES!r}}}}}))"
         )
-        out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
+        env = environment(Path(tempfile.gettempdir()))
+        out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True, env=env)
         info["peers"] = json.loads(out.stdout)
     return info
+
+
+def source_digest() -> str:
+    """A digest of Conveyor's sources: to tell whether they changed while the benchmark ran."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted((ROOT / "src" / "conveyor").rglob("*.py")):
+        h.update(str(path).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def git_revision() -> str:
@@ -490,6 +540,54 @@ def git_revision() -> str:
         return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except OSError:
         return "unknown"
+
+
+def chart_title(info: dict[str, Any]) -> str:
+    peers = info.get("peers", {})
+    versions = ", ".join(f"{p} {peers[p]}" for p in PEER_PACKAGES if p in peers)
+    title = f"Conveyor {info['conveyor']} ({info['conveyor_revision']}), {info['cpus']} cores, "
+    return title + f"Python {info['python']}" + (f"; {versions}" if versions else "")
+
+
+# -- the docs --------------------------------------------------------------------------------------------
+DOCS = ROOT / "docs" / "performance.md"
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def publish(saved: dict[str, Any], docs: Path = DOCS) -> None:
+    """Put a results file's machine, targets and tables between the markers in docs/performance.md,
+    and its chart at docs/images/bench.png."""
+    m = saved["machine"]
+    peers = m.get("peers", {})
+    versions = ", ".join(f"{p} {peers[p]}" for p in PEER_PACKAGES if p in peers)
+    block = [
+        f"Measured {saved['when'][:16].replace('T', ' ')} in one run of `make bench` (the harness took "
+        f"{saved['seconds'] / 60:.0f} minutes), on {m['cpus']} cores ({m.get('cpu', 'unknown CPU')}), "
+        f"{m.get('memory_gib', '?')} GiB of memory, {m['platform']}; Python {m['python']}; "
+        f"Conveyor {m['conveyor']} at {m['conveyor_revision']}; {versions or 'no peers'}.",
+        *(
+            ["", f"Note: {m['conveyor_changed']}, so its figures mix versions."]
+            if "conveyor_changed" in m
+            else []
+        ),
+        "",
+        "| scenario | target for Conveyor | measured | |",
+        "|---|---|--:|---|",
+        *(
+            f"| {t['scenario'][0]} | {t['target']} | {t['measured']} | **{t['status']}** |"
+            for t in saved["targets"]
+        ),
+        "| f | PostgreSQL, two schedulers | skipped: needs the HA issue | |",
+        "",
+        "![Throughput and latency of each engine in each scenario](images/bench.png)",
+        *report(saved["scenarios"], saved["targets"], markdown=True),
+    ]
+    text = docs.read_text()
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    docs.write_text(text[:start] + "\n" + "\n".join(block) + "\n" + text[end:])
+    engines = [e for e in ENGINES if any(e.key in sc["engines"] for sc in saved["scenarios"].values())]
+    chart(saved["scenarios"], engines, docs.parent / "images" / "bench.png", chart_title(m))
+    print(f"updated {docs} and {docs.parent / 'images' / 'bench.png'}")
 
 
 # -- main ---------------------------------------------------------------------------------------------
@@ -523,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--timeout", type=float, help="time limit of one measurement in seconds (default 180)")
     ap.add_argument(
-        "--slow", type=float, default=30.0, help="do not repeat a run that took longer (default 30 s)"
+        "--slow", type=float, default=45.0, help="do not repeat a run that took longer (default 45 s)"
     )
     ap.add_argument("--fanout", type=int, help="tasks in a (default 1,000)")
     ap.add_argument("--chain", type=int, help="steps in b (default 200)")
@@ -531,7 +629,18 @@ def main(argv: list[str] | None = None) -> int:
         "--python", type=Path, default=BENCH_PYTHON, help=f"the peers' Python (default {BENCH_PYTHON})"
     )
     ap.add_argument("--out", type=Path, default=RESULTS, help=f"where results go (default {RESULTS})")
+    ap.add_argument("--markdown", type=Path, help="print the tables of a results file as Markdown, and exit")
+    ap.add_argument(
+        "--publish", type=Path, help="put a results file into docs/performance.md and docs/images/, and exit"
+    )
     args = ap.parse_args(argv)
+    if args.markdown or args.publish:
+        saved = json.loads((args.markdown or args.publish).read_text())
+        if args.publish:
+            publish(saved)
+        else:
+            print("\n".join(report(saved["scenarios"], saved["targets"], markdown=True)).strip())
+        return 0
 
     started = time.perf_counter()
     all_scenarios = scenarios(args.quick, args.reps, args.fanout, args.chain)
@@ -556,9 +665,12 @@ def main(argv: list[str] | None = None) -> int:
     cells = run_plan(plan, engines, Runner(timeout, args.python), args.slow)
     summary = summarise(plan, cells)
     targets = check_targets(summary)
-    lines = report(summary, targets, plan)
+    lines = report(summary, targets)
     took = time.perf_counter() - started
     lines.append(f"the whole benchmark took {took / 60:.1f} min")
+    if source_digest() != info["conveyor_sources"]:
+        info["conveyor_changed"] = f"Conveyor's sources changed during the run (now at {git_revision()})"
+        lines.append(f"warning: {info['conveyor_changed']}: its figures mix versions")
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     result = {
@@ -576,14 +688,10 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(result, indent=2) + "\n"
     (args.out / f"bench-{stamp}.json").write_text(text)
     (args.out / "latest.json").write_text(text)
-    peers = info.get("peers", {})
-    versions = ", ".join(f"{p} {peers[p]}" for p in PEER_PACKAGES if p in peers)
-    title = f"Conveyor {info['conveyor']} ({info['conveyor_revision']}), {info['cpus']} cores, Python {info['python']}"
-    chart(summary, engines, args.out / "bench.png", title + (f"; {versions}" if versions else ""))
+    (args.out / "latest.md").write_text("\n".join(report(summary, targets, markdown=True)).strip() + "\n")
+    chart(summary, engines, args.out / "bench.png", chart_title(info))
     print("\n".join(lines))
-    print(
-        f"\nwritten: {args.out / f'bench-{stamp}.json'}, {args.out / 'latest.json'}, {args.out / 'bench.png'}"
-    )
+    print(f"\nwritten: {args.out / f'bench-{stamp}.json'}, latest.json, latest.md (tables), bench.png")
     return 0
 
 
