@@ -425,7 +425,9 @@ def test_an_unreachable_postgresql_is_one_line_without_the_password(project: Pro
 
 
 def test_a_backoff_shorter_than_a_turn_of_the_loop_still_wakes_the_run(project: Project) -> None:
-    project.write("tiny.py", """
+    project.write(
+        "tiny.py",
+        """
         from conveyor import task, pipeline
 
         @task(retries=3, retry_delay=0.0001)
@@ -437,7 +439,8 @@ def test_a_backoff_shorter_than_a_turn_of_the_loop_still_wakes_the_run(project: 
         @pipeline
         def tiny():
             flaky()
-    """)
+    """,
+    )
     result = conveyor.run("tiny.py:tiny", db=project.db)
     assert result.state == "failed"
     assert len(lines(project.root / "attempts.log")) == 4

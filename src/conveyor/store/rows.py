@@ -88,7 +88,6 @@ def dumps(value: Any) -> str:
     return _ENCODE(value)
 
 
-
 def loads(text: str) -> Any:
     return [] if text == "[]" else {} if text == "{}" else json.loads(text)
 
