@@ -354,18 +354,7 @@ def pack(job: Job, seq: int, *, inherited: bool = False) -> tuple[Any, ...]:
     A forked worker ``inherited`` the run's graph (``GRAPHS``), so the pipeline's target and
     parameters, which can be large, stay home.
     """
-    if inherited:
-        return (
-            seq,
-            job.run_id,
-            job.instance,
-            job.attempt,
-            job.log_path,
-            job.artifact_dir,
-            job.inputs,
-            "",
-            {},
-        )
+    target, params = ("", {}) if inherited else (job.target, job.params)
     return (
         seq,
         job.run_id,
@@ -374,8 +363,8 @@ def pack(job: Job, seq: int, *, inherited: bool = False) -> tuple[Any, ...]:
         job.log_path,
         job.artifact_dir,
         job.inputs,
-        job.target,
-        job.params,
+        target,
+        params,
     )
 
 

@@ -377,7 +377,8 @@ def graph(
 def db_upgrade(db: DbOpt = None) -> None:
     """Migrate the store's schema to this version of Conveyor."""
     from conveyor.store import default_url
-    from conveyor.store.sql import SqlStore, safe_url
+    from conveyor.store.connection import safe_url
+    from conveyor.store.sql import SqlStore
 
     url = db or default_url()
     store = SqlStore(url, check=False)

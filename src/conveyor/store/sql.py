@@ -11,7 +11,6 @@ Everything else goes through Core.
 from __future__ import annotations
 
 import functools
-import os
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
@@ -29,6 +28,7 @@ from conveyor.errors import RunBusy, RunNotFound, SchemaError, StaleEpochError, 
 from conveyor.store import schema as t
 from conveyor.store import statements
 from conveyor.store.checkpoint import Checkpointer
+from conveyor.store.connection import HELD_CONNECTIONS, Transaction, safe_url, sqlite_pragmas
 from conveyor.store.records import (
     AttemptRecord,
     Batch,
@@ -48,75 +48,6 @@ from conveyor.store.statements import Statement
 
 T = TypeVar("T")
 _MIGRATIONS = Path(__file__).with_name("migrations")
-
-
-def safe_url(url: str) -> str:
-    """The URL with its password hidden, for messages."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except SAArgumentError:
-        return url
-
-
-#: Threads that keep a connection of their own for the group commit (see ``_cursor``).
-_HELD_CONNECTIONS = 2
-
-
-class _Transaction:
-    """``with store._cursor() as cur``: see ``SqlStore._cursor`` (a class: it is on the hot path)."""
-
-    __slots__ = ("_cur", "_keep", "_raw", "_store")
-
-    def __init__(self, store: SqlStore) -> None:
-        self._store = store
-        self._raw: Any = None
-        self._keep = False
-        self._cur: Any = None
-
-    def __enter__(self) -> Any:
-        store = self._store
-        try:
-            self._raw, self._keep = store._connection()
-            self._cur = self._raw.cursor()
-        except BaseException as exc:
-            self._release()
-            translated = store._translate(exc)
-            if translated is exc:
-                raise
-            raise translated from None
-        return self._cur
-
-    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
-        store, raw, raised = self._store, self._raw, exc
-        try:
-            if exc is None:
-                raw.commit()
-            else:
-                try:
-                    raw.rollback()
-                except store._dbapi_error:
-                    store._broken(raw)
-                    self._keep = True  # invalidated: nothing to give back
-        except BaseException as failure:
-            exc = failure
-            try:
-                raw.rollback()
-            except store._dbapi_error:
-                store._broken(raw)
-                self._keep = True
-        finally:
-            self._cur.close()
-            self._release()
-        if exc is not None:
-            translated = store._translate(exc)
-            if translated is not exc:
-                raise translated from None
-            if exc is not raised:
-                raise exc  # commit() failed
-
-    def _release(self) -> None:
-        if self._raw is not None and not self._keep:
-            self._raw.close()  # back to the pool
 
 
 class SqlStore:
@@ -145,7 +76,7 @@ class SqlStore:
             raise StoreError(f"cannot open store {safe_url(url)}: {exc}") from None
         self._checkpointer: Checkpointer | None = None
         if self.dialect == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", sqlite_pragmas)
             self._checkpointer = Checkpointer(self.engine)
         self._sql: dict[Hashable, Statement] = {}
         self._local = threading.local()
@@ -173,14 +104,14 @@ class SqlStore:
         except SQLAlchemyError as exc:
             raise StoreError(f"store {safe_url(self.url)}: {exc}") from None
 
-    def _cursor(self) -> _Transaction:
+    def _cursor(self) -> Transaction:
         """A DBAPI cursor in one transaction, committed when the block ends without error.
 
         The first threads to ask keep a connection checked out of the pool for these (the group
         commit runs hundreds of times a second; a checkout and check-in each time cost more than
         a small commit); ``close()`` returns them. Other threads check one out per call.
         """
-        return _Transaction(self)
+        return Transaction(self)
 
     def _connection(self) -> tuple[Any, bool]:
         """This thread's kept connection, or one from the pool; and whether it is kept."""
@@ -189,7 +120,7 @@ class SqlStore:
             return raw, True
         raw = self.engine.raw_connection()
         with self._held_lock:
-            keep = len(self._held) < _HELD_CONNECTIONS
+            keep = len(self._held) < HELD_CONNECTIONS
             if keep:
                 self._held.append(raw)
                 self._local.raw = raw
@@ -622,16 +553,3 @@ class SqlStore:
                 )
         if self._checkpointer is not None:
             self._checkpointer.committed()
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    # NORMAL in WAL mode: a commit survives the crash of any process (no fsync per commit; the
-    # WAL is synced at checkpoints). Only a power cut can lose the last commits.
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute(f"PRAGMA busy_timeout={int(os.environ.get('CONVEYOR_BUSY_TIMEOUT_MS', '10000'))}")
-    # A large run's indexes outgrow SQLite's default 8 MB page cache, and every commit then
-    # rereads their pages: 32 MB keeps a 100,000-task run's working set in memory.
-    cur.execute("PRAGMA cache_size=-32768")
-    cur.close()

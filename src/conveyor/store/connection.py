@@ -1,0 +1,94 @@
+"""The store's connections: a raw DBAPI transaction for the hot path, SQLite's settings."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import ArgumentError as SAArgumentError
+
+if TYPE_CHECKING:
+    from conveyor.store.sql import SqlStore
+
+
+def safe_url(url: str) -> str:
+    """The URL with its password hidden, for messages."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except SAArgumentError:
+        return url
+
+
+#: Threads that keep a connection of their own for the group commit (see ``SqlStore._cursor``).
+HELD_CONNECTIONS = 2
+
+
+class Transaction:
+    """``with store._cursor() as cur``: see ``SqlStore._cursor`` (a class: it is on the hot path)."""
+
+    __slots__ = ("_cur", "_keep", "_raw", "_store")
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+        self._raw: Any = None
+        self._keep = False
+        self._cur: Any = None
+
+    def __enter__(self) -> Any:
+        store = self._store
+        try:
+            self._raw, self._keep = store._connection()
+            self._cur = self._raw.cursor()
+        except BaseException as exc:
+            self._release()
+            translated = store._translate(exc)
+            if translated is exc:
+                raise
+            raise translated from None
+        return self._cur
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        store, raw, raised = self._store, self._raw, exc
+        try:
+            if exc is None:
+                raw.commit()
+            else:
+                try:
+                    raw.rollback()
+                except store._dbapi_error:
+                    store._broken(raw)
+                    self._keep = True  # invalidated: nothing to give back
+        except BaseException as failure:
+            exc = failure
+            try:
+                raw.rollback()
+            except store._dbapi_error:
+                store._broken(raw)
+                self._keep = True
+        finally:
+            self._cur.close()
+            self._release()
+        if exc is not None:
+            translated = store._translate(exc)
+            if translated is not exc:
+                raise translated from None
+            if exc is not raised:
+                raise exc  # commit() failed
+
+    def _release(self) -> None:
+        if self._raw is not None and not self._keep:
+            self._raw.close()  # back to the pool
+
+
+def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode: a commit survives the crash of any process (no fsync per commit; the
+    # WAL is synced at checkpoints). Only a power cut can lose the last commits.
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute(f"PRAGMA busy_timeout={int(os.environ.get('CONVEYOR_BUSY_TIMEOUT_MS', '10000'))}")
+    # A large run's indexes outgrow SQLite's default 8 MB page cache, and every commit then
+    # rereads their pages: 32 MB keeps a 100,000-task run's working set in memory.
+    cur.execute("PRAGMA cache_size=-32768")
+    cur.close()
