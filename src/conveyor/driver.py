@@ -200,7 +200,7 @@ class RunDriver:
         try:
             while finished is None:
                 now = time.time()
-                if self._cancel_requested == 1 and not machine._cancelling:
+                if self._cancel_requested == 1 and not machine.cancelling:
                     events.append(CancelRequested(now))
                 if self._cancel_requested >= 2:
                     events.extend(self._abort(executor, now))

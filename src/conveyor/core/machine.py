@@ -407,6 +407,11 @@ class RunMachine:
     def finished(self) -> Finished | None:
         return self._finished
 
+    @property
+    def cancelling(self) -> bool:
+        """A cancel was requested; nothing new is admitted."""
+        return self._cancelling
+
     def state_of(self, iid: str) -> State:
         return self.instances[iid].state
 
