@@ -36,12 +36,13 @@ from conveyor.core import (
     Tick,
     Wake,
 )
+from conveyor.errors import StaleEpochError, StoreError
 from conveyor.executor.local import LocalExecutor, Lost
 from conveyor.graph import Graph
 from conveyor.resources import Capacity
-from conveyor.runner import GRAPHS, Job, Outcome
+from conveyor.runner import GRAPHS, Job, Outcome, Recorder
 from conveyor.store import Batch, Store
-from conveyor.store.records import AttemptRecord, RunRecord, TransitionRecord
+from conveyor.store.records import AttemptRecord, PartitionRecord, RunRecord, TransitionRecord
 from conveyor.targets import FileTarget, flatten
 from conveyor.tasks import TaskDef
 
@@ -57,9 +58,21 @@ _ENDED = {
 
 
 @dataclass(frozen=True, slots=True)
+class Lease:
+    """A scheduler drives one partition of a submitted run under this lease (see ``scheduler``)."""
+
+    partition: PartitionRecord  # as claimed: its epoch fences every write
+    ttl: float = 2.0  # renewed every third of it
+    heartbeat: float = 1.0  # runners beat this often while an attempt runs
+    lost_after: float = 3.0  # an adopted attempt silent this long is lost
+    on_turn: Callable[[float], None] | None = None  # called every loop turn (the registry's beat)
+    say: Callable[[str], None] = print  # the scheduler's log
+
+
+@dataclass(frozen=True, slots=True)
 class RunResult:
     run_id: str
-    state: str  # succeeded | failed | cancelled
+    state: str  # succeeded | failed | cancelled; a partition's: done | failed | cancelled
     counts: dict[str, int]
     failed: list[tuple[str, str]] = field(default_factory=list)  # (label, last lines of error)
     elapsed: float = 0.0
@@ -119,6 +132,7 @@ class RunDriver:
         grace: float = 10.0,
         lease_ttl: float = 30.0,
         on_change: Callable[[Change, str], None] | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.store = store
         self.run = run
@@ -128,8 +142,10 @@ class RunDriver:
         self.force = force
         self.retry = retry
         self.grace = grace
-        self.lease_ttl = lease_ttl
+        self.lease = lease
+        self.lease_ttl = lease.ttl if lease else lease_ttl
         self.on_change = on_change
+        self._stop = False
         self.log_dir = home / "logs" / run.id
         self.artifact_dir = str(home / "artifacts" / run.id)
         self.machine: RunMachine | None = None
@@ -141,6 +157,7 @@ class RunDriver:
         self._times: dict[str, tuple[float | None, float | None]] = {}  # started_at, ended_at
         self._log_root = str(self.log_dir)
         self._epoch = 0
+        self._own: set[str] | None = None  # a partition's instances
 
     # -- progress, for the CLI ------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -150,25 +167,40 @@ class RunDriver:
     def request_cancel(self) -> None:
         self._cancel_requested += 1
 
+    def request_stop(self) -> None:
+        """Stop driving (the scheduler is shutting down): give the lease back for another
+        scheduler to take at once; running attempts finish and their runners record them."""
+        self._stop = True
+
     # -- the run ------------------------------------------------------------------------------
     def drive(self) -> RunResult:
-        store, run = self.store, self.run
-        self._epoch = store.acquire(run.id, owner_name(), self.lease_ttl, is_dead=owner_is_dead)
+        store, run, lease = self.store, self.run, self.lease
+        part = lease.partition if lease else None
+        records = store.instances(run.id)
+        if part is None:
+            self._epoch = store.acquire(run.id, owner_name(), self.lease_ttl, is_dead=owner_is_dead)
+            own = None
+            nodes = self.graph.nodes
+        else:
+            self._epoch = part.epoch
+            # The instances of the partitions it needs are done: their results are inputs here.
+            own = self._own = {r.id for r in records if r.partition == part.number}
+            nodes = {k: v for k, v in self.graph.nodes.items() if k in own}
+            self._results = {r.id: r.result for r in records if r.result is not None and r.id not in own}
         # A new run's instances are all pending and untouched: the machine's default needs no Prior.
-        touched = [r for r in store.instances(run.id) if not r.untouched]
-        nodes = self.graph.nodes
+        touched = [r for r in records if not r.untouched and (own is None or r.id in own)]
         prior = {
             r.id: Prior(S(r.state), r.attempts, r.failures, r.lost, r.not_before)
             for r in touched
             if r.id in nodes
         }
-        self._results = {r.id: r.result for r in touched if r.result is not None}
+        self._results.update({r.id: r.result for r in touched if r.result is not None})
         self._times = {r.id: (r.started_at, r.ended_at) for r in touched}
         self._errors.update({r.id: r.error for r in touched if r.error})
         specs = [
             InstanceSpec(
                 n.id,
-                tuple(n.upstream),
+                tuple(n.upstream) if own is None else tuple(u for u in n.upstream if u in own),
                 n.task.priority,
                 n.task.resources,
                 n.task.retries,
@@ -176,17 +208,22 @@ class RunDriver:
                 queueable=_queueable(n.task),
             )
             for n in self.graph
+            if own is None or n.id in own
         ]
-        executor = LocalExecutor(self.capacity.cpu, str(self.log_dir))
+        recorder = Recorder(store.url, lease.heartbeat) if lease else None
+        executor = LocalExecutor(self.capacity.cpu, str(self.log_dir), recorder=recorder)
         machine = self.machine = RunMachine(specs, self.capacity, prior, prefetch=executor.prefetch)
         now = time.time()
         events: list[Event] = []
         if self.retry or any(p.state in (S.FAILED, S.CANCELLED) for p in prior.values()):
             events.append(RetryRequested(now))
         events.append(Start(now, frozenset() if self.force else self._targets_done(prior)))
+        adopted: dict[str, int] = {}  # attempts a dead or stalled scheduler left running
         for iid, p in prior.items():
             if p.state is S.RUNNING:
-                if not self.force and self._all_exist(iid):
+                if lease is not None:  # its runner records its end, or stops beating
+                    adopted[iid] = p.attempts
+                elif not self.force and self._all_exist(iid):
                     events.append(AttemptSucceeded(now, iid, p.attempts))
                 else:
                     events.append(AttemptLost(now, iid, p.attempts, "the process driving the run stopped"))
@@ -195,11 +232,21 @@ class RunDriver:
         run_cols: dict[str, Any] = {"state": "running", "ended_at": None, "error": None}
         if run.started_at is None:
             run_cols["started_at"] = now
+        if lease is not None:
+            run_cols = {}  # the store moves a submitted run's state as partitions are claimed and end
+        adopt_poll = now
         finished: Finished | None = None
         wake_at: float | None = None
+        lost_lease = False
         try:
-            while finished is None:
+            while finished is None and not self._stop:
                 now = time.time()
+                if lease is not None:
+                    if lease.on_turn is not None:
+                        lease.on_turn(now)
+                    if adopted and now >= adopt_poll:
+                        events.extend(self._adopted(adopted, now))
+                        adopt_poll = now + min(lease.heartbeat, 0.5)
                 if self._cancel_requested == 1 and not machine.cancelling:
                     events.append(CancelRequested(now))
                 if self._cancel_requested >= 2:
@@ -214,7 +261,8 @@ class RunDriver:
                 for cmd in commands:
                     if isinstance(cmd, Finished):
                         finished = cmd
-                        batch.run.update(self._run_end(cmd, now))
+                        if lease is None:
+                            batch.run.update(self._run_end(cmd, now))
                     elif isinstance(cmd, Wake):
                         wake_at = cmd.at
                 if batch or now - self._last_commit > self.lease_ttl / 3:
@@ -245,12 +293,29 @@ class RunDriver:
                 if wake_at is not None and time.time() >= wake_at:
                     events.append(Tick(time.time()))
                     wake_at = None
+                if adopted and wake_at is None:
+                    wake_at = adopt_poll
+        except StaleEpochError:
+            lost_lease = True
+            raise
         finally:
-            executor.shutdown(kill=finished is None)
+            if lease is not None and (lost_lease or self._stop):
+                executor.detach()  # their runners record what they finish, if still current
+            else:
+                executor.shutdown(kill=finished is None)
             GRAPHS.pop(run.id, None)
-            if finished is not None:
+            if finished is not None and lease is None:
                 store.release(run.id, self._epoch)
+        if finished is None:  # stopped: hand the partition over
+            assert part is not None
+            store.release_partition(run.id, part.number, self._epoch)
+            return RunResult(run.id, "stopped", self.counts(), [], time.time() - self.started)
         failed = [(self.graph[i].label, tail(self._errors.get(i))) for i in finished.failed]
+        if part is not None:
+            end = self._run_end(finished, now)
+            state = {"succeeded": "done"}.get(finished.state, finished.state)
+            self._retrying(lambda: store.end_partition(run.id, part.number, self._epoch, state, end["error"]))
+            return RunResult(run.id, state, self.counts(), failed, time.time() - self.started)
         return RunResult(run.id, finished.state, self.counts(), failed, time.time() - self.started)
 
     _last_commit = 0.0
@@ -259,9 +324,65 @@ class RunDriver:
     def _commit(self, batch: Batch, now: float) -> None:
         self._commits += 1
         _fault("before-commit", self._commits)
-        self.store.commit(self.run.id, self._epoch, batch, lease_until=now + self.lease_ttl)
+        if self.lease is None:
+            self.store.commit(self.run.id, self._epoch, batch, lease_until=now + self.lease_ttl)
+        else:
+            number = self.lease.partition.number
+            self._retrying(
+                lambda: self.store.commit(
+                    self.run.id,
+                    self._epoch,
+                    batch,
+                    lease_until=time.time() + self.lease_ttl,
+                    partition=number,
+                )
+            )
         _fault("after-commit", self._commits)
         self._last_commit = now
+
+    def _retrying(self, write: Callable[[], Any]) -> Any:
+        """A scheduler's write: while the store is unreachable, retry with backoff (the lease
+        may expire meanwhile; then the store refuses the write and this driver stops)."""
+        delay = 0.25
+        while True:
+            try:
+                return write()
+            except StaleEpochError:
+                raise
+            except StoreError as exc:
+                assert self.lease is not None
+                self.lease.say(f"store unreachable ({exc}); retrying in {delay:.2f}s")
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _adopted(self, adopted: dict[str, int], now: float) -> list[Event]:
+        """Attempts another scheduler launched before it died: ended (their runner recorded the
+        end), still running (beating), or lost (silent for ``lost_after``)."""
+        assert self.lease is not None
+        lost_after = self.lease.lost_after
+        try:
+            statuses = self.store.attempt_status(self.run.id, list(adopted.items()))
+        except StoreError:
+            return []  # the next commit waits for the store to come back
+        events: list[Event] = []
+        seen = set()
+        for st in statuses:
+            iid, n = st.instance_id, st.number
+            seen.add(iid)
+            if st.state == "succeeded":
+                self._results[iid] = st.result
+                events.append(AttemptSucceeded(now, iid, n))
+            elif st.state in ("failed", "cancelled"):
+                events.append(AttemptFailed(now, iid, n, st.error or st.state))
+            elif st.state != "running" or now - (st.heartbeat or st.started_at) > lost_after:
+                why = "its scheduler stopped and its runner no longer beats"
+                events.append(AttemptLost(now, iid, n, why))
+            else:
+                continue
+            del adopted[iid]
+        for iid in [i for i in adopted if i not in seen]:  # no attempt row: it never started
+            events.append(AttemptLost(now, iid, adopted.pop(iid), "its scheduler stopped before starting it"))
+        return events
 
     def _abort(self, executor: LocalExecutor, now: float) -> list[Event]:
         """The second Ctrl-C: kill every attempt at once and record them cancelled."""
@@ -284,10 +405,12 @@ class RunDriver:
 
     def _targets_done(self, prior: dict[str, Prior]) -> frozenset[str]:
         recheck = (S.PENDING, S.FAILED, S.CANCELLED)
+        own = self._own
         return frozenset(
             node.id
             for node in self.graph
             if node.output is not None
+            and (own is None or node.id in own)
             and (node.id not in prior or prior[node.id].state in recheck)
             and self._all_exist(node.id)
         )

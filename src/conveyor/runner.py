@@ -368,15 +368,108 @@ def pack(job: Job, seq: int, *, inherited: bool = False) -> tuple[Any, ...]:
     )
 
 
-def worker_main(conn: Any, index: int, worker_log: str, control: Control | None = None) -> None:
+class Recorder:
+    """In a scheduler's worker: the runner records each attempt's start and end in the store
+    itself, so that a result outlives the scheduler that launched the attempt, and beats while
+    an attempt runs, so that a scheduler taking over can tell a running attempt from a lost one.
+
+    Each write is conditional on the attempt still being current (see ``Leases``). A store that
+    does not answer is retried with backoff for ``patience`` seconds; then the attempt goes on
+    (or its end goes to the scheduler only, which records it in its own commit).
+    """
+
+    def __init__(self, url: str, interval: float = 1.0, patience: float = 120.0) -> None:
+        self.url = url
+        self.interval = interval
+        self.patience = patience
+        self.current: tuple[str, str, int] | None = None
+        self._store: Any = None
+        self._thread: Any = None
+
+    def _db(self) -> Any:
+        if self._store is None:
+            from conveyor.store.sql import SqlStore
+
+            self._store = SqlStore(self.url, migrate=False, check=False)
+        return self._store
+
+    def _retrying(self, what: str, fn: Any) -> Any:
+        deadline, delay = time.monotonic() + self.patience, 0.2
+        while True:
+            try:
+                return fn(self._db())
+            except ConveyorError as exc:
+                if time.monotonic() + delay > deadline:
+                    print(f"runner: giving up on {what}: {exc}", file=sys.__stderr__, flush=True)
+                    return None
+                print(
+                    f"runner: {what} failed ({exc}); retrying in {delay:.1f}s",
+                    file=sys.__stderr__,
+                    flush=True,
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def begin(self, job: Job) -> bool:
+        """False if the attempt is no longer current: another scheduler declared it lost."""
+        self._start_beating()
+        key = (job.run_id, job.instance, job.attempt)
+        alive = self._retrying("the attempt's start", lambda db: db.attempt_alive(*key, time.time()))
+        if alive is False:
+            return False
+        self.current = key
+        return True
+
+    def end(self, job: Job, out: Outcome) -> None:
+        self.current = None
+        status = out.status if out.status in ("succeeded", "failed", "cancelled") else "failed"
+        self._retrying(
+            "recording the attempt's end",
+            lambda db: db.record_attempt(
+                job.run_id,
+                job.instance,
+                job.attempt,
+                status,
+                ended_at=out.ended,
+                result=out.result,
+                error=short_error(out.error),
+            ),
+        )
+
+    def _start_beating(self) -> None:
+        if self._thread is None:
+            import threading
+
+            self._thread = threading.Thread(target=self._beat, name="conveyor-heartbeat", daemon=True)
+            self._thread.start()
+
+    def _beat(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            key = self.current
+            if key is None:
+                continue
+            try:
+                self._db().attempt_alive(*key, time.time())
+            except ConveyorError:
+                pass  # the store is away: the attempt's end retries; a missed beat is harmless
+
+
+_recorder: Recorder | None = None
+
+
+def worker_main(
+    conn: Any, index: int, worker_log: str, control: Control | None = None, recorder: Recorder | None = None
+) -> None:
     """A worker process: receive jobs, run them one by one, send back outcomes.
 
     A message is ``None`` (stop), a ``Job`` (answered with an ``Outcome``), or the executor's
     compact form ``(seq, *job fields)``, answered with ``(seq, status, result, error, started,
     ended)``; status ``revoked`` means the executor took the job back before it started.
     """
-    global _control
+    global _control, _recorder
     _control = control
+    _recorder = recorder
     os.setpgid(0, 0)  # our own process group: the terminal's Ctrl-C does not reach us
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _cancel_handler)  # it only acts while a job runs
@@ -416,7 +509,13 @@ def _answer(msg: Any, control: Control | None) -> Any:
         _running = seq  # before begin(): once the executor sees it started, it may aim a SIGTERM
         if control is not None and not control.begin(seq):
             return (seq, "revoked", None, None, 0.0, 0.0)
-        out = run_attempt(Job(*msg[1:]))
+        job = Job(*msg[1:])
+        if _recorder is not None and not _recorder.begin(job):
+            now = time.time()
+            return (seq, "failed", None, "the attempt was taken over by another scheduler", now, now)
+        out = run_attempt(job)
+        if _recorder is not None:
+            _recorder.end(job, out)
         return (seq, out.status, out.result, short_error(out.error), out.started, out.ended)
     finally:
         _running = None

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from conveyor.runner import Control, Job, Outcome, pack, worker_main
+from conveyor.runner import Control, Job, Outcome, Recorder, pack, worker_main
 
 _ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
 _FORKED = _ctx.get_start_method() == "fork"  # workers inherit the driver's GRAPHS
@@ -94,7 +94,9 @@ class Channel:
         self.writer.close()
 
 
-def _worker(channel: Channel, index: int, log: str, control: Control, inherited: list[int]) -> None:
+def _worker(
+    channel: Channel, index: int, log: str, control: Control, inherited: list[int], recorder: Recorder | None
+) -> None:
     """A forked worker first closes the pool's ends of every pipe it inherited: when the process
     driving the run dies, its workers see their pipe closed and stop instead of waiting forever."""
     for fd in inherited:
@@ -102,7 +104,7 @@ def _worker(channel: Channel, index: int, log: str, control: Control, inherited:
             os.close(fd)
         except OSError:
             pass
-    worker_main(channel, index, log, control)
+    worker_main(channel, index, log, control, recorder)
 
 
 @dataclass(slots=True, eq=False)
@@ -128,9 +130,12 @@ class Lost:
 
 
 class LocalExecutor:
-    def __init__(self, workers: int, log_dir: str) -> None:
+    def __init__(self, workers: int, log_dir: str, *, recorder: Recorder | None = None) -> None:
+        """``recorder``: the workers' runners record attempts in the store themselves (a
+        scheduler's pool: results outlive the scheduler)."""
         self.size = workers
         self.log_dir = log_dir
+        self.recorder = recorder
         self._workers: list[_Worker] = []
         self._backlog: deque[_Slot] = deque()
         self._dead: list[Lost] = []
@@ -164,7 +169,7 @@ class LocalExecutor:
         inherited = [fd for w in self._workers for fd in w.conn.fds()] + parent.fds()
         if _ctx.get_start_method() != "fork":
             inherited = []
-        args = (child, index, log, control, inherited)
+        args = (child, index, log, control, inherited, self.recorder)
         proc = _ctx.Process(target=_worker, args=args, daemon=True)  # type: ignore[attr-defined]
         proc.start()
         child.close()
@@ -188,6 +193,20 @@ class LocalExecutor:
             if w.process.is_alive():
                 self._kill(w)
                 w.process.join(timeout=2)
+            w.conn.close()
+        self._workers = []
+        self._backlog.clear()
+        if self._selector is not None:
+            self._selector.close()
+            self._selector = None
+
+    def detach(self) -> None:
+        """Let go of the workers without killing them (this process lost the right to act for
+        their attempts): queued attempts are taken back, each worker finishes the attempt it
+        runs (its runner records the end, if it is still current) and then exits."""
+        for w in self._workers:
+            for slot in w.active():
+                w.control.revoke(slot.seq)
             w.conn.close()
         self._workers = []
         self._backlog.clear()

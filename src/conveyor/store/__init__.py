@@ -9,21 +9,31 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from conveyor.store.records import (
     AttemptRecord,
     Batch,
     InstanceRecord,
+    PartitionRecord,
     RunRecord,
+    SchedulerRecord,
     TransitionRecord,
 )
+
+if TYPE_CHECKING:
+    from conveyor.store.leases import AttemptStatus, Claim
 
 
 class Store(Protocol):
     url: str
 
-    def create_run(self, run: RunRecord, instances: Sequence[InstanceRecord]) -> None: ...
+    def create_run(
+        self,
+        run: RunRecord,
+        instances: Sequence[InstanceRecord],
+        partitions: Sequence[PartitionRecord] = (),
+    ) -> None: ...
     def add_instances(self, run_id: str, instances: Sequence[InstanceRecord]) -> None: ...
     def get_run(self, run_id: str) -> RunRecord: ...
     def latest_run(self, key: str) -> RunRecord | None: ...
@@ -43,8 +53,36 @@ class Store(Protocol):
         now: float | None = None,
     ) -> int: ...
     def release(self, run_id: str, epoch: int) -> None: ...
-    def commit(self, run_id: str, epoch: int, batch: Batch, *, lease_until: float) -> None: ...
+    def commit(
+        self, run_id: str, epoch: int, batch: Batch, *, lease_until: float, partition: int | None = None
+    ) -> None: ...
     def close(self) -> None: ...
+
+    # several schedulers (``leases``)
+    def partitions(self, run_id: str) -> list[PartitionRecord]: ...
+    def claim(self, owner: str, ttl: float, *, now: float | None = None) -> Claim | None: ...
+    def end_partition(
+        self, run_id: str, number: int, epoch: int, state: str, error: str | None = None
+    ) -> str | None: ...
+    def release_partition(self, run_id: str, number: int, epoch: int) -> None: ...
+    def reopen(self, run_id: str) -> int: ...
+    def attempt_alive(self, run_id: str, instance_id: str, number: int, now: float) -> bool: ...
+    def record_attempt(
+        self,
+        run_id: str,
+        instance_id: str,
+        number: int,
+        state: str,
+        *,
+        ended_at: float,
+        result: str | None = None,
+        error: str | None = None,
+    ) -> bool: ...
+    def attempt_status(self, run_id: str, keys: Sequence[tuple[str, int]]) -> list[AttemptStatus]: ...
+    def register_scheduler(self, rec: SchedulerRecord, *, stale_after: float) -> None: ...
+    def beat(self, name: str, now: float, *, state: str = "running") -> None: ...
+    def schedulers(self) -> list[tuple[SchedulerRecord, list[PartitionRecord]]]: ...
+    def forget_schedulers(self, before: float) -> int: ...
 
 
 def home() -> Path:
@@ -67,7 +105,9 @@ __all__ = [
     "AttemptRecord",
     "Batch",
     "InstanceRecord",
+    "PartitionRecord",
     "RunRecord",
+    "SchedulerRecord",
     "Store",
     "TransitionRecord",
     "default_url",

@@ -23,6 +23,7 @@ class RunRecord:
     epoch: int = 0
     lease_expires: float | None = None
     total: int = 0
+    partitions: int = 0  # submitted to the schedulers in this many partitions; 0: driven by `run`
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -45,6 +46,7 @@ class InstanceRecord:
     error: str | None = None
     started_at: float | None = None
     ended_at: float | None = None
+    partition: int = 0
 
     @property
     def untouched(self) -> bool:
@@ -70,6 +72,38 @@ class AttemptRecord:
     error: str | None = None
     log_path: str | None = None
     worker: str | None = None
+    heartbeat: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionRecord:
+    """A part of a submitted run's graph and its lease: one scheduler drives it at a time."""
+
+    run_id: str
+    number: int
+    size: int
+    needs: list[int] = field(default_factory=list)  # partitions whose instances it depends on
+    state: str = "open"  # open | done | failed | blocked | cancelled
+    owner: str | None = None
+    epoch: int = 0
+    lease_expires: float | None = None
+    takeovers: int = 0  # claims of an expired lease: its owner had died or stalled
+    taken_from: str | None = None
+    taken_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerRecord:
+    name: str
+    host: str
+    pid: int
+    started_at: float
+    heartbeat: float
+    state: str  # running | stopped
+    workers: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ def run_row(r: RunRecord) -> tuple[Any, ...]:
         r.epoch,
         r.lease_expires,
         r.total,
+        r.partitions,
     )
 
 
@@ -76,6 +77,7 @@ def instance_row(r: InstanceRecord, seq: int) -> tuple[Any, ...]:
         r.error,
         r.started_at,
         r.ended_at,
+        r.partition,
     )
 
 
@@ -95,7 +97,7 @@ def loads(text: str) -> Any:
 def instance_record(row: Sequence[Any]) -> InstanceRecord:
     """An instance from a row of every column but ``seq``, in the table's order."""
     (run_id, iid, task, label, params, upstream, state, attempts, failures, lost, not_before, priority,
-     targets, result, error, started_at, ended_at) = row  # fmt: skip
+     targets, result, error, started_at, ended_at, partition) = row  # fmt: skip
     return InstanceRecord(
         run_id,
         iid,
@@ -114,6 +116,7 @@ def instance_record(row: Sequence[Any]) -> InstanceRecord:
         error,
         started_at,
         ended_at,
+        partition,
     )
 
 
@@ -128,4 +131,5 @@ def attempt_row(a: AttemptRecord) -> tuple[Any, ...]:
         a.error,
         a.log_path,
         a.worker,
+        a.heartbeat,
     )

@@ -15,7 +15,7 @@ from sqlalchemy import (
 )
 
 #: The Alembic revision this code expects; a test checks it is the migrations' head.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 
 metadata = MetaData()
 
@@ -37,6 +37,7 @@ runs = Table(
     Column("epoch", Integer, nullable=False, server_default="0"),
     Column("lease_expires", Float),
     Column("total", Integer, nullable=False, server_default="0"),
+    Column("partitions", Integer, nullable=False, server_default="0"),  # >0: submitted to schedulers
     Index("ix_runs_key", "key"),
     Index("ix_runs_created", "created_at"),
 )
@@ -62,7 +63,9 @@ task_instances = Table(
     Column("error", Text),
     Column("started_at", Float),
     Column("ended_at", Float),
+    Column("partition", Integer, nullable=False, server_default="0"),
     PrimaryKeyConstraint("run_id", "id"),
+    Index("ix_instances_partition", "run_id", "partition"),
 )
 
 attempts = Table(
@@ -77,6 +80,7 @@ attempts = Table(
     Column("error", Text),
     Column("log_path", Text),
     Column("worker", String(64)),
+    Column("heartbeat", Float),  # written by the runner while the attempt runs (scheduler mode)
     PrimaryKeyConstraint("run_id", "instance_id", "number"),
 )
 
@@ -92,4 +96,39 @@ transitions = Table(
     Column("cause", Text, nullable=False),
     Column("attempt", Integer, nullable=False),
     Index("ix_transitions_instance", "run_id", "instance_id"),
+)
+
+#: A submitted run's graph in parts, each leased by one scheduler at a time (``conveyor submit``).
+partitions = Table(
+    "partitions",
+    metadata,
+    Column("run_id", String(32), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("needs", Text, nullable=False, server_default="[]"),  # partitions it depends on
+    Column("state", String(16), nullable=False),  # open | done | failed | blocked | cancelled
+    Column("owner", String(200)),
+    Column("epoch", Integer, nullable=False, server_default="0"),
+    Column("lease_expires", Float),
+    Column("takeovers", Integer, nullable=False, server_default="0"),
+    Column("taken_from", String(200)),
+    Column("taken_at", Float),
+    Column("started_at", Float),
+    Column("ended_at", Float),
+    Column("error", Text),
+    PrimaryKeyConstraint("run_id", "number"),
+    Index("ix_partitions_state", "state"),
+)
+
+#: Scheduler daemons, as they register and beat (``conveyor schedulers``).
+schedulers = Table(
+    "schedulers",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat", Float, nullable=False),
+    Column("state", String(16), nullable=False),  # running | stopped
+    Column("workers", Integer, nullable=False, server_default="0"),
 )

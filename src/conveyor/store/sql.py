@@ -29,10 +29,12 @@ from conveyor.store import schema as t
 from conveyor.store import statements
 from conveyor.store.checkpoint import Checkpointer
 from conveyor.store.connection import HELD_CONNECTIONS, Transaction, safe_url, sqlite_pragmas
+from conveyor.store.leases import Leases, stale_partition
 from conveyor.store.records import (
     AttemptRecord,
     Batch,
     InstanceRecord,
+    PartitionRecord,
     RunRecord,
     TransitionRecord,
 )
@@ -50,7 +52,7 @@ T = TypeVar("T")
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-class SqlStore:
+class SqlStore(Leases):
     """Runs, task instances, attempts and transitions in a SQL database."""
 
     def __init__(self, url: str, *, migrate: bool = True, check: bool = True) -> None:
@@ -65,6 +67,8 @@ class SqlStore:
             ) from None
         self.dialect = parsed.get_backend_name()
         kwargs: dict[str, Any] = {}
+        if self.dialect != "sqlite":
+            kwargs["pool_pre_ping"] = True  # a server restart leaves dead connections in the pool
         fresh = False
         if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
             db = Path(parsed.database)
@@ -243,11 +247,19 @@ class SqlStore:
         return self.revision() or ""
 
     # -- runs ---------------------------------------------------------------------------------
-    def create_run(self, run: RunRecord, instances: Sequence[InstanceRecord]) -> None:
+    def create_run(
+        self,
+        run: RunRecord,
+        instances: Sequence[InstanceRecord],
+        partitions: Sequence[PartitionRecord] = (),
+    ) -> None:
+        """Create the run with its instances (and, submitted, its partitions) in one transaction."""
         with self._cursor() as cur:
             ins = self._stmt("insert_run", t.runs.insert, statements.RUN_COLUMNS, statements.RUN_COLUMNS)
             cur.execute(ins.text, ins.one(run_row(run)))
             self._insert_instances(cur, instances, start=0)
+            if partitions:
+                self._insert_partitions(cur, partitions)
         if all(r.untouched for r in instances):  # the driver reads them back at once: see instances()
             self._created[run.id] = list(instances)
 
@@ -493,19 +505,32 @@ class SqlStore:
             cur.execute(free.text, free.one((run_id, epoch)))
 
     # -- the group commit ---------------------------------------------------------------------
-    def commit(self, run_id: str, epoch: int, batch: Batch, *, lease_until: float) -> None:
-        """Write one batch in one transaction, fenced by the run's lease epoch."""
+    def commit(
+        self, run_id: str, epoch: int, batch: Batch, *, lease_until: float, partition: int | None = None
+    ) -> None:
+        """Write one batch in one transaction, fenced by the lease epoch of the run, or of the
+        run's ``partition`` (a submitted run: its run columns change only as partitions end)."""
         if self._created:
             self._created.pop(run_id, None)
         run_cols = tuple(batch.run)
-        fence = self._stmt(
-            ("fence", run_cols),
-            lambda: statements.fence(run_cols),
-            ("lease_expires", *run_cols, "id", "epoch"),
-        )
+        if partition is None:
+            fence = self._stmt(
+                ("fence", run_cols),
+                lambda: statements.fence(run_cols),
+                ("lease_expires", *run_cols, "id", "epoch"),
+            )
+            fenced = fence.one((lease_until, *batch.run.values(), run_id, epoch))
+        else:
+            assert not run_cols, "a partition's driver does not write the run's columns"
+            fence = self._stmt(
+                "fence_partition", statements.fence_partition, ("lease_expires", "run_id", "number", "epoch")
+            )
+            fenced = fence.one((lease_until, run_id, partition, epoch))
         with self._cursor() as cur:
-            cur.execute(fence.text, fence.one((lease_until, *batch.run.values(), run_id, epoch)))
+            cur.execute(fence.text, fenced)
             if cur.rowcount != 1:
+                if partition is not None:
+                    raise stale_partition(run_id, partition, epoch)
                 raise StaleEpochError(
                     f"run {run_id}: the lease (epoch {epoch}) was taken over by another process; "
                     "this one stops acting for it"

@@ -136,6 +136,19 @@ def fence(run_cols: tuple[str, ...]) -> Any:
     )
 
 
+def fence_partition() -> Any:
+    p = t.partitions
+    return (
+        p.update()
+        .where(
+            p.c.run_id == sa.bindparam("k_run_id"),
+            p.c.number == sa.bindparam("k_number"),
+            p.c.epoch == sa.bindparam("k_epoch"),
+        )
+        .values(lease_expires=sa.bindparam("v_lease_expires"))
+    )
+
+
 def instance_update(cols: tuple[str, ...]) -> Any:
     ti = t.task_instances
     return (
