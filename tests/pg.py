@@ -43,6 +43,7 @@ class PostgresServer:
     datadir: str
     port: int
     as_user: list[str]
+    options: str = ""
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
@@ -53,6 +54,15 @@ class PostgresServer:
             check=True,
             capture_output=True,
             timeout=60,
+        )
+
+    def stop(self) -> None:
+        """Stop the server at once, as a crash would (the tests start it again)."""
+        self.ctl("-m", "immediate", "-w", "stop")
+
+    def start(self) -> None:
+        self.ctl(
+            "-o", self.options, "-l", os.path.join(os.path.dirname(self.datadir), "server.log"), "-w", "start"
         )
 
     def create_database(self, name: str) -> str:
@@ -87,9 +97,10 @@ def start_server() -> Iterator[PostgresServer]:
         capture_output=True,
         timeout=120,
     )
-    server = PostgresServer(bindir, datadir, _free_port(), as_user)
-    options = f"-p {server.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    server.ctl("-o", options, "-l", os.path.join(root, "server.log"), "-w", "start")
+    port = _free_port()
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    server = PostgresServer(bindir, datadir, port, as_user, options)
+    server.start()
     try:
         yield server
     finally:

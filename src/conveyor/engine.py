@@ -24,10 +24,11 @@ from conveyor.driver import RunDriver, RunResult, interrupts, owner_is_dead
 from conveyor.errors import ConveyorError, GraphError, RunBusy
 from conveyor.graph import Graph
 from conveyor.loader import load_pipeline, split_target
+from conveyor.partitions import BOUND, partition
 from conveyor.pipelines import PipelineDef
 from conveyor.resources import Capacity
 from conveyor.store import Store, default_url, home, open_store
-from conveyor.store.records import InstanceRecord, RunRecord
+from conveyor.store.records import InstanceRecord, PartitionRecord, RunRecord
 from conveyor.targets import FileTarget, flatten
 
 
@@ -59,7 +60,10 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
-def instance_records(run_id: str, graph: Graph, only: set[str] | None = None) -> list[InstanceRecord]:
+def instance_records(
+    run_id: str, graph: Graph, only: set[str] | None = None, partition_of: Mapping[str, int] | None = None
+) -> list[InstanceRecord]:
+    part = partition_of or {}
     return [
         InstanceRecord(
             run_id,
@@ -72,6 +76,7 @@ def instance_records(run_id: str, graph: Graph, only: set[str] | None = None) ->
             targets=[n.output.url]
             if n.output.__class__ is FileTarget
             else [t.url for t in flatten(n.output)],
+            partition=part.get(n.id, 0),
         )
         for n in graph
         if only is None or n.id in only
@@ -99,7 +104,7 @@ def prepare(
         ref = canonical_target(target, pipe.name)
     bound = pipe.bind(params or {}, from_text=from_text)
     graph = pipe.build(bound)
-    capacity = _capacity(graph, workers, resources)
+    capacity = fit_capacity(graph, workers, resources)
     pjson = P.to_json(pipe.params, bound)
     # The graph's instances are part of "the same command": a default like end=None that means
     # today builds another graph tomorrow, which is another run.
@@ -128,7 +133,51 @@ def prepare(
     return Prepared(store, run, graph, False, capacity)
 
 
-def _capacity(graph: Graph, workers: int | None, resources: Mapping[str, int] | None) -> Capacity:
+def submit(
+    target: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    store: Store | None = None,
+    db: str | None = None,
+    from_text: bool = False,
+    partition_size: int = BOUND,
+) -> RunRecord:
+    """Record a new run for the schedulers (``conveyor scheduler``) to drive, its graph split
+    into partitions that several schedulers can lease at once. Nothing runs here."""
+    pipe = load_pipeline(target)
+    ref = canonical_target(target, pipe.name)
+    bound = pipe.bind(params or {}, from_text=from_text)
+    graph = pipe.build(bound)
+    pjson = P.to_json(pipe.params, bound)
+    parts = partition([n.id for n in graph], {n.id: n.upstream for n in graph}, partition_size)
+    number = {iid: k for k, ids in enumerate(parts) for iid in ids}
+    run = RunRecord(
+        id=new_run_id(),
+        pipeline=pipe.name,
+        target=ref,
+        params=pjson,
+        key=run_key(ref, {"params": pjson, "instances": sorted(graph.nodes), "submitted": True}),
+        state="pending",
+        created_at=time.time(),
+        workdir=os.getcwd(),
+        total=len(graph),
+        partitions=len(parts),
+    )
+    records = [
+        PartitionRecord(
+            run.id,
+            k,
+            len(ids),
+            sorted({number[u] for i in ids for u in graph[i].upstream if number[u] != k}),
+        )
+        for k, ids in enumerate(parts)
+    ]
+    store = store or open_store(db)
+    store.create_run(run, instance_records(run.id, graph, partition_of=number), records)
+    return run
+
+
+def fit_capacity(graph: Graph, workers: int | None, resources: Mapping[str, int] | None) -> Capacity:
     """The local executor's capacity; refuse a task that could never fit (before any run exists)."""
     capacity = Capacity.local(workers or default_workers(), resources)
     first_of_each_task = {node.task.name: node for node in reversed(list(graph))}
@@ -234,7 +283,7 @@ def reopen(
     missing = set(graph.nodes) - {i.id for i in stored}
     if missing:
         store.add_instances(record.id, instance_records(record.id, graph, missing))
-    return Prepared(store, record, graph, True, _capacity(graph, workers, resources))
+    return Prepared(store, record, graph, True, fit_capacity(graph, workers, resources))
 
 
 @contextlib.contextmanager
@@ -246,4 +295,4 @@ def _workdir(path: str) -> Iterator[None]:
     yield
 
 
-__all__ = ["ConveyorError", "Prepared", "RunBusy", "RunResult", "drive", "prepare", "reopen", "run"]
+__all__ = ["ConveyorError", "Prepared", "RunBusy", "RunResult", "drive", "prepare", "reopen", "run", "submit"]

@@ -10,7 +10,8 @@ from conveyor.errors import ConveyorError
 def main() -> None:
     from rich.markup import escape
 
-    from conveyor.cli.app import app, err_console
+    from conveyor.cli.app import app
+    from conveyor.cli.common import err_console
 
     try:
         app()

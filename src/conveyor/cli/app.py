@@ -5,19 +5,31 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
 from conveyor import engine
 from conveyor import params as P
-from conveyor.core import State
+from conveyor.cli import scheduling
+from conveyor.cli.common import (
+    EXIT,
+    DbOpt,
+    JsonOpt,
+    ParamOpt,
+    ResourceOpt,
+    WorkersOpt,
+    console,
+    duration,
+    resources,
+    state_text,
+    summary,
+    when,
+)
 from conveyor.driver import RunResult
 from conveyor.errors import ParameterError, RunNotFound
 from conveyor.store import RunRecord, Store, open_store
@@ -32,67 +44,9 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Manage the store's schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
-
-DbOpt = Annotated[
-    str | None,
-    typer.Option("--db", envvar="CONVEYOR_DB", help="Store URL (default: sqlite:///.conveyor/conveyor.db)."),
-]
-ParamOpt = Annotated[
-    list[str] | None, typer.Option("--param", "-p", help="A pipeline parameter as name=value; repeatable.")
-]
-WorkersOpt = Annotated[
-    int | None, typer.Option("--workers", "-w", min=1, help="Worker processes (default: one per CPU).")
-]
-ResourceOpt = Annotated[
-    list[str] | None,
-    typer.Option("--resource", "-r", help="Capacity of a resource as name=amount (gpu=1, db=2); repeatable."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-
-EXIT = {"succeeded": 0, "failed": 1, "cancelled": 130}
-
-
-def _resources(pairs: list[str] | None) -> dict[str, int]:
-    out = {}
-    for name, value in P.parse_assignments(pairs or []).items():
-        try:
-            out[name] = int(value)
-        except ValueError:
-            raise ParameterError(f"--resource {name}={value}: the amount must be a whole number") from None
-    return out
-
-
-def _duration(start: float | None, end: float | None) -> str:
-    if start is None:
-        return ""
-    seconds = (end or time.time()) - start
-    if seconds < 60:
-        return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
-    minutes, sec = divmod(int(seconds), 60)
-    return f"{minutes}m{sec:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
-
-
-def _when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else ""
-
-
-def _state_text(state: str) -> str:
-    try:
-        st = State(state)
-        symbol = st.symbol
-    except ValueError:
-        symbol = {"succeeded": "✔", "failed": "✘", "cancelled": "⊘", "running": "▶"}.get(state, "·")
-    color = {
-        "succeeded": "green",
-        "skipped": "cyan",
-        "failed": "red",
-        "cancelled": "yellow",
-        "running": "blue",
-        "retry_wait": "yellow",
-    }.get(state, "white")
-    return f"[{color}]{symbol} {state}[/]"
+app.command()(scheduling.submit)
+app.command()(scheduling.scheduler)
+app.command()(scheduling.schedulers)
 
 
 # -- run and retry ----------------------------------------------------------------------------
@@ -120,33 +74,8 @@ def _drive(prepared: engine.Prepared, *, force: bool, retry: bool, grace: float)
     finally:
         if live:
             live.stop()
-    _summary(result, prepared.run.id)
+    summary(result, prepared.run.id)
     return result
-
-
-def _summary(result: RunResult, run_id: str) -> None:
-    c = result.counts
-    kinds = ("succeeded", "skipped", "failed", "cancelled", "pending")
-    parts = [f"{c.get(k, 0)} {k}" for k in kinds if c.get(k)]
-    took = _duration(time.time() - result.elapsed, None)
-    if result.state == "succeeded":
-        console.print(f"[green]✔ Run {run_id} succeeded[/] in {took}: {', '.join(parts)}")
-        total = sum(c.values())
-        if total and c.get("skipped", 0) == total:
-            console.print("  Every task was skipped: its targets exist (use --force to run them again).")
-        elif c.get("skipped"):
-            console.print(f"  {c['skipped']} skipped: their targets exist or nothing downstream needs them.")
-    elif result.state == "failed":
-        console.print(f"[red]✘ Run {run_id} failed[/] after {took}: {', '.join(parts)}")
-        for label, error in result.failed:
-            console.print(f"  [red]{escape(label)}[/] failed:")
-            for line in error.splitlines():
-                console.print(f"    {escape(line)}", soft_wrap=True)
-        console.print(f"  Logs:   conveyor logs {run_id} TASK")
-        console.print(f"  Resume: conveyor retry {run_id}")
-    else:
-        console.print(f"[yellow]⊘ Run {run_id} cancelled[/] after {took}: {', '.join(parts)}")
-        console.print(f"  Resume with: conveyor retry {run_id}")
 
 
 @app.command()
@@ -174,7 +103,7 @@ def run(
         new=new,
         force=force,
         workers=workers,
-        resources=_resources(resource),
+        resources=resources(resource),
     )
     result = _drive(prepared, force=force, retry=False, grace=grace)
     raise typer.Exit(EXIT[result.state])
@@ -189,7 +118,16 @@ def retry(
     db: DbOpt = None,
 ) -> None:
     """Resume a failed, cancelled or interrupted run; succeeded tasks are not run again."""
-    prepared = engine.reopen(run_id, db=db, workers=workers, resources=_resources(resource))
+    store = open_store(db)
+    record = store.get_run(run_id)
+    if record.partitions:  # submitted: the schedulers drive it
+        if record.state == "succeeded":
+            console.print(f"Run {record.id} already succeeded; nothing to retry.")
+            raise typer.Exit(0)
+        n = store.reopen(record.id)
+        console.print(f"Run {record.id}: {n} partition{'s' if n != 1 else ''} open again for the schedulers.")
+        raise typer.Exit(EXIT.get(scheduling.follow(store, store.get_run(record.id)).state, 1))
+    prepared = engine.reopen(run_id, store=store, workers=workers, resources=resources(resource))
     if prepared.run.state == "succeeded":
         console.print(f"Run {prepared.run.id} already succeeded; nothing to retry.")
         raise typer.Exit(0)
@@ -210,6 +148,7 @@ def _run_json(r: RunRecord) -> dict[str, Any]:
         "ended_at": r.ended_at,
         "error": r.error,
         "total": r.total,
+        "partitions": r.partitions,
         "counts": r.counts,
         "workdir": r.workdir,
     }
@@ -243,10 +182,10 @@ def runs(
         cells = [
             r.id,
             escape(r.pipeline),
-            _state_text(r.state),
+            state_text(r.state),
             f"{done}/{r.total}",
-            _when(r.started_at)[5:16],
-            _duration(r.started_at, r.ended_at),
+            when(r.started_at)[5:16],
+            duration(r.started_at, r.ended_at),
         ]
         table.add_row(*cells, *([escape(json.dumps(r.params))] if wide else []))
     console.print(table)
@@ -293,16 +232,20 @@ def show(
     instances = store.instances(r.id)
     if as_json:
         out = _run_json(r)
+        if r.partitions:
+            out["partitions"] = scheduling.partitions_json(store, r)
         out["tasks"] = [_instance_json(store, i) for i in instances]
         print(json.dumps(out, indent=2))
         return
-    console.print(f"Run [bold]{r.id}[/]  {_state_text(r.state)}")
+    console.print(f"Run [bold]{r.id}[/]  {state_text(r.state)}")
     console.print(f"  pipeline  {escape(r.pipeline)}  ({escape(r.target)})")
     console.print(f"  params    {escape(json.dumps(r.params))}")
-    took = _duration(r.started_at, r.ended_at) or "-"
-    console.print(f"  started   {_when(r.started_at) or '-'}   duration {took}")
+    took = duration(r.started_at, r.ended_at) or "-"
+    console.print(f"  started   {when(r.started_at) or '-'}   duration {took}")
     if r.error:
         console.print("  error     " + escape(r.error).replace("\n", "\n            "))
+    if r.partitions:
+        console.print(scheduling.partitions_table(store, r))
     table = Table(box=None, header_style="bold")
     table.add_column("TASK", overflow="fold")
     for col in ("STATE", "ATTEMPTS", "DURATION", "ID"):
@@ -310,9 +253,9 @@ def show(
     for i in instances:
         table.add_row(
             escape(i.label),
-            _state_text(i.state),
+            state_text(i.state),
             str(i.attempts),
-            _duration(i.started_at, i.ended_at) if i.state != "pending" else "",
+            duration(i.started_at, i.ended_at) if i.state != "pending" else "",
             i.id,
         )
     console.print(table)

@@ -1,0 +1,229 @@
+"""The scheduler daemon: ``conveyor scheduler`` claims partitions of submitted runs and drives them.
+
+Any number of schedulers share one store (PostgreSQL across machines; SQLite on one). Each
+registers itself, then loops: claim the first claimable partition (its lease free or expired,
+its upstream partitions done), drive it with a pool of local workers under the lease, record
+its end, claim the next. A scheduler that dies or stalls stops renewing its lease; within the
+lease's time-to-live another one claims the partition with the epoch incremented and adopts the
+attempts left running, whose runners record their own ends. An unreachable store is retried with
+backoff, never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conveyor import params as P
+from conveyor.driver import Lease, RunDriver, RunResult, owner_name
+from conveyor.engine import default_workers, fit_capacity
+from conveyor.errors import ConveyorError, StaleEpochError, StoreError
+from conveyor.loader import load_pipeline
+from conveyor.store import Store
+from conveyor.store.leases import Claim
+from conveyor.store.records import SchedulerRecord
+
+log = logging.getLogger("conveyor.scheduler")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How a scheduler leases and polls. The defaults take a dead scheduler's partition over
+    within about 2.5 s: the lease's ``ttl`` plus at most one ``poll``."""
+
+    name: str = ""  # default: host:pid
+    workers: int = 0  # default: one per CPU
+    ttl: float = 2.0  # a lease lasts this long unless renewed (every third of it)
+    poll: float = 0.5  # an idle scheduler looks for work this often
+    heartbeat: float = 1.0  # runners beat this often while an attempt runs; the registry too
+    lost_after: float = 3.0  # an adopted attempt whose runner is silent this long is lost
+
+    def __post_init__(self) -> None:
+        if self.ttl <= 0 or self.poll <= 0 or self.heartbeat <= 0:
+            raise ConveyorError("scheduler settings: --lease, --poll and --heartbeat must be positive")
+        if self.lost_after <= self.heartbeat:
+            raise ConveyorError("scheduler settings: --lost-after must be longer than --heartbeat")
+
+
+class Scheduler:
+    def __init__(self, store: Store, settings: Settings | None = None) -> None:
+        self.store = store
+        self.settings = s = settings or Settings()
+        self.name = s.name or owner_name()
+        self.workers = s.workers or default_workers()
+        self.driving: RunDriver | None = None
+        self._stopping = 0
+        self._last_beat = 0.0
+        self._outage: float | None = None  # since when the store has not answered
+
+    # -- the loop -----------------------------------------------------------------------------
+    def serve(self, *, until_idle: bool = False) -> None:
+        """Claim and drive partitions until stopped (SIGTERM, Ctrl-C); ``until_idle``: until no
+        partition is left to claim."""
+        now = time.time()
+        rec = SchedulerRecord(self.name, socket.gethostname(), os.getpid(), now, now, "running", self.workers)
+        self._store_call(lambda: self.store.register_scheduler(rec, stale_after=self.settings.ttl * 3))
+        log.info("scheduler %s started: %d workers, store %s", self.name, self.workers, _safe(self.store.url))
+        try:
+            while not self._stopping:
+                claim = self._store_call(lambda: self.store.claim(self.name, self.settings.ttl))
+                if claim is None:
+                    if until_idle:
+                        return
+                    self.beat(time.time())
+                    self._sleep(self.settings.poll)
+                    continue
+                self.drive(claim)
+        finally:
+            try:
+                self.store.beat(self.name, time.time(), state="stopped")
+            except StoreError:
+                pass
+            log.info("scheduler %s stopped", self.name)
+
+    def stop(self) -> None:
+        """Stop claiming; hand the partition being driven over to another scheduler."""
+        self._stopping += 1
+        if self.driving is not None:
+            self.driving.request_stop()
+
+    def beat(self, now: float) -> None:
+        if now - self._last_beat >= self.settings.heartbeat:
+            self._last_beat = now
+            try:
+                self.store.beat(self.name, now)
+            except StoreError:
+                pass  # the driver's commit or the next claim reports the outage
+
+    # -- one partition --------------------------------------------------------------------------
+    def drive(self, claim: Claim) -> RunResult | None:
+        run, part = claim.run, claim.partition
+        how = f"took over from {part.taken_from}" if claim.takeover else "claimed"
+        log.info(
+            "run %s partition %d (%d tasks): %s, epoch %d", run.id, part.number, part.size, how, part.epoch
+        )
+        try:
+            with _workdir(run.workdir):
+                pipe = load_pipeline(run.target)
+                graph = pipe.build(P.from_json(pipe.params, run.params))
+                capacity = fit_capacity(graph, self.workers, None)
+                driver = self.driving = RunDriver(
+                    self.store,
+                    run,
+                    graph,
+                    capacity,
+                    home=_home(run.workdir),
+                    lease=Lease(
+                        part,
+                        ttl=self.settings.ttl,
+                        heartbeat=self.settings.heartbeat,
+                        lost_after=self.settings.lost_after,
+                        on_turn=self.beat,
+                        say=lambda msg: log.warning("run %s partition %d: %s", run.id, part.number, msg),
+                    ),
+                )
+                if self._stopping:
+                    driver.request_stop()
+                result = driver.drive()
+        except StaleEpochError as exc:
+            log.warning("%s", exc)
+            return None
+        except ConveyorError as exc:  # the pipeline no longer loads, a task cannot fit, ...
+            error = str(exc)
+            log.error("run %s partition %d failed: %s", run.id, part.number, error)
+            try:
+                self._store_call(
+                    lambda: self.store.end_partition(run.id, part.number, part.epoch, "failed", error)
+                )
+            except StaleEpochError:
+                pass
+            return None
+        finally:
+            self.driving = None
+        log.info(
+            "run %s partition %d: %s in %.2fs (%s)",
+            run.id,
+            part.number,
+            result.state,
+            result.elapsed,
+            ", ".join(f"{n} {k}" for k, n in sorted(result.counts.items()) if n),
+        )
+        return result
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _store_call(self, call: Callable[[], Any]) -> Any:
+        """Call the store; while it does not answer, log once and retry with backoff."""
+        delay = 0.25
+        while True:
+            try:
+                out = call()
+            except StoreError as exc:
+                if self._stopping > 1:
+                    raise
+                if self._outage is None:
+                    self._outage = time.time()
+                log.warning("store unreachable (%s); retrying in %.2fs", exc, delay)
+                self._sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if self._outage is not None:
+                log.info("store reachable again after %.1fs", time.time() - self._outage)
+                self._outage = None
+            return out
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self._stopping and time.monotonic() < end:
+            time.sleep(min(0.05, end - time.monotonic()))
+
+
+def _home(workdir: str) -> Path:
+    """Logs and artifacts of a submitted run: ``$CONVEYOR_HOME``, else the submitter's
+    ``.conveyor`` (every scheduler must see the project's directory: one machine, or a shared
+    filesystem)."""
+    env = os.environ.get("CONVEYOR_HOME")
+    return Path(env).absolute() if env else Path(workdir or ".").absolute() / ".conveyor"
+
+
+def _safe(url: str) -> str:
+    from conveyor.store.connection import safe_url
+
+    return safe_url(url)
+
+
+@contextmanager
+def _workdir(path: str) -> Iterator[None]:
+    """The run's relative targets and imports resolve where it was submitted."""
+    old = os.getcwd()
+    if path and os.path.isdir(path):
+        os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+@contextmanager
+def signals(scheduler: Scheduler) -> Iterator[None]:
+    """SIGTERM or Ctrl-C once: stop after handing the partition over. Twice: exit now."""
+
+    def handler(signum: int, frame: Any) -> None:
+        scheduler.stop()
+        if scheduler._stopping > 1:
+            raise KeyboardInterrupt
+
+    old_int = signal.signal(signal.SIGINT, handler)
+    old_term = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
