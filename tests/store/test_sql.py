@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,19 +12,6 @@ from conveyor.store import Batch, InstanceRecord, RunRecord, Store, open_store
 from conveyor.store.records import AttemptRecord, TransitionRecord
 from conveyor.store.schema import SCHEMA_REVISION, metadata
 from conveyor.store.sql import SqlStore
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """The same contract on both stores; PostgreSQL is a real throwaway server."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        server = request.getfixturevalue("postgres")
-        url = server.create_database(f"t_{uuid.uuid4().hex[:12]}")
-    s = open_store(url)
-    yield s
-    s.close()
 
 
 def make_run(run_id: str = "20261122-000000-aaaaaa", key: str = "k1", created: float = 1.0) -> RunRecord:
