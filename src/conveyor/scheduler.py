@@ -33,6 +33,9 @@ from conveyor.store.records import SchedulerRecord
 
 log = logging.getLogger("conveyor.scheduler")
 
+#: ``conveyor schedulers`` lists stopped and dead schedulers this long (seconds), then forgets them.
+FORGET_AFTER = 24 * 3600.0
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -71,6 +74,7 @@ class Scheduler:
         now = time.time()
         rec = SchedulerRecord(self.name, socket.gethostname(), os.getpid(), now, now, "running", self.workers)
         self._store_call(lambda: self.store.register_scheduler(rec, stale_after=self.settings.ttl * 3))
+        self._store_call(lambda: self.store.forget_schedulers(before=now - FORGET_AFTER))
         log.info("scheduler %s started: %d workers, store %s", self.name, self.workers, _safe(self.store.url))
         try:
             while not self._stopping:

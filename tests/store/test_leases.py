@@ -164,5 +164,7 @@ def test_the_scheduler_registry(store: Store) -> None:
     # s1 went silent long ago: its name may be used again
     store.register_scheduler(SchedulerRecord("s1", "host", 14, 200.0, 200.0, "running", 2), stale_after=6)
     store.beat("s2", 201.0, state="stopped")
-    assert store.forget_schedulers(before=150.0) == 1  # s2, stopped
+    store.beat("s1", 202.0)
+    assert [rec.state for rec, _ in store.schedulers()] == ["running", "stopped"]
+    assert store.forget_schedulers(before=201.5) == 1  # s2, silent since it stopped
     assert [rec.name for rec, _ in store.schedulers()] == ["s1"]

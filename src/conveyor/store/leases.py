@@ -380,11 +380,10 @@ class Leases:
         return [(rec, leases.get(rec.name, [])) for rec in recs]
 
     def forget_schedulers(self, before: float) -> int:
-        """Drop stopped schedulers, and those silent since ``before``, from the registry."""
+        """Drop the schedulers silent since ``before`` (stopped, or dead) from the registry."""
         s = t.schedulers
         with self._tx() as conn:
-            q = s.delete().where(sa.or_(s.c.state == "stopped", s.c.heartbeat < before))
-            return int(conn.execute(q).rowcount)
+            return int(conn.execute(s.delete().where(s.c.heartbeat < before)).rowcount)
 
 
 class _Superseded(Exception):
