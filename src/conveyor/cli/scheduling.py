@@ -158,8 +158,12 @@ def schedulers(as_json: JsonOpt = False, db: DbOpt = None) -> None:
     console.print(table)
 
 
+#: A running scheduler that has not beaten for this long (seconds) is listed as silent.
+SILENT = 5.0
+
+
 def _liveness(state: str, heartbeat: float, now: float) -> str:
-    if state == "running" and now - heartbeat > 10:
+    if state == "running" and now - heartbeat > SILENT:
         return "silent"  # killed, or its host is gone: its leases expire and others take them
     return state
 
