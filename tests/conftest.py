@@ -6,11 +6,14 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from conveyor.store import Store, open_store
 
 
 @dataclass
@@ -79,3 +82,16 @@ def postgres() -> Iterator[object]:
     from pg import start_server
 
     yield from start_server()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """The same contract on both stores; PostgreSQL is a real throwaway server."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        server = request.getfixturevalue("postgres")
+        url = server.create_database(f"t_{uuid.uuid4().hex[:12]}")
+    s = open_store(url)
+    yield s
+    s.close()
