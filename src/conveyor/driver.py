@@ -374,8 +374,15 @@ class RunDriver:
                 events.append(AttemptSucceeded(now, iid, n))
             elif st.state in ("failed", "cancelled"):
                 events.append(AttemptFailed(now, iid, n, st.error or st.state))
-            elif st.state != "running" or now - (st.heartbeat or st.started_at) > lost_after:
+            elif st.state != "running":
+                events.append(AttemptLost(now, iid, n, f"recorded {st.state}"))
+            elif now - (st.heartbeat or st.started_at) > lost_after:
                 why = "its scheduler stopped and its runner no longer beats"
+                try:
+                    if not self.store.declare_lost(self.run.id, iid, n, now, why):
+                        continue  # its runner recorded the end just now: read it next time
+                except StoreError:
+                    continue
                 events.append(AttemptLost(now, iid, n, why))
             else:
                 continue

@@ -168,3 +168,25 @@ def test_the_scheduler_registry(store: Store) -> None:
     assert [rec.state for rec, _ in store.schedulers()] == ["running", "stopped"]
     assert store.forget_schedulers(before=201.5) == 1  # s2, silent since it stopped
     assert [rec.name for rec, _ in store.schedulers()] == ["s1"]
+
+
+def test_a_silent_attempt_is_declared_lost_unless_its_runner_recorded_first(store: Store) -> None:
+    submitted(store, [[]])
+    assert store.claim("a", 1, now=1) is not None
+    _running(store, 1, 1)
+    assert store.declare_lost(RUN, "i0", 1, now=9, reason="silent")
+    assert not store.record_attempt(RUN, "i0", 1, "succeeded", ended_at=10, result="late")  # too late
+    [a] = store.attempts(RUN, "i0")
+    assert (a.state, a.error) == ("lost", "silent")
+    assert store.instances(RUN)[0].result is None
+    # the other order: the runner records first, and the attempt is no longer there to lose
+    submitted(store, [[]], run_id="20261122-000009-dddddd")
+    assert store.claim("a", 1, now=1) is not None
+    batch = Batch(
+        instances=[{"id": "i0", "state": "running", "attempts": 1}],
+        attempts_started=[AttemptRecord("20261122-000009-dddddd", "i0", 1, "running", 1.0)],
+    )
+    store.commit("20261122-000009-dddddd", 1, batch, lease_until=2, partition=0)
+    assert store.record_attempt("20261122-000009-dddddd", "i0", 1, "succeeded", ended_at=3, result="r")
+    assert not store.declare_lost("20261122-000009-dddddd", "i0", 1, now=9, reason="silent")
+    assert store.instances("20261122-000009-dddddd")[0].state == "succeeded"

@@ -318,6 +318,23 @@ class Leases:
         except _Superseded:
             return False
 
+    def declare_lost(self, run_id: str, instance_id: str, number: int, now: float, reason: str) -> bool:
+        """A new owner ends an adopted attempt whose runner went silent, before deciding to run
+        it again; False if the runner recorded its end first (then that end counts)."""
+        a = t.attempts
+        with self._tx() as conn:
+            lost = conn.execute(
+                a.update()
+                .where(
+                    a.c.run_id == run_id,
+                    a.c.instance_id == instance_id,
+                    a.c.number == number,
+                    a.c.state == "running",
+                )
+                .values(state="lost", ended_at=now, error=reason)
+            )
+            return bool(lost.rowcount == 1)
+
     def attempt_status(self, run_id: str, keys: Sequence[tuple[str, int]]) -> list[AttemptStatus]:
         """Attempts a new owner adopted: still running (and beating), or ended by their runner."""
         a, ti = t.attempts, t.task_instances
