@@ -7,11 +7,13 @@ import collections
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import conveyor
 from conftest import Project
+from conveyor.executor.local import LocalExecutor
 from conveyor.store import open_store
 
 pytestmark = pytest.mark.timeout(120)
@@ -144,3 +146,46 @@ def test_big_parameters_and_big_errors_do_not_deadlock_the_pipes(project: Projec
     )
     log = Path(store.attempts(result.run_id, loud.id)[0].log_path or "").read_text()
     assert "x" * 300_000 in log
+
+
+JITTERY = """
+    import time
+    from conveyor import task, pipeline
+
+    @task
+    def step(i: int) -> None:
+        # Quick on average, so attempts queue behind busy workers; every tenth long enough that
+        # what is queued behind it is taken back and sent elsewhere.
+        time.sleep(0.025 if i % 10 == 0 else 0.002)
+        with open("effects.log", "a") as f:
+            f.write(f"step-{i}\\n")
+
+    @pipeline
+    def jittery(n: int = 1000):
+        for i in range(n):
+            step(i)
+"""
+
+
+def test_attempts_taken_back_and_sent_elsewhere_run_once(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Taken-back attempts wait in the pool while later ones are sent; a worker must still get
+    # its jobs in increasing order, or it runs one that was taken back (and so twice).
+    sent: dict[int, list[int]] = collections.defaultdict(list)
+    send = LocalExecutor._send
+
+    def recording(self: LocalExecutor, w: Any, slot: Any, now: float, *, queued: bool) -> None:
+        send(self, w, slot, now, queued=queued)
+        sent[w.index].append(slot.seq)
+
+    monkeypatch.setattr(LocalExecutor, "_send", recording)
+    project.write("jittery.py", JITTERY)
+    result = conveyor.run("jittery.py:jittery", db=project.db, workers=2)
+    assert result.state == "succeeded", result.failed
+    assert sum(map(len, sent.values())) > 1000  # some attempts were taken back and sent again
+    for seqs in sent.values():
+        assert seqs == sorted(set(seqs)), "a worker got its jobs out of order"
+    counts = effects(project.root)
+    assert sorted(counts) == sorted(f"step-{i}" for i in range(1000))
+    assert [name for name, n in counts.items() if n > 1] == []

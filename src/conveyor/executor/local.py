@@ -226,8 +226,7 @@ class LocalExecutor:
         worker if it is ``queueable`` (one cpu, no timeout), else keep it until one frees up."""
         if self._selector is None:  # the workers start with the first attempt: none for a run
             self.start()  # whose tasks are all skipped
-        self._seq += 1
-        slot = _Slot(job, self._seq, cpu, timeout, queueable and not timeout)
+        slot = _Slot(job, 0, cpu, timeout, queueable and not timeout)
         if not self._place(slot, now):
             self._backlog.append(slot)
 
@@ -268,6 +267,11 @@ class LocalExecutor:
 
     def _send(self, w: _Worker, slot: _Slot, now: float, *, queued: bool) -> None:
         """Assign ``slot`` to ``w``; it goes out with the worker's other new jobs (``_flush``)."""
+        # The sequence number is given here, not when the attempt was submitted or taken back:
+        # a worker must receive its jobs in increasing order (``Control`` relies on it), and an
+        # attempt may wait in the backlog while later ones are sent.
+        self._seq += 1
+        slot.seq = self._seq
         slot.queued = queued
         slot.deadline = now + slot.timeout if slot.timeout else None
         if not w.active():
@@ -317,9 +321,8 @@ class LocalExecutor:
                 self._send(w, self._renew(active[-1]), now, queued=False)
 
     def _renew(self, slot: _Slot) -> _Slot:
-        """The same attempt under a new sequence number, to be sent again."""
-        self._seq += 1
-        return _Slot(slot.job, self._seq, slot.cpu, slot.timeout, slot.queueable)
+        """The same attempt in a new slot, to be sent again (with a new sequence number)."""
+        return _Slot(slot.job, 0, slot.cpu, slot.timeout, slot.queueable)
 
     def cancel(self, instance: str, attempt: int, grace: float, now: float) -> None:
         self._flush()
