@@ -343,17 +343,23 @@ class RunDriver:
     def _retrying(self, write: Callable[[], Any]) -> Any:
         """A scheduler's write: while the store is unreachable, retry with backoff (the lease
         may expire meanwhile; then the store refuses the write and this driver stops)."""
-        delay = 0.25
+        delay, since = 0.25, None
         while True:
             try:
-                return write()
+                out = write()
             except StaleEpochError:
                 raise
             except StoreError as exc:
                 assert self.lease is not None
+                since = since or time.time()
                 self.lease.say(f"store unreachable ({exc}); retrying in {delay:.2f}s")
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+                continue
+            if since is not None:
+                assert self.lease is not None
+                self.lease.say(f"store reachable again after {time.time() - since:.1f}s")
+            return out
 
     def _adopted(self, adopted: dict[str, int], now: float) -> list[Event]:
         """Attempts another scheduler launched before it died: ended (their runner recorded the

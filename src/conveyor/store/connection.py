@@ -92,3 +92,16 @@ def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # rereads their pages: 32 MB keeps a 100,000-task run's working set in memory.
     cur.execute("PRAGMA cache_size=-32768")
     cur.close()
+
+
+#: A transaction left open this long by a stalled process (SIGSTOP, a frozen VM, a network
+#: partition) is ended by the server, which releases its row locks: a partition whose owner
+#: stalled mid-commit can then be taken over. A healthy transaction is never idle this long.
+IDLE_IN_TRANSACTION_MS = int(os.environ.get("CONVEYOR_PG_IDLE_TX_TIMEOUT_MS", "5000"))
+
+
+def postgresql_session(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
+    cur.close()
+    dbapi_conn.commit()

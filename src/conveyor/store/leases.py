@@ -102,6 +102,7 @@ class Leases:
         )
         if self.dialect == "postgresql":  # claimers skip each other's rows instead of queueing
             candidates = candidates.with_for_update(skip_locked=True, of=p)
+            self._fence_off_stalled(now, ttl)
         with self._tx() as conn:
             rows = [_partition(row) for row in conn.execute(candidates).mappings()]
             done: dict[str, set[int]] = {}
@@ -151,6 +152,32 @@ class Leases:
                 )
                 return Claim(run_record(run_row, {}), claimed, takeover)
         return None
+
+    def _fence_off_stalled(self, now: float, ttl: float) -> None:
+        """An owner that stalled inside a transaction (SIGSTOP, a frozen VM) row-locks its
+        partition, and the claim above skips locked rows: end the session of such an owner once
+        its lease expired and its transaction is older than a lease (a healthy one lasts ms).
+        Schedulers must connect as the same role (or one with ``pg_signal_backend``); without
+        the right, the stalled owner's lock is released when its process or connection ends."""
+        try:
+            self._terminate_stalled(now, ttl)
+        except StoreError:
+            pass
+
+    def _terminate_stalled(self, now: float, ttl: float) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(l.pid) FROM partitions p"
+                    " JOIN pg_locks l ON l.locktype = 'transactionid' AND l.granted"
+                    " AND l.mode = 'ExclusiveLock' AND l.transactionid = p.xmax"
+                    " JOIN pg_stat_activity a ON a.pid = l.pid"
+                    " WHERE p.state = 'open' AND p.owner IS NOT NULL AND p.lease_expires < :now"
+                    " AND a.xact_start < clock_timestamp() - make_interval(secs => :ttl)"
+                    " AND l.pid <> pg_backend_pid()"
+                ),
+                {"now": now, "ttl": ttl},
+            )
 
     def end_partition(
         self, run_id: str, number: int, epoch: int, state: str, error: str | None = None

@@ -28,7 +28,13 @@ from conveyor.errors import RunBusy, RunNotFound, SchemaError, StaleEpochError, 
 from conveyor.store import schema as t
 from conveyor.store import statements
 from conveyor.store.checkpoint import Checkpointer
-from conveyor.store.connection import HELD_CONNECTIONS, Transaction, safe_url, sqlite_pragmas
+from conveyor.store.connection import (
+    HELD_CONNECTIONS,
+    Transaction,
+    postgresql_session,
+    safe_url,
+    sqlite_pragmas,
+)
 from conveyor.store.leases import Leases, stale_partition
 from conveyor.store.records import (
     AttemptRecord,
@@ -82,6 +88,8 @@ class SqlStore(Leases):
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", sqlite_pragmas)
             self._checkpointer = Checkpointer(self.engine)
+        elif self.dialect == "postgresql":
+            event.listen(self.engine, "connect", postgresql_session)
         self._sql: dict[Hashable, Statement] = {}
         self._local = threading.local()
         self._created: dict[str, list[InstanceRecord]] = {}  # runs this store just created
