@@ -9,16 +9,22 @@ Scenarios (no-op tasks unless said; the letters are the issue's):
   c  10,000 and 100,000 tasks in one wide graph       tasks/s and the scheduler's peak RSS
   d  cold start: the whole process for a one-task pipeline      seconds
   e  idempotent re-run: 1,000 tasks whose targets all exist      tasks decided per second
-  f  Conveyor on PostgreSQL and with two schedulers  (skipped: needs the HA issue)
+  f  Conveyor on PostgreSQL, with one and two schedulers (Conveyor only; bench/peers/run_ha.py):
+     f1  2,000 no-ops in 8 components: PostgreSQL, one scheduler, against embedded SQLite   tasks/s
+     f2  8 partitions of 64 tasks sleeping (or busy) 20 ms: two schedulers against one     tasks/s
+     f3  takeover: from a SIGKILL of the owner to the next task started by a standby       seconds
   g  the demo pipeline over 30 days (Conveyor only)  seconds
 
 Every measurement is a fresh subprocess in a fresh temporary directory (bench/peers/run_*.py;
 Conveyor and the process pool with this Python, the peers with .bench-venv's), which reports one
-JSON line. Repetitions are interleaved: for each scenario, for each repetition, every engine once,
-the order rotating. A run over the time limit is killed and reported as timed out; a run slower
-than --slow seconds, or timed out, is not repeated. The report gives medians, min-max and each
-engine's median as a ratio to Conveyor's, checks the targets, and writes bench/results/
-bench-TIMESTAMP.json, latest.json, latest.md (the tables) and bench.png. ``BENCH_QUICK=1`` (or
+JSON line. Scenario f needs PostgreSQL (Debian's ``postgresql`` package, and psycopg): the harness
+starts a throwaway server with its durable defaults (bench/pgserver.py) for f only, and reports
+f as skipped without one. Repetitions are interleaved: for each scenario, for each repetition,
+every engine once, the order rotating. A run over the time limit is killed and reported as
+timed out; a run slower than --slow seconds, or timed out, is not repeated. The report gives
+medians, min-max and each engine's median as a ratio to Conveyor's (in f, to the scenario's
+base), checks the targets, and writes bench/results/bench-TIMESTAMP.json, latest.json,
+latest.md (the tables) and bench.png (scenarios a-e and g). ``BENCH_QUICK=1`` (or
 --quick) is a smoke run; ``--publish bench/results/latest.json`` puts a run into
 docs/performance.md and docs/images/bench.png.
 """
@@ -57,7 +63,7 @@ class Engine:
     script: str
     variant: str = ""
     peer: bool = True  # runs with .bench-venv's Python
-    scenarios: str = "abcde"  # the scenario letters it takes part in
+    scenarios: str = "abcde"  # the scenario letters it takes part in (f: see Scenario.engines)
     max_reps: int = 1000
 
 
@@ -72,7 +78,14 @@ ENGINES = (
     Engine(
         "prefect-processes", "Prefect, processes", "run_prefect.py", "processes", scenarios="ab", max_reps=1
     ),
+    # f: Conveyor's own configurations (bench/peers/run_ha.py), chosen by each f scenario
+    Engine("sqlite", "embedded SQLite (run)", "run_ha.py", "sqlite", peer=False, scenarios=""),
+    Engine("pg-1", "PostgreSQL, 1 scheduler", "run_ha.py", "1", peer=False, scenarios=""),
+    Engine("pg-1-async", "PG, 1, async commit", "run_ha.py", "1-async", peer=False, scenarios=""),
+    Engine("pg-run", "PG, conveyor run", "run_ha.py", "run", peer=False, scenarios=""),
+    Engine("pg-2", "PostgreSQL, 2 schedulers", "run_ha.py", "2", peer=False, scenarios=""),
 )
+HA_ENGINES = ("sqlite", "pg-1", "pg-1-async", "pg-run", "pg-2")  # Conveyor's: --engines conveyor takes them
 
 
 @dataclass(frozen=True)
@@ -83,10 +96,16 @@ class Scenario:
     metric: str  # rate | ms_per_step | seconds
     title: str
     reps: int
+    engines: tuple[str, ...] = ()  # if given, exactly these engines (f), whatever their letters
+    base: str = "conveyor"  # the engine the ratio column divides by
+    notes: tuple[str, ...] = ()  # what the figures cover, under the table
 
     @property
     def letter(self) -> str:
         return self.key[0]
+
+    def takes(self, e: Engine) -> bool:
+        return e.key in self.engines if self.engines else self.letter in e.scenarios
 
 
 UNITS = {"rate": "tasks/s, higher is better", "ms_per_step": "ms per step, lower is better"}
@@ -99,6 +118,8 @@ def scenarios(quick: bool, reps: int | None, fanout: int | None, chain: int | No
     a, b = fanout or (200 if quick else 1000), chain or (50 if quick else 200)
     c1, c2 = (1000, 5000) if quick else (10_000, 100_000)
     e, days = (200, 3) if quick else (1000, 30)
+    f1, f2, f3 = (1000, 128, 300) if quick else (2000, 512, 300)
+    timed = "rate: tasks over the run's started_at to ended_at in the store"
     return [
         Scenario("a", "fanout", a, "rate", f"a. {a:,} independent tasks plus one join", r),
         Scenario("b", "chain", b, "ms_per_step", f"b. a {b}-step chain", r),
@@ -106,6 +127,59 @@ def scenarios(quick: bool, reps: int | None, fanout: int | None, chain: int | No
         Scenario("c100k", "wide", c2, "rate", f"c. {c2:,} tasks in one wide graph (plus a join)", rc),
         Scenario("d", "cold", 1, "seconds", "d. cold start: the whole process, one-task pipeline", r),
         Scenario("e", "idempotent", e, "rate", f"e. idempotent re-run: {e:,} tasks, all targets exist", r),
+        Scenario(
+            "f1",
+            "noop",
+            f1,
+            "rate",
+            f"f1. {f1:,} no-ops in 8 components (+ 8 joins): PostgreSQL against embedded SQLite",
+            r,
+            engines=("sqlite", "pg-1", "pg-1-async", "pg-run"),
+            base="sqlite",
+            notes=(
+                f"{timed} (the embedded driver's start / the first claim to the last partition's end); "
+                "not timed: imports, building the graph, recording the run (`conveyor submit`)",
+                "embedded: `conveyor run`; PostgreSQL: one `conveyor scheduler` daemon, then `conveyor "
+                "submit` (partition size 512); default workers (one per core) in both",
+                "async commit: the database's synchronous_commit=off (commits do not wait for the WAL's "
+                "fsync, as SQLite's synchronous=NORMAL does not); conveyor run: the embedded driver on "
+                "PostgreSQL, without partitions, leases and the workers' own writes of each attempt",
+                "end to end: `conveyor run` as a process / from `conveyor submit` to the run seen ended",
+            ),
+        ),
+        *(
+            Scenario(
+                f"f2{suffix}",
+                kind,
+                f2,
+                "rate",
+                f"f2. {f2 // 8 + 1} tasks x 8 partitions, each task {what} 20 ms: two schedulers against one",
+                rc,
+                engines=("pg-1", "pg-2"),
+                base="pg-1",
+                notes=(
+                    f"{timed} (the first claim to the last partition's end)",
+                    "`--workers 1` per scheduler: two schedulers' workers together fill the 2 cores, "
+                    "which they share with PostgreSQL and the schedulers",
+                ),
+            )
+            for suffix, kind, what in (("", "sleep", "sleeping"), ("busy", "spin", "busy-looping"))
+        ),
+        Scenario(
+            "f3",
+            "takeover",
+            f3,
+            "seconds",
+            "f3. takeover: from a SIGKILL of a partition's scheduler to the next task another one starts",
+            r,
+            engines=("pg-2",),
+            base="",
+            notes=(
+                "from the kill to the first attempt's started_at after it, in the store; claimed: to the "
+                "partition's taken_at; tasks sleep 50 ms; defaults --lease 2.0 --poll 0.5; the kill "
+                "comes 0.5-1 s (at random) after the standby registered",
+            ),
+        ),
         Scenario("g", "demo", days, "seconds", f"g. the demo pipeline over {days} days (Conveyor only)", rc),
     ]
 
@@ -228,14 +302,14 @@ def run_plan(
 ) -> dict[str, dict[str, Cell]]:
     cells: dict[str, dict[str, Cell]] = {}
     for s in plan:
-        row = {e.key: Cell(e) for e in engines if s.letter in e.scenarios}
+        row = {e.key: Cell(e) for e in engines if s.takes(e)}
         cells[s.key] = row
         for cell in row.values():
             if note := gate(s, cell, cells, runner.timeout):
                 cell.note, cell.done = note, True
         for rep in range(s.reps):
             order = list(row.values())
-            order = order[rep % len(order) :] + order[: rep % len(order)]
+            order = order[rep % len(order) :] + order[: rep % len(order)] if order else []
             for cell in order:
                 if cell.done or rep >= cell.engine.max_reps:
                     continue
@@ -255,7 +329,7 @@ def run_plan(
 def summarise(plan: list[Scenario], cells: dict[str, dict[str, Cell]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for s in plan:
-        conv = cells[s.key].get("conveyor")
+        conv = cells[s.key].get(s.base)
         base = statistics.median(conv.values(s)) if conv and conv.samples else None
         rows: dict[str, Any] = {}
         for key, cell in cells[s.key].items():
@@ -272,6 +346,12 @@ def summarise(plan: list[Scenario], cells: dict[str, dict[str, Cell]]) -> dict[s
                 )
                 starts = [x["startup_seconds"] for x in cell.samples if "startup_seconds" in x]
                 row["startup_seconds"] = statistics.median(starts) if starts else None
+                for extra in ("wall_seconds_e2e", "claim_seconds"):  # f's
+                    if got := [x[extra] for x in cell.samples if extra in x]:
+                        row[extra] = statistics.median(got)
+                if "wall_seconds_e2e" in row:
+                    e2e = [x["tasks"] / x["wall_seconds_e2e"] for x in cell.samples]
+                    row["e2e_rate"] = statistics.median(e2e)
             rows[key] = row
         out[s.key] = {
             "title": s.title,
@@ -280,6 +360,11 @@ def summarise(plan: list[Scenario], cells: dict[str, dict[str, Cell]]) -> dict[s
             "unit": UNITS[s.metric],
             "engines": rows,
         }
+        if s.base != "conveyor":
+            base_cell = cells[s.key].get(s.base)
+            out[s.key]["ratio_to"] = base_cell.engine.label if base_cell else ""
+        if s.notes:
+            out[s.key]["notes"] = list(s.notes)
     return out
 
 
@@ -325,6 +410,30 @@ def check_targets(summary: dict[str, Any]) -> list[dict[str, str]]:
         ),
         ("d", "cold start at most 0.4 s", lambda: _pair(med("d"), 0.4), False, "{:.3f} s"),
         ("e", "at least 20,000 tasks/s decided", lambda: _pair(med("e"), 20_000), True, "{:,.0f} tasks/s"),
+        (
+            "f1",
+            "on PostgreSQL with one scheduler at least 0.5x the embedded SQLite rate",
+            lambda: _ratio(med("f1", "pg-1"), med("f1", "sqlite"), 0.5),
+            True,
+            "{:.2f}x",
+        ),
+        *(
+            (
+                key,
+                f"with two schedulers at least 1.6x one on a partitioned graph ({what} tasks)",
+                lambda key=key: _ratio(med(key, "pg-2"), med(key, "pg-1"), 1.6),
+                True,
+                "{:.2f}x",
+            )
+            for key, what in (("f2", "sleeping"), ("f2busy", "busy"))
+        ),
+        (
+            "f3",
+            "takes a killed scheduler's partition over within 3 s",
+            lambda: _pair(med("f3", "pg-2"), 3.0),
+            False,
+            "{:.2f} s",
+        ),
     ]
     out = []
     for key, goal, get, at_least, fmt in checks:
@@ -373,6 +482,8 @@ def table(sc: dict[str, Any]) -> list[tuple[str, ...]]:
             out.append((row["label"], "-", "", "", "", "", row["note"]))
             continue
         notes = [f"start-up {row['startup_seconds']:.1f} s, not timed"] if row.get("startup_seconds") else []
+        notes += [f"end to end {fmt_value(row['e2e_rate'], 'rate')} tasks/s"] if row.get("e2e_rate") else []
+        notes += [f"claimed at {row['claim_seconds']:.2f} s"] if row.get("claim_seconds") else []
         notes += [row["note"]] if row["note"] else []
         out.append(
             (
@@ -388,48 +499,61 @@ def table(sc: dict[str, Any]) -> list[tuple[str, ...]]:
     return out
 
 
-F_SKIPPED = "f. Conveyor on PostgreSQL and with two schedulers: skipped: needs the HA issue"
+F_TITLE = "f. Conveyor on PostgreSQL and with two schedulers"
 
 
-def report(summary: dict[str, Any], targets: list[dict[str, str]], markdown: bool = False) -> list[str]:
+def report(
+    summary: dict[str, Any],
+    targets: list[dict[str, str]],
+    markdown: bool = False,
+    skipped: dict[str, str] | None = None,
+) -> list[str]:
     """The tables and the targets, as plain text for the terminal or as Markdown for the docs."""
     lines: list[str] = []
-    widths = (20, 10, 21, 2, 10, 7, 0)
+    widths = (24, 10, 21, 2, 10, 7, 0)
     for key, sc in summary.items():
         head = f"{sc['title']}: {sc['unit']}; median and min-max of n runs"
+        header = HEADER
+        if "ratio_to" in sc:  # f: the ratio column divides by another engine than Conveyor
+            header = (*HEADER[:4], "x base", *HEADER[5:])
+            head += f"; x base: ratio to {sc['ratio_to']}" if sc["ratio_to"] else ""
         if markdown:
             lines += [
                 "",
                 f"**{head}**",
                 "",
-                "| " + " | ".join(HEADER) + " |",
+                "| " + " | ".join(header) + " |",
                 "|---|--:|--:|--:|--:|--:|---|",
             ]
             lines += ["| " + " | ".join(cells) + " |" for cells in table(sc)]
         else:
             lines += ["", head, ""]
-            for cells in [HEADER, *table(sc)]:
+            for cells in [header, *table(sc)]:
                 text = [
                     c.ljust(w) if i == 0 else c.rjust(w)
                     for i, (c, w) in enumerate(zip(cells, widths, strict=True))
                 ]
                 lines.append("  " + " ".join(text[:-1]) + "  " + cells[-1])
+        if sc.get("notes"):
+            lines += [""] if markdown else []
+            lines += [f"{'- ' if markdown else '  - '}{note}" for note in sc["notes"]]
         for t in targets:
             if t["scenario"] == key:
                 status = f"**{t['status']}**" if markdown else t["status"]
                 lines.append(
                     f"{'- ' if markdown else '  '}target: Conveyor {t['target']}: {t['measured']}  {status}"
                 )
-        if key == "e":
-            lines += ["", F_SKIPPED]
+    if skipped and "f" in skipped:
+        lines += ["", f"{F_TITLE}: skipped: {skipped['f']}"]
     if targets and not markdown:
         lines += ["", "targets: " + ", ".join(f"{t['scenario']} {t['status']}" for t in targets)]
     return lines
 
 
 # -- the chart ---------------------------------------------------------------------------------------
-def chart(summary: dict[str, Any], engines: list[Engine], path: Path, title: str) -> None:
-    """Two panels of grouped bars (median, whiskers min-max): throughputs and latencies, log scales."""
+def chart(summary: dict[str, Any], engines: list[Engine], path: Path, title: str) -> bool:
+    """Two panels of grouped bars (median, whiskers min-max): throughputs and latencies, log scales.
+    False if there was nothing to draw (f is in the tables only)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -448,6 +572,8 @@ def chart(summary: dict[str, Any], engines: list[Engine], path: Path, title: str
         ("throughput: tasks/s (log scale; higher is better)", ["a", "c10k", "c100k", "e"]),
         ("latency: ms (log scale; lower is better)", ["b", "d", "g"]),
     ]
+    if not any(k in summary for _, keys in panels for k in keys):
+        return False
     fig, axes = plt.subplots(1, 2, figsize=(14, 5.5), width_ratios=[4, 3], layout="constrained")
     colors = {e.key: f"C{i}" for i, e in enumerate(engines)}
     seen: set[str] = set()
@@ -486,6 +612,7 @@ def chart(summary: dict[str, Any], engines: list[Engine], path: Path, title: str
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return True
 
 
 # -- the machine -------------------------------------------------------------------------------------
@@ -496,6 +623,7 @@ def machine(python: Path, with_peers: bool) -> dict[str, Any]:
         "python": platform.python_version(),
         "conveyor_revision": git_revision(),
         "conveyor_sources": source_digest(),
+        "load_average_start": os.getloadavg()[0],  # others' work on this machine skews the figures
     }
     for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
         if line.startswith("model name"):
@@ -577,10 +705,14 @@ def publish(saved: dict[str, Any], docs: Path = DOCS) -> None:
             f"| {t['scenario'][0]} | {t['target']} | {t['measured']} | **{t['status']}** |"
             for t in saved["targets"]
         ),
-        "| f | PostgreSQL, two schedulers | skipped: needs the HA issue | |",
+        *(
+            [f"| f | PostgreSQL, two schedulers | skipped: {saved['skipped']['f']} | |"]
+            if "f" in saved.get("skipped", {})
+            else []
+        ),
         "",
         "![Throughput and latency of each engine in each scenario](images/bench.png)",
-        *report(saved["scenarios"], saved["targets"], markdown=True),
+        *report(saved["scenarios"], saved["targets"], markdown=True, skipped=saved.get("skipped")),
     ]
     text = docs.read_text()
     start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
@@ -588,6 +720,34 @@ def publish(saved: dict[str, Any], docs: Path = DOCS) -> None:
     engines = [e for e in ENGINES if any(e.key in sc["engines"] for sc in saved["scenarios"].values())]
     chart(saved["scenarios"], engines, docs.parent / "images" / "bench.png", chart_title(m))
     print(f"updated {docs} and {docs.parent / 'images' / 'bench.png'}")
+
+
+# -- f: PostgreSQL ------------------------------------------------------------------------------------
+def run_f(
+    plan: list[Scenario],
+    engines: list[Engine],
+    runner: Runner,
+    slow: float,
+    info: dict[str, Any],
+    skipped: dict[str, str],
+) -> dict[str, dict[str, Cell]]:
+    """Scenario f against a throwaway PostgreSQL server, started for f only (the other scenarios
+    run without it); ``skipped['f']`` says why not, if there is none here."""
+    import pgserver
+
+    if why := pgserver.missing():
+        skipped["f"] = why
+        print(f"  f: skipped: {why}", file=sys.stderr)
+        return {}
+    with pgserver.server() as pg:
+        cores = f"{os.cpu_count()} cores, shared by PostgreSQL, the schedulers and their workers"
+        note = f"PostgreSQL {pg.version.split()[0]} on this machine, {pg.settings} (its defaults); {cores}"
+        info["postgresql"] = {"version": pg.version, "settings": pg.settings, "note": note}
+        os.environ["BENCH_PG"] = pg.address  # the measurements' environment passes it on
+        try:
+            return run_plan(plan, engines, runner, slow)
+        finally:
+            del os.environ["BENCH_PG"]
 
 
 # -- main ---------------------------------------------------------------------------------------------
@@ -606,8 +766,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Conveyor against Luigi, Dask, Prefect and a process pool.")
     ap.add_argument(
         "--only",
-        help="scenarios, comma-separated: letters (a,b,c,d,e,g) or names (fanout, chain, "
-        "wide, cold, idempotent, demo)",
+        help="scenarios, comma-separated: letters (a,b,c,d,e,f,g) or names (fanout, chain, "
+        "wide, cold, idempotent, demo; f's: noop, sleep, spin, takeover)",
     )
     ap.add_argument(
         "--engines", help=f"engines, comma-separated (default all): {', '.join(e.key for e in ENGINES)}"
@@ -639,17 +799,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.publish:
             publish(saved)
         else:
-            print("\n".join(report(saved["scenarios"], saved["targets"], markdown=True)).strip())
+            md = report(saved["scenarios"], saved["targets"], markdown=True, skipped=saved.get("skipped"))
+            print("\n".join(md).strip())
         return 0
 
     started = time.perf_counter()
     all_scenarios = scenarios(args.quick, args.reps, args.fanout, args.chain)
     SCEN_BY_KEY.update({s.key: s for s in all_scenarios})
-    names = {s.letter: s.letter for s in all_scenarios} | {s.name: s.letter for s in all_scenarios}
+    names = {s.letter: s.letter for s in all_scenarios}
+    names |= {s.name: s.key if s.letter == "f" else s.letter for s in all_scenarios}  # f's one by one
     wanted = {names[x] for x in pick(args.only, names, "scenario")}
-    plan = [s for s in all_scenarios if s.letter in wanted]
+    plan = [s for s in all_scenarios if s.letter in wanted or s.key in wanted]
     engine_keys = pick(args.engines, {e.key: e for e in ENGINES}, "engine")
-    engines = [e for e in ENGINES if e.key in engine_keys and any(s.letter in e.scenarios for s in plan)]
+    if "conveyor" in engine_keys:
+        engine_keys += HA_ENGINES
+    engines = [e for e in ENGINES if e.key in engine_keys and any(s.takes(e) for s in plan)]
     with_peers = any(e.peer for e in engines)
     if with_peers and not args.python.exists():
         raise SystemExit(
@@ -662,12 +826,24 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
 
-    cells = run_plan(plan, engines, Runner(timeout, args.python), args.slow)
+    runner = Runner(timeout, args.python)
+    cells = run_plan([s for s in plan if s.letter != "f"], engines, runner, args.slow)
+    skipped: dict[str, str] = {}
+    if f_plan := [s for s in plan if s.letter == "f"]:
+        cells |= run_f(f_plan, engines, runner, args.slow, info, skipped)
+        plan = [s for s in plan if s.letter != "f" or s.key in cells]
     summary = summarise(plan, cells)
+    for sc in (summary[s.key] for s in plan if s.letter == "f"):
+        sc["notes"].append(info["postgresql"]["note"])
     targets = check_targets(summary)
-    lines = report(summary, targets)
+    lines = report(summary, targets, skipped=skipped)
     took = time.perf_counter() - started
+    info["load_average_end"] = os.getloadavg()[0]
     lines.append(f"the whole benchmark took {took / 60:.1f} min")
+    lines.append(
+        f"load average (1 min) at the start {info['load_average_start']:.2f}, at the end "
+        f"{info['load_average_end']:.2f}, on {info['cpus']} cores"
+    )
     if source_digest() != info["conveyor_sources"]:
         info["conveyor_changed"] = f"Conveyor's sources changed during the run (now at {git_revision()})"
         lines.append(f"warning: {info['conveyor_changed']}: its figures mix versions")
@@ -680,7 +856,7 @@ def main(argv: list[str] | None = None) -> int:
         "timeout_seconds": timeout,
         "scenarios": summary,
         "targets": targets,
-        "skipped": {"f": "needs the HA issue"},
+        "skipped": skipped,
         "seconds": took,
         "report": lines,
     }
@@ -688,10 +864,14 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(result, indent=2) + "\n"
     (args.out / f"bench-{stamp}.json").write_text(text)
     (args.out / "latest.json").write_text(text)
-    (args.out / "latest.md").write_text("\n".join(report(summary, targets, markdown=True)).strip() + "\n")
-    chart(summary, engines, args.out / "bench.png", chart_title(info))
+    md = report(summary, targets, markdown=True, skipped=skipped)
+    (args.out / "latest.md").write_text("\n".join(md).strip() + "\n")
+    drawn = chart(summary, engines, args.out / "bench.png", chart_title(info))
     print("\n".join(lines))
-    print(f"\nwritten: {args.out / f'bench-{stamp}.json'}, latest.json, latest.md (tables), bench.png")
+    print(
+        f"\nwritten: {args.out / f'bench-{stamp}.json'}, latest.json, latest.md (tables)"
+        + (", bench.png" if drawn else " (no chart: nothing to draw)")
+    )
     return 0
 
 

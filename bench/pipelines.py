@@ -1,6 +1,9 @@
-"""The benchmark's pipelines: no-op tasks, so only Conveyor's own overhead is measured."""
+"""The benchmark's pipelines: no-op tasks, so only Conveyor's own overhead is measured (except
+``components`` in scenario f, whose tasks can sleep or spin)."""
 
 from __future__ import annotations
+
+import time
 
 from conveyor import output, pipeline, task
 
@@ -54,3 +57,26 @@ def idempotent(n: int = FANOUT) -> None:
     """``n`` independent tasks with a target each; once they exist, a re-run has nothing to do."""
     for i in range(n):
         touch(i=i)
+
+
+@task
+def work(i: int, sleep: float = 0.0, spin: float = 0.0) -> None:
+    """Some work, or none: sleep ``sleep`` seconds (a wait, no CPU), then busy-loop ``spin`` seconds."""
+    if sleep:
+        time.sleep(sleep)
+    end = time.perf_counter() + spin
+    while time.perf_counter() < end:
+        pass
+
+
+@task
+def gather(g: int) -> None:
+    """Do nothing, after component ``g``'s tasks."""
+
+
+@pipeline
+def components(n: int = FANOUT, k: int = 8, sleep: float = 0.0, spin: float = 0.0) -> None:
+    """``k`` independent components (a scheduler's partitions): ``n // k`` tasks each, then a join."""
+    per = n // k
+    for g in range(k):
+        gather(g=g, after=[work(i=g * per + j, sleep=sleep, spin=spin) for j in range(per)])
