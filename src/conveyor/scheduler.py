@@ -26,12 +26,16 @@ from conveyor import params as P
 from conveyor.driver import Lease, RunDriver, RunResult, owner_name
 from conveyor.engine import default_workers, fit_capacity
 from conveyor.errors import ConveyorError, StaleEpochError, StoreError
+from conveyor.graph import Graph
 from conveyor.loader import load_pipeline
 from conveyor.store import Store
 from conveyor.store.leases import Claim
-from conveyor.store.records import SchedulerRecord
+from conveyor.store.records import RunRecord, SchedulerRecord
 
 log = logging.getLogger("conveyor.scheduler")
+
+#: Graphs of this many runs are kept for their next partitions.
+GRAPHS_KEPT = 8
 
 #: ``conveyor schedulers`` lists stopped and dead schedulers this long (seconds), then forgets them.
 FORGET_AFTER = 24 * 3600.0
@@ -66,6 +70,7 @@ class Scheduler:
         self._stopping = 0
         self._last_beat = 0.0
         self._outage: float | None = None  # since when the store has not answered
+        self._graphs: dict[str, Graph] = {}
 
     # -- the loop -----------------------------------------------------------------------------
     def serve(self, *, until_idle: bool = False) -> None:
@@ -116,8 +121,7 @@ class Scheduler:
         )
         try:
             with _workdir(run.workdir):
-                pipe = load_pipeline(run.target)
-                graph = pipe.build(P.from_json(pipe.params, run.params))
+                graph = self._graph(run)
                 capacity = fit_capacity(graph, self.workers, None)
                 driver = self.driving = RunDriver(
                     self.store,
@@ -161,6 +165,17 @@ class Scheduler:
             ", ".join(f"{n} {k}" for k, n in sorted(result.counts.items()) if n),
         )
         return result
+
+    def _graph(self, run: RunRecord) -> Graph:
+        """The run's graph, built once per scheduler: each of its partitions needs it."""
+        graph = self._graphs.get(run.id)
+        if graph is None:
+            pipe = load_pipeline(run.target)
+            graph = pipe.build(P.from_json(pipe.params, run.params))
+            while len(self._graphs) >= GRAPHS_KEPT:
+                self._graphs.pop(next(iter(self._graphs)))
+            self._graphs[run.id] = graph
+        return graph
 
     # -- plumbing -------------------------------------------------------------------------------
     def _store_call(self, call: Callable[[], Any]) -> Any:

@@ -3,10 +3,15 @@ on SQLite and on a real PostgreSQL server."""
 
 from __future__ import annotations
 
+import threading
+import uuid
+from typing import Any
+
 import pytest
+import sqlalchemy as sa
 
 from conveyor.errors import StaleEpochError, StoreError
-from conveyor.store import Batch, InstanceRecord, RunRecord, Store
+from conveyor.store import Batch, InstanceRecord, RunRecord, Store, open_store
 from conveyor.store.records import AttemptRecord, PartitionRecord, SchedulerRecord
 
 RUN = "20261122-000000-cccccc"
@@ -190,3 +195,45 @@ def test_a_silent_attempt_is_declared_lost_unless_its_runner_recorded_first(stor
     assert store.record_attempt("20261122-000009-dddddd", "i0", 1, "succeeded", ended_at=3, result="r")
     assert not store.declare_lost("20261122-000009-dddddd", "i0", 1, now=9, reason="silent")
     assert store.instances("20261122-000009-dddddd")[0].state == "succeeded"
+
+
+def test_a_claimer_passes_over_a_row_another_claimer_holds(postgres: Any) -> None:
+    # PostgreSQL only: on SQLite one writer at a time, claims never overlap.
+    url = postgres.create_database(f"t_{uuid.uuid4().hex[:12]}")
+    store, other = open_store(url), open_store(url)
+    submitted(store, [[], []])
+    engine = store.engine  # type: ignore[attr-defined]
+    with engine.connect() as held:  # another scheduler, in the middle of claiming partition 0
+        held.execute(sa.text("SELECT 1 FROM partitions WHERE number = 0 FOR UPDATE"))
+        claim = other.claim("b", 10, now=100)
+        assert claim is not None and claim.partition.number == 1
+        held.rollback()
+    claim = store.claim("a", 10, now=100)
+    assert claim is not None and claim.partition.number == 0
+    other.close()
+    store.close()
+
+
+def test_two_schedulers_claiming_at_once_each_get_a_partition(postgres: Any) -> None:
+    url = postgres.create_database(f"t_{uuid.uuid4().hex[:12]}")
+    stores = [open_store(url), open_store(url)]
+    for n in range(20):
+        submitted(stores[0], [[], []], created=float(n), run_id=f"20261122-000000-{n:06d}")
+    barrier = threading.Barrier(2)
+    got: list[list[tuple[str, int] | None]] = [[], []]
+
+    def claimer(k: int) -> None:
+        for _ in range(20):
+            barrier.wait()
+            claim = stores[k].claim(f"s{k}", 60, now=100)
+            got[k].append(None if claim is None else (claim.run.id, claim.partition.number))
+
+    threads = [threading.Thread(target=claimer, args=(k,)) for k in (0, 1)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert None not in got[0] + got[1]  # neither came away empty while work was there
+    assert len(set(got[0] + got[1])) == 40  # and never the same partition twice
+    for s in stores:
+        s.close()

@@ -100,13 +100,21 @@ class Leases:
             .order_by(r.c.created_at, p.c.number)
             .limit(32)
         )
-        if self.dialect == "postgresql":  # claimers skip each other's rows instead of queueing
-            candidates = candidates.with_for_update(skip_locked=True, of=p)
+        skip_locked = self.dialect == "postgresql"
+        if skip_locked:
             self._fence_off_stalled(now, ttl)
         with self._tx() as conn:
             rows = [_partition(row) for row in conn.execute(candidates).mappings()]
             done: dict[str, set[int]] = {}
             for part in rows:
+                if skip_locked:  # lock this one row, or pass it by if another claimer holds it
+                    mine = conn.execute(
+                        sa.select(p.c.number)
+                        .where(p.c.run_id == part.run_id, p.c.number == part.number, p.c.epoch == part.epoch)
+                        .with_for_update(skip_locked=True)
+                    ).first()
+                    if mine is None:
+                        continue
                 if part.needs:
                     if part.run_id not in done:
                         done[part.run_id] = set(
