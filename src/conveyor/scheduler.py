@@ -144,6 +144,14 @@ class Scheduler:
         except StaleEpochError as exc:
             log.warning("%s", exc)
             return None
+        except StoreError as exc:  # the store went away outside a retried write
+            log.warning(
+                "run %s partition %d: %s; its lease will expire and a scheduler claim it again",
+                run.id,
+                part.number,
+                exc,
+            )
+            return None
         except ConveyorError as exc:  # the pipeline no longer loads, a task cannot fit, ...
             error = str(exc)
             log.error("run %s partition %d failed: %s", run.id, part.number, error)
