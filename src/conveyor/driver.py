@@ -210,7 +210,11 @@ class RunDriver:
             for n in self.graph
             if own is None or n.id in own
         ]
-        recorder = Recorder(store.url, lease.heartbeat) if lease else None
+        recorder = (
+            Recorder(store.url, (run.id, part.number, part.epoch), lease.heartbeat)
+            if lease and part
+            else None
+        )
         executor = LocalExecutor(self.capacity.cpu, str(self.log_dir), recorder=recorder)
         machine = self.machine = RunMachine(specs, self.capacity, prior, prefetch=executor.prefetch)
         now = time.time()

@@ -369,22 +369,33 @@ def pack(job: Job, seq: int, *, inherited: bool = False) -> tuple[Any, ...]:
 
 
 class Recorder:
-    """In a scheduler's worker: the runner records each attempt's start and end in the store
-    itself, so that a result outlives the scheduler that launched the attempt, and beats while
-    an attempt runs, so that a scheduler taking over can tell a running attempt from a lost one.
+    """In a scheduler's worker: the runner records each attempt's end in the store itself, so
+    that a result outlives the scheduler that launched the attempt, and beats while an attempt
+    runs, so that a scheduler taking over can tell a running attempt from a lost one.
 
-    Each write is conditional on the attempt still being current (see ``Leases``). A store that
-    does not answer is retried with backoff for ``patience`` seconds; then the attempt goes on
-    (or its end goes to the scheduler only, which records it in its own commit).
+    Before an attempt starts, the runner checks that its scheduler still holds the partition's
+    lease (``lease``: run, partition, epoch): only a takeover makes an attempt stale, and none
+    can happen before the lease expires. The answer is kept until shortly before that expiry,
+    so a busy worker reads the lease about once a second, not once per attempt. The end is
+    written only if the attempt is still current (see ``Leases``). A store that does not answer
+    is retried with backoff for ``patience`` seconds; then the attempt goes on (or its end goes
+    to the scheduler only, which records it in its own commit).
     """
 
-    def __init__(self, url: str, interval: float = 1.0, patience: float = 120.0) -> None:
+    #: Trust a lease until this long (seconds) before its recorded expiry: clocks may differ.
+    MARGIN = 0.5
+
+    def __init__(
+        self, url: str, lease: tuple[str, int, int], interval: float = 1.0, patience: float = 120.0
+    ) -> None:
         self.url = url
+        self.lease = lease
         self.interval = interval
         self.patience = patience
         self.current: tuple[str, str, int] | None = None
         self._store: Any = None
         self._thread: Any = None
+        self._valid_until = 0.0
 
     def _db(self) -> Any:
         if self._store is None:
@@ -414,9 +425,17 @@ class Recorder:
         """False if the attempt is no longer current: another scheduler declared it lost."""
         self._start_beating()
         key = (job.run_id, job.instance, job.attempt)
-        alive = self._retrying("the attempt's start", lambda db: db.attempt_alive(*key, time.time()))
-        if alive is False:
-            return False
+        now = time.time()
+        if now >= self._valid_until:
+            run_id, number, epoch = self.lease
+            found = self._retrying("checking the lease", lambda db: db.lease_of(run_id, number))
+            held = found is not None and found[0] == epoch and found[2] == "open" and found[1]
+            if held and found is not None and found[1] - self.MARGIN > now:
+                self._valid_until = found[1] - self.MARGIN
+            else:  # the lease is near its end, or was taken over: ask about this attempt itself
+                alive = self._retrying("the attempt's start", lambda db: db.attempt_alive(*key, now))
+                if alive is False:
+                    return False
         self.current = key
         return True
 

@@ -240,6 +240,17 @@ class Leases:
             )
             return final
 
+    def lease_of(self, run_id: str, number: int) -> tuple[int, float | None, str] | None:
+        """The partition's epoch, lease expiry and state (a runner checks its scheduler's lease)."""
+        p = t.partitions
+        with self._tx() as conn:
+            row = conn.execute(
+                sa.select(p.c.epoch, p.c.lease_expires, p.c.state).where(
+                    p.c.run_id == run_id, p.c.number == number
+                )
+            ).first()
+        return None if row is None else (int(row[0]), row[1], str(row[2]))
+
     def release_partition(self, run_id: str, number: int, epoch: int) -> None:
         """Give the lease up (the scheduler is stopping): another scheduler may claim it now."""
         p = t.partitions
