@@ -16,6 +16,7 @@ what to do.
     │   └── StaleEpochError    a write carried an epoch that is no longer the lease's (fencing)
     ├── RunNotFound            no run with the given id
     ├── RunBusy                another live process drives the run
+    ├── NameInUse              another live scheduler has registered under this name
     ├── TargetError            a target template or a target write is wrong
     └── TransitionError        the scheduling core was asked for an illegal state change (a bug)
 """
@@ -74,6 +75,10 @@ class RunNotFound(ConveyorError):
 
 class RunBusy(ConveyorError):
     """Another live process is driving this run."""
+
+
+class NameInUse(ConveyorError):
+    """Another live scheduler uses this name."""
 
 
 class TargetError(ConveyorError):

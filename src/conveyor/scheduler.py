@@ -25,7 +25,7 @@ from typing import Any
 from conveyor import params as P
 from conveyor.driver import Lease, RunDriver, RunResult, owner_name
 from conveyor.engine import default_workers, fit_capacity
-from conveyor.errors import ConveyorError, StaleEpochError, StoreError
+from conveyor.errors import ConveyorError, ParameterError, StaleEpochError, StoreError
 from conveyor.graph import Graph
 from conveyor.loader import load_pipeline
 from conveyor.store import Store
@@ -55,9 +55,9 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.ttl <= 0 or self.poll <= 0 or self.heartbeat <= 0:
-            raise ConveyorError("scheduler settings: --lease, --poll and --heartbeat must be positive")
+            raise ParameterError("scheduler settings: --lease, --poll and --heartbeat must be positive")
         if self.lost_after <= self.heartbeat:
-            raise ConveyorError("scheduler settings: --lost-after must be longer than --heartbeat")
+            raise ParameterError("scheduler settings: --lost-after must be longer than --heartbeat")
 
 
 class Scheduler:

@@ -87,6 +87,8 @@ def test_submit_wait_follows_the_run_and_retry_resubmits_it(project: Project) ->
         assert _lines(project) == list(range(12))  # the succeeded tasks did not run again
         live = json.loads(project.cli("schedulers", "--json", check=True).stdout)
         assert [(s["name"], s["state"]) for s in live] == [("daemon", "running")]
+        twin = project.cli("scheduler", "--name", "daemon")
+        assert twin.returncode == 2 and "a scheduler named 'daemon' is running" in twin.stderr
     finally:
         sched.send_signal(signal.SIGTERM)
         _, err = sched.communicate(timeout=30)

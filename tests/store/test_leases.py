@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from conveyor.errors import StaleEpochError, StoreError
+from conveyor.errors import NameInUse, StaleEpochError
 from conveyor.store import Batch, InstanceRecord, RunRecord, Store, open_store
 from conveyor.store.records import AttemptRecord, PartitionRecord, SchedulerRecord
 
@@ -158,7 +158,7 @@ def test_a_superseded_attempt_cannot_record_its_end(store: Store) -> None:
 def test_the_scheduler_registry(store: Store) -> None:
     submitted(store, [[], []])
     store.register_scheduler(SchedulerRecord("s1", "host", 11, 100.0, 100.0, "running", 2), stale_after=6)
-    with pytest.raises(StoreError, match="a scheduler named 's1' is running"):
+    with pytest.raises(NameInUse, match="a scheduler named 's1' is running"):
         store.register_scheduler(SchedulerRecord("s1", "host", 12, 101.0, 101.0, "running", 2), stale_after=6)
     store.register_scheduler(SchedulerRecord("s2", "host", 13, 100.0, 100.0, "running", 2), stale_after=6)
     assert store.claim("s1", 10, now=100) is not None

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from conveyor.errors import StaleEpochError, StoreError
+from conveyor.errors import NameInUse, StaleEpochError, StoreError
 from conveyor.store import schema as t
 from conveyor.store.records import PartitionRecord, RunRecord, SchedulerRecord
 from conveyor.store.rows import run_record
@@ -412,7 +412,7 @@ class Leases:
             old = conn.execute(sa.select(s).where(s.c.name == rec.name)).mappings().first()
             if old is not None:
                 if old["state"] == "running" and old["heartbeat"] > rec.started_at - stale_after:
-                    raise StoreError(
+                    raise NameInUse(
                         f"a scheduler named {rec.name!r} is running ({old['host']}, pid {old['pid']}); "
                         "give this one another --name"
                     )
