@@ -355,6 +355,8 @@ class RunDriver:
                 raise
             except StoreError as exc:
                 assert self.lease is not None
+                if self._stop:
+                    raise  # stopping: the lease will expire, another scheduler takes over
                 since = since or time.time()
                 self.lease.say(f"store unreachable ({exc}); retrying in {delay:.2f}s")
                 time.sleep(delay)

@@ -146,7 +146,7 @@ class Scheduler:
             return None
         except StoreError as exc:  # the store went away outside a retried write
             log.warning(
-                "run %s partition %d: %s; its lease will expire and a scheduler claim it again",
+                "run %s partition %d: %s; its lease will expire and a scheduler will claim it again",
                 run.id,
                 part.number,
                 exc,
@@ -159,8 +159,8 @@ class Scheduler:
                 self._store_call(
                     lambda: self.store.end_partition(run.id, part.number, part.epoch, "failed", error)
                 )
-            except StaleEpochError:
-                pass
+            except StoreError:
+                pass  # taken over meanwhile, or stopping: its lease expires
             return None
         finally:
             self.driving = None
@@ -187,13 +187,14 @@ class Scheduler:
 
     # -- plumbing -------------------------------------------------------------------------------
     def _store_call(self, call: Callable[[], Any]) -> Any:
-        """Call the store; while it does not answer, log once and retry with backoff."""
+        """Call the store; while it does not answer, log it and retry with backoff (not while
+        stopping: a scheduler asked to stop does not wait for the store)."""
         delay = 0.25
         while True:
             try:
                 out = call()
             except StoreError as exc:
-                if self._stopping > 1:
+                if self._stopping or isinstance(exc, StaleEpochError):
                     raise
                 if self._outage is None:
                     self._outage = time.time()
