@@ -30,6 +30,10 @@ from conveyor.store.rows import run_record
 if TYPE_CHECKING:
     from conveyor.store.statements import Statement
 
+#: Open partitions a claim looks at, oldest run first: enough that partitions waiting for
+#: others (a long chain cut into slices) do not hide the claimable ones of later runs.
+CANDIDATES = 1000
+
 #: Partition states that let nothing downstream of them run.
 _STUCK = ("failed", "blocked", "cancelled")
 
@@ -98,7 +102,7 @@ class Leases:
             .join(r, r.c.id == p.c.run_id)
             .where(p.c.state == "open", free)
             .order_by(r.c.created_at, p.c.number)
-            .limit(32)
+            .limit(CANDIDATES)
         )
         skip_locked = self.dialect == "postgresql"
         if skip_locked:
