@@ -145,7 +145,27 @@ def submit(
     """Record a new run for the schedulers (``conveyor scheduler``) to drive, its graph split
     into partitions that several schedulers can lease at once. Nothing runs here."""
     pipe = load_pipeline(target)
-    ref = canonical_target(target, pipe.name)
+    run, instances, partitions = submission(
+        pipe, canonical_target(target, pipe.name), params, from_text=from_text, partition_size=partition_size
+    )
+    (store or open_store(db)).create_run(run, instances, partitions)
+    return run
+
+
+Submission = tuple[RunRecord, list[InstanceRecord], list[PartitionRecord]]
+
+
+def submission(
+    pipe: PipelineDef,
+    ref: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    from_text: bool = False,
+    partition_size: int = BOUND,
+    workdir: str | None = None,
+) -> Submission:
+    """A new submitted run of ``pipe`` (loadable as ``ref``) as records: the run, its instances
+    and its partitions, ready for the store."""
     bound = pipe.bind(params or {}, from_text=from_text)
     graph = pipe.build(bound)
     pjson = P.to_json(pipe.params, bound)
@@ -159,7 +179,7 @@ def submit(
         key=run_key(ref, {"params": pjson, "instances": sorted(graph.nodes), "submitted": True}),
         state="pending",
         created_at=time.time(),
-        workdir=os.getcwd(),
+        workdir=workdir or os.getcwd(),
         total=len(graph),
         partitions=len(parts),
     )
@@ -172,9 +192,7 @@ def submit(
         )
         for k, ids in enumerate(parts)
     ]
-    store = store or open_store(db)
-    store.create_run(run, instance_records(run.id, graph, partition_of=number), records)
-    return run
+    return run, instance_records(run.id, graph, partition_of=number), records
 
 
 def fit_capacity(graph: Graph, workers: int | None, resources: Mapping[str, int] | None) -> Capacity:

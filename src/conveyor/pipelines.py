@@ -11,7 +11,11 @@ from typing import Any
 from conveyor import params as P
 from conveyor.errors import ConveyorError, DefinitionError, GraphError
 from conveyor.graph import Builder, Graph, current_builder
+from conveyor.schedules import Schedule
 from conveyor.tasks import _check_name
+
+#: The parameter through which a scheduled run receives its logical time.
+LOGICAL_DATE = "logical_date"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -22,6 +26,12 @@ class PipelineDef:
     fn: Callable[..., Any]
     params: tuple[P.Param, ...]
     description: str = ""
+    schedule: Schedule | None = None  # fired by scheduler daemons (see ``schedules``)
+
+    @property
+    def takes_logical_date(self) -> bool:
+        """Does each scheduled run get its logical time as the parameter ``logical_date``?"""
+        return any(p.name == LOGICAL_DATE for p in self.params)
 
     def __repr__(self) -> str:
         return f"<pipeline {self.name}>"
@@ -56,13 +66,33 @@ class PipelineDef:
         return self.build(kwargs)
 
 
-def pipeline(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
-    """Make a function a pipeline. Use bare (``@pipeline``) or with options."""
+def pipeline(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    schedule: str | None = None,
+    timezone: str = "UTC",
+    catchup: bool = False,
+) -> Any:
+    """Make a function a pipeline. Use bare (``@pipeline``) or with options.
+
+    ``schedule``: a cron expression (in ``timezone``) on which scheduler daemons start a run;
+    each scheduled run gets its logical time as the parameter ``logical_date`` (a ``date`` or
+    ``datetime``) if the pipeline has one. ``catchup``: after downtime, run every missed tick
+    (at most ``schedules.MAX_CATCHUP``), not only the latest.
+    """
 
     def wrap(f: Callable[..., Any]) -> PipelineDef:
         pname = name or f.__name__
         _check_name(pname, f"pipeline {pname}")
         params = P.params_of(f, f"pipeline {pname}")
+        sched = None if schedule is None else Schedule.parse(schedule, timezone, catchup, f"pipeline {pname}")
+        for p in params:
+            if p.name == LOGICAL_DATE and p.type.name not in ("date", "datetime"):
+                raise DefinitionError(
+                    f"pipeline {pname}: parameter {LOGICAL_DATE!r} receives a scheduled run's logical "
+                    f"time; declare it as date or datetime, not {p.type.name}"
+                )
         for p in params:
             if not p.type.literal:
                 raise DefinitionError(
@@ -71,6 +101,6 @@ def pipeline(fn: Callable[..., Any] | None = None, *, name: str | None = None) -
                     "an Enum or a list of these"
                 )
         doc = (f.__doc__ or "").strip().splitlines()
-        return PipelineDef(pname, f, params, doc[0] if doc else "")
+        return PipelineDef(pname, f, params, doc[0] if doc else "", sched)
 
     return wrap(fn) if fn is not None else wrap

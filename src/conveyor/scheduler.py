@@ -24,10 +24,13 @@ from typing import Any
 
 from conveyor import params as P
 from conveyor.driver import Lease, RunDriver, RunResult, owner_name
-from conveyor.engine import default_workers, fit_capacity
+from conveyor.engine import Submission, default_workers, fit_capacity, submission
 from conveyor.errors import ConveyorError, ParameterError, StaleEpochError, StoreError
 from conveyor.graph import Graph
 from conveyor.loader import load_pipeline
+from conveyor.pipelines import LOGICAL_DATE
+from conveyor.project import Entry, Project
+from conveyor.schedules import Schedule, logical
 from conveyor.store import Store
 from conveyor.store.leases import Claim
 from conveyor.store.records import RunRecord, SchedulerRecord
@@ -61,8 +64,15 @@ class Settings:
 
 
 class Scheduler:
-    def __init__(self, store: Store, settings: Settings | None = None) -> None:
+    def __init__(
+        self, store: Store, settings: Settings | None = None, project: Project | None = None
+    ) -> None:
+        """``project``: its pipelines with a ``schedule`` are fired by this scheduler (and any
+        other one given the same project: each tick starts exactly one run)."""
         self.store = store
+        self.project = project
+        self.scheduled = [e for e in project.pipelines() if e.pipeline.schedule] if project else []
+        self._last_fire = 0.0
         self.settings = s = settings or Settings()
         self.name = s.name or owner_name()
         self.workers = s.workers or default_workers()
@@ -81,8 +91,12 @@ class Scheduler:
         self._store_call(lambda: self.store.register_scheduler(rec, stale_after=self.settings.ttl * 3))
         self._store_call(lambda: self.store.forget_schedulers(before=now - FORGET_AFTER))
         log.info("scheduler %s started: %d workers, store %s", self.name, self.workers, _safe(self.store.url))
+        for e in self.scheduled:
+            assert e.pipeline.schedule is not None
+            log.info("schedule: %s %s", e.pipeline.name, e.pipeline.schedule.describe())
         try:
             while not self._stopping:
+                self.turn(time.time())
                 claim = self._store_call(lambda: self.store.claim(self.name, self.settings.ttl))
                 if claim is None:
                     if until_idle:
@@ -112,6 +126,53 @@ class Scheduler:
             except StoreError:
                 pass  # the driver's commit or the next claim reports the outage
 
+    def turn(self, now: float) -> None:
+        """Between claims, and on every turn of a driver's loop: beat, and fire due schedules."""
+        self.beat(now)
+        if self.scheduled and now - self._last_fire >= self.settings.poll:
+            self._last_fire = now
+            try:
+                self.fire_schedules(now)
+            except StoreError as exc:
+                log.warning("schedules not fired: store unreachable (%s)", exc)
+
+    def fire_schedules(self, now: float) -> list[RunRecord]:
+        """Start a run for every due tick of the project's schedules; exactly once per tick
+        across schedulers (the store moves each schedule's cursor once). Returns the runs."""
+        assert self.project is not None
+        created: list[RunRecord] = []
+        for entry in self.scheduled:
+            sched = entry.pipeline.schedule
+            assert sched is not None
+            last = self.store.schedule_cursor(entry.target, now)
+            ticks = sched.due(last, now)
+            if not ticks:
+                continue
+            runs: list[Submission] = []
+            with _workdir(str(self.project.root)):
+                for tick in ticks:
+                    try:
+                        runs.append(self._scheduled_run(entry, tick))
+                    except ConveyorError as exc:
+                        log.error(
+                            "schedule %s: no run for %s: %s", entry.pipeline.name, _at(tick, sched), exc
+                        )
+            if self.store.fire(entry.target, last, ticks[-1], runs):
+                for run, _, _ in runs:
+                    log.info("schedule %s: run %s for %s", entry.pipeline.name, run.id, run.params)
+                created += [run for run, _, _ in runs]
+        return created
+
+    def _scheduled_run(self, entry: Entry, tick: float) -> Submission:
+        pipe, sched = entry.pipeline, entry.pipeline.schedule
+        assert sched is not None and self.project is not None
+        params: dict[str, Any] = {}
+        if pipe.takes_logical_date:
+            when = logical(tick, sched.timezone).replace(tzinfo=None)
+            kind = next(p.type.name for p in pipe.params if p.name == LOGICAL_DATE)
+            params[LOGICAL_DATE] = when.date() if kind == "date" else when
+        return submission(pipe, entry.target, params, workdir=str(self.project.root))
+
     # -- one partition --------------------------------------------------------------------------
     def drive(self, claim: Claim) -> RunResult | None:
         run, part = claim.run, claim.partition
@@ -134,7 +195,7 @@ class Scheduler:
                         ttl=self.settings.ttl,
                         heartbeat=self.settings.heartbeat,
                         lost_after=self.settings.lost_after,
-                        on_turn=self.beat,
+                        on_turn=self.turn,
                         say=lambda msg: log.warning("run %s partition %d: %s", run.id, part.number, msg),
                     ),
                 )
@@ -211,6 +272,10 @@ class Scheduler:
         end = time.monotonic() + seconds
         while not self._stopping and time.monotonic() < end:
             time.sleep(min(0.05, end - time.monotonic()))
+
+
+def _at(tick: float, sched: Schedule) -> str:
+    return logical(tick, sched.timezone).isoformat(timespec="minutes")
 
 
 def _home(workdir: str) -> Path:

@@ -145,3 +145,37 @@ def test_bad_input_to_the_scheduling_commands(project: Project) -> None:
     assert bad.returncode == 2 and "--lost-after must be longer than --heartbeat" in bad.stderr
     missing = project.cli("submit", "pipes.py:nope")
     assert missing.returncode == 2 and "nope" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_pipelines_lists_the_project_with_parameters_and_schedules(project: Project) -> None:
+    missing = project.cli("pipelines")
+    assert missing.returncode == 2 and "no conveyor.toml here or above" in missing.stderr
+    project.write(
+        "etl/nightly.py",
+        """
+        import datetime as dt
+        from conveyor import pipeline, task
+
+        @task
+        def load(day: dt.date) -> None:
+            pass
+
+        @pipeline(schedule="0 2 * * *", timezone="Europe/Berlin", catchup=True)
+        def nightly(logical_date: dt.date = dt.date(2026, 1, 1), full: bool = False):
+            \"\"\"Load yesterday's orders.\"\"\"
+            load(logical_date)
+        """,
+    )
+    project.write("pipes.py", PIPELINE)
+    project.write("conveyor.toml", '[project]\npipelines = ["etl/nightly.py", "pipes.py:wide"]\n')
+    listed = json.loads(project.cli("pipelines", "--json", check=True).stdout)
+    assert [(p["name"], p["schedule"]) for p in listed] == [
+        ("nightly", {"cron": "0 2 * * *", "timezone": "Europe/Berlin", "catchup": True}),
+        ("wide", None),
+    ]
+    assert listed[0]["params"][1] == {"name": "full", "type": "bool", "required": False, "default": False}
+    assert listed[0]["description"] == "Load yesterday's orders."
+    text = project.cli("pipelines", check=True).stdout
+    assert "0 2 * * * (Europe/Berlin, catchup)" in text and "n: int = 12" in text
+    bad = project.cli("scheduler", "--project", str(project.root / "nowhere"))
+    assert bad.returncode == 2 and "no conveyor.toml in" in bad.stderr

@@ -47,6 +47,7 @@ app.add_typer(db_app, name="db")
 app.command()(scheduling.submit)
 app.command()(scheduling.scheduler)
 app.command()(scheduling.schedulers)
+app.command()(scheduling.pipelines)
 
 
 # -- run and retry ----------------------------------------------------------------------------

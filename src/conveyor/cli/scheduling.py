@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -16,6 +17,7 @@ from conveyor import engine
 from conveyor import params as P
 from conveyor.cli.common import EXIT, DbOpt, JsonOpt, ParamOpt, WorkersOpt, console, summary, when
 from conveyor.driver import RunResult, tail
+from conveyor.errors import LoadError
 from conveyor.partitions import BOUND
 from conveyor.store import Store, open_store
 from conveyor.store.records import RunRecord
@@ -101,14 +103,28 @@ def scheduler(
     until_idle: Annotated[
         bool, typer.Option("--until-idle", help="Exit when no partition is left to claim.")
     ] = False,
+    project_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--project",
+            help="The project whose scheduled pipelines to fire (default: conveyor.toml here or above).",
+        ),
+    ] = None,
     db: DbOpt = None,
 ) -> None:
     """Run a scheduler: drive the partitions of submitted runs, taking over from dead ones."""
+    from conveyor import project
     from conveyor.scheduler import Scheduler, Settings, signals
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     settings = Settings(name or "", workers or 0, lease, poll, heartbeat, lost_after)
-    sched = Scheduler(open_store(db), settings)
+    if project_dir is None:
+        found = project.find()
+    elif (project_dir / project.FILE).is_file():
+        found = project.read(project_dir / project.FILE)
+    else:
+        raise LoadError(f"no {project.FILE} in {project_dir}; give the directory of your project")
+    sched = Scheduler(open_store(db), settings, found)
     with signals(sched):
         try:
             sched.serve(until_idle=until_idle)
@@ -198,3 +214,54 @@ def partitions_json(store: Store, run: RunRecord) -> list[dict[str, Any]]:
         }
         for p in store.partitions(run.id)
     ]
+
+
+def pipelines(as_json: JsonOpt = False) -> None:
+    """List the pipelines of this project's conveyor.toml, with their parameters and schedules."""
+    from conveyor import project
+
+    found = project.find()
+    if found is None:
+        raise LoadError(
+            f"no {project.FILE} here or above; create one listing your pipelines: "
+            '[project] pipelines = ["pipelines/sales.py"]'
+        )
+    entries = found.pipelines()
+    rows: list[dict[str, Any]] = [
+        {
+            "name": e.pipeline.name,
+            "target": e.target,
+            "description": e.pipeline.description,
+            "params": [
+                {
+                    "name": p.name,
+                    "type": p.type.name,
+                    "required": p.default is P.MISSING,
+                    "default": None if p.default is P.MISSING else p.type.to_json(p.default),
+                }
+                for p in e.pipeline.params
+            ],
+            "schedule": None
+            if e.pipeline.schedule is None
+            else {
+                "cron": e.pipeline.schedule.cron,
+                "timezone": e.pipeline.schedule.timezone,
+                "catchup": e.pipeline.schedule.catchup,
+            },
+        }
+        for e in entries
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("PIPELINE", "PARAMETERS", "SCHEDULE", "TARGET"):
+        table.add_column(col, overflow="fold")
+    for e, row in zip(entries, rows, strict=True):
+        params = ", ".join(
+            f"{p['name']}: {p['type']}" + ("" if p["required"] else f" = {json.dumps(p['default'])}")
+            for p in row["params"]
+        )
+        sched = e.pipeline.schedule.describe() if e.pipeline.schedule else "-"
+        table.add_row(escape(e.pipeline.name), escape(params or "-"), escape(sched), escape(e.target))
+    console.print(table)

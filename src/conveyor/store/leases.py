@@ -408,6 +408,25 @@ class Leases:
                 out += [AttemptStatus(*row) for row in conn.execute(q) if (row[0], row[1]) in wanted]
         return out
 
+    # -- schedules ------------------------------------------------------------------------------
+    def schedule_cursor(self, pipeline: str, now: float) -> float:
+        """The schedule's last fired tick; a schedule seen for the first time starts at ``now``
+        (its past ticks are not fired)."""
+        s = t.schedules
+        with self._tx() as conn:
+            last = conn.execute(sa.select(s.c.last_tick).where(s.c.pipeline == pipeline)).scalar()
+            if last is not None:
+                return float(last)
+        try:
+            with self._tx() as conn:
+                conn.execute(s.insert().values(pipeline=pipeline, last_tick=now))
+            return now
+        except StoreError:  # another scheduler created it at the same moment
+            with self._tx() as conn:
+                return float(
+                    conn.execute(sa.select(s.c.last_tick).where(s.c.pipeline == pipeline)).scalar_one()
+                )
+
     # -- the scheduler registry ---------------------------------------------------------------
     def register_scheduler(self, rec: SchedulerRecord, *, stale_after: float) -> None:
         """Add (or replace) a scheduler; refuse a name that a live scheduler uses."""

@@ -132,3 +132,11 @@ schedulers = Table(
     Column("state", String(16), nullable=False),  # running | stopped
     Column("workers", Integer, nullable=False, server_default="0"),
 )
+
+#: Each scheduled pipeline's cursor: the last tick fired (``schedules``), advanced exactly once.
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("pipeline", String(400), primary_key=True),  # its target: file.py:name or module:name
+    Column("last_tick", Float, nullable=False),
+)

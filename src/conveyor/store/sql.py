@@ -55,6 +55,12 @@ from conveyor.store.rows import (
 from conveyor.store.statements import Statement
 
 T = TypeVar("T")
+
+
+class _Moved(Exception):
+    """Another scheduler moved the schedule's cursor first: roll this transaction back."""
+
+
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -263,13 +269,52 @@ class SqlStore(Leases):
     ) -> None:
         """Create the run with its instances (and, submitted, its partitions) in one transaction."""
         with self._cursor() as cur:
-            ins = self._stmt("insert_run", t.runs.insert, statements.RUN_COLUMNS, statements.RUN_COLUMNS)
-            cur.execute(ins.text, ins.one(run_row(run)))
-            self._insert_instances(cur, instances, start=0)
-            if partitions:
-                self._insert_partitions(cur, partitions)
+            self._insert_run(cur, run, instances, partitions)
         if all(r.untouched for r in instances):  # the driver reads them back at once: see instances()
             self._created[run.id] = list(instances)
+
+    def _insert_run(
+        self,
+        cur: Any,
+        run: RunRecord,
+        instances: Sequence[InstanceRecord],
+        partitions: Sequence[PartitionRecord],
+    ) -> None:
+        ins = self._stmt("insert_run", t.runs.insert, statements.RUN_COLUMNS, statements.RUN_COLUMNS)
+        cur.execute(ins.text, ins.one(run_row(run)))
+        self._insert_instances(cur, instances, start=0)
+        if partitions:
+            self._insert_partitions(cur, partitions)
+
+    def fire(
+        self,
+        pipeline: str,
+        last: float,
+        tick: float,
+        runs: Sequence[tuple[RunRecord, Sequence[InstanceRecord], Sequence[PartitionRecord]]],
+    ) -> bool:
+        """Move the schedule's cursor from ``last`` to ``tick`` and create its runs, in one
+        transaction; False (nothing written) if another scheduler moved it first."""
+        s = t.schedules
+        move = self._stmt(
+            "move_cursor",
+            lambda: (
+                s.update()
+                .where(s.c.pipeline == sa.bindparam("k_pipeline"), s.c.last_tick == sa.bindparam("k_last"))
+                .values(last_tick=sa.bindparam("v_tick"))
+            ),
+            ("tick", "pipeline", "last"),
+        )
+        try:
+            with self._cursor() as cur:
+                cur.execute(move.text, move.one((tick, pipeline, last)))
+                if cur.rowcount != 1:
+                    raise _Moved()
+                for run, instances, partitions in runs:
+                    self._insert_run(cur, run, instances, partitions)
+        except _Moved:
+            return False
+        return True
 
     def add_instances(self, run_id: str, instances: Sequence[InstanceRecord]) -> None:
         """Add instances to an existing run (its pipeline's graph grew since it started)."""

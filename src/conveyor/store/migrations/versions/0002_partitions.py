@@ -1,5 +1,5 @@
 """Several schedulers: partitions of a run's graph with their leases, the scheduler registry,
-attempts' heartbeats.
+attempts' heartbeats, schedules' cursors.
 
 Revision ID: 0002
 Revises: 0001
@@ -52,8 +52,15 @@ def upgrade() -> None:
         sa.Column("workers", sa.Integer, nullable=False, server_default="0"),
     )
 
+    op.create_table(
+        "schedules",
+        sa.Column("pipeline", sa.String(400), primary_key=True),
+        sa.Column("last_tick", sa.Float, nullable=False),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("schedules")
     op.drop_table("schedulers")
     op.drop_table("partitions")
     with op.batch_alter_table("attempts") as batch:

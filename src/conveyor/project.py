@@ -1,0 +1,74 @@
+"""A project: the directory with a ``conveyor.toml`` that lists where its pipelines are.
+
+    # conveyor.toml
+    [project]
+    pipelines = ["pipelines/sales.py", "mypackage.reports", "etl.py:nightly"]
+
+Each entry is a file or module (every pipeline it defines) or ``TARGET:NAME`` (that one). Paths
+are relative to the project's directory.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from conveyor.errors import LoadError
+from conveyor.loader import load_module, load_pipeline, split_target
+from conveyor.pipelines import PipelineDef
+
+FILE = "conveyor.toml"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    target: str  # how to load it again: absolute file path or module, and :name
+    pipeline: PipelineDef
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    root: Path
+    sources: tuple[str, ...]
+
+    def pipelines(self) -> list[Entry]:
+        """Every pipeline the project lists, loaded (an entry that fails to load raises)."""
+        out: list[Entry] = []
+        for source in self.sources:
+            where, name = split_target(source)
+            path = self.root / where
+            where = str(path.resolve()) if where.endswith(".py") or "/" in where else where
+            if name is not None:
+                pipe = load_pipeline(f"{where}:{name}")
+                out.append(Entry(f"{where}:{pipe.name}", pipe))
+                continue
+            module = load_module(where)
+            found = [v for v in vars(module).values() if isinstance(v, PipelineDef)]
+            if not found:
+                raise LoadError(f"{FILE}: {source} defines no pipeline")
+            out += [Entry(f"{where}:{p.name}", p) for p in sorted(found, key=lambda p: p.name)]
+        return out
+
+
+def find(start: Path | None = None) -> Project | None:
+    """The project whose ``conveyor.toml`` is in ``start`` (default: the current directory) or
+    above it; None if there is none."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        path = folder / FILE
+        if path.is_file():
+            return read(path)
+    return None
+
+
+def read(path: Path) -> Project:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise LoadError(f"{path}: {exc}") from None
+    section = data.get("project", {})
+    sources = section.get("pipelines", []) if isinstance(section, dict) else None
+    if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
+        raise LoadError(f'{path}: [project] pipelines must be a list of strings, like ["pipelines/sales.py"]')
+    return Project(path.parent.resolve(), tuple(sources))
