@@ -248,8 +248,11 @@ class RunDriver:
                 if lease is not None:
                     if lease.on_turn is not None:
                         lease.on_turn(now)
-                    if adopted and now >= adopt_poll:
-                        events.extend(self._adopted(adopted, now))
+                    if now >= adopt_poll:
+                        if adopted:
+                            events.extend(self._adopted(adopted, now))
+                        if not self._cancel_requested and self._cancel_asked():
+                            self._cancel_requested = 1  # `conveyor cancel`: as a first Ctrl-C
                         adopt_poll = now + min(lease.heartbeat, 0.5)
                 if self._cancel_requested == 1 and not machine.cancelling:
                     events.append(CancelRequested(now))
@@ -366,6 +369,12 @@ class RunDriver:
                 assert self.lease is not None
                 self.lease.say(f"store reachable again after {time.time() - since:.1f}s")
             return out
+
+    def _cancel_asked(self) -> bool:
+        try:
+            return self.store.cancel_requested(self.run.id)
+        except StoreError:
+            return False  # the next commit waits for the store to come back
 
     def _adopted(self, adopted: dict[str, int], now: float) -> list[Event]:
         """Attempts another scheduler launched before it died: ended (their runner recorded the

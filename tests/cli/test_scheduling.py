@@ -179,3 +179,64 @@ def test_pipelines_lists_the_project_with_parameters_and_schedules(project: Proj
     assert "0 2 * * * (Europe/Berlin, catchup)" in text and "n: int = 12" in text
     bad = project.cli("scheduler", "--project", str(project.root / "nowhere"))
     assert bad.returncode == 2 and "no conveyor.toml in" in bad.stderr
+
+
+NAPS = """
+    import time
+    from conveyor import pipeline, task
+
+    @task
+    def nap(i: int) -> int:
+        time.sleep(0.2)
+        with open("side.txt", "a") as f:
+            f.write(f"{i}\\n")
+        return i
+
+    @pipeline
+    def naps(n: int = 20):
+        for i in range(n):
+            nap(i)
+"""
+
+
+def test_cancel_stops_a_submitted_run_and_retry_finishes_it(project: Project) -> None:
+    project.write("slow.py", NAPS)
+    run_id = project.cli("submit", "slow.py:naps", "--partition-size", "5", check=True).stdout.strip()
+    sched = project.popen("scheduler", "--name", "worker", "--workers", "1", "--poll", "0.1")
+    try:
+        deadline = time.time() + 30
+        while len(_lines(project)) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        out = project.cli("cancel", run_id, "--wait")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "cancel requested" in out.stdout
+        shown = json.loads(project.cli("show", run_id, "--json", check=True).stdout)
+        assert shown["state"] == "cancelled"
+        assert {p["state"] for p in shown["partitions"]} <= {"done", "cancelled"}
+        assert len(_lines(project)) < 20  # it stopped early
+        assert sched.poll() is None  # the scheduler goes on serving
+        again = project.cli("cancel", run_id)
+        assert again.returncode == 0 and "already ended: cancelled" in again.stdout
+        retried = project.cli("retry", run_id)
+        assert retried.returncode == 0, retried.stdout + retried.stderr
+        lines = _lines(project)
+        assert sorted(set(lines)) == list(range(20)) and len(lines) <= 21  # at most the cancelled one twice
+    finally:
+        sched.send_signal(signal.SIGTERM)
+        sched.communicate(timeout=30)
+
+
+def test_cancel_asks_the_process_driving_an_embedded_run(project: Project) -> None:
+    project.write("slow.py", NAPS)
+    proc = project.popen("run", "slow.py:naps", "--workers", "1")
+    deadline = time.time() + 30
+    while len(_lines(project)) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    [run] = json.loads(project.cli("runs", "--json", check=True).stdout)
+    out = project.cli("cancel", run["id"], "--wait")
+    assert out.returncode == 0 and f"asked process {proc.pid}" in out.stdout, out.stdout + out.stderr
+    proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert json.loads(project.cli("show", run["id"], "--json").stdout)["state"] == "cancelled"
+    ended = project.cli("cancel", run["id"])
+    assert "already ended" in ended.stdout

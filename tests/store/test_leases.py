@@ -237,3 +237,17 @@ def test_two_schedulers_claiming_at_once_each_get_a_partition(postgres: Any) -> 
     assert len(set(got[0] + got[1])) == 40  # and never the same partition twice
     for s in stores:
         s.close()
+
+
+def test_cancelling_a_submitted_run(store: Store) -> None:
+    submitted(store, [[], [], [0]])
+    assert store.claim("a", 10, now=100) is not None  # partition 0 is being driven
+    assert store.request_cancel(RUN, now=101) == "running"  # its driver has yet to stop it
+    assert [p.state for p in store.partitions(RUN)] == ["open", "cancelled", "cancelled"]
+    assert store.cancel_requested(RUN)
+    assert store.claim("b", 10, now=200) is None  # nothing of a cancelled run is claimed
+    assert store.end_partition(RUN, 0, 1, "cancelled", "cancelled") == "cancelled"
+    assert store.get_run(RUN).state == "cancelled"
+    assert store.reopen(RUN) == 3  # retry: all of it again
+    assert not store.cancel_requested(RUN) and store.get_run(RUN).state == "pending"
+    assert store.claim("b", 10, now=300) is not None

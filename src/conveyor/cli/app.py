@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,7 +33,7 @@ from conveyor.cli.common import (
     when,
 )
 from conveyor.driver import RunResult
-from conveyor.errors import ParameterError, RunNotFound
+from conveyor.errors import ParameterError, RunBusy, RunNotFound
 from conveyor.store import RunRecord, Store, open_store
 from conveyor.store.records import InstanceRecord
 
@@ -134,6 +136,43 @@ def retry(
         raise typer.Exit(0)
     result = _drive(prepared, force=False, retry=True, grace=grace)
     raise typer.Exit(EXIT[result.state])
+
+
+@app.command()
+def cancel(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="The run's id (or a unique prefix).")],
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the run until it has stopped.")] = False,
+    db: DbOpt = None,
+) -> None:
+    """Cancel a run: nothing new starts, running tasks get their grace period to stop."""
+    import signal
+
+    from conveyor.driver import owner_is_dead
+
+    store = open_store(db)
+    r = store.get_run(run_id)
+    if r.state in ("succeeded", "failed", "cancelled"):
+        console.print(f"Run {r.id} already ended: {r.state}.")
+        raise typer.Exit(0)
+    if r.partitions:  # submitted: its schedulers see the request on their next turn
+        state = store.request_cancel(r.id)
+        console.print(f"Run {r.id}: cancel requested; it is {state}.")
+        if wait and state != "cancelled":
+            scheduling.follow(store, store.get_run(r.id))
+        return
+    host, _, pid = (r.owner or "").rpartition(":")
+    if not r.owner or not pid.isdigit() or r.lease_expires is None or r.lease_expires < time.time():
+        raise RunBusy(
+            f"run {r.id} is not being driven now; nothing to cancel (resume it with conveyor retry)"
+        )
+    if host != socket.gethostname() or owner_is_dead(r.owner):
+        raise RunBusy(f"run {r.id} is driven by {r.owner}, on another machine: press Ctrl-C where it runs")
+    os.kill(int(pid), signal.SIGINT)  # as a Ctrl-C in its terminal: a graceful cancel
+    console.print(f"Run {r.id}: asked process {pid} driving it to cancel.")
+    if wait:
+        while store.get_run(r.id).state == "running" and not owner_is_dead(r.owner):
+            time.sleep(0.2)
+        console.print(f"Run {r.id} is {store.get_run(r.id).state}.")
 
 
 # -- looking at runs --------------------------------------------------------------------------

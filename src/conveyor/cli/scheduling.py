@@ -82,7 +82,7 @@ def follow(store: Store, run: RunRecord, every: float = 0.25) -> RunResult:
         r.id, r.state, r.counts, failed, (r.ended_at or time.time()) - (r.started_at or started)
     )
     summary(result, r.id)
-    if r.state != "succeeded" and r.error and not failed:
+    if r.state == "failed" and r.error and not failed:
         console.print("  " + escape(r.error))
     return result
 

@@ -100,7 +100,7 @@ class Leases:
         candidates = (
             sa.select(p)
             .join(r, r.c.id == p.c.run_id)
-            .where(p.c.state == "open", free)
+            .where(p.c.state == "open", free, r.c.cancel_requested.is_(None))
             .order_by(r.c.created_at, p.c.number)
             .limit(CANDIDATES)
         )
@@ -265,6 +265,42 @@ class Leases:
                 .values(owner=None, lease_expires=None)
             )
 
+    def request_cancel(self, run_id: str, now: float | None = None) -> str:
+        """Ask a submitted run to stop: its partitions that nobody drives end cancelled now, the
+        drivers of the others cancel their attempts (``cancel_requested``). Returns the run's
+        state afterwards."""
+        now = time.time() if now is None else now
+        p, r = t.partitions, t.runs
+        with self._tx() as conn:
+            conn.execute(
+                r.update()
+                .where(r.c.id == run_id, r.c.state.in_(("pending", "running")))
+                .values(cancel_requested=now)
+            )
+            conn.execute(
+                p.update()
+                .where(
+                    p.c.run_id == run_id,
+                    p.c.state == "open",
+                    sa.or_(p.c.owner.is_(None), p.c.lease_expires < now),
+                )
+                .values(state="cancelled", ended_at=now, error="cancelled", owner=None, lease_expires=None)
+            )
+            conn.execute(sa.select(r.c.id).where(r.c.id == run_id).with_for_update()).all()
+            states = set(conn.execute(sa.select(p.c.state).where(p.c.run_id == run_id)).scalars())
+            if states and "open" not in states:
+                conn.execute(
+                    r.update()
+                    .where(r.c.id == run_id, r.c.state.in_(("pending", "running")))
+                    .values(state="cancelled", ended_at=now, error="cancelled by conveyor cancel")
+                )
+            return str(conn.execute(sa.select(r.c.state).where(r.c.id == run_id)).scalar_one())
+
+    def cancel_requested(self, run_id: str) -> bool:
+        r = t.runs
+        with self._tx() as conn:
+            return conn.execute(sa.select(r.c.cancel_requested).where(r.c.id == run_id)).scalar() is not None
+
     def reopen(self, run_id: str) -> int:
         """Open a submitted run's failed, blocked and cancelled partitions again (``retry``);
         the schedulers pick them up. Returns how many were reopened."""
@@ -277,7 +313,9 @@ class Leases:
             ).rowcount
             if n:
                 conn.execute(
-                    r.update().where(r.c.id == run_id).values(state="pending", ended_at=None, error=None)
+                    r.update()
+                    .where(r.c.id == run_id)
+                    .values(state="pending", ended_at=None, error=None, cancel_requested=None)
                 )
             return int(n)
 

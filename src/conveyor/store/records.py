@@ -24,6 +24,7 @@ class RunRecord:
     lease_expires: float | None = None
     total: int = 0
     partitions: int = 0  # submitted to the schedulers in this many partitions; 0: driven by `run`
+    cancel_requested: float | None = None  # a submitted run asked to stop (`conveyor cancel`)
     counts: dict[str, int] = field(default_factory=dict)
 
 

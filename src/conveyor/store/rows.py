@@ -48,6 +48,7 @@ def run_row(r: RunRecord) -> tuple[Any, ...]:
         r.lease_expires,
         r.total,
         r.partitions,
+        r.cancel_requested,
     )
 
 

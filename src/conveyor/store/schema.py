@@ -38,6 +38,7 @@ runs = Table(
     Column("lease_expires", Float),
     Column("total", Integer, nullable=False, server_default="0"),
     Column("partitions", Integer, nullable=False, server_default="0"),  # >0: submitted to schedulers
+    Column("cancel_requested", Float),  # when `conveyor cancel` asked a submitted run to stop
     Index("ix_runs_key", "key"),
     Index("ix_runs_created", "created_at"),
 )

@@ -19,6 +19,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("runs", sa.Column("partitions", sa.Integer, nullable=False, server_default="0"))
+    op.add_column("runs", sa.Column("cancel_requested", sa.Float))
     op.add_column("task_instances", sa.Column("partition", sa.Integer, nullable=False, server_default="0"))
     op.create_index("ix_instances_partition", "task_instances", ["run_id", "partition"])
     op.add_column("attempts", sa.Column("heartbeat", sa.Float))
@@ -69,4 +70,5 @@ def downgrade() -> None:
     with op.batch_alter_table("task_instances") as batch:
         batch.drop_column("partition")
     with op.batch_alter_table("runs") as batch:
+        batch.drop_column("cancel_requested")
         batch.drop_column("partitions")
