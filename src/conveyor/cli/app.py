@@ -50,6 +50,7 @@ app.command()(scheduling.submit)
 app.command()(scheduling.scheduler)
 app.command()(scheduling.schedulers)
 app.command()(scheduling.pipelines)
+app.command()(scheduling.backfill)
 
 
 # -- run and retry ----------------------------------------------------------------------------
