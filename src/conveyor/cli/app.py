@@ -17,7 +17,7 @@ from rich.table import Table
 
 from conveyor import engine
 from conveyor import params as P
-from conveyor.cli import scheduling
+from conveyor.cli import project, scheduling
 from conveyor.cli.common import (
     EXIT,
     DbOpt,
@@ -49,8 +49,8 @@ app.add_typer(db_app, name="db")
 app.command()(scheduling.submit)
 app.command()(scheduling.scheduler)
 app.command()(scheduling.schedulers)
-app.command()(scheduling.pipelines)
-app.command()(scheduling.backfill)
+app.command()(project.pipelines)
+app.command()(project.backfill)
 
 
 # -- run and retry ----------------------------------------------------------------------------
