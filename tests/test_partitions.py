@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from conveyor.partitions import components, partition
+from conveyor.partitions import blocked, components, partition, run_state
 
 
 def chain(prefix: str, n: int) -> dict[str, list[str]]:
@@ -47,3 +47,19 @@ def test_every_instance_lands_in_exactly_one_bounded_partition(seed: int) -> Non
 def test_a_bound_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one instance"):
         partition(["a"], {}, bound=0)
+
+
+def test_partitions_needing_a_stuck_one_are_blocked_transitively() -> None:
+
+    parts = {0: ("failed", []), 1: ("open", [0]), 2: ("open", [1]), 3: ("open", []), 4: ("done", [0])}
+    assert blocked(parts) == [1, 2]
+    assert blocked({0: ("done", []), 1: ("open", [0])}) == []
+
+
+def test_a_run_ends_when_no_partition_is_open() -> None:
+
+    assert run_state(["done", "open"]) is None
+    assert run_state([]) is None
+    assert run_state(["done", "done"]) == "succeeded"
+    assert run_state(["done", "failed", "blocked"]) == "failed"
+    assert run_state(["failed", "cancelled"]) == "cancelled"

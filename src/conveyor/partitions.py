@@ -5,15 +5,18 @@ coordination. Small components are packed together up to ``bound`` instances; a 
 larger than ``bound`` is cut into slices of its topological order, and the dependencies that
 cross a cut resolve through the store. The result is deterministic for a given graph.
 
-Not wired in yet: the several-scheduler mode (partition leases on PostgreSQL) builds on it.
+How partitions end is decided here too (``blocked``, ``run_state``); the store only applies it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 #: The default largest partition: big enough that a scheduler's turn has work to batch.
 BOUND = 512
+
+#: Partition states that let nothing downstream of them run.
+STUCK = frozenset(("failed", "blocked", "cancelled"))
 
 
 def components(order: Sequence[str], upstream: Mapping[str, Sequence[str]]) -> list[list[str]]:
@@ -60,3 +63,26 @@ def partition(
     if packed:
         out.append(sorted(packed, key=position.__getitem__))
     return out
+
+
+def blocked(parts: Mapping[int, tuple[str, Sequence[int]]]) -> list[int]:
+    """The open partitions that need a stuck one, directly or through others: they can never
+    run. ``parts``: each partition's number -> (state, the partitions it needs)."""
+    stuck = {n for n, (state, _) in parts.items() if state in STUCK}
+    out = []
+    for n in sorted(parts):  # a partition needs only lower numbers
+        state, needs = parts[n]
+        if state == "open" and stuck.intersection(needs):
+            stuck.add(n)
+            out.append(n)
+    return out
+
+
+def run_state(states: Iterable[str]) -> str | None:
+    """A run's final state from its partitions' states; None while one is open."""
+    seen = set(states)
+    if not seen or "open" in seen:
+        return None
+    if seen == {"done"}:
+        return "succeeded"
+    return "cancelled" if "cancelled" in seen else "failed"

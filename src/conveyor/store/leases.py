@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from conveyor.errors import NameInUse, StaleEpochError, StoreError
+from conveyor.partitions import STUCK, blocked, run_state
 from conveyor.store import schema as t
 from conveyor.store.records import PartitionRecord, RunRecord, SchedulerRecord
 from conveyor.store.rows import run_record
@@ -33,9 +34,6 @@ if TYPE_CHECKING:
 #: Open partitions a claim looks at, oldest run first: enough that partitions waiting for
 #: others (a long chain cut into slices) do not hide the claimable ones of later runs.
 CANDIDATES = 1000
-
-#: Partition states that let nothing downstream of them run.
-_STUCK = ("failed", "blocked", "cancelled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,32 +211,19 @@ class Leases:
             parts = [
                 _partition(row) for row in conn.execute(sa.select(p).where(p.c.run_id == run_id)).mappings()
             ]
-            stuck = {x.number for x in parts if x.state in _STUCK}
-            blocked = []
-            for x in sorted(parts, key=lambda x: x.number):  # needs point to lower numbers
-                if x.state == "open" and stuck.intersection(x.needs):
-                    stuck.add(x.number)
-                    blocked.append(x.number)
-            if blocked:
+            stuck = blocked({x.number: (x.state, x.needs) for x in parts})
+            if stuck:
                 conn.execute(
                     p.update()
-                    .where(p.c.run_id == run_id, p.c.number.in_(blocked), p.c.state == "open")
+                    .where(p.c.run_id == run_id, p.c.number.in_(stuck), p.c.state == "open")
                     .values(state="blocked", ended_at=now, error="an upstream partition did not succeed")
                 )
-            states = {x.number: ("blocked" if x.number in blocked else x.state) for x in parts}
-            if "open" in states.values():
+            final = run_state("blocked" if x.number in stuck else x.state for x in parts)
+            if final is None:
                 return None
-            values = states.values()
-            final = (
-                "succeeded"
-                if all(s == "done" for s in values)
-                else ("cancelled" if "cancelled" in values else "failed")
-            )
             first_error = next(
                 (x.error for x in parts if x.state in ("failed", "cancelled") and x.error), None
             )
-            if state in ("failed", "cancelled") and error:
-                first_error = first_error or error
             conn.execute(
                 r.update().where(r.c.id == run_id).values(state=final, ended_at=now, error=first_error)
             )
@@ -287,12 +272,12 @@ class Leases:
                 .values(state="cancelled", ended_at=now, error="cancelled", owner=None, lease_expires=None)
             )
             conn.execute(sa.select(r.c.id).where(r.c.id == run_id).with_for_update()).all()
-            states = set(conn.execute(sa.select(p.c.state).where(p.c.run_id == run_id)).scalars())
-            if states and "open" not in states:
+            final = run_state(conn.execute(sa.select(p.c.state).where(p.c.run_id == run_id)).scalars())
+            if final is not None:
                 conn.execute(
                     r.update()
                     .where(r.c.id == run_id, r.c.state.in_(("pending", "running")))
-                    .values(state="cancelled", ended_at=now, error="cancelled by conveyor cancel")
+                    .values(state=final, ended_at=now, error="cancelled by conveyor cancel")
                 )
             return str(conn.execute(sa.select(r.c.state).where(r.c.id == run_id)).scalar_one())
 
@@ -308,7 +293,7 @@ class Leases:
         with self._tx() as conn:
             n = conn.execute(
                 p.update()
-                .where(p.c.run_id == run_id, p.c.state.in_(_STUCK))
+                .where(p.c.run_id == run_id, p.c.state.in_(STUCK))
                 .values(state="open", ended_at=None, error=None, owner=None, lease_expires=None)
             ).rowcount
             if n:
