@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection
 from conveyor.errors import NameInUse, StaleEpochError, StoreError
 from conveyor.partitions import STUCK, blocked, run_state
 from conveyor.store import schema as t
+from conveyor.store import statements
 from conveyor.store.records import PartitionRecord, RunRecord, SchedulerRecord
 from conveyor.store.rows import run_record
 
@@ -308,19 +309,9 @@ class Leases:
     def attempt_alive(self, run_id: str, instance_id: str, number: int, now: float) -> bool:
         """The runner's heartbeat (and its check before it starts): False if the attempt is no
         longer current (it was declared lost or cancelled by the scheduler that owns it now)."""
-        a = t.attempts
         beat = self._stmt(
-            "attempt_beat",
-            lambda: (
-                a.update()
-                .where(
-                    a.c.run_id == sa.bindparam("k_run_id"),
-                    a.c.instance_id == sa.bindparam("k_instance_id"),
-                    a.c.number == sa.bindparam("k_number"),
-                    a.c.state == "running",
-                )
-                .values(heartbeat=sa.bindparam("v_heartbeat"))
-            ),
+            ("current_attempt", "heartbeat"),
+            lambda: statements.current_attempt_update(("heartbeat",)),
             ("heartbeat", "run_id", "instance_id", "number"),
         )
         with self._cursor() as cur:
@@ -340,25 +331,7 @@ class Leases:
     ) -> bool:
         """The runner records its attempt's end: only if the attempt is still current, and a
         success marks the instance succeeded with its result. True if it was recorded."""
-        a, ti = t.attempts, t.task_instances
-        end = self._stmt(
-            "attempt_end",
-            lambda: (
-                a.update()
-                .where(
-                    a.c.run_id == sa.bindparam("k_run_id"),
-                    a.c.instance_id == sa.bindparam("k_instance_id"),
-                    a.c.number == sa.bindparam("k_number"),
-                    a.c.state == "running",
-                )
-                .values(
-                    state=sa.bindparam("v_state"),
-                    ended_at=sa.bindparam("v_ended_at"),
-                    error=sa.bindparam("v_error"),
-                )
-            ),
-            ("state", "ended_at", "error", "run_id", "instance_id", "number"),
-        )
+        ti = t.task_instances
         done = self._stmt(
             "instance_done",
             lambda: (
@@ -380,8 +353,7 @@ class Leases:
         )
         try:
             with self._cursor() as cur:
-                cur.execute(end.text, end.one((state, ended_at, error, run_id, instance_id, number)))
-                if cur.rowcount != 1:
+                if not self._end_current(cur, (run_id, instance_id, number), state, ended_at, error):
                     return False
                 if state == "succeeded":
                     cur.execute(done.text, done.one((result, ended_at, run_id, instance_id, number)))
@@ -391,22 +363,23 @@ class Leases:
         except _Superseded:
             return False
 
+    def _end_current(
+        self, cur: Any, key: tuple[str, str, int], state: str, ended_at: float, error: str | None
+    ) -> bool:
+        """End the attempt ``key`` (run, instance, number) if it is still running."""
+        end = self._stmt(
+            ("current_attempt", "end"),
+            lambda: statements.current_attempt_update(("state", "ended_at", "error")),
+            ("state", "ended_at", "error", "run_id", "instance_id", "number"),
+        )
+        cur.execute(end.text, end.one((state, ended_at, error, *key)))
+        return bool(cur.rowcount == 1)
+
     def declare_lost(self, run_id: str, instance_id: str, number: int, now: float, reason: str) -> bool:
         """A new owner ends an adopted attempt whose runner went silent, before deciding to run
         it again; False if the runner recorded its end first (then that end counts)."""
-        a = t.attempts
-        with self._tx() as conn:
-            lost = conn.execute(
-                a.update()
-                .where(
-                    a.c.run_id == run_id,
-                    a.c.instance_id == instance_id,
-                    a.c.number == number,
-                    a.c.state == "running",
-                )
-                .values(state="lost", ended_at=now, error=reason)
-            )
-            return bool(lost.rowcount == 1)
+        with self._cursor() as cur:
+            return self._end_current(cur, (run_id, instance_id, number), "lost", now, reason)
 
     def attempt_status(self, run_id: str, keys: Sequence[tuple[str, int]]) -> list[AttemptStatus]:
         """Attempts a new owner adopted: still running (and beating), or ended by their runner."""

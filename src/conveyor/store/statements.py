@@ -169,3 +169,9 @@ def attempt_update(cols: tuple[str, ...]) -> Any:
         )
         .values({c: sa.bindparam(f"v_{c}") for c in cols})
     )
+
+
+def current_attempt_update(cols: tuple[str, ...]) -> Any:
+    """``attempt_update`` only while the attempt is still running: the runner's writes and a
+    new owner's declaring it lost race, and the first one wins."""
+    return attempt_update(cols).where(t.attempts.c.state == "running")
