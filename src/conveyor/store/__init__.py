@@ -22,7 +22,8 @@ from conveyor.store.records import (
 )
 
 if TYPE_CHECKING:
-    from conveyor.store.leases import AttemptStatus, Claim
+    from conveyor.store.attempts import AttemptStatus
+    from conveyor.store.leases import Claim
 
 
 class Store(Protocol):

@@ -1,36 +1,29 @@
-"""The store's side of several schedulers: partition leases, the scheduler registry, and the
-results that runners write themselves.
+"""The store's leases: a run's (one ``conveyor run``) and its partitions' (several schedulers).
 
 A submitted run's graph is split into partitions (``conveyor.partitions``). A scheduler claims
 one whose lease is free or expired and whose upstream partitions are done, with the epoch
 incremented; every later write for it (``SqlStore.commit`` with ``partition=``) is fenced by
 that epoch, so a scheduler that lost its lease (it stalled past the expiry) has its writes
-refused. The runner inside an attempt records the attempt's end itself, conditioned on the
-attempt still being current, so a result survives the scheduler that launched it: the first
-completion wins, a superseded attempt's is refused.
+refused. What runners write is in ``attempts``, the schedulers' registry in ``daemons``.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Hashable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
-from conveyor.errors import NameInUse, StaleEpochError, StoreError
+from conveyor.errors import RunBusy, RunNotFound, StaleEpochError, StoreError
 from conveyor.partitions import STUCK, blocked, run_state
 from conveyor.store import schema as t
-from conveyor.store import statements
-from conveyor.store.records import PartitionRecord, RunRecord, SchedulerRecord
+from conveyor.store.connection import safe_url
+from conveyor.store.part import Part
+from conveyor.store.records import PartitionRecord, RunRecord
 from conveyor.store.rows import run_record
-
-if TYPE_CHECKING:
-    from conveyor.store.statements import Statement
 
 #: Open partitions a claim looks at, oldest run first: enough that partitions waiting for
 #: others (a long chain cut into slices) do not hide the claimable ones of later runs.
@@ -44,36 +37,72 @@ class Claim:
     takeover: bool  # the lease had expired under another owner
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptStatus:
-    """An adopted attempt as the store sees it (see ``Leases.attempt_status``)."""
+class Leases(Part):
+    """Mixed into ``SqlStore``: the leases of runs (``conveyor run``) and of partitions (the
+    schedulers): claiming, fencing, ending, cancelling, reopening."""
 
-    instance_id: str
-    number: int
-    state: str  # running | succeeded | failed | lost | cancelled
-    started_at: float
-    heartbeat: float | None
-    error: str | None
-    result: str | None
+    # -- the run's lease (conveyor run) -------------------------------------------------------
+    def acquire(
+        self,
+        run_id: str,
+        owner: str,
+        ttl: float,
+        *,
+        is_dead: Callable[[str], bool] | None = None,
+        now: float | None = None,
+    ) -> int:
+        """Take the run's lease (epoch + 1) if it is free, expired, or its owner is dead."""
+        now = time.time() if now is None else now
+        r = t.runs
+        lease = self._stmt(
+            "lease",
+            lambda: sa.select(r.c.owner, r.c.epoch, r.c.lease_expires).where(r.c.id == sa.bindparam("k_id")),
+            ("id",),
+        )
+        take = self._stmt(
+            "take",
+            lambda: (
+                r.update()
+                .where(r.c.id == sa.bindparam("k_id"), r.c.epoch == sa.bindparam("k_epoch"))
+                .values(
+                    owner=sa.bindparam("v_owner"),
+                    epoch=sa.bindparam("v_new_epoch"),
+                    lease_expires=sa.bindparam("v_lease_expires"),
+                )
+            ),
+            ("owner", "new_epoch", "lease_expires", "id", "epoch"),
+        )
+        with self._cursor() as cur:
+            cur.execute(lease.text, lease.one((run_id,)))
+            row = cur.fetchone()
+            if row is None:
+                raise RunNotFound(f"no run {run_id!r} in {safe_url(self.url)}")
+            cur_owner, epoch, expires = row
+            live = cur_owner and expires is not None and expires > now
+            if live and not (is_dead and is_dead(cur_owner)):
+                raise RunBusy(
+                    f"run {run_id} is being driven by {cur_owner} (lease until "
+                    f"{time.strftime('%H:%M:%S', time.localtime(expires))}); wait for it to end "
+                    "or stop that process"
+                )
+            cur.execute(take.text, take.one((owner, epoch + 1, now + ttl, run_id, epoch)))
+            if cur.rowcount != 1:
+                raise RunBusy(f"run {run_id} was taken by another process just now; try again")
+            return int(epoch) + 1
 
-
-class Leases:
-    """Mixed into ``SqlStore``: everything that several schedulers share."""
-
-    url: str
-    dialect: str
-
-    if TYPE_CHECKING:
-
-        def _tx(self) -> AbstractContextManager[Connection]: ...
-        def _cursor(self) -> AbstractContextManager[Any]: ...
-        def _stmt(
-            self,
-            key: Hashable,
-            build: Callable[[], Any],
-            order: Sequence[str],
-            column_keys: Sequence[str] | None = None,
-        ) -> Statement: ...
+    def release(self, run_id: str, epoch: int) -> None:
+        r = t.runs
+        free = self._stmt(
+            "release",
+            lambda: (
+                r.update()
+                .where(r.c.id == sa.bindparam("k_id"), r.c.epoch == sa.bindparam("k_epoch"))
+                .values(owner=None, lease_expires=None)
+            ),
+            ("id", "epoch"),
+        )
+        with self._cursor() as cur:
+            cur.execute(free.text, free.one((run_id, epoch)))
 
     # -- partitions ---------------------------------------------------------------------------
     def _insert_partitions(self, cur: Any, parts: Sequence[PartitionRecord]) -> None:
@@ -88,7 +117,7 @@ class Leases:
             rows = conn.execute(
                 sa.select(t.partitions).where(t.partitions.c.run_id == run_id).order_by(t.partitions.c.number)
             ).mappings()
-            return [_partition(r) for r in rows]
+            return [partition_record(r) for r in rows]
 
     def claim(self, owner: str, ttl: float, *, now: float | None = None) -> Claim | None:
         """Take the lease of the first partition (oldest run first) that is open, free or
@@ -107,7 +136,7 @@ class Leases:
         if skip_locked:
             self._fence_off_stalled(now, ttl)
         with self._tx() as conn:
-            rows = [_partition(row) for row in conn.execute(candidates).mappings()]
+            rows = [partition_record(row) for row in conn.execute(candidates).mappings()]
             done: dict[str, set[int]] = {}
             for part in rows:
                 if skip_locked:  # lock this one row, or pass it by if another claimer holds it
@@ -210,7 +239,8 @@ class Leases:
             # One ender at a time per run, so the last one sees every other end (PostgreSQL).
             conn.execute(sa.select(r.c.id).where(r.c.id == run_id).with_for_update()).all()
             parts = [
-                _partition(row) for row in conn.execute(sa.select(p).where(p.c.run_id == run_id)).mappings()
+                partition_record(row)
+                for row in conn.execute(sa.select(p).where(p.c.run_id == run_id)).mappings()
             ]
             stuck = blocked({x.number: (x.state, x.needs) for x in parts})
             if stuck:
@@ -229,17 +259,6 @@ class Leases:
                 r.update().where(r.c.id == run_id).values(state=final, ended_at=now, error=first_error)
             )
             return final
-
-    def lease_of(self, run_id: str, number: int) -> tuple[int, float | None, str] | None:
-        """The partition's epoch, lease expiry and state (a runner checks its scheduler's lease)."""
-        p = t.partitions
-        with self._tx() as conn:
-            row = conn.execute(
-                sa.select(p.c.epoch, p.c.lease_expires, p.c.state).where(
-                    p.c.run_id == run_id, p.c.number == number
-                )
-            ).first()
-        return None if row is None else (int(row[0]), row[1], str(row[2]))
 
     def release_partition(self, run_id: str, number: int, epoch: int) -> None:
         """Give the lease up (the scheduler is stopping): another scheduler may claim it now."""
@@ -305,172 +324,6 @@ class Leases:
                 )
             return int(n)
 
-    # -- attempts, from the runner and for adoption -------------------------------------------
-    def attempt_alive(self, run_id: str, instance_id: str, number: int, now: float) -> bool:
-        """The runner's heartbeat (and its check before it starts): False if the attempt is no
-        longer current (it was declared lost or cancelled by the scheduler that owns it now)."""
-        beat = self._stmt(
-            ("current_attempt", "heartbeat"),
-            lambda: statements.current_attempt_update(("heartbeat",)),
-            ("heartbeat", "run_id", "instance_id", "number"),
-        )
-        with self._cursor() as cur:
-            cur.execute(beat.text, beat.one((now, run_id, instance_id, number)))
-            return bool(cur.rowcount == 1)
-
-    def record_attempt(
-        self,
-        run_id: str,
-        instance_id: str,
-        number: int,
-        state: str,
-        *,
-        ended_at: float,
-        result: str | None = None,
-        error: str | None = None,
-    ) -> bool:
-        """The runner records its attempt's end: only if the attempt is still current, and a
-        success marks the instance succeeded with its result. True if it was recorded."""
-        ti = t.task_instances
-        done = self._stmt(
-            "instance_done",
-            lambda: (
-                ti.update()
-                .where(
-                    ti.c.run_id == sa.bindparam("k_run_id"),
-                    ti.c.id == sa.bindparam("k_id"),
-                    ti.c.state == "running",
-                    ti.c.attempts == sa.bindparam("k_attempts"),
-                )
-                .values(
-                    state="succeeded",
-                    result=sa.bindparam("v_result"),
-                    ended_at=sa.bindparam("v_ended_at"),
-                    error=None,
-                )
-            ),
-            ("result", "ended_at", "run_id", "id", "attempts"),
-        )
-        try:
-            with self._cursor() as cur:
-                if not self._end_current(cur, (run_id, instance_id, number), state, ended_at, error):
-                    return False
-                if state == "succeeded":
-                    cur.execute(done.text, done.one((result, ended_at, run_id, instance_id, number)))
-                    if cur.rowcount != 1:
-                        raise _Superseded()  # roll the attempt's end back too
-                return True
-        except _Superseded:
-            return False
-
-    def _end_current(
-        self, cur: Any, key: tuple[str, str, int], state: str, ended_at: float, error: str | None
-    ) -> bool:
-        """End the attempt ``key`` (run, instance, number) if it is still running."""
-        end = self._stmt(
-            ("current_attempt", "end"),
-            lambda: statements.current_attempt_update(("state", "ended_at", "error")),
-            ("state", "ended_at", "error", "run_id", "instance_id", "number"),
-        )
-        cur.execute(end.text, end.one((state, ended_at, error, *key)))
-        return bool(cur.rowcount == 1)
-
-    def declare_lost(self, run_id: str, instance_id: str, number: int, now: float, reason: str) -> bool:
-        """A new owner ends an adopted attempt whose runner went silent, before deciding to run
-        it again; False if the runner recorded its end first (then that end counts)."""
-        with self._cursor() as cur:
-            return self._end_current(cur, (run_id, instance_id, number), "lost", now, reason)
-
-    def attempt_status(self, run_id: str, keys: Sequence[tuple[str, int]]) -> list[AttemptStatus]:
-        """Attempts a new owner adopted: still running (and beating), or ended by their runner."""
-        a, ti = t.attempts, t.task_instances
-        wanted = set(keys)
-        out = []
-        with self._tx() as conn:
-            for chunk in _chunks(sorted({k[0] for k in keys})):
-                q = (
-                    sa.select(
-                        a.c.instance_id,
-                        a.c.number,
-                        a.c.state,
-                        a.c.started_at,
-                        a.c.heartbeat,
-                        a.c.error,
-                        ti.c.result,
-                    )
-                    .join(ti, sa.and_(ti.c.run_id == a.c.run_id, ti.c.id == a.c.instance_id))
-                    .where(a.c.run_id == run_id, a.c.instance_id.in_(chunk))
-                )
-                out += [AttemptStatus(*row) for row in conn.execute(q) if (row[0], row[1]) in wanted]
-        return out
-
-    # -- schedules ------------------------------------------------------------------------------
-    def schedule_cursor(self, pipeline: str, now: float) -> float:
-        """The schedule's last fired tick; a schedule seen for the first time starts at ``now``
-        (its past ticks are not fired)."""
-        s = t.schedules
-        with self._tx() as conn:
-            last = conn.execute(sa.select(s.c.last_tick).where(s.c.pipeline == pipeline)).scalar()
-            if last is not None:
-                return float(last)
-        try:
-            with self._tx() as conn:
-                conn.execute(s.insert().values(pipeline=pipeline, last_tick=now))
-            return now
-        except StoreError:  # another scheduler created it at the same moment
-            with self._tx() as conn:
-                return float(
-                    conn.execute(sa.select(s.c.last_tick).where(s.c.pipeline == pipeline)).scalar_one()
-                )
-
-    # -- the scheduler registry ---------------------------------------------------------------
-    def register_scheduler(self, rec: SchedulerRecord, *, stale_after: float) -> None:
-        """Add (or replace) a scheduler; refuse a name that a live scheduler uses."""
-        s = t.schedulers
-        with self._tx() as conn:
-            old = conn.execute(sa.select(s).where(s.c.name == rec.name)).mappings().first()
-            if old is not None:
-                if old["state"] == "running" and old["heartbeat"] > rec.started_at - stale_after:
-                    raise NameInUse(
-                        f"a scheduler named {rec.name!r} is running ({old['host']}, pid {old['pid']}); "
-                        "give this one another --name"
-                    )
-                conn.execute(s.delete().where(s.c.name == rec.name))
-            conn.execute(s.insert().values(**_fields(rec)))
-
-    def beat(self, name: str, now: float, *, state: str = "running") -> None:
-        s = t.schedulers
-        with self._tx() as conn:
-            conn.execute(s.update().where(s.c.name == name).values(heartbeat=now, state=state))
-
-    def schedulers(self) -> list[tuple[SchedulerRecord, list[PartitionRecord]]]:
-        """Every registered scheduler, newest heartbeat first, with the leases it holds."""
-        s, p = t.schedulers, t.partitions
-        with self._tx() as conn:
-            recs = [
-                SchedulerRecord(**dict(r))
-                for r in conn.execute(sa.select(s).order_by(s.c.heartbeat.desc())).mappings()
-            ]
-            leases: dict[str, list[PartitionRecord]] = {}
-            q = (
-                sa.select(p)
-                .where(p.c.state == "open", p.c.owner.is_not(None))
-                .order_by(p.c.run_id, p.c.number)
-            )
-            for row in conn.execute(q).mappings():
-                leases.setdefault(row["owner"], []).append(_partition(row))
-        return [(rec, leases.get(rec.name, [])) for rec in recs]
-
-    def forget_schedulers(self, before: float) -> int:
-        """Drop the schedulers silent since ``before`` (stopped, or dead) from the registry."""
-        s = t.schedulers
-        with self._tx() as conn:
-            return int(conn.execute(s.delete().where(s.c.heartbeat < before)).rowcount)
-
-
-class _Superseded(Exception):
-    """The attempt's instance moved on: undo the attempt's end in the same transaction."""
-
 
 def stale_partition(run_id: str, number: int, epoch: int) -> StaleEpochError:
     return StaleEpochError(
@@ -479,16 +332,7 @@ def stale_partition(run_id: str, number: int, epoch: int) -> StaleEpochError:
     )
 
 
-def _partition(row: Any) -> PartitionRecord:
+def partition_record(row: Any) -> PartitionRecord:
     d = dict(row)
     d["needs"] = json.loads(d["needs"])
     return PartitionRecord(**d)
-
-
-def _fields(rec: SchedulerRecord) -> dict[str, Any]:
-    return {f: getattr(rec, f) for f in SchedulerRecord.__slots__}
-
-
-def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]

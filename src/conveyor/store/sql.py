@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import threading
-import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
 from conveyor.errors import RunBusy, RunNotFound, SchemaError, StaleEpochError, StoreError
 from conveyor.store import schema as t
 from conveyor.store import statements
+from conveyor.store.attempts import Attempts
 from conveyor.store.checkpoint import Checkpointer
 from conveyor.store.connection import (
     HELD_CONNECTIONS,
@@ -35,6 +35,7 @@ from conveyor.store.connection import (
     safe_url,
     sqlite_pragmas,
 )
+from conveyor.store.daemons import Daemons
 from conveyor.store.leases import Leases, stale_partition
 from conveyor.store.records import (
     AttemptRecord,
@@ -57,14 +58,10 @@ from conveyor.store.statements import Statement
 T = TypeVar("T")
 
 
-class _Moved(Exception):
-    """Another scheduler moved the schedule's cursor first: roll this transaction back."""
-
-
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-class SqlStore(Leases):
+class SqlStore(Leases, Attempts, Daemons):
     """Runs, task instances, attempts and transitions in a SQL database."""
 
     def __init__(self, url: str, *, migrate: bool = True, check: bool = True) -> None:
@@ -286,36 +283,6 @@ class SqlStore(Leases):
         if partitions:
             self._insert_partitions(cur, partitions)
 
-    def fire(
-        self,
-        pipeline: str,
-        last: float,
-        tick: float,
-        runs: Sequence[tuple[RunRecord, Sequence[InstanceRecord], Sequence[PartitionRecord]]],
-    ) -> bool:
-        """Move the schedule's cursor from ``last`` to ``tick`` and create its runs, in one
-        transaction; False (nothing written) if another scheduler moved it first."""
-        s = t.schedules
-        move = self._stmt(
-            "move_cursor",
-            lambda: (
-                s.update()
-                .where(s.c.pipeline == sa.bindparam("k_pipeline"), s.c.last_tick == sa.bindparam("k_last"))
-                .values(last_tick=sa.bindparam("v_tick"))
-            ),
-            ("tick", "pipeline", "last"),
-        )
-        try:
-            with self._cursor() as cur:
-                cur.execute(move.text, move.one((tick, pipeline, last)))
-                if cur.rowcount != 1:
-                    raise _Moved()
-                for run, instances, partitions in runs:
-                    self._insert_run(cur, run, instances, partitions)
-        except _Moved:
-            return False
-        return True
-
     def add_instances(self, run_id: str, instances: Sequence[InstanceRecord]) -> None:
         """Add instances to an existing run (its pipeline's graph grew since it started)."""
         self._created.pop(run_id, None)
@@ -493,69 +460,6 @@ class SqlStore(Leases):
             return [TransitionRecord(**dict(r)) for r in rows]
 
         return self._read(read)
-
-    # -- leases -------------------------------------------------------------------------------
-    def acquire(
-        self,
-        run_id: str,
-        owner: str,
-        ttl: float,
-        *,
-        is_dead: Callable[[str], bool] | None = None,
-        now: float | None = None,
-    ) -> int:
-        """Take the run's lease (epoch + 1) if it is free, expired, or its owner is dead."""
-        now = time.time() if now is None else now
-        r = t.runs
-        lease = self._stmt(
-            "lease",
-            lambda: sa.select(r.c.owner, r.c.epoch, r.c.lease_expires).where(r.c.id == sa.bindparam("k_id")),
-            ("id",),
-        )
-        take = self._stmt(
-            "take",
-            lambda: (
-                r.update()
-                .where(r.c.id == sa.bindparam("k_id"), r.c.epoch == sa.bindparam("k_epoch"))
-                .values(
-                    owner=sa.bindparam("v_owner"),
-                    epoch=sa.bindparam("v_new_epoch"),
-                    lease_expires=sa.bindparam("v_lease_expires"),
-                )
-            ),
-            ("owner", "new_epoch", "lease_expires", "id", "epoch"),
-        )
-        with self._cursor() as cur:
-            cur.execute(lease.text, lease.one((run_id,)))
-            row = cur.fetchone()
-            if row is None:
-                raise RunNotFound(f"no run {run_id!r} in {safe_url(self.url)}")
-            cur_owner, epoch, expires = row
-            live = cur_owner and expires is not None and expires > now
-            if live and not (is_dead and is_dead(cur_owner)):
-                raise RunBusy(
-                    f"run {run_id} is being driven by {cur_owner} (lease until "
-                    f"{time.strftime('%H:%M:%S', time.localtime(expires))}); wait for it to end "
-                    "or stop that process"
-                )
-            cur.execute(take.text, take.one((owner, epoch + 1, now + ttl, run_id, epoch)))
-            if cur.rowcount != 1:
-                raise RunBusy(f"run {run_id} was taken by another process just now; try again")
-            return int(epoch) + 1
-
-    def release(self, run_id: str, epoch: int) -> None:
-        r = t.runs
-        free = self._stmt(
-            "release",
-            lambda: (
-                r.update()
-                .where(r.c.id == sa.bindparam("k_id"), r.c.epoch == sa.bindparam("k_epoch"))
-                .values(owner=None, lease_expires=None)
-            ),
-            ("id", "epoch"),
-        )
-        with self._cursor() as cur:
-            cur.execute(free.text, free.one((run_id, epoch)))
 
     # -- the group commit ---------------------------------------------------------------------
     def commit(

@@ -1,0 +1,150 @@
+"""What runners write and new owners read: attempts' heartbeats and ends, conditional on the
+attempt still being current (the first completion wins, a superseded attempt's is refused), and
+the lease a runner checks before it starts an attempt."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from conveyor.store import schema as t
+from conveyor.store import statements
+from conveyor.store.part import Part
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptStatus:
+    """An adopted attempt as the store sees it (see ``Attempts.attempt_status``)."""
+
+    instance_id: str
+    number: int
+    state: str  # running | succeeded | failed | lost | cancelled
+    started_at: float
+    heartbeat: float | None
+    error: str | None
+    result: str | None
+
+
+class Attempts(Part):
+    """Mixed into ``SqlStore``."""
+
+    def lease_of(self, run_id: str, number: int) -> tuple[int, float | None, str] | None:
+        """The partition's epoch, lease expiry and state (a runner checks its scheduler's lease)."""
+        p = t.partitions
+        with self._tx() as conn:
+            row = conn.execute(
+                sa.select(p.c.epoch, p.c.lease_expires, p.c.state).where(
+                    p.c.run_id == run_id, p.c.number == number
+                )
+            ).first()
+        return None if row is None else (int(row[0]), row[1], str(row[2]))
+
+    def attempt_alive(self, run_id: str, instance_id: str, number: int, now: float) -> bool:
+        """The runner's heartbeat (and its check before it starts): False if the attempt is no
+        longer current (it was declared lost or cancelled by the scheduler that owns it now)."""
+        beat = self._stmt(
+            ("current_attempt", "heartbeat"),
+            lambda: statements.current_attempt_update(("heartbeat",)),
+            ("heartbeat", "run_id", "instance_id", "number"),
+        )
+        with self._cursor() as cur:
+            cur.execute(beat.text, beat.one((now, run_id, instance_id, number)))
+            return bool(cur.rowcount == 1)
+
+    def record_attempt(
+        self,
+        run_id: str,
+        instance_id: str,
+        number: int,
+        state: str,
+        *,
+        ended_at: float,
+        result: str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """The runner records its attempt's end: only if the attempt is still current, and a
+        success marks the instance succeeded with its result. True if it was recorded."""
+        ti = t.task_instances
+        done = self._stmt(
+            "instance_done",
+            lambda: (
+                ti.update()
+                .where(
+                    ti.c.run_id == sa.bindparam("k_run_id"),
+                    ti.c.id == sa.bindparam("k_id"),
+                    ti.c.state == "running",
+                    ti.c.attempts == sa.bindparam("k_attempts"),
+                )
+                .values(
+                    state="succeeded",
+                    result=sa.bindparam("v_result"),
+                    ended_at=sa.bindparam("v_ended_at"),
+                    error=None,
+                )
+            ),
+            ("result", "ended_at", "run_id", "id", "attempts"),
+        )
+        try:
+            with self._cursor() as cur:
+                if not self._end_current(cur, (run_id, instance_id, number), state, ended_at, error):
+                    return False
+                if state == "succeeded":
+                    cur.execute(done.text, done.one((result, ended_at, run_id, instance_id, number)))
+                    if cur.rowcount != 1:
+                        raise _Superseded()  # roll the attempt's end back too
+                return True
+        except _Superseded:
+            return False
+
+    def _end_current(
+        self, cur: Any, key: tuple[str, str, int], state: str, ended_at: float, error: str | None
+    ) -> bool:
+        """End the attempt ``key`` (run, instance, number) if it is still running."""
+        end = self._stmt(
+            ("current_attempt", "end"),
+            lambda: statements.current_attempt_update(("state", "ended_at", "error")),
+            ("state", "ended_at", "error", "run_id", "instance_id", "number"),
+        )
+        cur.execute(end.text, end.one((state, ended_at, error, *key)))
+        return bool(cur.rowcount == 1)
+
+    def declare_lost(self, run_id: str, instance_id: str, number: int, now: float, reason: str) -> bool:
+        """A new owner ends an adopted attempt whose runner went silent, before deciding to run
+        it again; False if the runner recorded its end first (then that end counts)."""
+        with self._cursor() as cur:
+            return self._end_current(cur, (run_id, instance_id, number), "lost", now, reason)
+
+    def attempt_status(self, run_id: str, keys: Sequence[tuple[str, int]]) -> list[AttemptStatus]:
+        """Attempts a new owner adopted: still running (and beating), or ended by their runner."""
+        a, ti = t.attempts, t.task_instances
+        wanted = set(keys)
+        out = []
+        with self._tx() as conn:
+            for chunk in _chunks(sorted({k[0] for k in keys})):
+                q = (
+                    sa.select(
+                        a.c.instance_id,
+                        a.c.number,
+                        a.c.state,
+                        a.c.started_at,
+                        a.c.heartbeat,
+                        a.c.error,
+                        ti.c.result,
+                    )
+                    .join(ti, sa.and_(ti.c.run_id == a.c.run_id, ti.c.id == a.c.instance_id))
+                    .where(a.c.run_id == run_id, a.c.instance_id.in_(chunk))
+                )
+                out += [AttemptStatus(*row) for row in conn.execute(q) if (row[0], row[1]) in wanted]
+        return out
+
+
+class _Superseded(Exception):
+    """The attempt's instance moved on: undo the attempt's end in the same transaction."""
+
+
+def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
