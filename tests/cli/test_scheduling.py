@@ -38,6 +38,30 @@ PIPELINE = """
 """
 
 
+NAPS = """
+    import time
+    from conveyor import pipeline, task
+
+    @task
+    def nap(i: int) -> int:
+        time.sleep(0.2)
+        with open("side.txt", "a") as f:
+            f.write(f"{i}\\n")
+        return i
+
+    @pipeline
+    def naps(n: int = 20):
+        for i in range(n):
+            nap(i)
+"""
+
+
+def _wait_for_lines(project: Project, n: int) -> None:
+    deadline = time.time() + 30
+    while len(_lines(project)) < n and time.time() < deadline:
+        time.sleep(0.05)
+
+
 def _lines(project: Project) -> list[int]:
     path = project.root / "side.txt"
     return sorted(int(x) for x in path.read_text().split()) if path.exists() else []
@@ -97,30 +121,10 @@ def test_submit_wait_follows_the_run_and_retry_resubmits_it(project: Project) ->
 
 
 def test_a_scheduler_hands_its_partition_over_when_stopped(project: Project) -> None:
-    project.write(
-        "slow.py",
-        """
-        import time
-        from conveyor import pipeline, task
-
-        @task
-        def nap(i: int) -> int:
-            time.sleep(0.2)
-            with open("side.txt", "a") as f:
-                f.write(f"{i}\\n")
-            return i
-
-        @pipeline
-        def naps(n: int = 20):
-            for i in range(n):
-                nap(i)
-        """,
-    )
+    project.write("slow.py", NAPS)
     run_id = project.cli("submit", "slow.py:naps", check=True).stdout.strip()
     first = project.popen("scheduler", "--name", "first", "--workers", "1")
-    deadline = time.time() + 30
-    while len(_lines(project)) < 2 and time.time() < deadline:
-        time.sleep(0.05)
+    _wait_for_lines(project, 2)
     first.send_signal(signal.SIGTERM)
     _, err = first.communicate(timeout=30)
     assert first.returncode == 0, err
@@ -147,32 +151,12 @@ def test_bad_input_to_the_scheduling_commands(project: Project) -> None:
     assert missing.returncode == 2 and "nope" in missing.stderr and "Traceback" not in missing.stderr
 
 
-NAPS = """
-    import time
-    from conveyor import pipeline, task
-
-    @task
-    def nap(i: int) -> int:
-        time.sleep(0.2)
-        with open("side.txt", "a") as f:
-            f.write(f"{i}\\n")
-        return i
-
-    @pipeline
-    def naps(n: int = 20):
-        for i in range(n):
-            nap(i)
-"""
-
-
 def test_cancel_stops_a_submitted_run_and_retry_finishes_it(project: Project) -> None:
     project.write("slow.py", NAPS)
     run_id = project.cli("submit", "slow.py:naps", "--partition-size", "5", check=True).stdout.strip()
     sched = project.popen("scheduler", "--name", "worker", "--workers", "1", "--poll", "0.1")
     try:
-        deadline = time.time() + 30
-        while len(_lines(project)) < 2 and time.time() < deadline:
-            time.sleep(0.05)
+        _wait_for_lines(project, 2)
         out = project.cli("cancel", run_id, "--wait")
         assert out.returncode == 0, out.stdout + out.stderr
         assert "cancel requested" in out.stdout
@@ -195,9 +179,7 @@ def test_cancel_stops_a_submitted_run_and_retry_finishes_it(project: Project) ->
 def test_cancel_asks_the_process_driving_an_embedded_run(project: Project) -> None:
     project.write("slow.py", NAPS)
     proc = project.popen("run", "slow.py:naps", "--workers", "1")
-    deadline = time.time() + 30
-    while len(_lines(project)) < 2 and time.time() < deadline:
-        time.sleep(0.05)
+    _wait_for_lines(project, 2)
     [run] = json.loads(project.cli("runs", "--json", check=True).stdout)
     out = project.cli("cancel", run["id"], "--wait")
     assert out.returncode == 0 and f"asked process {proc.pid}" in out.stdout, out.stdout + out.stderr
