@@ -60,6 +60,31 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
+def new_run(
+    pipe: PipelineDef,
+    ref: str,
+    pjson: dict[str, Any],
+    key: str,
+    graph: Graph,
+    workdir: str | None = None,
+    *,
+    partitions: int = 0,
+) -> RunRecord:
+    """A new pending run of ``pipe``: driven here (``partitions=0``) or by the schedulers."""
+    return RunRecord(
+        id=new_run_id(),
+        pipeline=pipe.name,
+        target=ref,
+        params=pjson,
+        key=key,
+        state="pending",
+        created_at=time.time(),
+        workdir=workdir or os.getcwd(),
+        total=len(graph),
+        partitions=partitions,
+    )
+
+
 def instance_records(
     run_id: str, graph: Graph, only: set[str] | None = None, partition_of: Mapping[str, int] | None = None
 ) -> list[InstanceRecord]:
@@ -118,17 +143,7 @@ def prepare(
             if missing:
                 store.add_instances(last.id, instance_records(last.id, graph, missing))
             return Prepared(store, last, graph, True, capacity)
-    run = RunRecord(
-        id=new_run_id(),
-        pipeline=pipe.name,
-        target=ref,
-        params=pjson,
-        key=key,
-        state="pending",
-        created_at=time.time(),
-        workdir=os.getcwd(),
-        total=len(graph),
-    )
+    run = new_run(pipe, ref, pjson, key, graph)
     store.create_run(run, instance_records(run.id, graph))
     return Prepared(store, run, graph, False, capacity)
 
@@ -171,18 +186,8 @@ def submission(
     pjson = P.to_json(pipe.params, bound)
     parts = partition([n.id for n in graph], {n.id: n.upstream for n in graph}, partition_size)
     number = {iid: k for k, ids in enumerate(parts) for iid in ids}
-    run = RunRecord(
-        id=new_run_id(),
-        pipeline=pipe.name,
-        target=ref,
-        params=pjson,
-        key=run_key(ref, {"params": pjson, "instances": sorted(graph.nodes), "submitted": True}),
-        state="pending",
-        created_at=time.time(),
-        workdir=workdir or os.getcwd(),
-        total=len(graph),
-        partitions=len(parts),
-    )
+    key = run_key(ref, {"params": pjson, "instances": sorted(graph.nodes), "submitted": True})
+    run = new_run(pipe, ref, pjson, key, graph, workdir, partitions=len(parts))
     records = [
         PartitionRecord(
             run.id,
