@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.backfills import Backfill, dates
+from conveyor.backfills import cancel, counts, create, dates, step
 from conveyor.errors import ParameterError
 from conveyor.loader import load_pipeline
 from conveyor.store import Store
@@ -50,6 +50,15 @@ PIPES = """
 """
 
 
+def _end(store: Store, run_id: str, state: str) -> None:
+    """What a scheduler does when the run's only partition ends."""
+    claim = store.claim("s", 60)
+    assert claim is not None and claim.run.id == run_id
+    store.end_partition(
+        run_id, 0, claim.partition.epoch, "done" if state == "succeeded" else "failed", "boom"
+    )
+
+
 def test_a_backfill_keeps_to_its_limit_skips_done_dates_and_retries_failed_ones(
     store: Store, tmp_path: Path
 ) -> None:
@@ -57,40 +66,101 @@ def test_a_backfill_keeps_to_its_limit_skips_done_dates_and_retries_failed_ones(
     pipe = load_pipeline(f"{tmp_path}/pipes.py:daily")
     ref = f"{tmp_path}/pipes.py:daily"
     times = dates(D(2026, 11, 1), D(2026, 11, 5), "day")
-    fill = Backfill(store, pipe, ref, times, {"table": "sales"}, max_parallel=2, workdir=str(tmp_path))
-    started = fill.step()
-    assert [s.when.day for s in started] == [1, 2]  # two at a time, oldest first
-    assert fill.step() == []  # both still pending: nothing more
+    made = create(
+        store, pipe, ref, times, {"table": "sales"}, every="day", max_parallel=2, workdir=str(tmp_path)
+    )
+    assert counts(made.slots) == {"waiting": 5}
+    fill = step(store, made, load_pipeline)
+    assert [s["state"] for s in fill.slots] == ["pending", "pending", "waiting", "waiting", "waiting"]
+    assert step(store, fill, load_pipeline) == fill  # both still pending: nothing more, nothing written
     assert {r.params["logical_date"] for r in store.list_runs()} == {"2026-11-01", "2026-11-02"}
     assert store.list_runs()[0].params["table"] == "sales"
-    # the schedulers end them: the 1st succeeds, the 2nd fails
-    for slot, state in zip(started, ("succeeded", "failed"), strict=True):
-        assert slot.run is not None
-        store.claim("s", 60)
-        [part] = store.partitions(slot.run.id)
-        store.end_partition(slot.run.id, 0, part.epoch, "done" if state == "succeeded" else "failed", "boom")
-    assert [s.when.day for s in fill.step()] == [2, 3]  # the failed date is retried, then the next
-    assert fill.counts() == {"succeeded": 1, "pending": 2, "waiting": 2}
+    first, second = (s["run"] for s in fill.slots[:2])
+    _end(store, first, "succeeded")
+    _end(store, second, "failed")
+    fill = step(store, fill, load_pipeline)  # the failed date is reopened, then the next date
+    assert counts(fill.slots) == {"succeeded": 1, "pending": 2, "waiting": 2}
+    assert fill.slots[1]["retried"] and store.get_run(second).state == "pending"
     # the same backfill again: the done date is skipped, the going ones followed, not resubmitted
-    again = Backfill(store, pipe, ref, times, {"table": "sales"}, max_parallel=5, workdir=str(tmp_path))
-    assert again.counts() == {"skipped": 1, "pending": 2, "waiting": 2}
-    assert [s.when.day for s in again.step()] == [4, 5]
+    again = create(
+        store, pipe, ref, times, {"table": "sales"}, every="day", max_parallel=5, workdir=str(tmp_path)
+    )
+    assert counts(again.slots) == {"skipped": 1, "pending": 2, "waiting": 2}
+    again = step(store, again, load_pipeline)
+    assert [s["state"] for s in again.slots][3:] == ["pending", "pending"]
     assert len(store.list_runs(limit=50)) == 5
 
 
-def test_a_backfill_needs_a_logical_date(store: Store, tmp_path: Path) -> None:
+def test_each_step_is_written_once_however_many_step_it(store: Store, tmp_path: Path) -> None:
+    (tmp_path / "pipes.py").write_text(textwrap.dedent(PIPES))
+    ref = f"{tmp_path}/pipes.py:daily"
+    pipe = load_pipeline(ref)
+    times = dates(D(2026, 11, 1), D(2026, 11, 3), "day")
+    made = create(store, pipe, ref, times, {}, every="day", max_parallel=3, workdir=str(tmp_path))
+    one = step(store, made, load_pipeline)
+    two = step(store, made, load_pipeline)  # a second scheduler stepping the version it read
+    assert one == two and one.version == made.version + 1
+    assert store.count_runs() == 3  # not 6
+
+
+def test_a_backfill_ends_when_every_date_has_and_can_be_cancelled(store: Store, tmp_path: Path) -> None:
+    (tmp_path / "pipes.py").write_text(textwrap.dedent(PIPES))
+    ref = f"{tmp_path}/pipes.py:daily"
+    pipe = load_pipeline(ref)
+    fill = create(
+        store,
+        pipe,
+        ref,
+        dates(D(2026, 11, 1), D(2026, 11, 2), "day"),
+        {},
+        every="day",
+        max_parallel=1,
+        workdir=str(tmp_path),
+    )
+    fill = step(store, fill, load_pipeline)
+    _end(store, fill.slots[0]["run"], "succeeded")
+    fill = step(store, fill, load_pipeline)
+    _end(store, fill.slots[1]["run"], "succeeded")
+    fill = step(store, fill, load_pipeline)
+    assert fill.state == "succeeded" and fill.ended_at is not None
+    later = create(
+        store,
+        pipe,
+        ref,
+        dates(D(2026, 11, 1), D(2026, 11, 4), "day"),
+        {},
+        every="day",
+        max_parallel=1,
+        workdir=str(tmp_path),
+    )
+    later = step(store, later, load_pipeline)
+    going = later.slots[2]["run"]
+    later = cancel(store, later)
+    assert later.state == "cancelled"
+    assert [s["state"] for s in later.slots] == ["skipped", "skipped", "pending", "cancelled"]
+    assert store.get_run(going).state == "cancelled"  # nobody drove it: cancelled at once
+    assert step(store, later, load_pipeline) == later  # a cancelled backfill submits nothing
+
+
+def test_a_backfill_needs_a_logical_date_and_known_parameters(store: Store, tmp_path: Path) -> None:
     (tmp_path / "pipes.py").write_text(textwrap.dedent(PIPES))
     pipe = load_pipeline(f"{tmp_path}/pipes.py:undated")
+    one = [D(2026, 11, 1)]
     with pytest.raises(ParameterError, match="pipeline undated has no parameter 'logical_date'"):
-        Backfill(store, pipe, "x", [D(2026, 11, 1)], {}, max_parallel=1, workdir=str(tmp_path))
+        create(store, pipe, "x", one, {}, every="day", max_parallel=1, workdir=str(tmp_path))
     daily = load_pipeline(f"{tmp_path}/pipes.py:daily")
     with pytest.raises(ParameterError, match="takes logical_date as a date: use --every day or longer"):
-        Backfill(
+        create(
             store,
             daily,
             "x",
             dates(D(2026, 11, 1), D(2026, 11, 1, 3), "hour"),
             {},
+            every="hour",
             max_parallel=1,
             workdir="",
         )
+    with pytest.raises(ParameterError, match="unknown parameter 'tabel'") as bad:
+        create(store, daily, "x", one, {"tabel": "x"}, every="day", max_parallel=1, workdir="")
+    assert bad.value.problems == {"tabel": "unknown parameter"}
+    assert store.list_backfills() == []  # nothing half-written

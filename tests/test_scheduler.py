@@ -96,3 +96,58 @@ def test_a_scheduled_run_is_driven_like_a_submitted_one(store: Store, tmp_path: 
     assert store.get_run(run.id).state == "succeeded"
     [report] = store.instances(run.id)
     assert report.label == "report(day=2026-11-20)"
+
+
+def test_a_paused_schedule_fires_nothing_and_on_resume_catches_up_as_after_downtime(
+    store: Store, tmp_path: Path
+) -> None:
+    proj = _project(tmp_path)
+    sched = Scheduler(store, Settings(name="a"), proj)
+    hourly = next(e for e in sched.scheduled if e.pipeline.name == "hourly")
+    daily = next(e for e in sched.scheduled if e.pipeline.name == "daily")
+    sched.fire_schedules(at(2026, 11, 20, 9, 30, tz="UTC"))
+    store.pause_schedule(hourly.target, True, at(2026, 11, 20, 9, 40, tz="UTC"))
+    store.pause_schedule(daily.target, True, at(2026, 11, 20, 9, 40, tz="UTC"))
+    assert sched.fire_schedules(at(2026, 11, 20, 12, 30, tz="UTC")) == []  # 3 hourly ticks, paused
+    assert store.schedule_states()[hourly.target][1] is not None
+    store.pause_schedule(hourly.target, False, at(2026, 11, 20, 12, 40, tz="UTC"))
+    created = sched.fire_schedules(at(2026, 11, 20, 12, 45, tz="UTC"))
+    assert [r.params["logical_date"] for r in created] == [  # catchup: the ticks missed while paused
+        "2026-11-20T10:00:00",
+        "2026-11-20T11:00:00",
+        "2026-11-20T12:00:00",
+    ]
+
+
+def test_schedulers_step_backfills_and_reload_the_project_when_asked(store: Store, tmp_path: Path) -> None:
+    from conveyor.service import Service
+
+    proj = _project(tmp_path)
+    service = Service(store, proj)
+    view = service.backfill("daily", "2026-11-01", "2026-11-03", max_parallel=2)
+    assert view.counts == {"pending": 2, "waiting": 1}  # submitted at once, up to the limit
+    driver = Scheduler(store, Settings(name="driver", workers=1, poll=0.05))
+    driver.serve(until_idle=True)  # drives the runs and, on its turns, submits the third date
+    after = service.get_backfill(view.id)
+    assert after.state == "succeeded" and after.counts == {"succeeded": 3}
+    assert sorted(r.params["logical_date"] for r in store.list_runs()) == [
+        "2026-11-01",
+        "2026-11-02",
+        "2026-11-03",
+    ]
+    # an edited project: a new scheduled pipeline is seen after a reload, not before
+    (tmp_path / "pipes.py").write_text(
+        (tmp_path / "pipes.py").read_text()
+        + textwrap.dedent(
+            """
+            @pipeline(schedule="*/5 * * * *")
+            def often(logical_date: dt.datetime = dt.datetime(2000, 1, 1)):
+                report(logical_date.date())
+            """
+        )
+    )
+    sched = Scheduler(store, Settings(name="a"), proj)
+    assert "often" not in {e.pipeline.name for e in sched.scheduled}
+    sched.request_reload()
+    sched.turn(at(2026, 11, 20, 9, 30))
+    assert "often" in {e.pipeline.name for e in sched.scheduled}

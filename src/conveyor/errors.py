@@ -14,11 +14,15 @@ what to do.
     ├── StoreError             the store cannot be opened, read or written
     │   ├── SchemaError        the store's schema is older or newer than the code
     │   └── StaleEpochError    a write carried an epoch that is no longer the lease's (fencing)
-    ├── RunNotFound            no run with the given id
+    ├── NotFound               no such run, pipeline or backfill
+    │   ├── RunNotFound
+    │   ├── PipelineNotFound
+    │   └── BackfillNotFound
     ├── RunBusy                another live process drives the run
     ├── NameInUse              another live scheduler has registered under this name
     ├── TargetError            a target template or a target write is wrong
-    └── TransitionError        the scheduling core was asked for an illegal state change (a bug)
+    ├── TransitionError        the scheduling core was asked for an illegal state change (a bug)
+    └── ServerError            a Conveyor server cannot be reached, or answered with an error
 """
 
 from __future__ import annotations
@@ -36,7 +40,14 @@ class DefinitionError(ConveyorError):
 
 
 class ParameterError(ConveyorError):
-    """A parameter is missing, unknown or of the wrong type."""
+    """A parameter is missing, unknown or of the wrong type.
+
+    ``problems`` names each bad field with what is wrong with it (the API answers 422 with them).
+    """
+
+    def __init__(self, message: str, problems: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or {}
 
 
 class GraphError(ConveyorError):
@@ -69,8 +80,20 @@ class StaleEpochError(StoreError):
     exit_code = 1
 
 
-class RunNotFound(ConveyorError):
+class NotFound(ConveyorError):
+    """No run, pipeline or backfill by this name."""
+
+
+class RunNotFound(NotFound):
     """No run has this id."""
+
+
+class PipelineNotFound(NotFound):
+    """The project has no pipeline by this name."""
+
+
+class BackfillNotFound(NotFound):
+    """No backfill has this id."""
 
 
 class RunBusy(ConveyorError):
@@ -89,3 +112,7 @@ class TransitionError(ConveyorError):
     """The scheduling core was asked for a state change its table does not allow."""
 
     exit_code = 1
+
+
+class ServerError(ConveyorError):
+    """A Conveyor server cannot be reached, or answered with an error."""

@@ -19,13 +19,30 @@ def split_target(target: str) -> tuple[str, str | None]:
     return where, name or None
 
 
+def _is_file(where: str) -> bool:
+    return where.endswith(".py") or "/" in where or Path(where).suffix == ".py"
+
+
+def _file_module(path: Path) -> str:
+    return f"conveyor_user_{path.stem}_{abs(hash(str(path))) % 10**8}"
+
+
+def forget(where: str) -> None:
+    """Drop a loaded file or module, so that the next load imports its code anew (a reload).
+    A package's modules under it are dropped too."""
+    name = _file_module(Path(where).resolve()) if _is_file(where) else where
+    for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+        del sys.modules[key]
+    importlib.invalidate_caches()
+
+
 def load_module(where: str) -> object:
     """Import a module from a file path or a dotted module name."""
-    if where.endswith(".py") or "/" in where or Path(where).suffix == ".py":
+    if _is_file(where):
         path = Path(where).resolve()
         if not path.is_file():
             raise LoadError(f"pipeline file {where} does not exist")
-        modname = f"conveyor_user_{path.stem}_{abs(hash(str(path))) % 10**8}"
+        modname = _file_module(path)
         if modname in sys.modules:
             return sys.modules[modname]
         spec = importlib.util.spec_from_file_location(modname, path)

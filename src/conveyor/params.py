@@ -42,6 +42,7 @@ class ParamType:
     to_json: Callable[[Any], Any]
     from_json: Callable[[Any], Any]
     literal: bool = True  # False: only an upstream result can fill it
+    choices: tuple[str, ...] = ()  # an Enum's values
 
 
 def _check_instance(cls: type) -> Callable[[Any], Any]:
@@ -182,7 +183,9 @@ def _enum_type(cls: type[enum.Enum]) -> ParamType:
                 return member
         raise ValueError(f"expected one of {names}, got {text!r}")
 
-    return ParamType(cls.__name__, check, parse, lambda m: m.value, cls)
+    return ParamType(
+        cls.__name__, check, parse, lambda m: m.value, cls, choices=tuple(str(m.value) for m in cls)
+    )
 
 
 def _list_type(item: ParamType) -> ParamType:
@@ -324,9 +327,13 @@ def bind(
     unchecked (a task called as a plain function).
     """
     known = {p.name for p in params}
+    problems: dict[str, str] = {}  # every bad field, for whoever shows them all (the API)
+    messages: list[str] = []
     unknown = sorted(set(values) - known)
+    for name in unknown:
+        problems[name] = "unknown parameter"
     if unknown:
-        raise ParameterError(
+        messages.append(
             f"{owner}: unknown parameter {unknown[0]!r}; it takes "
             f"{', '.join(p.describe() for p in params) or 'no parameters'}"
         )
@@ -334,7 +341,8 @@ def bind(
     for p in params:
         if p.name not in values:
             if p.required:
-                raise ParameterError(f"{owner}: missing parameter {p.describe()}")
+                problems[p.name] = f"missing: a {p.type.name} is required"
+                messages.append(f"{owner}: missing parameter {p.describe()}")
             out[p.name] = p.default
             continue
         raw = values[p.name]
@@ -342,10 +350,30 @@ def bind(
             out[p.name] = raw
             continue
         try:
-            out[p.name] = p.type.parse(raw) if from_text and isinstance(raw, str) else p.type.check(raw)
+            out[p.name] = _coerce(p.type, raw, from_text)
         except ValueError as exc:
-            raise ParameterError(f"{owner}: parameter {p.name!r}: {exc}") from None
+            problems[p.name] = str(exc)
+            messages.append(f"{owner}: parameter {p.name!r}: {exc}")
+    if messages:
+        raise ParameterError(messages[0], problems)
     return out
+
+
+def _coerce(ptype: ParamType, raw: Any, from_text: bool) -> Any:
+    """``raw`` as a value of ``ptype``. From text (the command line, a JSON request) a string is
+    parsed, and a JSON value in the type's JSON form (a list of dates as strings) is read."""
+    if from_text and isinstance(raw, str):
+        return ptype.parse(raw)
+    try:
+        return ptype.check(raw)
+    except ValueError:
+        if not from_text or isinstance(raw, bool | int | float) or raw is None:
+            raise
+        try:
+            return ptype.check(ptype.from_json(raw))
+        except Exception:
+            pass
+        raise
 
 
 def to_json(params: tuple[Param, ...], values: Mapping[str, Any]) -> dict[str, Any]:

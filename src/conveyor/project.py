@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conveyor.errors import LoadError
-from conveyor.loader import load_module, load_pipeline, split_target
+from conveyor.loader import forget, load_module, load_pipeline, split_target
 from conveyor.pipelines import PipelineDef
 
 FILE = "conveyor.toml"
@@ -32,13 +32,16 @@ class Project:
     root: Path
     sources: tuple[str, ...]
 
-    def pipelines(self) -> list[Entry]:
-        """Every pipeline the project lists, loaded (an entry that fails to load raises)."""
+    def pipelines(self, *, fresh: bool = False) -> list[Entry]:
+        """Every pipeline the project lists, loaded (an entry that fails to load raises);
+        ``fresh``: their code imported anew (a reload), not reused from an earlier load."""
         out: list[Entry] = []
         for source in self.sources:
             where, name = split_target(source)
             path = self.root / where
             where = str(path.resolve()) if where.endswith(".py") or "/" in where else where
+            if fresh:
+                forget(where)
             if name is not None:
                 pipe = load_pipeline(f"{where}:{name}")
                 out.append(Entry(f"{where}:{pipe.name}", pipe))

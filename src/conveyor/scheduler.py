@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conveyor import backfills
 from conveyor import params as P
 from conveyor.driver import Lease, RunDriver, RunResult, owner_name
 from conveyor.engine import Submission, default_workers, fit_capacity, submission
@@ -73,6 +74,7 @@ class Scheduler:
         self.project = project
         self.scheduled = [e for e in project.pipelines() if e.pipeline.schedule] if project else []
         self._last_fire = 0.0
+        self._reload = False
         self.settings = s = settings or Settings()
         self.name = s.name or owner_name()
         self.workers = s.workers or default_workers()
@@ -98,6 +100,10 @@ class Scheduler:
             while not self._stopping:
                 self.turn(time.time())
                 claim = self._store_call(lambda: self.store.claim(self.name, self.settings.ttl))
+                if claim is None and until_idle:  # step the backfills once more: they may submit
+                    self._last_fire = 0.0
+                    self.turn(time.time())
+                    claim = self._store_call(lambda: self.store.claim(self.name, self.settings.ttl))
                 if claim is None:
                     if until_idle:
                         return
@@ -127,14 +133,55 @@ class Scheduler:
                 pass  # the driver's commit or the next claim reports the outage
 
     def turn(self, now: float) -> None:
-        """Between claims, and on every turn of a driver's loop: beat, and fire due schedules."""
+        """Between claims, and on every turn of a driver's loop: beat, fire due schedules and
+        step the backfills."""
         self.beat(now)
-        if self.scheduled and now - self._last_fire >= self.settings.poll:
+        if self._reload:
+            self.reload()
+        if now - self._last_fire >= self.settings.poll:
             self._last_fire = now
             try:
-                self.fire_schedules(now)
+                if self.scheduled:
+                    self.fire_schedules(now)
+                self.step_backfills()
             except StoreError as exc:
-                log.warning("schedules not fired: store unreachable (%s)", exc)
+                log.warning("schedules and backfills not stepped: store unreachable (%s)", exc)
+
+    def request_reload(self) -> None:
+        """Load the project's pipelines anew on the next turn (SIGHUP; ``conveyor server``'s
+        reload)."""
+        self._reload = True
+
+    def reload(self) -> None:
+        self._reload = False
+        if self.project is None:
+            return
+        try:
+            entries = self.project.pipelines(fresh=True)
+        except ConveyorError as exc:
+            log.error("reload failed, keeping the pipelines loaded before: %s", exc)
+            return
+        self.scheduled = [e for e in entries if e.pipeline.schedule]
+        self._graphs.clear()
+        log.info("reloaded %d pipelines (%d scheduled)", len(entries), len(self.scheduled))
+
+    def step_backfills(self) -> None:
+        """Step every running backfill: follow its runs, submit the dates its limit allows.
+        Several schedulers may step the same one; each step is written once."""
+        for rec in self.store.list_backfills(state="running"):
+            try:
+                with _workdir(rec.workdir):
+                    after = backfills.step(self.store, rec, load_pipeline)
+            except StoreError:
+                raise
+            except ConveyorError as exc:
+                log.error("backfill %s of %s not stepped: %s", rec.id, rec.pipeline, exc)
+                continue
+            new = {s["run"] for s in after.slots} - {s["run"] for s in rec.slots}
+            if new:
+                log.info("backfill %s of %s: submitted %d runs", rec.id, rec.pipeline, len(new))
+            if after.state != "running" and rec.state == "running":
+                log.info("backfill %s of %s %s", rec.id, rec.pipeline, after.state)
 
     def fire_schedules(self, now: float) -> list[RunRecord]:
         """Start a run for every due tick of the project's schedules; exactly once per tick
@@ -306,17 +353,23 @@ def _workdir(path: str) -> Iterator[None]:
 
 @contextmanager
 def signals(scheduler: Scheduler) -> Iterator[None]:
-    """SIGTERM or Ctrl-C once: stop after handing the partition over. Twice: exit now."""
+    """SIGTERM or Ctrl-C once: stop after handing the partition over. Twice: exit now.
+    SIGHUP: load the project's pipelines anew."""
 
     def handler(signum: int, frame: Any) -> None:
         scheduler.stop()
         if scheduler._stopping > 1:
             raise KeyboardInterrupt
 
+    def reload(signum: int, frame: Any) -> None:
+        scheduler.request_reload()
+
     old_int = signal.signal(signal.SIGINT, handler)
     old_term = signal.signal(signal.SIGTERM, handler)
+    old_hup = signal.signal(signal.SIGHUP, reload)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGHUP, old_hup)

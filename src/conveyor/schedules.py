@@ -58,6 +58,11 @@ class Schedule:
             if len(out) > limit:
                 del out[0]
 
+    def next_tick(self, after: float) -> float:
+        """The first tick after ``after``."""
+        it = croniter(self.cron, dt.datetime.fromtimestamp(after, ZoneInfo(self.timezone)))
+        return float(it.get_next(dt.datetime).timestamp())
+
     def due(self, last: float, now: float) -> list[float]:
         """The ticks to fire now, the cursor being at ``last``: every missed one (bounded) with
         ``catchup``, else only the latest."""

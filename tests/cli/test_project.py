@@ -32,11 +32,23 @@ def test_pipelines_lists_the_project_with_parameters_and_schedules(project: Proj
     project.write("pipes.py", PIPELINE)
     project.write("conveyor.toml", '[project]\npipelines = ["etl/nightly.py", "pipes.py:wide"]\n')
     listed = json.loads(project.cli("pipelines", "--json", check=True).stdout)
-    assert [(p["name"], p["schedule"]) for p in listed] == [
-        ("nightly", {"cron": "0 2 * * *", "timezone": "Europe/Berlin", "catchup": True}),
-        ("wide", None),
-    ]
-    assert listed[0]["params"][1] == {"name": "full", "type": "bool", "required": False, "default": False}
+    assert [p["name"] for p in listed] == ["nightly", "wide"]
+    sched = listed[0]["schedule"]
+    assert (sched["cron"], sched["timezone"], sched["catchup"], sched["paused"]) == (
+        "0 2 * * *",
+        "Europe/Berlin",
+        True,
+        False,
+    )
+    assert sched["next_tick"].endswith("T01:00:00Z")  # 02:00 in Berlin, in winter
+    assert listed[1]["schedule"] is None
+    assert listed[0]["params"][1] == {
+        "name": "full",
+        "type": "bool",
+        "required": False,
+        "default": False,
+        "choices": None,
+    }
     assert listed[0]["description"] == "Load yesterday's orders."
     text = project.cli("pipelines", check=True).stdout
     assert "0 2 * * * (Europe/Berlin, catchup)" in text and "n: int = 12" in text
@@ -85,7 +97,7 @@ def test_backfill_runs_each_date_once_and_again_does_nothing(project: Project) -
     unknown = project.cli("backfill", "weekly", "--from", "2026-11-01", "--to", "2026-11-02")
     assert (
         unknown.returncode == 2
-        and "no pipeline 'weekly' in this project; its pipelines: nightly" in unknown.stderr
+        and "no pipeline 'weekly'; known pipelines: nightly" in unknown.stderr
     )
     baddate = project.cli("backfill", "nightly", "--from", "yesterday", "--to", "2026-11-02")
     assert baddate.returncode == 2 and "--from 'yesterday' is not a date" in baddate.stderr

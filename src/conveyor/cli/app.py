@@ -51,6 +51,8 @@ app.command()(scheduling.scheduler)
 app.command()(scheduling.schedulers)
 app.command()(project.pipelines)
 app.command()(project.backfill)
+app.command()(project.backfills)
+app.command()(project.schedules)
 
 
 # -- run and retry ----------------------------------------------------------------------------

@@ -4,70 +4,42 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from conveyor import engine
 from conveyor import params as P
-from conveyor.cli.common import DbOpt, JsonOpt, ParamOpt, console, err_console
-from conveyor.cli.scheduling import SILENT
-from conveyor.errors import LoadError, ParameterError
+from conveyor.cli.common import DbOpt, JsonOpt, ParamOpt, console, err_console, state_text
+from conveyor.errors import LoadError
 from conveyor.store import open_store
 
+if TYPE_CHECKING:
+    from conveyor.service import Service
 
-def pipelines(as_json: JsonOpt = False) -> None:
+
+def pipelines(as_json: JsonOpt = False, db: DbOpt = None) -> None:
     """List the pipelines of this project's conveyor.toml, with their parameters and schedules."""
-    from conveyor import project
-
-    found = project.find()
-    if found is None:
-        raise LoadError(
-            f"no {project.FILE} here or above; create one listing your pipelines: "
-            '[project] pipelines = ["pipelines/sales.py"]'
-        )
-    entries = found.pipelines()
-    rows: list[dict[str, Any]] = [
-        {
-            "name": e.pipeline.name,
-            "target": e.target,
-            "description": e.pipeline.description,
-            "params": [
-                {
-                    "name": p.name,
-                    "type": p.type.name,
-                    "required": p.default is P.MISSING,
-                    "default": None if p.default is P.MISSING else p.type.to_json(p.default),
-                }
-                for p in e.pipeline.params
-            ],
-            "schedule": None
-            if e.pipeline.schedule is None
-            else {
-                "cron": e.pipeline.schedule.cron,
-                "timezone": e.pipeline.schedule.timezone,
-                "catchup": e.pipeline.schedule.catchup,
-            },
-        }
-        for e in entries
-    ]
+    service = local_service(db)
+    if service.project is None:
+        raise LoadError(_NO_PROJECT)
+    views = service.pipelines()
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps([v.model_dump(mode="json") for v in views], indent=2))
         return
     table = Table(box=None, header_style="bold")
     for col in ("PIPELINE", "PARAMETERS", "SCHEDULE", "TARGET"):
         table.add_column(col, overflow="fold")
-    for e, row in zip(entries, rows, strict=True):
+    for v in views:
         params = ", ".join(
-            f"{p['name']}: {p['type']}" + ("" if p["required"] else f" = {json.dumps(p['default'])}")
-            for p in row["params"]
+            f"{p.name}: {p.type}" + ("" if p.required else f" = {json.dumps(p.default)}") for p in v.params
         )
-        sched = e.pipeline.schedule.describe() if e.pipeline.schedule else "-"
-        table.add_row(escape(e.pipeline.name), escape(params or "-"), escape(sched), escape(e.target))
+        sched = (
+            "-" if v.schedule is None else v.schedule.description + (" paused" if v.schedule.paused else "")
+        )
+        table.add_row(escape(v.name), escape(params or "-"), escape(sched), escape(v.target))
     console.print(table)
 
 
@@ -80,50 +52,44 @@ def backfill(
     param: ParamOpt = None,
     every: Annotated[str, typer.Option(help="day, hour, week or month.")] = "day",
     max_parallel: Annotated[int, typer.Option("--max-parallel", min=1, help="Runs at a time.")] = 1,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Print the backfill's id and return; the schedulers go on.")
+    ] = False,
     db: DbOpt = None,
 ) -> None:
-    """Run a pipeline once per logical date of a range; dates already done are skipped."""
-    from conveyor import project
-    from conveyor.backfills import Backfill, dates
-    from conveyor.loader import load_pipeline
+    """Run a pipeline once per logical date of a range; dates already done are skipped.
 
-    if ":" in pipeline or pipeline.endswith(".py"):
-        pipe = load_pipeline(pipeline)
-        ref, workdir = engine.canonical_target(pipeline, pipe.name), str(Path.cwd())
-    else:
-        found = project.find()
-        entries = {e.pipeline.name: e for e in (found.pipelines() if found else [])}
-        if pipeline not in entries:
-            known = ", ".join(sorted(entries)) or f"none: no {project.FILE} here or above"
-            raise LoadError(f"no pipeline {pipeline!r} in this project; its pipelines: {known}")
-        pipe, ref = entries[pipeline].pipeline, entries[pipeline].target
-        assert found is not None
-        workdir = str(found.root)
-    times = dates(_when(start, "--from"), _when(end, "--to"), every)
-    store = open_store(db)
-    given = _parsed(pipe, P.parse_assignments(param or []))
-    fill = Backfill(store, pipe, ref, times, given, max_parallel=max_parallel, workdir=workdir)
-    if not any(s.state == "running" and time.time() - s.heartbeat < SILENT for s, _ in store.schedulers()):
-        err_console.print(
-            "[yellow]No scheduler is running on this store: start one with conveyor scheduler.[/]"
-        )
-    skipped = fill.counts().get("skipped", 0)
+    The backfill is kept in the store and stepped by the schedulers; this command follows it
+    (Ctrl-C cancels it) unless --detach."""
+    from conveyor.backfills import ENDED
+
+    service = local_service(db)
+    view = service.backfill(
+        pipeline, start, end, every=every, max_parallel=max_parallel, params=P.parse_assignments(param or [])
+    )
+    if detach:
+        print(view.id)
+        return
+    _warn_without_scheduler(service)
+    skipped = view.counts.get("skipped", 0)
     console.print(
-        f"Backfill of {escape(pipe.name)}: {len(times)} dates from {times[0]:%Y-%m-%d %H:%M} to "
-        f"{times[-1]:%Y-%m-%d %H:%M}" + (f"; {skipped} already done" if skipped else "")
+        f"Backfill {view.id} of {escape(view.pipeline)}: {view.total} dates from "
+        f"{view.dates[0].when:%Y-%m-%d %H:%M} to {view.dates[-1].when:%Y-%m-%d %H:%M}"
+        + (f"; {skipped} already done" if skipped else "")
     )
     live = Live(console=console, refresh_per_second=4, transient=True) if console.is_terminal else None
     if live:
         live.start()
-    last = ""
+    last, shown = "", {d.run for d in view.dates if d.run}
     try:
         while True:
-            for slot in fill.step():
-                assert slot.run is not None
-                console.print(f"  {slot.when:%Y-%m-%d %H:%M}: run {slot.run.id}")
-            c = fill.counts()
-            ended = sum(c.get(k, 0) for k in ("succeeded", "failed", "cancelled", "skipped"))
-            line = f"{ended} of {len(times)} dates done" + "".join(
+            view = service.get_backfill(view.id)
+            for d in view.dates:
+                if d.run and d.run not in shown:
+                    shown.add(d.run)
+                    console.print(f"  {d.when:%Y-%m-%d %H:%M}: run {d.run}")
+            c = view.counts
+            line = f"{view.done} of {view.total} dates done" + "".join(
                 f", {c[k]} {k}" for k in ("running", "pending", "failed", "cancelled") if c.get(k)
             )
             if live:
@@ -131,57 +97,118 @@ def backfill(
             elif line != last:
                 console.print(line)
             last = line
-            if fill.done:
+            if view.state != "running":
                 break
             time.sleep(0.25)
     except KeyboardInterrupt:
         if live:
             live.stop()
             live = None
-        fill.cancel()
-        console.print("[yellow]Backfill cancelled:[/] its running runs were asked to stop.")
+        service.cancel_backfill(view.id)
+        console.print(f"[yellow]Backfill {view.id} cancelled:[/] its running runs were asked to stop.")
         raise typer.Exit(130) from None
     finally:
         if live:
             live.stop()
-    c = fill.counts()
-    failed = [s for s in fill.slots if s.state in ("failed", "cancelled")]
-    summary_line = ", ".join(
-        f"{c[k]} {k}" for k in ("succeeded", "skipped", "failed", "cancelled") if c.get(k)
-    )
+    failed = [d for d in view.dates if d.state in ("failed", "cancelled")]
+    summary_line = ", ".join(f"{view.counts[k]} {k}" for k in ENDED if view.counts.get(k))
     colour = "red" if failed else "green"
-    console.print(f"[{colour}]Backfill of {escape(pipe.name)} ended[/]: {summary_line}")
-    for s in failed:
-        assert s.run is not None
-        console.print(f"  {s.when:%Y-%m-%d %H:%M}: run {s.run.id} {s.state} (conveyor show {s.run.id})")
+    console.print(f"[{colour}]Backfill of {escape(view.pipeline)} ended[/]: {summary_line}")
+    for d in failed:
+        console.print(f"  {d.when:%Y-%m-%d %H:%M}: run {d.run} {d.state} (conveyor show {d.run})")
     raise typer.Exit(1 if failed else 0)
 
 
-def _parsed(pipe: Any, values: dict[str, str]) -> dict[str, Any]:
-    """``-p`` values parsed by the pipeline's types (unknown names are refused when a run is made)."""
-    from conveyor.pipelines import LOGICAL_DATE
+def backfills(
+    cancel: Annotated[
+        str | None, typer.Option("--cancel", metavar="ID", help="Cancel this backfill.")
+    ] = None,
+    as_json: JsonOpt = False,
+    db: DbOpt = None,
+) -> None:
+    """List backfills with their progress; --cancel ID stops one."""
+    service = local_service(db)
+    if cancel:
+        view = service.cancel_backfill(cancel)
+        console.print(f"Backfill {view.id} is {view.state}.")
+        return
+    views = service.backfills()
+    if as_json:
+        print(json.dumps([v.model_dump(mode="json") for v in views], indent=2))
+        return
+    if not views:
+        console.print("No backfills yet. Start one with: conveyor backfill PIPELINE --from DATE --to DATE")
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("BACKFILL", "PIPELINE", "STATE", "DATES", "FROM", "TO", "EVERY"):
+        table.add_column(col, no_wrap=True)
+    for v in views:
+        table.add_row(
+            v.id,
+            escape(v.pipeline),
+            state_text(v.state),
+            f"{v.done}/{v.total}",
+            f"{v.dates[0].when:%Y-%m-%d %H:%M}",
+            f"{v.dates[-1].when:%Y-%m-%d %H:%M}",
+            v.every,
+        )
+    console.print(table)
 
-    if LOGICAL_DATE in values:
-        raise ParameterError(f"-p {LOGICAL_DATE}: a backfill gives each run its own; use --from and --to")
-    by_name = {p.name: p for p in pipe.params}
-    out: dict[str, Any] = {}
-    for name, text in values.items():
-        if name not in by_name:
-            out[name] = text
-            continue
-        try:
-            out[name] = by_name[name].type.parse(text)
-        except ValueError as exc:
-            raise ParameterError(f"pipeline {pipe.name}: parameter {name!r}: {exc}") from None
-    return out
+
+def schedules(
+    pause: Annotated[
+        str | None, typer.Option("--pause", metavar="PIPELINE", help="Pause its schedule.")
+    ] = None,
+    resume: Annotated[
+        str | None, typer.Option("--resume", metavar="PIPELINE", help="Resume its schedule.")
+    ] = None,
+    as_json: JsonOpt = False,
+    db: DbOpt = None,
+) -> None:
+    """List this project's schedules: next and last tick, paused or not; pause or resume one."""
+    service = local_service(db)
+    if service.project is None:
+        raise LoadError(_NO_PROJECT)
+    for name, paused in ((pause, True), (resume, False)):
+        if name:
+            view = service.pause(name, paused)
+            console.print(f"Schedule of {escape(view.pipeline)}: {'paused' if view.paused else 'resumed'}.")
+    if pause or resume:
+        return
+    views = service.schedules()
+    if as_json:
+        print(json.dumps([v.model_dump(mode="json") for v in views], indent=2))
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("PIPELINE", "SCHEDULE", "STATE", "LAST TICK", "NEXT TICK"):
+        table.add_column(col, no_wrap=True)
+    for v in views:
+        table.add_row(
+            escape(v.pipeline),
+            escape(v.description),
+            "[yellow]⏸ paused[/]" if v.paused else "[green]▶ active[/]",
+            f"{v.last_tick:%Y-%m-%d %H:%M %Z}" if v.last_tick else "-",
+            f"{v.next_tick:%Y-%m-%d %H:%M %Z}" if v.next_tick else "-",
+        )
+    console.print(table if views else "No pipeline of this project has a schedule.")
 
 
-def _when(text: str, option: str) -> Any:
-    import datetime as dt
+_NO_PROJECT = (
+    "no conveyor.toml here or above; create one listing your pipelines: "
+    '[project] pipelines = ["pipelines/sales.py"]'
+)
 
-    try:
-        return dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ParameterError(
-            f"{option} {text!r} is not a date; write it like 2026-11-01 or 2026-11-01T06:00"
-        ) from None
+
+def local_service(db: str | None) -> Service:
+    """The service over the local store and the project of the current directory (if any)."""
+    from conveyor import project
+    from conveyor.service import Service
+
+    return Service(open_store(db), project.find(), targets=True)
+
+
+def _warn_without_scheduler(service: Service) -> None:
+    if not any(s.state == "running" for s in service.schedulers()):
+        err_console.print(
+            "[yellow]No scheduler is running on this store: start one with conveyor scheduler.[/]"
+        )

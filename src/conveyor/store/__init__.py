@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from conveyor.store.records import (
     AttemptRecord,
+    BackfillRecord,
     Batch,
     InstanceRecord,
     PartitionRecord,
@@ -39,8 +40,23 @@ class Store(Protocol):
     def get_run(self, run_id: str) -> RunRecord: ...
     def latest_run(self, key: str) -> RunRecord | None: ...
     def list_runs(
-        self, *, limit: int = 20, pipeline: str | None = None, state: str | None = None
+        self,
+        *,
+        limit: int = 20,
+        offset: int = 0,
+        pipeline: str | None = None,
+        state: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
     ) -> list[RunRecord]: ...
+    def count_runs(
+        self,
+        *,
+        pipeline: str | None = None,
+        state: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> int: ...
     def instances(self, run_id: str) -> list[InstanceRecord]: ...
     def attempts(self, run_id: str, instance_id: str | None = None) -> list[AttemptRecord]: ...
     def history(self, run_id: str, instance_id: str) -> list[TransitionRecord]: ...
@@ -96,6 +112,24 @@ class Store(Protocol):
     def beat(self, name: str, now: float, *, state: str = "running") -> None: ...
     def schedulers(self) -> list[tuple[SchedulerRecord, list[PartitionRecord]]]: ...
     def forget_schedulers(self, before: float) -> int: ...
+    def pause_schedule(self, pipeline: str, paused: bool, now: float) -> None: ...
+    def schedule_states(self) -> dict[str, tuple[float, float | None]]: ...
+
+    # backfills (``backfilling``)
+    def create_backfill(self, rec: BackfillRecord) -> None: ...
+    def get_backfill(self, backfill_id: str) -> BackfillRecord: ...
+    def list_backfills(self, *, limit: int = 50, state: str | None = None) -> list[BackfillRecord]: ...
+    def advance_backfill(
+        self,
+        rec: BackfillRecord,
+        *,
+        slots: list[dict[str, Any]],
+        state: str,
+        runs: Sequence[tuple[RunRecord, Sequence[InstanceRecord], Sequence[PartitionRecord]]] = (),
+        reopen: Sequence[str] = (),
+        now: float | None = None,
+    ) -> bool: ...
+    def run_states(self, run_ids: Sequence[str]) -> dict[str, str]: ...
 
 
 def home() -> Path:
@@ -116,6 +150,7 @@ def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
 
 __all__ = [
     "AttemptRecord",
+    "BackfillRecord",
     "Batch",
     "InstanceRecord",
     "PartitionRecord",

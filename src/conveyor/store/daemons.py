@@ -4,7 +4,7 @@ exactly once per tick, in the transaction that creates the tick's runs)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -17,16 +17,6 @@ from conveyor.store.records import InstanceRecord, PartitionRecord, RunRecord, S
 
 class Daemons(Part):
     """Mixed into ``SqlStore``."""
-
-    if TYPE_CHECKING:
-
-        def _insert_run(
-            self,
-            cur: Any,
-            run: RunRecord,
-            instances: Sequence[InstanceRecord],
-            partitions: Sequence[PartitionRecord],
-        ) -> None: ...
 
     def schedule_cursor(self, pipeline: str, now: float) -> float:
         """The schedule's last fired tick; a schedule seen for the first time starts at ``now``
@@ -45,6 +35,21 @@ class Daemons(Part):
                 return float(
                     conn.execute(sa.select(s.c.last_tick).where(s.c.pipeline == pipeline)).scalar_one()
                 )
+
+    def pause_schedule(self, pipeline: str, paused: bool, now: float) -> None:
+        """Pause a schedule (no tick fires) or resume it. Ticks missed while paused are treated
+        as missed in downtime: ``catchup`` decides whether they run."""
+        s = t.schedules
+        self.schedule_cursor(pipeline, now)
+        with self._tx() as conn:
+            conn.execute(s.update().where(s.c.pipeline == pipeline).values(paused_at=now if paused else None))
+
+    def schedule_states(self) -> dict[str, tuple[float, float | None]]:
+        """Each known schedule (by its pipeline's target): its last tick and when it was paused."""
+        s = t.schedules
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(s.c.pipeline, s.c.last_tick, s.c.paused_at)).all()
+        return {str(p): (float(last), paused) for p, last, paused in rows}
 
     # -- the scheduler registry ---------------------------------------------------------------
     def register_scheduler(self, rec: SchedulerRecord, *, stale_after: float) -> None:
@@ -98,13 +103,18 @@ class Daemons(Part):
         runs: Sequence[tuple[RunRecord, Sequence[InstanceRecord], Sequence[PartitionRecord]]],
     ) -> bool:
         """Move the schedule's cursor from ``last`` to ``tick`` and create its runs, in one
-        transaction; False (nothing written) if another scheduler moved it first."""
+        transaction; False (nothing written) if another scheduler moved it first, or the
+        schedule is paused."""
         s = t.schedules
         move = self._stmt(
             "move_cursor",
             lambda: (
                 s.update()
-                .where(s.c.pipeline == sa.bindparam("k_pipeline"), s.c.last_tick == sa.bindparam("k_last"))
+                .where(
+                    s.c.pipeline == sa.bindparam("k_pipeline"),
+                    s.c.last_tick == sa.bindparam("k_last"),
+                    s.c.paused_at.is_(None),
+                )
                 .values(last_tick=sa.bindparam("v_tick"))
             ),
             ("tick", "pipeline", "last"),

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from conveyor.errors import RunBusy, RunNotFound, StaleEpochError, StoreError
 from conveyor.partitions import STUCK, blocked, run_state
@@ -309,20 +310,24 @@ class Leases(Part):
     def reopen(self, run_id: str) -> int:
         """Open a submitted run's failed, blocked and cancelled partitions again (``retry``);
         the schedulers pick them up. Returns how many were reopened."""
-        p, r = t.partitions, t.runs
         with self._tx() as conn:
-            n = conn.execute(
-                p.update()
-                .where(p.c.run_id == run_id, p.c.state.in_(STUCK))
-                .values(state="open", ended_at=None, error=None, owner=None, lease_expires=None)
-            ).rowcount
-            if n:
-                conn.execute(
-                    r.update()
-                    .where(r.c.id == run_id)
-                    .values(state="pending", ended_at=None, error=None, cancel_requested=None)
-                )
-            return int(n)
+            return reopen_partitions(conn, run_id)
+
+
+def reopen_partitions(conn: Connection, run_id: str) -> int:
+    p, r = t.partitions, t.runs
+    n = conn.execute(
+        p.update()
+        .where(p.c.run_id == run_id, p.c.state.in_(STUCK))
+        .values(state="open", ended_at=None, error=None, owner=None, lease_expires=None)
+    ).rowcount
+    if n:
+        conn.execute(
+            r.update()
+            .where(r.c.id == run_id)
+            .values(state="pending", ended_at=None, error=None, cancel_requested=None)
+        )
+    return int(n)
 
 
 def stale_partition(run_id: str, number: int, epoch: int) -> StaleEpochError:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Connection
 
 if TYPE_CHECKING:
+    from conveyor.store.records import InstanceRecord, PartitionRecord, RunRecord
     from conveyor.store.statements import Statement
 
 
@@ -29,3 +30,10 @@ class Part:
             order: Sequence[str],
             column_keys: Sequence[str] | None = None,
         ) -> Statement: ...
+        def _insert_run(
+            self,
+            cur: Any,
+            run: RunRecord,
+            instances: Sequence[InstanceRecord],
+            partitions: Sequence[PartitionRecord],
+        ) -> None: ...

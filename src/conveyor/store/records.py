@@ -108,6 +108,24 @@ class SchedulerRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class BackfillRecord:
+    """A backfill: one run per logical date of a range (``backfills``)."""
+
+    id: str
+    pipeline: str
+    target: str
+    params: dict[str, Any]  # besides logical_date, as canonical JSON
+    every: str  # day | hour | week | month
+    max_parallel: int
+    state: str  # running | succeeded | failed | cancelled
+    created_at: float
+    slots: list[dict[str, Any]]  # per date: when (ISO), key, run (id or None), state, retried
+    workdir: str = ""
+    ended_at: float | None = None
+    version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class TransitionRecord:
     instance_id: str
     old: str

@@ -15,7 +15,7 @@ from sqlalchemy import (
 )
 
 #: The Alembic revision this code expects; a test checks it is the migrations' head.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 
 metadata = MetaData()
 
@@ -41,6 +41,7 @@ runs = Table(
     Column("cancel_requested", Float),  # when `conveyor cancel` asked a submitted run to stop
     Index("ix_runs_key", "key"),
     Index("ix_runs_created", "created_at"),
+    Index("ix_runs_pipeline", "pipeline", "created_at"),
 )
 
 task_instances = Table(
@@ -140,4 +141,25 @@ schedules = Table(
     metadata,
     Column("pipeline", String(400), primary_key=True),  # its target: file.py:name or module:name
     Column("last_tick", Float, nullable=False),
+    Column("paused_at", Float),  # paused (``conveyor schedules pause``): no tick fires
+)
+
+#: Backfills: one run per logical date of a range, at most ``max_parallel`` going at once. The
+#: schedulers step them; ``version`` makes each step happen once however many step at a time.
+backfills = Table(
+    "backfills",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("pipeline", String(200), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("params", Text, nullable=False),  # JSON: the parameters besides logical_date
+    Column("every", String(8), nullable=False),
+    Column("max_parallel", Integer, nullable=False),
+    Column("workdir", Text, nullable=False, server_default=""),
+    Column("state", String(16), nullable=False),  # running | succeeded | failed | cancelled
+    Column("created_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Column("version", Integer, nullable=False, server_default="0"),
+    Column("slots", Text, nullable=False),  # JSON: each date with its run key, run and state
+    Index("ix_backfills_created", "created_at"),
 )

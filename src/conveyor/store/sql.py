@@ -27,6 +27,7 @@ from conveyor.errors import RunBusy, RunNotFound, SchemaError, StaleEpochError, 
 from conveyor.store import schema as t
 from conveyor.store import statements
 from conveyor.store.attempts import Attempts
+from conveyor.store.backfilling import Backfills
 from conveyor.store.checkpoint import Checkpointer
 from conveyor.store.connection import (
     HELD_CONNECTIONS,
@@ -54,6 +55,7 @@ from conveyor.store.rows import (
     shapes,
 )
 from conveyor.store.statements import Statement
+from conveyor.store.stats import Stats
 
 T = TypeVar("T")
 
@@ -61,7 +63,7 @@ T = TypeVar("T")
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-class SqlStore(Leases, Attempts, Daemons):
+class SqlStore(Leases, Attempts, Daemons, Backfills, Stats):
     """Runs, task instances, attempts and transitions in a SQL database."""
 
     def __init__(self, url: str, *, migrate: bool = True, check: bool = True) -> None:
@@ -397,18 +399,36 @@ class SqlStore(Leases, Attempts, Daemons):
         return {str(st): int(n) for st, n in cur.fetchall()}
 
     def list_runs(
-        self, *, limit: int = 20, pipeline: str | None = None, state: str | None = None
+        self,
+        *,
+        limit: int = 20,
+        offset: int = 0,
+        pipeline: str | None = None,
+        state: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
     ) -> list[RunRecord]:
+        """Runs newest first, filtered by pipeline, state and creation time (``since`` included,
+        ``until`` excluded)."""
+
         def read(conn: Connection) -> list[RunRecord]:
-            q = sa.select(t.runs).order_by(t.runs.c.created_at.desc()).limit(limit)
-            if pipeline:
-                q = q.where(t.runs.c.pipeline == pipeline)
-            if state:
-                q = q.where(t.runs.c.state == state)
+            q = _runs_where(sa.select(t.runs), pipeline, state, since, until)
+            q = q.order_by(t.runs.c.created_at.desc(), t.runs.c.id.desc()).limit(limit).offset(offset)
             rows = conn.execute(q).mappings().all()
             return [run_record(r, self._counts(conn, r["id"])) for r in rows]
 
         return self._read(read)
+
+    def count_runs(
+        self,
+        *,
+        pipeline: str | None = None,
+        state: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> int:
+        q = _runs_where(sa.select(sa.func.count()).select_from(t.runs), pipeline, state, since, until)
+        return int(self._read(lambda conn: conn.execute(q).scalar_one()))
 
     def _counts(self, conn: Connection, run_id: str) -> dict[str, int]:
         ti = t.task_instances
@@ -535,3 +555,18 @@ class SqlStore(Leases, Attempts, Daemons):
                 )
         if self._checkpointer is not None:
             self._checkpointer.committed()
+
+
+def _runs_where(
+    q: Any, pipeline: str | None, state: str | None, since: float | None, until: float | None
+) -> Any:
+    r = t.runs
+    if pipeline:
+        q = q.where(r.c.pipeline == pipeline)
+    if state:
+        q = q.where(r.c.state == state)
+    if since is not None:
+        q = q.where(r.c.created_at >= since)
+    if until is not None:
+        q = q.where(r.c.created_at < until)
+    return q

@@ -1,0 +1,403 @@
+"""The service: what a user can ask of Conveyor, over one store and one project.
+
+The REST API (``conveyor.api``) and the Python client without a URL (``conveyor.Client()``) both
+call a ``Service``; the CLI calls it through the client. It starts nothing itself: the runs it
+creates are submitted runs, which scheduler daemons drive (``conveyor server`` runs one).
+Everything it returns is a view (``conveyor.views``); everything wrong with a request is a
+``ConveyorError`` (a ``ParameterError`` names each bad field).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conveyor import backfills, engine
+from conveyor.errors import (
+    ConveyorError,
+    LoadError,
+    ParameterError,
+    PipelineNotFound,
+    RunBusy,
+    RunNotFound,
+    StoreError,
+)
+from conveyor.loader import load_pipeline
+from conveyor.pipelines import PipelineDef
+from conveyor.project import Entry, Project
+from conveyor.schedules import Schedule
+from conveyor.store import Store
+from conveyor.store.records import InstanceRecord
+from conveyor.views import (
+    BackfillView,
+    Health,
+    LogView,
+    PipelineView,
+    RunDetail,
+    RunPage,
+    RunView,
+    SchedulerView,
+    ScheduleView,
+    TaskView,
+    stamp,
+)
+
+#: A scheduler whose last heartbeat is older than this (seconds) is shown as silent.
+SILENT = 5.0
+
+#: Runs on one page at most.
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """A task's stored result: JSON, or a pickle (load it only from a store you trust)."""
+
+    data: bytes
+    media_type: str  # application/json | application/x-python-pickle
+
+
+class Service:
+    def __init__(self, store: Store, project: Project | None = None, *, targets: bool = False) -> None:
+        """``project``: its pipelines are the ones asked for by name. ``targets``: also accept
+        a pipeline given as ``path/to/file.py:name`` or ``module:name`` (the local client and
+        CLI; never the API, which loads only the project's code)."""
+        self.store = store
+        self.project = project
+        self.targets = targets
+        self._entries: dict[str, Entry] = {}
+        self.reload(fresh=False)
+
+    # -- pipelines ----------------------------------------------------------------------------
+    def reload(self, *, fresh: bool = True) -> list[PipelineView]:
+        """Load the project's pipelines again (``fresh``: import their code anew, so that edits
+        are seen). A project that no longer loads keeps the pipelines it had, and raises."""
+        if self.project is not None:
+            entries = self.project.pipelines(fresh=fresh)
+            self._entries = {e.pipeline.name: e for e in entries}
+        return self.pipelines()
+
+    def pipelines(self) -> list[PipelineView]:
+        states = (
+            self.store.schedule_states() if any(e.pipeline.schedule for e in self._entries.values()) else {}
+        )
+        return [self._pipeline_view(e, states) for e in self._entries.values()]
+
+    def pipeline(self, name: str) -> PipelineView:
+        entry = self.entry(name)
+        return self._pipeline_view(entry, self.store.schedule_states() if entry.pipeline.schedule else {})
+
+    def entry(self, name: str) -> Entry:
+        """The pipeline by name (or, with ``targets``, by its target)."""
+        found = self._entries.get(name)
+        if found is not None:
+            return found
+        if self.targets and (":" in name or name.endswith(".py")):
+            pipe = load_pipeline(name)
+            return Entry(engine.canonical_target(name, pipe.name), pipe)
+        known = ", ".join(sorted(self._entries)) or (
+            "none: no conveyor.toml lists any" if self.project is None else "none"
+        )
+        raise PipelineNotFound(f"no pipeline {name!r}; known pipelines: {known}")
+
+    def _pipeline_view(self, e: Entry, states: Mapping[str, tuple[float, float | None]]) -> PipelineView:
+        sched = e.pipeline.schedule
+        return PipelineView.of(
+            e.pipeline, e.target, None if sched is None else _schedule_view(e, sched, states)
+        )
+
+    # -- runs ---------------------------------------------------------------------------------
+    def trigger(self, name: str, params: Mapping[str, Any], *, from_text: bool = True) -> RunView:
+        """Submit a run of the pipeline for the schedulers; ``from_text``: strings are parsed by
+        the parameters' types (JSON and the command line)."""
+        entry = self.entry(name)
+        run, instances, partitions = engine.submission(
+            entry.pipeline, entry.target, params, from_text=from_text, workdir=self._workdir(entry)
+        )
+        self.store.create_run(run, instances, partitions)
+        return RunView.of(run)
+
+    def runs(
+        self,
+        *,
+        pipeline: str | None = None,
+        state: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> RunPage:
+        if not 1 <= limit <= MAX_PAGE:
+            raise ParameterError(f"limit {limit} must be between 1 and {MAX_PAGE}", {"limit": "out of range"})
+        if offset < 0:
+            raise ParameterError(f"offset {offset} must not be negative", {"offset": "negative"})
+        window: dict[str, Any] = {
+            "pipeline": pipeline,
+            "state": state,
+            "since": _epoch(since),
+            "until": _epoch(until),
+        }
+        items = self.store.list_runs(limit=limit, offset=offset, **window)
+        total = self.store.count_runs(**window)
+        return RunPage(items=[RunView.of(r) for r in items], total=total, offset=offset, limit=limit)
+
+    def run(self, run_id: str) -> RunDetail:
+        r = self.store.get_run(run_id)
+        attempts: dict[str, list[Any]] = {}
+        for a in self.store.attempts(r.id):
+            attempts.setdefault(a.instance_id, []).append(a)
+        tasks = [TaskView.of(i, attempts.get(i.id, [])) for i in self.store.instances(r.id)]
+        parts = self.store.partitions(r.id) if r.partitions else []
+        from conveyor.views import PartitionView
+
+        return RunDetail(
+            **RunView.of(r).model_dump(),
+            tasks=tasks,
+            partition_states=[PartitionView.of(p) for p in parts],
+        )
+
+    def cancel(self, run_id: str) -> RunView:
+        """Cancel a run: a submitted one through its schedulers (nothing new starts, running
+        tasks are stopped); one driven by ``conveyor run`` on this machine as a Ctrl-C would."""
+        r = self.store.get_run(run_id)
+        if r.state in ("succeeded", "failed", "cancelled"):
+            return RunView.of(r)
+        if r.partitions:
+            self.store.request_cancel(r.id)
+            return RunView.of(self.store.get_run(r.id))
+        from conveyor.driver import owner_is_dead
+
+        host, _, pid = (r.owner or "").rpartition(":")
+        if not r.owner or not pid.isdigit() or r.lease_expires is None or r.lease_expires < time.time():
+            raise RunBusy(
+                f"run {r.id} is not being driven now; nothing to cancel (resume it with conveyor retry)"
+            )
+        if host != socket.gethostname() or owner_is_dead(r.owner):
+            raise RunBusy(
+                f"run {r.id} is driven by {r.owner}, on another machine: press Ctrl-C where it runs"
+            )
+        os.kill(int(pid), signal.SIGINT)  # as a Ctrl-C in its terminal: a graceful cancel
+        return RunView.of(r)
+
+    def retry(self, run_id: str) -> RunView:
+        """Reopen a submitted run's failed and cancelled parts: the schedulers run what did not
+        succeed. (A run of ``conveyor run`` is resumed with ``conveyor retry`` where it ran.)"""
+        r = self.store.get_run(run_id)
+        if not r.partitions:
+            raise RunBusy(
+                f"run {r.id} was started by conveyor run, not submitted; resume it where it ran with "
+                f"conveyor retry {r.id}"
+            )
+        if r.state in ("pending", "running"):
+            raise RunBusy(f"run {r.id} is {r.state}; retry it once it has ended")
+        if r.state == "succeeded":
+            return RunView.of(r)
+        self.store.reopen(r.id)
+        return RunView.of(self.store.get_run(r.id))
+
+    # -- tasks: logs and results ----------------------------------------------------------------
+    def instances(self, run_id: str, task: str | None) -> list[InstanceRecord]:
+        """The run's instances named by ``task`` (instance id or its prefix, label, task name),
+        or all of them."""
+        instances = self.store.instances(run_id)
+        if task is None:
+            return instances
+        exact = [i for i in instances if task in (i.id, i.label, i.task)]
+        found = exact or [i for i in instances if i.id.startswith(task)]
+        if not found:
+            names = sorted({i.task for i in instances})
+            raise RunNotFound(f"run {run_id} has no task {task!r}; its tasks are: {', '.join(names)}")
+        return found
+
+    def logs(
+        self, run_id: str, task: str | None = None, *, attempt: int | None = None, tail: int | None = None
+    ) -> list[LogView]:
+        """The captured output (stdout, stderr, logging) of each attempt of the chosen tasks;
+        ``tail``: only the last lines of each."""
+        if tail is not None and tail < 1:
+            raise ParameterError(f"tail {tail} must be at least 1", {"tail": "must be at least 1"})
+        run_id = self.store.get_run(run_id).id
+        out = []
+        for inst in self.instances(run_id, task):
+            for a in self.store.attempts(run_id, inst.id):
+                if attempt is not None and a.number != attempt:
+                    continue
+                text = _read(a.log_path)
+                lines = text.splitlines(keepends=True)
+                cut = tail is not None and len(lines) > tail
+                if cut:
+                    text = "".join(lines[-(tail or 0) :])
+                out.append(
+                    LogView(
+                        task=inst.label,
+                        instance=inst.id,
+                        attempt=a.number,
+                        state=a.state,
+                        text=text,
+                        truncated=cut,
+                    )
+                )
+        return out
+
+    def log_file(self, run_id: str, task: str, attempt: int | None = None) -> tuple[str | None, str]:
+        """The log file of one task's attempt (default: its latest) and the attempt's state: to
+        follow while it runs."""
+        run_id = self.store.get_run(run_id).id
+        inst = self.instances(run_id, task)[0]
+        tries = [a for a in self.store.attempts(run_id, inst.id) if attempt is None or a.number == attempt]
+        if not tries:
+            return None, inst.state
+        return tries[-1].log_path, tries[-1].state
+
+    def result(self, run_id: str, task: str) -> Artifact:
+        """The stored return value of a succeeded task instance."""
+        r = self.store.get_run(run_id)
+        found = self.instances(r.id, task)
+        if len(found) > 1:
+            labels = ", ".join(i.label for i in found[:5])
+            raise ParameterError(
+                f"task {task!r} of run {r.id} has {len(found)} instances ({labels}); name one"
+            )
+        inst = found[0]
+        if inst.state not in ("succeeded", "skipped"):
+            raise RunBusy(f"{inst.label} of run {r.id} is {inst.state}: it has no result yet")
+        if inst.result is None:
+            return Artifact(b"null", "application/json")
+        path = Path(inst.result)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            raise LoadError(f"the result of {inst.label} ({path}) is missing; re-run the task") from None
+        kind = "application/json" if path.suffix == ".json" else "application/x-python-pickle"
+        return Artifact(data, kind)
+
+    # -- backfills ----------------------------------------------------------------------------
+    def backfill(
+        self,
+        pipeline: str,
+        start: str | dt.datetime,
+        end: str | dt.datetime,
+        *,
+        every: str = "day",
+        max_parallel: int = 1,
+        params: Mapping[str, Any] | None = None,
+        from_text: bool = True,
+    ) -> BackfillView:
+        """Record a backfill: one run per logical date from ``start`` to ``end``; the schedulers
+        step it (``backfills``)."""
+        entry = self.entry(pipeline)
+        first = backfills.parse_when(start, "--from") if isinstance(start, str) else start
+        last = backfills.parse_when(end, "--to") if isinstance(end, str) else end
+        times = backfills.dates(first, last, every)
+        rec = backfills.create(
+            self.store,
+            entry.pipeline,
+            entry.target,
+            times,
+            params or {},
+            every=every,
+            max_parallel=max_parallel,
+            workdir=self._workdir(entry),
+            from_text=from_text,
+        )
+        return BackfillView.of(self.step_backfill(rec.id, entry.pipeline))
+
+    def step_backfill(self, backfill_id: str, pipe: PipelineDef | None = None) -> Any:
+        """Step one backfill now (the schedulers do it on their turns)."""
+        rec = self.store.get_backfill(backfill_id)
+        return backfills.step(self.store, rec, lambda target: pipe or load_pipeline(target))
+
+    def backfills(self, *, state: str | None = None, limit: int = 50) -> list[BackfillView]:
+        return [BackfillView.of(b) for b in self.store.list_backfills(limit=limit, state=state)]
+
+    def get_backfill(self, backfill_id: str) -> BackfillView:
+        return BackfillView.of(self.store.get_backfill(backfill_id))
+
+    def cancel_backfill(self, backfill_id: str) -> BackfillView:
+        return BackfillView.of(backfills.cancel(self.store, self.store.get_backfill(backfill_id)))
+
+    # -- schedules and schedulers -----------------------------------------------------------------
+    def schedules(self) -> list[ScheduleView]:
+        states = self.store.schedule_states()
+        return [
+            _schedule_view(e, e.pipeline.schedule, states)
+            for e in self._entries.values()
+            if e.pipeline.schedule is not None
+        ]
+
+    def pause(self, pipeline: str, paused: bool = True) -> ScheduleView:
+        """Pause a pipeline's schedule (no run starts on its ticks) or resume it. On resume, the
+        ticks missed meanwhile run as after downtime: every one with ``catchup``, else the latest."""
+        entry = self.entry(pipeline)
+        sched = entry.pipeline.schedule
+        if sched is None:
+            raise ParameterError(
+                f"pipeline {entry.pipeline.name} has no schedule", {"pipeline": "no schedule"}
+            )
+        self.store.pause_schedule(entry.target, paused, time.time())
+        return _schedule_view(entry, sched, self.store.schedule_states())
+
+    def schedulers(self) -> list[SchedulerView]:
+        now = time.time()
+        return [
+            SchedulerView.of(s, leases, now - s.heartbeat > SILENT) for s, leases in self.store.schedulers()
+        ]
+
+    def health(self) -> Health:
+        from conveyor import __version__
+
+        try:
+            live = [s for s in self.schedulers() if s.state == "running"]
+        except StoreError as exc:
+            return Health(status="degraded", store=str(exc), schedulers=0, version=__version__)
+        return Health(status="ok", store="ok", schedulers=len(live), version=__version__)
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _workdir(self, entry: Entry) -> str:
+        """Where a run's relative targets resolve: the project's root, else here."""
+        if self.project is not None and entry.pipeline.name in self._entries:
+            return str(self.project.root)
+        return os.getcwd()
+
+
+def _schedule_view(
+    e: Entry, sched: Schedule, states: Mapping[str, tuple[float, float | None]]
+) -> ScheduleView:
+    last, paused = states.get(e.target, (None, None))
+    following = sched.next_tick(max(last or 0.0, time.time())) if paused is None else None
+    return ScheduleView(
+        pipeline=e.pipeline.name,
+        cron=sched.cron,
+        timezone=sched.timezone,
+        catchup=sched.catchup,
+        description=sched.describe(),
+        paused=paused is not None,
+        last_tick=stamp(last),
+        next_tick=stamp(following),
+    )
+
+
+def _epoch(t: dt.datetime | None) -> float | None:
+    if t is None:
+        return None
+    return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def _read(path: str | None) -> str:
+    if not path:
+        return ""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+__all__ = ["Artifact", "ConveyorError", "Service"]

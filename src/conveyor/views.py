@@ -1,0 +1,358 @@
+"""What the service shows of the store: the shapes of the REST API, the Python client and the
+CLI's ``--json``. Pydantic models, so that the API's OpenAPI schema is these and nothing else.
+
+Times are ISO 8601 in UTC; durations are seconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from conveyor import params as P
+from conveyor.pipelines import PipelineDef
+from conveyor.store.records import (
+    AttemptRecord,
+    BackfillRecord,
+    InstanceRecord,
+    PartitionRecord,
+    RunRecord,
+    SchedulerRecord,
+)
+
+RunState = Literal["pending", "running", "succeeded", "failed", "cancelled"]
+Every = Literal["day", "hour", "week", "month"]
+
+
+def stamp(t: float | None) -> dt.datetime | None:
+    return None if t is None else dt.datetime.fromtimestamp(t, dt.UTC)
+
+
+def took(start: float | None, end: float | None) -> float | None:
+    return None if start is None or end is None else round(end - start, 6)
+
+
+class View(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ParamView(View):
+    name: str
+    type: str = Field(description="int, float, str, bool, date, datetime, Path, an Enum's name, list[...]")
+    required: bool
+    default: Any = None
+    choices: list[str] | None = Field(None, description="The allowed values of an Enum parameter")
+
+    @classmethod
+    def of(cls, p: P.Param) -> ParamView:
+        choices = getattr(p.type, "choices", None)
+        return cls(
+            name=p.name,
+            type=p.type.name,
+            required=p.required,
+            default=None if p.required else p.type.to_json(p.default),
+            choices=list(choices) if choices else None,
+        )
+
+
+class ScheduleView(View):
+    pipeline: str
+    cron: str
+    timezone: str
+    catchup: bool
+    description: str
+    paused: bool = False
+    last_tick: dt.datetime | None = Field(None, description="The last tick a run was started for")
+    next_tick: dt.datetime | None = Field(None, description="When the next run starts (none while paused)")
+
+
+class PipelineView(View):
+    name: str
+    target: str
+    description: str
+    params: list[ParamView]
+    schedule: ScheduleView | None = None
+
+    @classmethod
+    def of(cls, pipe: PipelineDef, target: str, schedule: ScheduleView | None = None) -> PipelineView:
+        return cls(
+            name=pipe.name,
+            target=target,
+            description=pipe.description,
+            params=[ParamView.of(p) for p in pipe.params],
+            schedule=schedule,
+        )
+
+
+class RunView(View):
+    id: str
+    pipeline: str
+    target: str
+    params: dict[str, Any]
+    state: RunState
+    created_at: dt.datetime
+    started_at: dt.datetime | None = None
+    ended_at: dt.datetime | None = None
+    duration: float | None = None
+    error: str | None = None
+    total: int = Field(0, description="Task instances in the run")
+    counts: dict[str, int] = Field(default_factory=dict, description="Task instances by state")
+    partitions: int = Field(
+        0, description="Submitted to the schedulers in this many partitions; 0: driven by conveyor run"
+    )
+    cancel_requested: bool = False
+    workdir: str = ""
+
+    @classmethod
+    def of(cls, r: RunRecord) -> RunView:
+        created = stamp(r.created_at)
+        assert created is not None
+        return cls(
+            id=r.id,
+            pipeline=r.pipeline,
+            target=r.target,
+            params=r.params,
+            state=r.state,  # type: ignore[arg-type]
+            created_at=created,
+            started_at=stamp(r.started_at),
+            ended_at=stamp(r.ended_at),
+            duration=took(r.started_at, r.ended_at),
+            error=r.error,
+            total=r.total,
+            counts=r.counts,
+            partitions=r.partitions,
+            cancel_requested=r.cancel_requested is not None,
+            workdir=r.workdir,
+        )
+
+
+class RunPage(View):
+    items: list[RunView]
+    total: int = Field(description="Runs matching the filters, on every page")
+    offset: int
+    limit: int
+
+
+class AttemptView(View):
+    number: int
+    state: str
+    started_at: dt.datetime
+    ended_at: dt.datetime | None = None
+    duration: float | None = None
+    error: str | None = None
+    worker: str | None = None
+    has_log: bool = False
+
+    @classmethod
+    def of(cls, a: AttemptRecord) -> AttemptView:
+        started = stamp(a.started_at)
+        assert started is not None
+        return cls(
+            number=a.number,
+            state=a.state,
+            started_at=started,
+            ended_at=stamp(a.ended_at),
+            duration=took(a.started_at, a.ended_at),
+            error=a.error,
+            worker=a.worker,
+            has_log=bool(a.log_path and os.path.exists(a.log_path)),
+        )
+
+
+class TaskView(View):
+    id: str = Field(description="The task instance's id: a hash of its task and parameters")
+    task: str
+    label: str
+    params: dict[str, Any]
+    upstream: list[str]
+    state: str
+    attempts: int
+    targets: list[str]
+    has_result: bool
+    error: str | None = None
+    started_at: dt.datetime | None = None
+    ended_at: dt.datetime | None = None
+    duration: float | None = None
+    partition: int = 0
+    attempt_log: list[AttemptView] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, i: InstanceRecord, attempts: list[AttemptRecord]) -> TaskView:
+        return cls(
+            id=i.id,
+            task=i.task,
+            label=i.label,
+            params=i.params,
+            upstream=i.upstream,
+            state=i.state,
+            attempts=i.attempts,
+            targets=i.targets,
+            has_result=i.result is not None,
+            error=i.error,
+            started_at=stamp(i.started_at),
+            ended_at=stamp(i.ended_at),
+            duration=took(i.started_at, i.ended_at),
+            partition=i.partition,
+            attempt_log=[AttemptView.of(a) for a in attempts],
+        )
+
+
+class PartitionView(View):
+    number: int
+    size: int
+    needs: list[int]
+    state: str
+    owner: str | None = None
+    epoch: int = 0
+    lease_expires: dt.datetime | None = None
+    takeovers: int = 0
+    taken_from: str | None = None
+    started_at: dt.datetime | None = None
+    ended_at: dt.datetime | None = None
+    error: str | None = None
+
+    @classmethod
+    def of(cls, p: PartitionRecord) -> PartitionView:
+        return cls(
+            number=p.number,
+            size=p.size,
+            needs=p.needs,
+            state=p.state,
+            owner=p.owner,
+            epoch=p.epoch,
+            lease_expires=stamp(p.lease_expires),
+            takeovers=p.takeovers,
+            taken_from=p.taken_from,
+            started_at=stamp(p.started_at),
+            ended_at=stamp(p.ended_at),
+            error=p.error,
+        )
+
+
+class RunDetail(RunView):
+    tasks: list[TaskView] = Field(default_factory=list)
+    partition_states: list[PartitionView] = Field(default_factory=list)
+
+
+class LogView(View):
+    task: str = Field(description="The task instance's label")
+    instance: str
+    attempt: int
+    state: str
+    text: str
+    truncated: bool = Field(False, description="Only the last lines were kept (tail)")
+
+
+class DateView(View):
+    when: dt.datetime = Field(description="The logical date")
+    state: str = Field(description="waiting, pending, running, succeeded, failed, cancelled or skipped")
+    run: str | None = None
+    retried: bool = False
+
+
+class BackfillView(View):
+    id: str
+    pipeline: str
+    target: str
+    params: dict[str, Any]
+    every: Every
+    max_parallel: int
+    state: Literal["running", "succeeded", "failed", "cancelled"]
+    created_at: dt.datetime
+    ended_at: dt.datetime | None = None
+    total: int
+    done: int = Field(description="Dates ended: succeeded, skipped, failed or cancelled")
+    counts: dict[str, int]
+    dates: list[DateView]
+
+    @classmethod
+    def of(cls, b: BackfillRecord) -> BackfillView:
+        from conveyor.backfills import ENDED, counts
+
+        created = stamp(b.created_at)
+        assert created is not None
+        return cls(
+            id=b.id,
+            pipeline=b.pipeline,
+            target=b.target,
+            params=b.params,
+            every=b.every,  # type: ignore[arg-type]
+            max_parallel=b.max_parallel,
+            state=b.state,  # type: ignore[arg-type]
+            created_at=created,
+            ended_at=stamp(b.ended_at),
+            total=len(b.slots),
+            done=sum(s["state"] in ENDED for s in b.slots),
+            counts=counts(b.slots),
+            dates=[
+                DateView(
+                    when=dt.datetime.fromisoformat(s["when"]),
+                    state=s["state"],
+                    run=s["run"],
+                    retried=s["retried"],
+                )
+                for s in b.slots
+            ],
+        )
+
+
+class LeaseView(View):
+    run: str
+    partition: int
+    epoch: int
+    expires: dt.datetime | None = None
+
+
+class SchedulerView(View):
+    name: str
+    host: str
+    pid: int
+    state: Literal["running", "stopped", "silent"]
+    started_at: dt.datetime
+    heartbeat: dt.datetime
+    workers: int
+    leases: list[LeaseView]
+
+    @classmethod
+    def of(cls, s: SchedulerRecord, leases: list[PartitionRecord], silent: bool) -> SchedulerView:
+        started, beat = stamp(s.started_at), stamp(s.heartbeat)
+        assert started is not None and beat is not None
+        return cls(
+            name=s.name,
+            host=s.host,
+            pid=s.pid,
+            state="silent" if s.state == "running" and silent else s.state,  # type: ignore[arg-type]
+            started_at=started,
+            heartbeat=beat,
+            workers=s.workers,
+            leases=[
+                LeaseView(run=p.run_id, partition=p.number, epoch=p.epoch, expires=stamp(p.lease_expires))
+                for p in leases
+            ],
+        )
+
+
+class Health(View):
+    status: Literal["ok", "degraded"]
+    store: str = Field(description="ok, or why the store does not answer")
+    schedulers: int = Field(description="Schedulers that beat recently")
+    version: str
+
+
+# -- what clients send --------------------------------------------------------------------------
+class TriggerRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    params: dict[str, Any] = Field(default_factory=dict, description="The pipeline's parameters by name")
+
+
+class BackfillRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    pipeline: str
+    start: str = Field(description="The first logical date: 2026-11-01 or 2026-11-01T06:00", max_length=40)
+    end: str = Field(description="The last logical date, included", max_length=40)
+    every: Every = "day"
+    max_parallel: int = Field(1, ge=1, le=1000)
+    params: dict[str, Any] = Field(default_factory=dict, description="Parameters besides logical_date")
