@@ -159,3 +159,9 @@ def test_a_reload_sees_edited_pipelines(service: Service) -> None:
     path.write_text(path.read_text() + "\n@pipeline\ndef later(n: int = 2):\n    square(n)\n")
     assert "later" not in {v.name for v in service.pipelines()}
     assert "later" in {v.name for v in service.reload()}
+    (service.project.root / "more.py").write_text(
+        "from conveyor import pipeline, task\n\n@task\ndef one() -> int:\n    return 1\n\n"
+        "@pipeline\ndef extra():\n    one()\n"
+    )
+    (service.project.root / "conveyor.toml").write_text('[project]\npipelines = ["pipes.py", "more.py"]\n')
+    assert "extra" in {v.name for v in service.reload()}  # conveyor.toml is read again too

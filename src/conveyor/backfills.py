@@ -218,11 +218,11 @@ def _refresh(store: Store, slots: list[dict[str, Any]], going: list[str]) -> lis
 def _date_kind(pipe: PipelineDef, times: list[dt.datetime]) -> str:
     kind = next((p.type.name for p in pipe.params if p.name == LOGICAL_DATE), None)
     if kind is None:
-        raise ParameterError(
+        why = (
             f"pipeline {pipe.name} has no parameter {LOGICAL_DATE!r}: a backfill gives each run its "
-            "date through it; declare logical_date: date (or datetime)",
-            {"pipeline": f"has no parameter {LOGICAL_DATE}"},
+            "date through it; declare logical_date: date (or datetime)"
         )
+        raise ParameterError(why, {"pipeline": why})
     if kind == "date" and any(t.hour or t.minute for t in times):
         raise ParameterError(
             f"pipeline {pipe.name} takes {LOGICAL_DATE} as a date: use --every day or longer",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import sys
@@ -24,7 +25,10 @@ def _is_file(where: str) -> bool:
 
 
 def _file_module(path: Path) -> str:
-    return f"conveyor_user_{path.stem}_{abs(hash(str(path))) % 10**8}"
+    """The module name of a pipeline file: the same in every process (so that objects of its
+    classes unpickle anywhere), different for two files of the same name."""
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:8]
+    return f"conveyor_user_{path.stem}_{digest}"
 
 
 def forget(where: str) -> None:

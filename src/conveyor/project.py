@@ -32,6 +32,10 @@ class Project:
     root: Path
     sources: tuple[str, ...]
 
+    def reread(self) -> Project:
+        """The project as its ``conveyor.toml`` says now (a reload sees entries added)."""
+        return read(self.root / FILE)
+
     def pipelines(self, *, fresh: bool = False) -> list[Entry]:
         """Every pipeline the project lists, loaded (an entry that fails to load raises);
         ``fresh``: their code imported anew (a reload), not reused from an earlier load."""

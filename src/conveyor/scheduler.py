@@ -157,10 +157,12 @@ class Scheduler:
         if self.project is None:
             return
         try:
-            entries = self.project.pipelines(fresh=True)
+            current = self.project.reread()
+            entries = current.pipelines(fresh=True)
         except ConveyorError as exc:
             log.error("reload failed, keeping the pipelines loaded before: %s", exc)
             return
+        self.project = current
         self.scheduled = [e for e in entries if e.pipeline.schedule]
         self._graphs.clear()
         log.info("reloaded %d pipelines (%d scheduled)", len(entries), len(self.scheduled))

@@ -80,8 +80,9 @@ class Service:
         """Load the project's pipelines again (``fresh``: import their code anew, so that edits
         are seen). A project that no longer loads keeps the pipelines it had, and raises."""
         if self.project is not None:
-            entries = self.project.pipelines(fresh=fresh)
-            self._entries = {e.pipeline.name: e for e in entries}
+            current = self.project.reread() if fresh else self.project
+            entries = current.pipelines(fresh=fresh)
+            self.project, self._entries = current, {e.pipeline.name: e for e in entries}
         return self.pipelines()
 
     def pipelines(self) -> list[PipelineView]:

@@ -104,6 +104,9 @@ class RunView(View):
         0, description="Submitted to the schedulers in this many partitions; 0: driven by conveyor run"
     )
     cancel_requested: bool = False
+    owner: str | None = Field(
+        None, description="host:pid of the conveyor run driving it (not submitted runs)"
+    )
     workdir: str = ""
 
     @classmethod
@@ -125,6 +128,7 @@ class RunView(View):
             counts=r.counts,
             partitions=r.partitions,
             cancel_requested=r.cancel_requested is not None,
+            owner=None if r.partitions else r.owner,
             workdir=r.workdir,
         )
 
@@ -210,6 +214,7 @@ class PartitionView(View):
     lease_expires: dt.datetime | None = None
     takeovers: int = 0
     taken_from: str | None = None
+    taken_at: dt.datetime | None = None
     started_at: dt.datetime | None = None
     ended_at: dt.datetime | None = None
     error: str | None = None
@@ -226,6 +231,7 @@ class PartitionView(View):
             lease_expires=stamp(p.lease_expires),
             takeovers=p.takeovers,
             taken_from=p.taken_from,
+            taken_at=stamp(p.taken_at),
             started_at=stamp(p.started_at),
             ended_at=stamp(p.ended_at),
             error=p.error,

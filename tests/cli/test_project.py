@@ -95,9 +95,6 @@ def test_backfill_runs_each_date_once_and_again_does_nothing(project: Project) -
     bad = project.cli("backfill", "nightly", "--from", "2026-11-05", "--to", "2026-11-01")
     assert bad.returncode == 2 and "--to 2026-11-01 is before --from 2026-11-05" in bad.stderr
     unknown = project.cli("backfill", "weekly", "--from", "2026-11-01", "--to", "2026-11-02")
-    assert (
-        unknown.returncode == 2
-        and "no pipeline 'weekly'; known pipelines: nightly" in unknown.stderr
-    )
+    assert unknown.returncode == 2 and "no pipeline 'weekly'; known pipelines: nightly" in unknown.stderr
     baddate = project.cli("backfill", "nightly", "--from", "yesterday", "--to", "2026-11-02")
     assert baddate.returncode == 2 and "--from 'yesterday' is not a date" in baddate.stderr

@@ -75,7 +75,7 @@ def test_a_submitted_run_is_driven_by_a_scheduler(project: Project) -> None:
     run_id = submitted.stdout.strip()
     shown = json.loads(project.cli("show", run_id, "--json", check=True).stdout)
     assert shown["state"] == "pending"
-    assert [(p["size"], p["needs"]) for p in shown["partitions"]] == [(5, []), (5, []), (3, [0, 1])]
+    assert [(p["size"], p["needs"]) for p in shown["partition_states"]] == [(5, []), (5, []), (3, [0, 1])]
     assert _lines(project) == []
     sched = project.cli("scheduler", "--name", "solo", "--until-idle", check=True)
     assert f"run {run_id} partition 0 (5 tasks): claimed, epoch 1" in sched.stderr
@@ -83,7 +83,9 @@ def test_a_submitted_run_is_driven_by_a_scheduler(project: Project) -> None:
     assert _lines(project) == list(range(12))  # each task once
     shown = json.loads(project.cli("show", run_id, "--json", check=True).stdout)
     assert shown["state"] == "succeeded"
-    assert [(p["state"], p["epoch"], p["takeovers"]) for p in shown["partitions"]] == [("done", 1, 0)] * 3
+    assert [(p["state"], p["epoch"], p["takeovers"]) for p in shown["partition_states"]] == [
+        ("done", 1, 0)
+    ] * 3
     assert (project.root / "join-0.txt").read_text() == "1010"  # work(1)'s result, from partition 0
     text = project.cli("show", run_id, check=True).stdout
     assert "PARTITION" in text and "TAKEOVERS" in text
@@ -100,7 +102,7 @@ def test_submit_wait_follows_the_run_and_retry_resubmits_it(project: Project) ->
         assert "failed" in waited.stdout and "seven is not ready" in waited.stdout
         run_id = waited.stdout.split()[2]
         shown = json.loads(project.cli("show", run_id, "--json", check=True).stdout)
-        states = [p["state"] for p in shown["partitions"]]
+        states = [p["state"] for p in shown["partition_states"]]
         # each group's four works, then its join: work(7) failed, so group 1's join is blocked
         assert states == ["done", "done", "failed", "blocked", "done", "done"]
         assert 7 not in _lines(project)
@@ -129,7 +131,7 @@ def test_a_scheduler_hands_its_partition_over_when_stopped(project: Project) -> 
     _, err = first.communicate(timeout=30)
     assert first.returncode == 0, err
     assert "partition 0: stopped" in err
-    [part] = json.loads(project.cli("show", run_id, "--json", check=True).stdout)["partitions"]
+    [part] = json.loads(project.cli("show", run_id, "--json", check=True).stdout)["partition_states"]
     assert part["owner"] is None and part["state"] == "open"  # released, not left to expire
     second = project.cli("scheduler", "--name", "second", "--until-idle", check=True)
     assert "claimed, epoch 2" in second.stderr  # at once: no takeover of a lease that had to expire
@@ -162,7 +164,7 @@ def test_cancel_stops_a_submitted_run_and_retry_finishes_it(project: Project) ->
         assert "cancel requested" in out.stdout
         shown = json.loads(project.cli("show", run_id, "--json", check=True).stdout)
         assert shown["state"] == "cancelled"
-        assert {p["state"] for p in shown["partitions"]} <= {"done", "cancelled"}
+        assert {p["state"] for p in shown["partition_states"]} <= {"done", "cancelled"}
         assert len(_lines(project)) < 20  # it stopped early
         assert sched.poll() is None  # the scheduler goes on serving
         again = project.cli("cancel", run_id)

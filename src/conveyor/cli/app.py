@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sys
-import time
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.live import Live
@@ -17,25 +13,27 @@ from rich.table import Table
 
 from conveyor import engine
 from conveyor import params as P
-from conveyor.cli import project, scheduling
+from conveyor.cli import project, scheduling, server
 from conveyor.cli.common import (
     EXIT,
     DbOpt,
     JsonOpt,
     ParamOpt,
     ResourceOpt,
+    ServerOpt,
     WorkersOpt,
+    connect,
     console,
     duration,
+    epoch,
     resources,
     state_text,
     summary,
     when,
 )
 from conveyor.driver import RunResult
-from conveyor.errors import ParameterError, RunBusy, RunNotFound
-from conveyor.store import RunRecord, Store, open_store
-from conveyor.store.records import InstanceRecord
+from conveyor.errors import ParameterError
+from conveyor.partitions import STUCK
 
 app = typer.Typer(
     name="conveyor",
@@ -53,6 +51,7 @@ app.command()(project.pipelines)
 app.command()(project.backfill)
 app.command()(project.backfills)
 app.command()(project.schedules)
+app.command()(server.server)
 
 
 # -- run and retry ----------------------------------------------------------------------------
@@ -122,18 +121,20 @@ def retry(
     resource: ResourceOpt = None,
     grace: Annotated[float, typer.Option(help="Seconds a cancelled task gets to stop.")] = 10.0,
     db: DbOpt = None,
+    server: ServerOpt = None,
 ) -> None:
     """Resume a failed, cancelled or interrupted run; succeeded tasks are not run again."""
-    store = open_store(db)
-    record = store.get_run(run_id)
-    if record.partitions:  # submitted: the schedulers drive it
-        if record.state == "succeeded":
-            console.print(f"Run {record.id} already succeeded; nothing to retry.")
+    backend = connect(server, db)
+    view = backend.run(run_id)
+    if view.partitions or server:  # submitted: the schedulers drive it
+        if view.state == "succeeded":
+            console.print(f"Run {view.id} already succeeded; nothing to retry.")
             raise typer.Exit(0)
-        n = store.reopen(record.id)
-        console.print(f"Run {record.id}: {n} partition{'s' if n != 1 else ''} open again for the schedulers.")
-        raise typer.Exit(EXIT.get(scheduling.follow(store, store.get_run(record.id)).state, 1))
-    prepared = engine.reopen(run_id, store=store, workers=workers, resources=resources(resource))
+        n = sum(p.state in STUCK for p in view.partition_states)
+        backend.retry(view.id)
+        console.print(f"Run {view.id}: {n} partition{'s' if n != 1 else ''} open again for the schedulers.")
+        raise typer.Exit(EXIT.get(scheduling.follow(backend, view.id).state, 1))
+    prepared = engine.reopen(run_id, db=db, workers=workers, resources=resources(resource))
     if prepared.run.state == "succeeded":
         console.print(f"Run {prepared.run.id} already succeeded; nothing to retry.")
         raise typer.Exit(0)
@@ -146,72 +147,47 @@ def cancel(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="The run's id (or a unique prefix).")],
     wait: Annotated[bool, typer.Option("--wait", help="Follow the run until it has stopped.")] = False,
     db: DbOpt = None,
+    server: ServerOpt = None,
 ) -> None:
     """Cancel a run: nothing new starts, running tasks get their grace period to stop."""
-    import signal
-
-    from conveyor.driver import owner_is_dead
-
-    store = open_store(db)
-    r = store.get_run(run_id)
-    if r.state in ("succeeded", "failed", "cancelled"):
-        console.print(f"Run {r.id} already ended: {r.state}.")
+    backend = connect(server, db)
+    before = backend.run(run_id)
+    if before.state in ("succeeded", "failed", "cancelled"):
+        console.print(f"Run {before.id} already ended: {before.state}.")
         raise typer.Exit(0)
-    if r.partitions:  # submitted: its schedulers see the request on their next turn
-        state = store.request_cancel(r.id)
-        console.print(f"Run {r.id}: cancel requested; it is {state}.")
-        if wait and state != "cancelled":
-            scheduling.follow(store, store.get_run(r.id))
-        return
-    host, _, pid = (r.owner or "").rpartition(":")
-    if not r.owner or not pid.isdigit() or r.lease_expires is None or r.lease_expires < time.time():
-        raise RunBusy(
-            f"run {r.id} is not being driven now; nothing to cancel (resume it with conveyor retry)"
-        )
-    if host != socket.gethostname() or owner_is_dead(r.owner):
-        raise RunBusy(f"run {r.id} is driven by {r.owner}, on another machine: press Ctrl-C where it runs")
-    os.kill(int(pid), signal.SIGINT)  # as a Ctrl-C in its terminal: a graceful cancel
-    console.print(f"Run {r.id}: asked process {pid} driving it to cancel.")
-    if wait:
-        while store.get_run(r.id).state == "running" and not owner_is_dead(r.owner):
-            time.sleep(0.2)
-        console.print(f"Run {r.id} is {store.get_run(r.id).state}.")
+    after = backend.cancel(before.id)
+    if before.partitions:  # submitted: its schedulers see the request on their next turn
+        console.print(f"Run {after.id}: cancel requested; it is {after.state}.")
+    else:
+        pid = (before.owner or "").rpartition(":")[2]
+        console.print(f"Run {after.id}: asked process {pid} driving it to cancel.")
+    if wait and after.state not in ("succeeded", "failed", "cancelled"):
+        scheduling.follow(backend, after.id)
 
 
 # -- looking at runs --------------------------------------------------------------------------
-def _run_json(r: RunRecord) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "pipeline": r.pipeline,
-        "target": r.target,
-        "params": r.params,
-        "state": r.state,
-        "created_at": r.created_at,
-        "started_at": r.started_at,
-        "ended_at": r.ended_at,
-        "error": r.error,
-        "total": r.total,
-        "partitions": r.partitions,
-        "counts": r.counts,
-        "workdir": r.workdir,
-    }
-
-
 @app.command()
 def runs(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs, newest first.")] = 20,
     pipeline: Annotated[str | None, typer.Option(help="Only runs of this pipeline.")] = None,
     state: Annotated[str | None, typer.Option(help="Only runs in this state.")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only runs created at or after this time (2026-11-01 or 2026-11-01T06:00)."),
+    ] = None,
     as_json: JsonOpt = False,
     db: DbOpt = None,
+    server: ServerOpt = None,
 ) -> None:
     """List recent runs."""
-    store = open_store(db)
-    records = store.list_runs(limit=limit, pipeline=pipeline, state=state)
+    from conveyor.backfills import parse_when
+
+    start = parse_when(since, "--since").astimezone() if since else None
+    page = connect(server, db).runs(limit=limit, pipeline=pipeline, state=state, since=start)
     if as_json:
-        print(json.dumps([_run_json(r) for r in records], indent=2))
+        print(json.dumps([r.model_dump(mode="json") for r in page.items], indent=2))
         return
-    if not records:
+    if not page.items:
         console.print("No runs yet. Start one with: conveyor run path/to/file.py:pipeline")
         return
     table = Table(box=None, header_style="bold")
@@ -220,7 +196,7 @@ def runs(
     wide = console.width >= 110
     if wide:
         table.add_column("PARAMS", overflow="ellipsis", no_wrap=True)
-    for r in records:
+    for r in page.items:
         done = r.counts.get("succeeded", 0) + r.counts.get("skipped", 0)
         cells = [
             r.id,
@@ -228,39 +204,12 @@ def runs(
             state_text(r.state),
             f"{done}/{r.total}",
             when(r.started_at)[5:16],
-            duration(r.started_at, r.ended_at),
+            duration(epoch(r.started_at), epoch(r.ended_at)),
         ]
         table.add_row(*cells, *([escape(json.dumps(r.params))] if wide else []))
     console.print(table)
-
-
-def _instance_json(store: Store, i: InstanceRecord) -> dict[str, Any]:
-    return {
-        "id": i.id,
-        "task": i.task,
-        "label": i.label,
-        "params": i.params,
-        "upstream": i.upstream,
-        "state": i.state,
-        "attempts": i.attempts,
-        "targets": i.targets,
-        "result": i.result,
-        "error": i.error,
-        "started_at": i.started_at,
-        "ended_at": i.ended_at,
-        "duration": (i.ended_at - i.started_at) if i.started_at and i.ended_at else None,
-        "attempt_log": [
-            {
-                "number": a.number,
-                "state": a.state,
-                "started_at": a.started_at,
-                "ended_at": a.ended_at,
-                "error": a.error,
-                "log": a.log_path,
-            }
-            for a in store.attempts(i.run_id, i.id)
-        ],
-    }
+    if page.total > len(page.items):
+        console.print(f"[dim]{len(page.items)} of {page.total} runs; see more with --limit[/]")
 
 
 @app.command()
@@ -268,50 +217,35 @@ def show(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="The run's id (or a unique prefix).")],
     as_json: JsonOpt = False,
     db: DbOpt = None,
+    server: ServerOpt = None,
 ) -> None:
     """Show a run: its task instances with state, duration and attempts."""
-    store = open_store(db)
-    r = store.get_run(run_id)
-    instances = store.instances(r.id)
+    r = connect(server, db).run(run_id)
     if as_json:
-        out = _run_json(r)
-        if r.partitions:
-            out["partitions"] = scheduling.partitions_json(store, r)
-        out["tasks"] = [_instance_json(store, i) for i in instances]
-        print(json.dumps(out, indent=2))
+        print(json.dumps(r.model_dump(mode="json"), indent=2))
         return
     console.print(f"Run [bold]{r.id}[/]  {state_text(r.state)}")
     console.print(f"  pipeline  {escape(r.pipeline)}  ({escape(r.target)})")
     console.print(f"  params    {escape(json.dumps(r.params))}")
-    took = duration(r.started_at, r.ended_at) or "-"
+    took = duration(epoch(r.started_at), epoch(r.ended_at)) or "-"
     console.print(f"  started   {when(r.started_at) or '-'}   duration {took}")
     if r.error:
         console.print("  error     " + escape(r.error).replace("\n", "\n            "))
-    if r.partitions:
-        console.print(scheduling.partitions_table(store, r))
+    if r.partition_states:
+        console.print(scheduling.partitions_table(r))
     table = Table(box=None, header_style="bold")
     table.add_column("TASK", overflow="fold")
     for col in ("STATE", "ATTEMPTS", "DURATION", "ID"):
         table.add_column(col, no_wrap=True)
-    for i in instances:
+    for i in r.tasks:
         table.add_row(
             escape(i.label),
             state_text(i.state),
             str(i.attempts),
-            duration(i.started_at, i.ended_at) if i.state != "pending" else "",
+            duration(epoch(i.started_at), epoch(i.ended_at)) if i.state != "pending" else "",
             i.id,
         )
     console.print(table)
-
-
-def _find_instances(store: Store, run_id: str, task: str) -> list[InstanceRecord]:
-    instances = store.instances(run_id)
-    exact = [i for i in instances if task in (i.id, i.label, i.task)]
-    found = exact or [i for i in instances if i.id.startswith(task)]
-    if not found:
-        names = sorted({i.task for i in instances})
-        raise RunNotFound(f"run {run_id} has no task {task!r}; its tasks are: {', '.join(names)}")
-    return found
 
 
 @app.command()
@@ -321,24 +255,19 @@ def logs(
         str | None, typer.Argument(help="A task name, label or instance id (default: all).")
     ] = None,
     attempt: Annotated[int | None, typer.Option(help="Which attempt (default: every attempt).")] = None,
+    tail: Annotated[int | None, typer.Option(min=1, help="Only the last N lines of each attempt.")] = None,
     db: DbOpt = None,
+    server: ServerOpt = None,
 ) -> None:
     """Print the captured output (stdout, stderr, logging) of a run's tasks."""
-    store = open_store(db)
-    r = store.get_run(run_id)
-    chosen = _find_instances(store, r.id, task) if task else store.instances(r.id)
-    printed = False
-    for inst in chosen:
-        for a in store.attempts(r.id, inst.id):
-            if attempt is not None and a.number != attempt:
-                continue
-            printed = True
-            console.print(f"[bold]── {escape(inst.label)} · attempt {a.number} · {a.state}[/]")
-            exists = a.log_path and os.path.exists(a.log_path)
-            text = Path(a.log_path).read_text(errors="replace") if exists and a.log_path else ""
-            sys.stdout.write(text if text else "(no output)\n")
-            sys.stdout.flush()
-    if not printed:
+    found = connect(server, db).logs(run_id, task, attempt=attempt, tail=tail)
+    for log in found:
+        cut = " (last lines)" if log.truncated else ""
+        console.print(f"[bold]── {escape(log.task)} · attempt {log.attempt} · {log.state}{cut}[/]")
+        text = log.text or "(no output)"
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.flush()
+    if not found:
         console.print("No attempts have run yet" + (f" for {escape(task)}." if task else "."))
 
 

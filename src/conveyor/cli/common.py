@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,6 +14,9 @@ from conveyor import params as P
 from conveyor.core import State
 from conveyor.driver import RunResult
 from conveyor.errors import ParameterError
+
+if TYPE_CHECKING:
+    from conveyor.client.transport import Transport
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -32,8 +36,32 @@ ResourceOpt = Annotated[
     typer.Option("--resource", "-r", help="Capacity of a resource as name=amount (gpu=1, db=2); repeatable."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+ServerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        envvar="CONVEYOR_SERVER",
+        metavar="URL",
+        help="Act through the conveyor server at this URL instead of on the local store.",
+    ),
+]
 
 EXIT = {"succeeded": 0, "failed": 1, "cancelled": 130}
+
+
+def connect(server: str | None, db: str | None) -> Transport:
+    """What a command acts on: the server at ``server`` (its REST API; it has its own store),
+    else the local store (``db``) and the project of the current directory. Never starts a
+    scheduler."""
+    if server:  # the server has its own store: --db (or $CONVEYOR_DB) is not used
+        from conveyor.client.http import Http
+
+        return Http(server)
+    from conveyor import project
+    from conveyor.client.local import Local
+    from conveyor.store import default_url, home
+
+    return Local(db or default_url(), project.find(), home())
 
 
 def resources(pairs: list[str] | None) -> dict[str, int]:
@@ -56,8 +84,14 @@ def duration(start: float | None, end: float | None) -> str:
     return f"{minutes}m{sec:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
-def when(ts: float | None) -> str:
+def when(ts: float | dt.datetime | None) -> str:
+    if isinstance(ts, dt.datetime):
+        ts = ts.timestamp()
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else ""
+
+
+def epoch(t: dt.datetime | None) -> float | None:
+    return None if t is None else t.timestamp()
 
 
 def state_text(state: str) -> str:

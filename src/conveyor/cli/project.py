@@ -12,20 +12,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from conveyor import params as P
-from conveyor.cli.common import DbOpt, JsonOpt, ParamOpt, console, err_console, state_text
+from conveyor.cli.common import DbOpt, JsonOpt, ParamOpt, ServerOpt, connect, console, err_console, state_text
 from conveyor.errors import LoadError
-from conveyor.store import open_store
 
 if TYPE_CHECKING:
-    from conveyor.service import Service
+    from conveyor.client.transport import Transport
 
 
-def pipelines(as_json: JsonOpt = False, db: DbOpt = None) -> None:
+def pipelines(as_json: JsonOpt = False, db: DbOpt = None, server: ServerOpt = None) -> None:
     """List the pipelines of this project's conveyor.toml, with their parameters and schedules."""
-    service = local_service(db)
-    if service.project is None:
+    backend = connect(server, db)
+    if not server and backend.project is None:  # type: ignore[attr-defined]
         raise LoadError(_NO_PROJECT)
-    views = service.pipelines()
+    views = backend.pipelines()
     if as_json:
         print(json.dumps([v.model_dump(mode="json") for v in views], indent=2))
         return
@@ -56,6 +55,7 @@ def backfill(
         bool, typer.Option("--detach", help="Print the backfill's id and return; the schedulers go on.")
     ] = False,
     db: DbOpt = None,
+    server: ServerOpt = None,
 ) -> None:
     """Run a pipeline once per logical date of a range; dates already done are skipped.
 
@@ -63,7 +63,7 @@ def backfill(
     (Ctrl-C cancels it) unless --detach."""
     from conveyor.backfills import ENDED
 
-    service = local_service(db)
+    service = connect(server, db)
     view = service.backfill(
         pipeline, start, end, every=every, max_parallel=max_parallel, params=P.parse_assignments(param or [])
     )
@@ -125,9 +125,10 @@ def backfills(
     ] = None,
     as_json: JsonOpt = False,
     db: DbOpt = None,
+    server: ServerOpt = None,
 ) -> None:
     """List backfills with their progress; --cancel ID stops one."""
-    service = local_service(db)
+    service = connect(server, db)
     if cancel:
         view = service.cancel_backfill(cancel)
         console.print(f"Backfill {view.id} is {view.state}.")
@@ -164,10 +165,11 @@ def schedules(
     ] = None,
     as_json: JsonOpt = False,
     db: DbOpt = None,
+    server: ServerOpt = None,
 ) -> None:
     """List this project's schedules: next and last tick, paused or not; pause or resume one."""
-    service = local_service(db)
-    if service.project is None:
+    service = connect(server, db)
+    if not server and service.project is None:  # type: ignore[attr-defined]
         raise LoadError(_NO_PROJECT)
     for name, paused in ((pause, True), (resume, False)):
         if name:
@@ -199,15 +201,7 @@ _NO_PROJECT = (
 )
 
 
-def local_service(db: str | None) -> Service:
-    """The service over the local store and the project of the current directory (if any)."""
-    from conveyor import project
-    from conveyor.service import Service
-
-    return Service(open_store(db), project.find(), targets=True)
-
-
-def _warn_without_scheduler(service: Service) -> None:
+def _warn_without_scheduler(service: Transport) -> None:
     if not any(s.state == "running" for s in service.schedulers()):
         err_console.print(
             "[yellow]No scheduler is running on this store: start one with conveyor scheduler.[/]"

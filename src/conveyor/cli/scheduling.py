@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.live import Live
@@ -20,20 +20,29 @@ from conveyor.cli.common import (
     DbOpt,
     JsonOpt,
     ParamOpt,
+    ServerOpt,
     WorkersOpt,
+    connect,
     console,
+    epoch,
     summary,
     when,
 )
 from conveyor.driver import RunResult, tail
 from conveyor.errors import LoadError
 from conveyor.partitions import BOUND
-from conveyor.store import Store, open_store
-from conveyor.store.records import RunRecord
+from conveyor.store import open_store
+from conveyor.views import RunDetail, RunView
+
+if TYPE_CHECKING:
+    from conveyor.client.transport import Transport
 
 
 def submit(
-    target: Annotated[str, typer.Argument(help="path/to/file.py:pipeline or package.module:pipeline")],
+    target: Annotated[
+        str,
+        typer.Argument(help="path/to/file.py:pipeline or package.module:pipeline; with --server, a name."),
+    ],
     param: ParamOpt = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Follow the run to its end, like conveyor run.")
@@ -42,27 +51,34 @@ def submit(
         int, typer.Option("--partition-size", min=1, help="Most task instances in one partition.")
     ] = BOUND,
     db: DbOpt = None,
+    server: ServerOpt = None,
 ) -> None:
     """Record a run for the schedulers to drive and print its id."""
-    store = open_store(db)
-    run = engine.submit(
-        target, P.parse_assignments(param or []), store=store, from_text=True, partition_size=partition_size
-    )
+    values = P.parse_assignments(param or [])
+    if server:  # the server's project names its pipelines
+        backend = connect(server, db)
+        view = backend.trigger(target, values)
+        run_id, pipeline, total, parts = view.id, view.pipeline, view.total, view.partitions
+    else:
+        store = open_store(db)
+        run = engine.submit(target, values, store=store, from_text=True, partition_size=partition_size)
+        run_id, pipeline, total, parts = run.id, run.pipeline, run.total, run.partitions
+        backend = connect(None, db)
     if not wait:
-        print(run.id)
+        print(run_id)
         return
     console.print(
-        f"Submitted run [bold]{run.id}[/] of {escape(run.pipeline)}: {run.total} tasks "
-        f"in {run.partitions} partition{'s' if run.partitions != 1 else ''}"
+        f"Submitted run [bold]{run_id}[/] of {escape(pipeline)}: {total} tasks "
+        f"in {parts} partition{'s' if parts != 1 else ''}"
     )
-    raise typer.Exit(EXIT.get(follow(store, run).state, 1))
+    raise typer.Exit(EXIT.get(follow(backend, run_id).state, 1))
 
 
-def follow(store: Store, run: RunRecord, every: float = 0.25) -> RunResult:
-    """Watch a submitted run in the store until it ends; show its progress meanwhile."""
+def follow(backend: Transport, run_id: str, every: float = 0.25) -> RunResult:
+    """Watch a submitted run until it ends; show its progress meanwhile."""
     started = time.time()
 
-    def line(r: RunRecord) -> str:
+    def line(r: RunView) -> str:
         c = r.counts
         done = c.get("succeeded", 0) + c.get("skipped", 0)
         extra = "".join(f", {c[k]} {k}" for k in ("running", "failed", "retry_wait") if c.get(k))
@@ -74,7 +90,7 @@ def follow(store: Store, run: RunRecord, every: float = 0.25) -> RunResult:
     last_print = 0.0
     try:
         while True:
-            r = store.get_run(run.id)
+            r: RunView = backend.run(run_id)
             if live:
                 live.update(line(r))
             elif time.time() - last_print >= 10:
@@ -86,13 +102,13 @@ def follow(store: Store, run: RunRecord, every: float = 0.25) -> RunResult:
     finally:
         if live:
             live.stop()
-    failed = [(i.label, tail(i.error)) for i in store.instances(r.id) if i.state == "failed"]
-    result = RunResult(
-        r.id, r.state, r.counts, failed, (r.ended_at or time.time()) - (r.started_at or started)
-    )
-    summary(result, r.id)
-    if r.state == "failed" and r.error and not failed:
-        console.print("  " + escape(r.error))
+    detail = backend.run(run_id)
+    failed = [(t.label, tail(t.error)) for t in detail.tasks if t.state == "failed"]
+    elapsed = (epoch(detail.ended_at) or time.time()) - (epoch(detail.started_at) or started)
+    result = RunResult(detail.id, detail.state, detail.counts, failed, elapsed)
+    summary(result, detail.id)
+    if detail.state == "failed" and detail.error and not failed:
+        console.print("  " + escape(detail.error))
     return result
 
 
@@ -141,85 +157,34 @@ def scheduler(
             raise typer.Exit(130) from None
 
 
-def schedulers(as_json: JsonOpt = False, db: DbOpt = None) -> None:
+def schedulers(as_json: JsonOpt = False, db: DbOpt = None, server: ServerOpt = None) -> None:
     """List the schedulers, their heartbeats and the partition leases they hold."""
-    store = open_store(db)
-    now = time.time()
-    rows = store.schedulers()
+    views = connect(server, db).schedulers()
     if as_json:
-        out: list[dict[str, Any]] = [
-            {
-                "name": s.name,
-                "host": s.host,
-                "pid": s.pid,
-                "state": _liveness(s.state, s.heartbeat, now),
-                "started_at": s.started_at,
-                "heartbeat": s.heartbeat,
-                "workers": s.workers,
-                "leases": [
-                    {"run": p.run_id, "partition": p.number, "epoch": p.epoch, "expires": p.lease_expires}
-                    for p in leases
-                ],
-            }
-            for s, leases in rows
-        ]
-        print(json.dumps(out, indent=2))
+        print(json.dumps([v.model_dump(mode="json") for v in views], indent=2))
         return
-    if not rows:
+    if not views:
         console.print("No scheduler has registered with this store. Start one with: conveyor scheduler")
         return
+    now = time.time()
     table = Table(box=None, header_style="bold")
     for col in ("SCHEDULER", "STATE", "HEARTBEAT", "WORKERS", "LEASES"):
         table.add_column(col, no_wrap=col != "LEASES")
-    for s, leases in rows:
-        held = ", ".join(f"{p.run_id}#{p.number} (epoch {p.epoch})" for p in leases) or "-"
-        table.add_row(
-            escape(s.name),
-            _liveness(s.state, s.heartbeat, now),
-            f"{now - s.heartbeat:.1f}s ago",
-            str(s.workers),
-            held,
-        )
+    for v in views:
+        held = ", ".join(f"{p.run}#{p.partition} (epoch {p.epoch})" for p in v.leases) or "-"
+        beat = now - v.heartbeat.timestamp()
+        table.add_row(escape(v.name), v.state, f"{beat:.1f}s ago", str(v.workers), held)
     console.print(table)
 
 
-#: A running scheduler that has not beaten for this long (seconds) is listed as silent.
-SILENT = 5.0
-
-
-def _liveness(state: str, heartbeat: float, now: float) -> str:
-    if state == "running" and now - heartbeat > SILENT:
-        return "silent"  # killed, or its host is gone: its leases expire and others take them
-    return state
-
-
-def partitions_table(store: Store, run: RunRecord) -> Table:
+def partitions_table(run: RunDetail) -> Table:
     """``show``: each partition with its state, owner and takeovers."""
     table = Table(box=None, header_style="bold")
     for col in ("PARTITION", "TASKS", "STATE", "OWNER", "EPOCH", "TAKEOVERS"):
         table.add_column(col, no_wrap=True)
-    for p in store.partitions(run.id):
+    for p in run.partition_states:
         taken = str(p.takeovers)
         if p.takeovers:
             taken += f" (last from {escape(p.taken_from or '?')} at {when(p.taken_at)[11:]})"
         table.add_row(str(p.number), str(p.size), p.state, escape(p.owner or "-"), str(p.epoch), taken)
     return table
-
-
-def partitions_json(store: Store, run: RunRecord) -> list[dict[str, Any]]:
-    return [
-        {
-            "number": p.number,
-            "size": p.size,
-            "needs": p.needs,
-            "state": p.state,
-            "owner": p.owner,
-            "epoch": p.epoch,
-            "lease_expires": p.lease_expires,
-            "takeovers": p.takeovers,
-            "taken_from": p.taken_from,
-            "taken_at": p.taken_at,
-            "error": p.error,
-        }
-        for p in store.partitions(run.id)
-    ]

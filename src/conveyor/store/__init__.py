@@ -25,6 +25,7 @@ from conveyor.store.records import (
 if TYPE_CHECKING:
     from conveyor.store.attempts import AttemptStatus
     from conveyor.store.leases import Claim
+    from conveyor.store.stats import StoreStats
 
 
 class Store(Protocol):
@@ -130,6 +131,9 @@ class Store(Protocol):
         now: float | None = None,
     ) -> bool: ...
     def run_states(self, run_ids: Sequence[str]) -> dict[str, str]: ...
+
+    # figures for /metrics (``stats``)
+    def stats(self, buckets: Sequence[float]) -> StoreStats: ...
 
 
 def home() -> Path:

@@ -83,8 +83,14 @@ class SqlStore(Leases, Attempts, Daemons, Backfills, Stats):
         fresh = False
         if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
             db = Path(parsed.database)
-            db.parent.mkdir(parents=True, exist_ok=True)
-            fresh = not db.exists() or db.stat().st_size == 0
+            try:
+                db.parent.mkdir(parents=True, exist_ok=True)
+                fresh = not db.exists() or db.stat().st_size == 0
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot open store {safe_url(url)}: {exc.strerror or exc}; give a --db path in a "
+                    "directory you can write"
+                ) from None
         try:
             self.engine: Engine = sa.create_engine(url, **kwargs)
         except (NoSuchModuleError, ImportError, SAArgumentError) as exc:

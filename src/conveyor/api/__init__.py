@@ -1,0 +1,78 @@
+"""The REST API: a thin FastAPI layer over ``conveyor.service.Service``.
+
+    app = create_app(Service(open_store(url), project))
+
+Only this package knows HTTP. The routes are in ``routes``, the mapping of errors to answers in
+``problems``, the body-size limit in ``limits``; ``reference`` renders docs/api.md from the
+OpenAPI schema. ``conveyor server`` (``conveyor.server``) serves the app with uvicorn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from conveyor.api import problems, routes
+from conveyor.api.limits import MAX_BODY, BodyLimit
+from conveyor.service import Service
+
+DESCRIPTION = """\
+Trigger, follow and manage the runs of a Conveyor project's pipelines. Runs are driven by the
+scheduler daemons that share the server's store (`conveyor server` runs one).
+
+Errors are `{"detail": "..."}` (404, 409, 413, 400, 503), or FastAPI's list of bad fields (422).
+The API has no authentication: serve it on a trusted network only.
+"""
+
+TAGS = [
+    {"name": "pipelines", "description": "The pipelines the project's conveyor.toml lists"},
+    {"name": "runs", "description": "Runs: trigger, list, inspect, cancel, retry; logs and results"},
+    {"name": "backfills", "description": "One run per logical date of a range"},
+    {"name": "schedules", "description": "Pipelines that start on a cron schedule"},
+    {"name": "schedulers", "description": "The scheduler daemons that drive the runs"},
+    {"name": "service", "description": "Health and metrics"},
+]
+
+
+def create_app(
+    service: Service, *, max_body: int = MAX_BODY, on_reload: Callable[[], None] | None = None
+) -> FastAPI:
+    """The API over ``service``. ``max_body``: the largest request body in bytes (413 beyond);
+    ``on_reload``: called after the pipelines were reloaded (the server signals its scheduler)."""
+    app = _app(max_body)
+    app.state.service = service
+    app.state.on_reload = on_reload
+    return app
+
+
+def openapi_schema() -> dict[str, Any]:
+    """The API's OpenAPI schema (no service needed)."""
+    return _app(MAX_BODY).openapi()
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
+def _app(max_body: int) -> FastAPI:
+    from conveyor import __version__
+
+    app = FastAPI(
+        title="Conveyor",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        generate_unique_id_function=_operation_id,
+    )
+    problems.install(app)
+    app.include_router(routes.service_router)
+    app.include_router(routes.router)
+    app.state.routes = [*routes.service_router.routes, *routes.router.routes]  # for 405's Allow
+    app.add_middleware(BodyLimit, max_body=max_body)
+    return app
+
+
+__all__ = ["MAX_BODY", "create_app", "openapi_schema"]
