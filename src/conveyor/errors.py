@@ -22,7 +22,8 @@ what to do.
     ├── NameInUse              another live scheduler has registered under this name
     ├── TargetError            a target template or a target write is wrong
     ├── TransitionError        the scheduling core was asked for an illegal state change (a bug)
-    └── ServerError            a Conveyor server cannot be reached, or answered with an error
+    ├── ServerError            a Conveyor server cannot be reached, or answered with an error
+    └── CannotListen           ``conveyor server`` cannot listen on the address and port given
 """
 
 from __future__ import annotations
@@ -116,3 +117,7 @@ class TransitionError(ConveyorError):
 
 class ServerError(ConveyorError):
     """A Conveyor server cannot be reached, or answered with an error."""
+
+
+class CannotListen(ConveyorError):
+    """``conveyor server`` cannot listen on the address and port it was given."""

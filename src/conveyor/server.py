@@ -33,7 +33,7 @@ from sqlalchemy.engine import url as sa_url
 
 from conveyor import project as projects
 from conveyor.api import MAX_BODY, create_app
-from conveyor.errors import ConveyorError, LoadError
+from conveyor.errors import CannotListen, LoadError
 from conveyor.service import Service
 from conveyor.store import Store, default_url, open_store
 from conveyor.store.connection import safe_url
@@ -45,10 +45,6 @@ STOP_GRACE = 20.0
 
 #: Seconds open connections (a followed log) get to finish when the server stops.
 SHUTDOWN_GRACE = 3
-
-
-class CannotListen(ConveyorError):
-    """The server cannot listen on the address and port it was given."""
 
 
 @dataclass(frozen=True, slots=True)
