@@ -13,7 +13,9 @@ import datetime as dt
 import os
 import signal
 import socket
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,7 @@ from conveyor.errors import (
     RunNotFound,
     StoreError,
 )
+from conveyor.layout import Drawing, graph_of, layout, tally, worst
 from conveyor.loader import load_pipeline
 from conveyor.pipelines import PipelineDef
 from conveyor.project import Entry, Project
@@ -36,8 +39,15 @@ from conveyor.schedules import Schedule
 from conveyor.store import Store
 from conveyor.store.records import InstanceRecord
 from conveyor.views import (
+    GROUPINGS,
     BackfillView,
+    ChangesView,
+    GanttBar,
+    GraphEdge,
+    GraphNode,
+    GraphView,
     Health,
+    InstanceChange,
     LogView,
     PipelineView,
     RunDetail,
@@ -54,6 +64,12 @@ SILENT = 5.0
 
 #: Runs on one page at most.
 MAX_PAGE = 500
+
+#: A run with more instances than this is drawn one node per task (``graph(group="auto")``).
+GROUP_ABOVE = 300
+
+#: Layouts kept, the most recently used (a run's graph does not change while it runs).
+LAYOUTS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +89,8 @@ class Service:
         self.project = project
         self.targets = targets
         self._entries: dict[str, Entry] = {}
+        self._layouts: OrderedDict[tuple[str, bool, int], Drawing] = OrderedDict()
+        self._layouts_lock = threading.Lock()
         self.reload(fresh=False)
 
     # -- pipelines ----------------------------------------------------------------------------
@@ -202,6 +220,87 @@ class Service:
             return RunView.of(r)
         self.store.reopen(r.id)
         return RunView.of(self.store.get_run(r.id))
+
+    # -- a run drawn: its graph, what changed, its attempts in time ------------------------------
+    def graph(self, run_id: str, group: str = "auto") -> GraphView:
+        """The run's graph laid out for drawing (``conveyor.layout``), with each node's state now
+        and the cursor to pass to ``changes``. ``group``: ``instances`` (a node per instance),
+        ``tasks`` (a node per task), ``auto`` (per task above GROUP_ABOVE instances)."""
+        if group not in GROUPINGS:
+            raise ParameterError(
+                f"group {group!r} must be one of {', '.join(GROUPINGS)}", {"group": "not a grouping"}
+            )
+        r = self.store.get_run(run_id)
+        cursor, instances = self.store.changes(r.id, 0)
+        grouped = group == "tasks" or (group == "auto" and len(instances) > GROUP_ABOVE)
+        drawing = self._drawing(r.id, grouped, instances)
+        counts = tally(instances, grouped)
+        by_id = {i.id: i for i in instances}
+        nodes = []
+        for p in drawing.nodes:
+            c = counts[p.id]
+            member = by_id.get(p.id)
+            nodes.append(
+                GraphNode(
+                    id=p.id,
+                    label=p.label,
+                    task=member.task if member else p.id.partition(":")[2],
+                    state=member.state if member else worst(c),
+                    counts=c,
+                    size=sum(c.values()),
+                    x=p.x,
+                    y=p.y,
+                    w=p.w,
+                    h=p.h,
+                    layer=p.layer,
+                )
+            )
+        return GraphView(
+            run=RunView.of(r),
+            grouped=grouped,
+            width=drawing.width,
+            height=drawing.height,
+            nodes=nodes,
+            edges=[
+                GraphEdge(source=e.source, target=e.target, points=[list(p) for p in e.points])
+                for e in drawing.edges
+            ],
+            cursor=cursor,
+        )
+
+    def _drawing(self, run_id: str, grouped: bool, instances: list[InstanceRecord]) -> Drawing:
+        """The layout of the run's graph, from the cache while its number of instances is the same."""
+        key = (run_id, grouped, len(instances))
+        with self._layouts_lock:
+            found = self._layouts.get(key)
+            if found is not None:
+                self._layouts.move_to_end(key)
+                return found
+        drawing = layout(*graph_of(instances, grouped))
+        with self._layouts_lock:
+            self._layouts[key] = drawing
+            while len(self._layouts) > LAYOUTS:
+                self._layouts.popitem(last=False)
+        return drawing
+
+    def changes(self, run_id: str, since: int = 0) -> ChangesView:
+        """The run now, and its instances whose state changed after the cursor ``since`` (0:
+        every instance), with the cursor to pass next time."""
+        if since < 0:
+            raise ParameterError(f"since {since} must not be negative", {"since": "negative"})
+        r = self.store.get_run(run_id)
+        cursor, instances = self.store.changes(r.id, since)
+        return ChangesView(
+            run=RunView.of(r), cursor=cursor, instances=[InstanceChange.of(i) for i in instances]
+        )
+
+    def attempts(self, run_id: str) -> list[GanttBar]:
+        """Every attempt of the run's instances, by start: a timeline."""
+        r = self.store.get_run(run_id)
+        by_id = {i.id: i for i in self.store.instances(r.id)}
+        return [
+            GanttBar.of(a, by_id[a.instance_id]) for a in self.store.attempts(r.id) if a.instance_id in by_id
+        ]
 
     # -- tasks: logs and results ----------------------------------------------------------------
     def instances(self, run_id: str, task: str | None) -> list[InstanceRecord]:

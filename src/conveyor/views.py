@@ -25,6 +25,8 @@ from conveyor.store.records import (
 
 RunState = Literal["pending", "running", "succeeded", "failed", "cancelled"]
 Every = Literal["day", "hour", "week", "month"]
+Grouping = Literal["auto", "tasks", "instances"]
+GROUPINGS: tuple[Grouping, ...] = ("auto", "tasks", "instances")
 
 
 def stamp(t: float | None) -> dt.datetime | None:
@@ -241,6 +243,90 @@ class PartitionView(View):
 class RunDetail(RunView):
     tasks: list[TaskView] = Field(default_factory=list)
     partition_states: list[PartitionView] = Field(default_factory=list)
+
+
+class GraphNode(View):
+    id: str = Field(description="The instance's id, or \"task:NAME\" for a group of a task's instances")
+    label: str = Field(description="The instance's label, or the task's name with its count; in full")
+    task: str
+    state: str = Field(description="The instance's state; a group's worst (failed, running, ... succeeded)")
+    counts: dict[str, int] = Field(description="Instances by state ({state: 1} for an instance)")
+    size: int = Field(description="Instances in the node")
+    x: float = Field(description="The left side, px")
+    y: float = Field(description="The top side, px")
+    w: float
+    h: float
+    layer: int = Field(description="The column, from 0 at the left")
+
+
+class GraphEdge(View):
+    source: str
+    target: str
+    points: list[list[float]] = Field(
+        description="A polyline of [x, y] points, px: from the source's right side to the target's left"
+    )
+
+
+class GraphView(View):
+    run: RunView
+    grouped: bool = Field(description="One node per task, not per instance")
+    width: float = Field(description="The drawing's size, px")
+    height: float
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]
+    cursor: int = Field(description="Pass to /changes as since: what changed after this graph")
+
+
+class InstanceChange(View):
+    id: str
+    task: str
+    state: str
+    attempts: int
+    started_at: dt.datetime | None = None
+    ended_at: dt.datetime | None = None
+
+    @classmethod
+    def of(cls, i: InstanceRecord) -> InstanceChange:
+        return cls(
+            id=i.id,
+            task=i.task,
+            state=i.state,
+            attempts=i.attempts,
+            started_at=stamp(i.started_at),
+            ended_at=stamp(i.ended_at),
+        )
+
+
+class ChangesView(View):
+    run: RunView
+    cursor: int = Field(description="The new cursor: pass it as since next time")
+    instances: list[InstanceChange] = Field(description="Instances whose state changed after since")
+
+
+class GanttBar(View):
+    instance: str
+    label: str
+    task: str
+    number: int = Field(description="The attempt's number, from 1")
+    state: str
+    started_at: dt.datetime
+    ended_at: dt.datetime | None = None
+    worker: str | None = None
+
+    @classmethod
+    def of(cls, a: AttemptRecord, i: InstanceRecord) -> GanttBar:
+        started = stamp(a.started_at)
+        assert started is not None
+        return cls(
+            instance=a.instance_id,
+            label=i.label,
+            task=i.task,
+            number=a.number,
+            state=a.state,
+            started_at=started,
+            ended_at=stamp(a.ended_at),
+            worker=a.worker,
+        )
 
 
 class LogView(View):

@@ -21,10 +21,14 @@ from conveyor import metrics
 from conveyor.api import problems
 from conveyor.api.problems import responses
 from conveyor.errors import BackfillNotFound, ConveyorError, ParameterError, RunNotFound
-from conveyor.service import Service
+from conveyor.service import GROUP_ABOVE, Service
 from conveyor.views import (
     BackfillRequest,
     BackfillView,
+    ChangesView,
+    GanttBar,
+    GraphView,
+    Grouping,
     Health,
     LogView,
     PipelineView,
@@ -45,6 +49,9 @@ WAITING = ("pending", "ready", "running", "retry_wait")
 
 #: The largest offset into the list of runs (a bound the stores can hold).
 MAX_OFFSET = 2**31 - 1
+
+#: The largest cursor into a run's changes (the largest integer the stores can hold).
+MAX_CURSOR = 2**63 - 1
 
 BackfillState = Literal["running", "succeeded", "failed", "cancelled"]
 
@@ -373,6 +380,61 @@ def result(
 ) -> Response:
     artifact = svc.result(run_id, task)
     return Response(artifact.data, media_type=artifact.media_type)
+
+
+# -- a run drawn: the web UI's graph, live updates and timeline ----------------------------------
+@router.get(
+    "/runs/{run_id}/graph",
+    tags=["runs"],
+    summary="The run's task graph laid out for drawing: nodes with coordinates, edges as polylines",
+    response_model=GraphView,
+    responses=responses(404, 422, 503),
+)
+def get_graph(
+    svc: Svc,
+    run_id: RunId,
+    group: Annotated[
+        Grouping,
+        Query(
+            description="A node per instance (instances), per task (tasks), or per task when the run "
+            f"has more than {GROUP_ABOVE} instances (auto)"
+        ),
+    ] = "auto",
+) -> GraphView:
+    return svc.graph(run_id, group)
+
+
+@router.get(
+    "/runs/{run_id}/changes",
+    tags=["runs"],
+    summary="What changed in a run after a cursor: the run, and only the instances whose state changed",
+    response_model=ChangesView,
+    responses=responses(404, 422, 503),
+)
+def get_changes(
+    svc: Svc,
+    run_id: RunId,
+    since: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=MAX_CURSOR,
+            description="The cursor of the graph or of the last changes (0: every instance)",
+        ),
+    ] = 0,
+) -> ChangesView:
+    return svc.changes(run_id, since)
+
+
+@router.get(
+    "/runs/{run_id}/attempts",
+    tags=["runs"],
+    summary="Every attempt of a run's tasks, by start: a timeline",
+    response_model=list[GanttBar],
+    responses=responses(404, 422, 503),
+)
+def list_attempts(svc: Svc, run_id: RunId) -> list[GanttBar]:
+    return svc.attempts(run_id)
 
 
 # -- backfills ------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from sqlalchemy import (
 )
 
 #: The Alembic revision this code expects; a test checks it is the migrations' head.
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 
 metadata = MetaData()
 
@@ -98,6 +98,7 @@ transitions = Table(
     Column("cause", Text, nullable=False),
     Column("attempt", Integer, nullable=False),
     Index("ix_transitions_instance", "run_id", "instance_id"),
+    Index("ix_transitions_run", "run_id", "id"),  # a run's changes after a cursor (the web UI)
 )
 
 #: A submitted run's graph in parts, each leased by one scheduler at a time (``conveyor submit``).

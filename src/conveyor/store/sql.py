@@ -28,6 +28,7 @@ from conveyor.store import schema as t
 from conveyor.store import statements
 from conveyor.store.attempts import Attempts
 from conveyor.store.backfilling import Backfills
+from conveyor.store.changes import Changes
 from conveyor.store.checkpoint import Checkpointer
 from conveyor.store.connection import (
     HELD_CONNECTIONS,
@@ -63,7 +64,7 @@ T = TypeVar("T")
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-class SqlStore(Leases, Attempts, Daemons, Backfills, Stats):
+class SqlStore(Leases, Attempts, Daemons, Backfills, Changes, Stats):
     """Runs, task instances, attempts and transitions in a SQL database."""
 
     def __init__(self, url: str, *, migrate: bool = True, check: bool = True) -> None:
