@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from conveyor import ui
 from conveyor.api import problems, routes
 from conveyor.api.limits import MAX_BODY, BodyLimit
 from conveyor.service import Service
@@ -45,6 +46,7 @@ def create_app(
     app = _app(max_body)
     app.state.service = service
     app.state.on_reload = on_reload
+    ui.mount(app)  # the web UI at / and /ui/, outside the schema
     return app
 
 

@@ -1,0 +1,231 @@
+// The task panel of the run page: one task instance (parameters, attempts, durations, targets,
+// error, log), or one group of instances of the same task. A running task's log is followed.
+
+import { BASE, api, isAbort, query, seg, send } from "./api.js";
+import { badge, countBadges, duration, fill, h, valueText, when } from "./dom.js";
+
+/** While an instance is in one of these states, its log is followed (the API waits for it to start). */
+const FOLLOWED = new Set(["pending", "ready", "running"]);
+const TAIL = 200;
+const LISTED = 200;
+
+export class TaskPanel {
+  /** `runId`; `task(id)`: the TaskView of an instance (fresh); `instances(task)`: a group's TaskViews;
+   *  `labelOf(id)`: an instance's label. */
+  constructor(runId, { task, instances, labelOf, onClose }) {
+    this.runId = runId;
+    this.task = task;
+    this.labelOf = labelOf || ((id) => id);
+    this.instances = instances;
+    this.onClose = onClose;
+    this.body = h("div", { class: "panel-body" });
+    this.title = h("h2", { id: "panel-title", tabindex: "-1" }, "Task");
+    this.el = h(
+      "aside",
+      { class: "panel", "aria-labelledby": "panel-title", hidden: true },
+      h("div", { class: "panel-head" }, this.title, h("button", { type: "button", class: "icon", "aria-label": "Close the task panel (Escape)", title: "Close (Escape)", onclick: () => this.close() }, "✕")),
+      this.body,
+    );
+    this.el.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") {
+        e.preventDefault();
+        this.close();
+      }
+    });
+    this.shown = null; // {kind: "instance"|"group", id, state}
+    this.controller = null;
+  }
+
+  /** Stop what the panel is loading or following. */
+  abort() {
+    if (this.controller) this.controller.abort();
+    this.controller = new AbortController();
+    return this.controller.signal;
+  }
+
+  close() {
+    this.abort();
+    this.el.hidden = true;
+    const shown = this.shown;
+    this.shown = null;
+    if (this.onClose) this.onClose(shown);
+  }
+
+  /** Show an instance; `focus`: move the keyboard there (when a user opened it). */
+  async showInstance(id, { focus = true } = {}) {
+    const signal = this.abort();
+    this.el.hidden = false;
+    this.shown = { kind: "instance", id };
+    fill(this.body, h("p", { class: "muted" }, "Loading…"));
+    if (focus) this.title.focus({ preventScroll: true });
+    const t = await this.task(id, signal);
+    if (signal.aborted) return;
+    this.shown.state = t.state;
+    this.shown.attempts = t.attempts;
+    this.title.textContent = t.label;
+    const log = h("div", { class: "log-box" });
+    const took = t.ended_at ? duration(t.duration) : t.started_at ? "running" : "not started";
+    fill(
+      this.body,
+      h("p", {}, badge(t.state), " ", h("span", { class: "muted small" }, `task ${t.task} · instance `, h("code", {}, t.id))),
+      h(
+        "p",
+        { class: "small timing" },
+        `Started ${when(t.started_at)} · ended ${when(t.ended_at)} · ${took} · partition ${t.partition}`,
+      ),
+      t.error ? h("div", { class: "error-box" }, h("h3", {}, "Error"), h("pre", { class: "error-text" }, t.error)) : null,
+      h("h3", {}, "Log"),
+      log,
+      h("h3", {}, `Attempts (${t.attempts})`),
+      attemptsTable(t.attempt_log),
+      h("h3", {}, "Parameters"),
+      paramList(t.params, this.labelOf),
+      h("h3", {}, "Targets"),
+      t.targets.length
+        ? h("ul", { class: "targets" }, t.targets.map((x) => h("li", {}, h("code", {}, x))))
+        : h("p", { class: "muted" }, "None: its result is kept as an artifact."),
+      t.upstream.length
+        ? [
+            h("h3", {}, "Upstream"),
+            h(
+              "ul",
+              { class: "upstream" },
+              t.upstream.map((u) =>
+                h("li", {}, h("button", { type: "button", class: "link", onclick: () => this.showInstance(u) }, h("code", {}, this.labelOf(u)))),
+              ),
+            ),
+          ]
+        : null,
+      t.has_result
+        ? h("p", {}, h("a", { href: `${BASE}/runs/${seg(this.runId)}/result${query({ task: t.id })}`, target: "_blank", rel: "noopener" }, "Download the result"))
+        : null,
+    );
+    await this.showLog(log, t, signal);
+  }
+
+  async showLog(box, t, signal) {
+    if (FOLLOWED.has(t.state)) {
+      await this.follow(box, t, signal);
+      return;
+    }
+    const logs = await api(`/runs/${seg(this.runId)}/logs${query({ task: t.id, tail: TAIL })}`, { signal });
+    if (signal.aborted) return;
+    if (!logs.length) {
+      fill(box, h("p", { class: "muted" }, "No log: the task has not run."));
+      return;
+    }
+    fill(
+      box,
+      logs.map((l, i) =>
+        h(
+          "details",
+          { class: "log", open: i === logs.length - 1 },
+          h("summary", {}, `Attempt ${l.attempt} · `, badge(l.state), l.truncated ? ` · last ${TAIL} lines` : ""),
+          h("pre", { class: "log-text", tabindex: "0", "aria-label": `Log of attempt ${l.attempt}` }, l.text || "(empty)"),
+        ),
+      ),
+    );
+  }
+
+  /** Stream the latest attempt's log as it is written (fetch, read the body as it comes). */
+  async follow(box, t, signal) {
+    const status = h("p", { class: "following", role: "status" }, t.state === "running" ? "▶ Following the log while the task runs…" : "Waiting for the task to start…");
+    const text = document.createTextNode("");
+    const pre = h("pre", { class: "log-text", tabindex: "0", "aria-label": "Log of the latest attempt" }, text);
+    fill(box, status, pre);
+    try {
+      const response = await send(`${BASE}/runs/${seg(this.runId)}/logs${query({ task: t.id, follow: "true" })}`, { signal });
+      if (!response.ok) throw new Error(`the log could not be followed (${response.status})`);
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        const near = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 40;
+        if (!text.length) status.textContent = "▶ Following the log while the task runs…";
+        text.appendData(decoder.decode(value, { stream: true }));
+        if (near) pre.scrollTop = pre.scrollHeight;
+      }
+      text.appendData(decoder.decode());
+      status.textContent = "The attempt ended.";
+      if (!text.length) text.appendData("(empty)");
+      // The run page's live updates show the new state; if they have stopped, refresh now.
+      setTimeout(() => {
+        if (!signal.aborted && this.shown && this.shown.id === t.id && this.shown.state === t.state) this.showInstance(t.id, { focus: false });
+      }, 1500);
+    } catch (err) {
+      if (isAbort(err) || signal.aborted) return;
+      status.textContent = `Could not follow the log: ${err.message}`;
+    }
+  }
+
+  /** Show a group: its task, its instances' states, and a list of them to open. */
+  async showGroup(node, { focus = true } = {}) {
+    const signal = this.abort();
+    this.el.hidden = false;
+    this.shown = { kind: "group", id: node.id, state: node.state };
+    this.title.textContent = `${node.task} × ${node.size.toLocaleString()}`;
+    fill(this.body, h("p", { class: "muted" }, "Loading…"));
+    if (focus) this.title.focus({ preventScroll: true });
+    const list = await this.instances(node.task, signal);
+    if (signal.aborted) return;
+    const order = ["failed", "running", "retry_wait", "ready", "pending", "cancelled", "skipped", "succeeded"];
+    list.sort((a, b) => order.indexOf(a.state) - order.indexOf(b.state));
+    fill(
+      this.body,
+      h("p", {}, `${node.size.toLocaleString()} instance${node.size === 1 ? "" : "s"} of task `, h("code", {}, node.task), ", grouped into one node."),
+      countBadges(node.counts),
+      h("h3", {}, list.length > LISTED ? `Instances (the first ${LISTED}, worst first)` : "Instances"),
+      h(
+        "ul",
+        { class: "instances" },
+        list.slice(0, LISTED).map((t) => h("li", {}, badge(t.state), " ", h("button", { type: "button", class: "link", onclick: () => this.showInstance(t.id) }, t.label), t.duration !== null && t.duration !== undefined ? h("span", { class: "muted small" }, ` ${duration(t.duration)}`) : null)),
+      ),
+    );
+  }
+}
+
+function paramList(params, labelOf) {
+  const entries = Object.entries(params || {});
+  if (!entries.length) return h("p", { class: "muted" }, "None.");
+  return h(
+    "dl",
+    { class: "params-list" },
+    entries.map(([k, v]) => [
+      h("dt", {}, h("code", {}, k)),
+      h("dd", {}, h("code", { class: "value" }, upstream(v) ? `← ${labelOf(v.$upstream)}` : valueText(v))),
+    ]),
+  );
+}
+
+function attemptsTable(attempts) {
+  if (!attempts.length) return h("p", { class: "muted" }, "None yet.");
+  return h(
+    "table",
+    { class: "list compact" },
+    h("thead", {}, h("tr", {}, ["#", "State", "Started", "Duration", "Worker"].map((t) => h("th", { scope: "col" }, t)))),
+    h(
+      "tbody",
+      {},
+      attempts.map((a) =>
+        h(
+          "tr",
+          {},
+          h("td", { class: "num" }, String(a.number)),
+          h("td", {}, badge(a.state), a.error ? h("div", { class: "small error-text", title: a.error }, lastLine(a.error)) : null),
+          h("td", { class: "nowrap" }, when(a.started_at)),
+          h("td", { class: "num nowrap" }, a.ended_at ? duration(a.duration) : `${duration((Date.now() - new Date(a.started_at).getTime()) / 1000)} so far`),
+          h("td", { class: "small" }, a.worker || "—"),
+        ),
+      ),
+    ),
+  );
+}
+
+const upstream = (v) => v !== null && typeof v === "object" && !Array.isArray(v) && typeof v.$upstream === "string";
+
+/** The last line of an error (a traceback's exception); the whole one is in the error box. */
+function lastLine(text) {
+  const lines = String(text).trim().split("\n");
+  return lines[lines.length - 1];
+}

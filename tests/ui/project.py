@@ -1,0 +1,138 @@
+"""The UI tests' project: pipelines with every kind of form field, a slow one, a failing one, one of
+2,000 task instances, a daily one for backfills, one for the runs page, and a scheduled one."""
+
+from __future__ import annotations
+
+from conftest import Project
+
+PIPES = '''
+import datetime as dt
+import enum
+import time
+
+from conveyor import pipeline, task
+
+
+class Colour(enum.Enum):
+    red = "red"
+    green = "green"
+    blue = "blue"
+
+
+@task
+def extract(day: dt.date, region: str, rows: int) -> list:
+    print(f"extracting {rows} rows of {region} for {day}", flush=True)
+    time.sleep(1)  # long enough for the page to see it run
+    return [f"{region}-{i}" for i in range(rows)]
+
+
+@task
+def clean(rows: list, strict: bool) -> list:
+    print(f"cleaning {len(rows)} rows (strict={strict})", flush=True)
+    return rows
+
+
+@task
+def merge(north: list, south: list, east: list) -> int:
+    return len(north) + len(south) + len(east)
+
+
+@task
+def report(total: int, colour: Colour, note: str) -> str:
+    print(f"report in {colour.value}: {total} rows; note: {note}", flush=True)
+    return f"{total} rows"
+
+
+@pipeline
+def sales(rows: int, strict: bool = False, day: dt.date = dt.date(2026, 11, 1), colour: Colour = Colour.green,
+          note: str = "nightly"):
+    """Extract each region's sales, clean them, merge them and write a report."""
+    parts = {r: clean(extract(day, r, rows), strict) for r in ("north", "south", "east")}
+    report(merge(parts["north"], parts["south"], parts["east"]), colour, note)
+
+
+@task
+def nap(seconds: float) -> str:
+    print("napping", flush=True)
+    end, i = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        print(f"tick {i}", flush=True)
+        i += 1
+        time.sleep(0.2)
+    return "rested"
+
+
+@pipeline
+def slow(seconds: float = 120.0):
+    """Sleep, printing a tick every 0.2 s: to follow and to cancel."""
+    nap(seconds)
+
+
+@task(retries=1, retry_delay=0.2)
+def load(table: str) -> None:
+    print(f"loading {table}", flush=True)
+    raise ValueError(f"table {table!r} is locked by <b>another</b> job")
+
+
+@pipeline
+def broken(table: str = "orders"):
+    """Fails: its task raises, twice."""
+    load(table)
+
+
+@task
+def prepare(n: int) -> int:
+    return n
+
+
+@task
+def cell(i: int, n: int) -> int:
+    return i * n
+
+
+@task
+def gather() -> str:
+    return "gathered"
+
+
+@pipeline
+def wide(n: int = 2000):
+    """A fan-out of n cheap task instances, and a fan-in."""
+    size = prepare(n)
+    gather(after=[cell(i, size) for i in range(n)])
+
+
+@task
+def day(when: dt.date) -> str:
+    print(f"day {when}", flush=True)
+    return when.isoformat()
+
+
+@pipeline
+def daily(logical_date: dt.date = dt.date(2026, 1, 1)):
+    """One day's work, for backfills."""
+    day(logical_date)
+
+
+@task
+def count(k: int) -> int:
+    return k
+
+
+@pipeline
+def tally(k: int = 0):
+    """Count to k: runs for the runs page's filters and pages."""
+    count(k)
+
+
+@pipeline(schedule="0 3 * * *")
+def nightly(logical_date: dt.date = dt.date(2026, 1, 1)):
+    """Every night at 03:00 UTC."""
+    day(logical_date)
+'''
+
+
+def make_ui_project(project: Project) -> Project:
+    project.write("conveyor.toml", '[project]\npipelines = ["pipes.py"]\n')
+    project.write("pipes.py", PIPES)
+    return project
