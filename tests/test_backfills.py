@@ -53,7 +53,8 @@ PIPES = """
 def _end(store: Store, run_id: str, state: str) -> None:
     """What a scheduler does when the run's only partition ends."""
     claim = store.claim("s", 60)
-    assert claim is not None and claim.run.id == run_id
+    assert claim is not None, f"nothing to claim; expected run {run_id}"
+    run_id = claim.run.id  # the oldest claimable run
     store.end_partition(
         run_id, 0, claim.partition.epoch, "done" if state == "succeeded" else "failed", "boom"
     )
@@ -139,7 +140,10 @@ def test_a_backfill_ends_when_every_date_has_and_can_be_cancelled(store: Store, 
     assert later.state == "cancelled"
     assert [s["state"] for s in later.slots] == ["skipped", "skipped", "pending", "cancelled"]
     assert store.get_run(going).state == "cancelled"  # nobody drove it: cancelled at once
-    assert step(store, later, load_pipeline) == later  # a cancelled backfill submits nothing
+    before = store.count_runs()
+    later = step(store, later, load_pipeline)  # a cancelled backfill submits nothing, but follows
+    assert [s["state"] for s in later.slots] == ["skipped", "skipped", "cancelled", "cancelled"]
+    assert store.count_runs() == before
 
 
 def test_a_backfill_needs_a_logical_date_and_known_parameters(store: Store, tmp_path: Path) -> None:
@@ -164,3 +168,46 @@ def test_a_backfill_needs_a_logical_date_and_known_parameters(store: Store, tmp_
         create(store, daily, "x", one, {"tabel": "x"}, every="day", max_parallel=1, workdir="")
     assert bad.value.problems == {"tabel": "unknown parameter"}
     assert store.list_backfills() == []  # nothing half-written
+
+
+def test_two_backfills_of_the_same_dates_give_each_date_one_run(store: Store, tmp_path: Path) -> None:
+    (tmp_path / "pipes.py").write_text(textwrap.dedent(PIPES))
+    ref = f"{tmp_path}/pipes.py:daily"
+    pipe = load_pipeline(ref)
+    times = dates(D(2026, 11, 1), D(2026, 11, 4), "day")
+    one = create(store, pipe, ref, times, {}, every="day", max_parallel=1, workdir=str(tmp_path))
+    two = create(store, pipe, ref, times, {}, every="day", max_parallel=1, workdir=str(tmp_path))
+    for _ in range(4):  # both step while the other's dates are still waiting
+        one, two = step(store, one, load_pipeline), step(store, two, load_pipeline)
+        for run in {s["run"] for fill in (one, two) for s in fill.slots if s["state"] == "pending"}:
+            _end(store, run, "succeeded")
+    one, two = step(store, one, load_pipeline), step(store, two, load_pipeline)
+    assert store.count_runs() == 4  # not 8
+    assert {s["run"] for s in one.slots} == {s["run"] for s in two.slots}
+    assert one.state == two.state == "succeeded"
+
+
+def test_a_cancelled_backfill_shows_its_runs_ending_after_it(store: Store, tmp_path: Path) -> None:
+    from conveyor.service import Service
+
+    (tmp_path / "pipes.py").write_text(textwrap.dedent(PIPES))
+    ref = f"{tmp_path}/pipes.py:daily"
+    fill = create(
+        store,
+        load_pipeline(ref),
+        ref,
+        dates(D(2026, 11, 1), D(2026, 11, 3), "day"),
+        {},
+        every="day",
+        max_parallel=1,
+        workdir=str(tmp_path),
+    )
+    fill = step(store, fill, load_pipeline)
+    going = fill.slots[0]["run"]
+    claim = store.claim("s", 60)  # a scheduler drives it: the cancel is only requested
+    assert claim is not None and claim.run.id == going
+    fill = cancel(store, fill)
+    assert [s["state"] for s in fill.slots] == ["pending", "cancelled", "cancelled"]
+    store.end_partition(going, 0, claim.partition.epoch, "cancelled", "cancelled")  # its driver stops
+    view = Service(store).get_backfill(fill.id)
+    assert view.state == "cancelled" and view.counts == {"cancelled": 3}

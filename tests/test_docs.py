@@ -32,3 +32,13 @@ def test_every_command_and_option_is_documented(name: str, command: Any) -> None
         for opt in getattr(param, "opts", []):
             if opt.startswith("--") and opt != "--help":
                 assert opt in text, f"docs/cli.md does not document {opt} of `conveyor {name}`"
+
+
+PAGES = sorted([*DOCS.parent.glob("*.md"), DOCS.parent.parent / "README.md"])
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_every_code_block_is_closed(page: Path) -> None:
+    """An unclosed ``` turns the rest of a page inside out: prose as code, code as prose."""
+    fences = [n for n, line in enumerate(page.read_text().splitlines(), 1) if line.startswith("```")]
+    assert len(fences) % 2 == 0, f"{page.name}: a code block opened at line {fences[-1]} is never closed"

@@ -7,6 +7,8 @@ import datetime as dt
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from conveyor import project
 from conveyor.scheduler import Scheduler, Settings
 from conveyor.store import Store, open_store
@@ -30,6 +32,10 @@ PIPES = """
     @pipeline
     def by_hand(n: int = 1):
         report(dt.date(2026, 1, n))
+
+    @pipeline
+    def by_hand_dated(n: int = 1, logical_date: dt.date = dt.date(2000, 1, 1)):
+        report(logical_date)
 """
 
 
@@ -151,3 +157,27 @@ def test_schedulers_step_backfills_and_reload_the_project_when_asked(store: Stor
     sched.request_reload()
     sched.turn(at(2026, 11, 20, 9, 30))
     assert "often" in {e.pipeline.name for e in sched.scheduled}
+
+
+def test_a_backfill_whose_pipeline_changed_under_it_does_not_stop_the_scheduler(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from conveyor.service import Service
+
+    proj = _project(tmp_path)
+    view = Service(store, proj).backfill("by_hand_dated", "2026-11-01", "2026-11-02", params={"n": "2"})
+    assert view.counts == {"pending": 1, "waiting": 1}
+    # the code changes: n is no longer an int, so its stored value cannot be read back
+    path = tmp_path / "pipes.py"
+    path.write_text(
+        path.read_text().replace("n: int = 1, logical_date", "n: dt.date = dt.date(2026, 1, 1), logical_date")
+    )
+    sched = Scheduler(store, Settings(name="a"), proj)
+    sched.reload()  # as after SIGHUP: the new code is imported
+    claim = store.claim("driver", 60)  # the first date's run is driven to its end
+    assert claim is not None and claim.run.id == view.dates[0].run
+    store.end_partition(claim.run.id, 0, claim.partition.epoch, "done")
+    with caplog.at_level("ERROR", logger="conveyor.scheduler"):
+        sched.step_backfills()  # logs, and goes on serving
+    assert f"backfill {view.id} of by_hand_dated not stepped" in caplog.text
+    assert store.get_backfill(view.id).state == "running"

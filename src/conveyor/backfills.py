@@ -69,12 +69,15 @@ def dates(start: dt.datetime, end: dt.datetime, every: str) -> list[dt.datetime]
 def parse_when(text: str, field: str) -> dt.datetime:
     """A logical date from ``2026-11-01`` or ``2026-11-01T06:00``."""
     try:
-        return dt.datetime.fromisoformat(text).replace(tzinfo=None)
+        when = dt.datetime.fromisoformat(text)
     except ValueError:
         raise ParameterError(
             f"{field} {text!r} is not a date; write it like 2026-11-01 or 2026-11-01T06:00",
             {field.lstrip("-"): "not a date"},
         ) from None
+    if when.tzinfo is not None:  # a time with a zone: that instant, as the UTC time it is
+        when = when.astimezone(dt.UTC).replace(tzinfo=None)
+    return when
 
 
 def create(
@@ -135,12 +138,9 @@ def step(store: Store, rec: BackfillRecord, load: Callable[[str], PipelineDef]) 
     every date has ended. Returns the backfill as it is now (another process may have stepped
     it first). ``load`` loads its pipeline from the target, when a date is to be submitted."""
     if rec.state != "running":
-        return rec
-    slots = [dict(s) for s in rec.slots]
-    going = [s["run"] for s in slots if s["state"] in GOING]
-    for s, state in _refresh(store, slots, going):
-        s["state"] = state
-    start = plan(slots, rec.max_parallel)
+        return refresh(store, rec)
+    slots = _refreshed(store, rec.slots)
+    start = [i for i in plan(slots, rec.max_parallel) if not _adopt(store, slots[i])]
     runs: list[Submission] = []
     reopen: list[str] = []
     if start:
@@ -163,6 +163,16 @@ def step(store: Store, rec: BackfillRecord, load: Callable[[str], PipelineDef]) 
     if slots == rec.slots and state == rec.state:
         return rec
     store.advance_backfill(rec, slots=slots, state=state, runs=runs, reopen=reopen)
+    return store.get_backfill(rec.id)
+
+
+def refresh(store: Store, rec: BackfillRecord) -> BackfillRecord:
+    """The backfill with the states of its going runs read again (a cancelled backfill's runs
+    go on ending after it)."""
+    slots = _refreshed(store, rec.slots)
+    if slots == rec.slots:
+        return rec
+    store.advance_backfill(rec, slots=slots, state=rec.state)
     return store.get_backfill(rec.id)
 
 
@@ -210,9 +220,28 @@ def _final(slots: list[dict[str, Any]]) -> str | None:
     return "failed" if any(s["state"] in ("failed", "cancelled") for s in slots) else "succeeded"
 
 
-def _refresh(store: Store, slots: list[dict[str, Any]], going: list[str]) -> list[tuple[dict[str, Any], str]]:
-    states = store.run_states(going)
-    return [(s, states[s["run"]]) for s in slots if s["state"] in GOING and s["run"] in states]
+def _refreshed(store: Store, slots: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The slots with the states of their going runs read from the store."""
+    out = [dict(s) for s in slots]
+    states = store.run_states([s["run"] for s in out if s["state"] in GOING])
+    for s in out:
+        if s["state"] in GOING and s["run"] in states:
+            s["state"] = states[s["run"]]
+    return out
+
+
+def _adopt(store: Store, slot: dict[str, Any]) -> bool:
+    """A waiting date that got a run meanwhile (another backfill of the same dates, a run
+    submitted by hand) follows that run instead of getting a second one. True if adopted; a
+    failed or cancelled run is adopted as such, to be reopened once."""
+    if slot["state"] != "waiting":
+        return False
+    found = store.latest_run(slot["key"])
+    if found is None:
+        return False
+    slot["run"] = found.id
+    slot["state"] = "skipped" if found.state == "succeeded" else found.state
+    return found.state not in ("failed", "cancelled")
 
 
 def _date_kind(pipe: PipelineDef, times: list[dt.datetime]) -> str:

@@ -170,7 +170,7 @@ class Scheduler:
     def step_backfills(self) -> None:
         """Step every running backfill: follow its runs, submit the dates its limit allows.
         Several schedulers may step the same one; each step is written once."""
-        for rec in self.store.list_backfills(state="running"):
+        for rec in self.store.list_backfills(state="running", limit=None):
             try:
                 with _workdir(rec.workdir):
                     after = backfills.step(self.store, rec, load_pipeline)
@@ -178,6 +178,11 @@ class Scheduler:
                 raise
             except ConveyorError as exc:
                 log.error("backfill %s of %s not stepped: %s", rec.id, rec.pipeline, exc)
+                continue
+            except Exception as exc:  # its pipeline's code changed under it: keep serving the rest
+                log.error(
+                    "backfill %s of %s not stepped: %s: %s", rec.id, rec.pipeline, type(exc).__name__, exc
+                )
                 continue
             new = {s["run"] for s in after.slots} - {s["run"] for s in rec.slots}
             if new:

@@ -279,7 +279,12 @@ def _serve(options: Options, sock: socket.socket) -> None:
         child = _child(options, store, found) if options.scheduler else None
         if child is None:
             log.info("no scheduler (--no-scheduler): runs wait for a conveyor scheduler on this store")
-        app = create_app(service, max_body=options.max_body, on_reload=child.reload if child else None)
+        app = create_app(
+            service,
+            max_body=options.max_body,
+            on_reload=child.reload if child else None,
+            listen=options.host,
+        )
         config = uvicorn.Config(
             app,
             host=options.host,

@@ -37,7 +37,7 @@ from conveyor.pipelines import PipelineDef
 from conveyor.project import Entry, Project
 from conveyor.schedules import Schedule
 from conveyor.store import Store
-from conveyor.store.records import InstanceRecord
+from conveyor.store.records import BackfillRecord, InstanceRecord
 from conveyor.views import (
     GROUPINGS,
     BackfillView,
@@ -415,10 +415,16 @@ class Service:
         return backfills.step(self.store, rec, lambda target: pipe or load_pipeline(target))
 
     def backfills(self, *, state: str | None = None, limit: int = 50) -> list[BackfillView]:
-        return [BackfillView.of(b) for b in self.store.list_backfills(limit=limit, state=state)]
+        return [BackfillView.of(self._fresh(b)) for b in self.store.list_backfills(limit=limit, state=state)]
 
     def get_backfill(self, backfill_id: str) -> BackfillView:
-        return BackfillView.of(self.store.get_backfill(backfill_id))
+        return BackfillView.of(self._fresh(self.store.get_backfill(backfill_id)))
+
+    def _fresh(self, rec: BackfillRecord) -> BackfillRecord:
+        """An ended backfill whose runs were still going: their states read again (a running
+        one is kept fresh by the schedulers)."""
+        going = rec.state != "running" and any(s["state"] in backfills.GOING for s in rec.slots)
+        return backfills.refresh(self.store, rec) if going else rec
 
     def cancel_backfill(self, backfill_id: str) -> BackfillView:
         return BackfillView.of(backfills.cancel(self.store, self.store.get_backfill(backfill_id)))

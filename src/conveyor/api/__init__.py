@@ -3,8 +3,9 @@
     app = create_app(Service(open_store(url), project))
 
 Only this package knows HTTP. The routes are in ``routes``, the mapping of errors to answers in
-``problems``, the body-size limit in ``limits``; ``reference`` renders docs/api.md from the
-OpenAPI schema. ``conveyor server`` (``conveyor.server``) serves the app with uvicorn.
+``problems``, the body-size limit in ``limits``, the refusal of other web sites in ``origins``;
+``reference`` renders docs/api.md from the OpenAPI schema. ``conveyor server``
+(``conveyor.server``) serves the app with uvicorn.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fastapi.routing import APIRoute
 from conveyor import ui
 from conveyor.api import problems, routes
 from conveyor.api.limits import MAX_BODY, BodyLimit
+from conveyor.api.origins import SameOrigin, allowed_hosts
 from conveyor.service import Service
 
 DESCRIPTION = """\
@@ -39,11 +41,18 @@ TAGS = [
 
 
 def create_app(
-    service: Service, *, max_body: int = MAX_BODY, on_reload: Callable[[], None] | None = None
+    service: Service,
+    *,
+    max_body: int = MAX_BODY,
+    on_reload: Callable[[], None] | None = None,
+    listen: str | None = None,
 ) -> FastAPI:
     """The API over ``service``. ``max_body``: the largest request body in bytes (413 beyond);
-    ``on_reload``: called after the pipelines were reloaded (the server signals its scheduler)."""
+    ``on_reload``: called after the pipelines were reloaded (the server signals its scheduler);
+    ``listen``: the address the server listens on (requests must name it, or a loopback name:
+    ``origins``)."""
     app = _app(max_body)
+    app.add_middleware(SameOrigin, hosts=allowed_hosts(listen))
     app.state.service = service
     app.state.on_reload = on_reload
     ui.mount(app)  # the web UI at / and /ui/, outside the schema

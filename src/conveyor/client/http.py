@@ -63,7 +63,12 @@ class Http:
         import httpx
 
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        try:
+            self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        except httpx.InvalidURL as exc:
+            raise ServerError(
+                f"the server URL {url!r} is not a URL ({exc}); write it like http://127.0.0.1:8080"
+            ) from None
 
     # -- pipelines --------------------------------------------------------------------------------
     def pipelines(self) -> list[PipelineView]:

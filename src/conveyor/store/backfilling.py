@@ -42,7 +42,8 @@ class Backfills(Part):
                 row = rows[0]
         return backfill_record(row)
 
-    def list_backfills(self, *, limit: int = 50, state: str | None = None) -> list[BackfillRecord]:
+    def list_backfills(self, *, limit: int | None = 50, state: str | None = None) -> list[BackfillRecord]:
+        """Backfills newest first; ``limit=None``: all of them."""
         b = t.backfills
         q = sa.select(b).order_by(b.c.created_at.desc()).limit(limit)
         if state:

@@ -79,9 +79,9 @@ async function route() {
     return;
   }
   const [re, render, section] = found;
-  const args = re.exec(path).slice(1).map(decodeURIComponent);
   document.title = `${section} · Conveyor`;
   try {
+    const args = re.exec(path).slice(1).map(decodeURIComponent); // a malformed %-escape throws: shown below
     await render(page, ...args);
   } catch (err) {
     if (isAbort(err) || page.left) return;
