@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 def pipelines(as_json: JsonOpt = False, db: DbOpt = None, server: ServerOpt = None) -> None:
     """List the pipelines of this project's conveyor.toml, with their parameters and schedules."""
     backend = connect(server, db)
-    if not server and backend.project is None:  # type: ignore[attr-defined]
+    if _without_project(backend):
         raise LoadError(_NO_PROJECT)
     views = backend.pipelines()
     if as_json:
@@ -169,7 +169,7 @@ def schedules(
 ) -> None:
     """List this project's schedules: next and last tick, paused or not; pause or resume one."""
     service = connect(server, db)
-    if not server and service.project is None:  # type: ignore[attr-defined]
+    if _without_project(service):
         raise LoadError(_NO_PROJECT)
     for name, paused in ((pause, True), (resume, False)):
         if name:
@@ -199,6 +199,13 @@ _NO_PROJECT = (
     "no conveyor.toml here or above; create one listing your pipelines: "
     '[project] pipelines = ["pipelines/sales.py"]'
 )
+
+
+def _without_project(backend: Transport) -> bool:
+    """Acting on the local store with no conveyor.toml here or above (a server has its own)."""
+    from conveyor.service import Service
+
+    return isinstance(backend, Service) and backend.project is None
 
 
 def _warn_without_scheduler(service: Transport) -> None:

@@ -4,6 +4,9 @@
 import { BASE, api, isAbort, query, seg, send } from "./api.js";
 import { badge, countBadges, duration, fill, h, valueText, when } from "./dom.js";
 
+/** A followed log keeps this many characters, its end: the page stays light however much is written. */
+const KEEP_CHARS = 1_000_000;
+
 /** While an instance is in one of these states, its log is followed (the API waits for it to start). */
 const FOLLOWED = new Set(["pending", "ready", "running"]);
 const TAIL = 200;
@@ -144,6 +147,11 @@ export class TaskPanel {
         const near = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 40;
         if (!text.length) status.textContent = "▶ Following the log while the task runs…";
         text.appendData(decoder.decode(value, { stream: true }));
+        if (text.length > KEEP_CHARS) {
+          // a chatty task: keep the end of its log, as the tail does
+          text.deleteData(0, text.length - KEEP_CHARS);
+          status.textContent = "▶ Following the log while the task runs (its last part is kept)…";
+        }
         if (near) pre.scrollTop = pre.scrollHeight;
       }
       text.appendData(decoder.decode());
