@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conveyor.metrics import DEFAULT_BUCKETS, render
 from conveyor.store import Batch, InstanceRecord, RunRecord, Store
 from conveyor.store.records import AttemptRecord, TransitionRecord
-from conveyor.store.sql import SqlStore
-from conveyor.store.stats import Stats
 
 RUN = "20261122-000000-aaaaaa"
 
 
-class _StatsStore(SqlStore, Stats):
-    """``SqlStore`` with its stats, whether or not it already has them as a base."""
-
-
 @pytest.fixture
-def db(store: Store) -> Iterator[_StatsStore]:
-    s = _StatsStore(store.url)
-    yield s
-    s.close()
+def db(store: Store) -> Store:
+    return store
 
 
 def running_run(db: Store) -> None:
@@ -70,7 +60,7 @@ def running_run(db: Store) -> None:
     )
 
 
-def scrape(db: _StatsStore) -> dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
+def scrape(db: Store) -> dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
     """Each family's samples: (sample name, labels) -> value, as a Prometheus server parses them."""
     body, content_type = render(db)
     assert content_type.startswith("text/plain; version=")
@@ -81,7 +71,7 @@ def scrape(db: _StatsStore) -> dict[str, dict[tuple[str, tuple[tuple[str, str], 
     return families
 
 
-def test_every_run_state_is_reported_even_when_the_store_is_empty(db: _StatsStore) -> None:
+def test_every_run_state_is_reported_even_when_the_store_is_empty(db: Store) -> None:
     m = scrape(db)
     assert m["conveyor_runs"] == {
         ("conveyor_runs", (("state", s),)): 0.0
@@ -92,7 +82,7 @@ def test_every_run_state_is_reported_even_when_the_store_is_empty(db: _StatsStor
     assert m["conveyor_queue_wait_seconds"][("conveyor_queue_wait_seconds_count", ())] == 0.0
 
 
-def test_a_running_run_is_seen_as_prometheus_reads_it(db: _StatsStore) -> None:
+def test_a_running_run_is_seen_as_prometheus_reads_it(db: Store) -> None:
     running_run(db)
     m = scrape(db)
     assert m["conveyor_runs"][("conveyor_runs", (("state", "running"),))] == 1.0
@@ -122,7 +112,7 @@ def test_a_running_run_is_seen_as_prometheus_reads_it(db: _StatsStore) -> None:
     assert m["conveyor_queue_wait_seconds"][("conveyor_queue_wait_seconds_count", ())] == 2.0
 
 
-def test_the_buckets_can_be_chosen(db: _StatsStore) -> None:
+def test_the_buckets_can_be_chosen(db: Store) -> None:
     running_run(db)
     body, _ = render(db, buckets=[10.0])
     [wait] = [

@@ -99,6 +99,8 @@ def test_a_run_is_driven_and_shows_its_tasks_logs_and_results(service: Service) 
     drive(service)
     detail = service.run(run.id)
     assert detail.state == "succeeded" and detail.duration is not None
+    light = service.run(run.id, tasks=False)  # what a follower polls: state and counts only
+    assert light.counts == detail.counts == {"succeeded": 2} and light.tasks == []
     assert {t.task: t.state for t in detail.tasks} == {"square": "succeeded", "shape": "succeeded"}
     sq = next(t for t in detail.tasks if t.task == "square")
     assert sq.attempts == 1 and sq.attempt_log[0].state == "succeeded" and sq.attempt_log[0].has_log

@@ -29,14 +29,13 @@ from pathlib import Path
 from types import FrameType
 
 import uvicorn
-from sqlalchemy.engine import url as sa_url
 
 from conveyor import project as projects
 from conveyor.api import MAX_BODY, create_app
 from conveyor.errors import CannotListen, LoadError
 from conveyor.service import Service
 from conveyor.store import Store, default_url, open_store
-from conveyor.store.connection import safe_url
+from conveyor.store.connection import absolute_url, safe_url
 
 log = logging.getLogger("conveyor.server")
 
@@ -261,7 +260,7 @@ def _serve(options: Options, sock: socket.socket) -> None:
             options.host,
         )
     found = _project(options.project)
-    store = open_store(_absolute(options.db or default_url()))
+    store = open_store(absolute_url(options.db or default_url()))
     try:
         service = Service(store, found)
         log.info("store: %s", safe_url(store.url))
@@ -305,19 +304,6 @@ def _serve(options: Options, sock: socket.socket) -> None:
     finally:
         store.close()
     log.info("server stopped")
-
-
-def _absolute(url: str) -> str:
-    """A SQLite URL with its path made absolute: the scheduler child opens the same file from
-    whatever directory it runs in."""
-    try:
-        parsed = sa_url.make_url(url)
-    except Exception:
-        return url  # open_store says what is wrong with it
-    db = parsed.database
-    if not parsed.drivername.startswith("sqlite") or not db or db == ":memory:" or Path(db).is_absolute():
-        return url
-    return parsed.set(database=str(Path(db).absolute())).render_as_string(hide_password=False)
 
 
 def _project(start: Path | None) -> projects.Project | None:

@@ -49,6 +49,7 @@ from conveyor.views import (
     Health,
     InstanceChange,
     LogView,
+    PartitionView,
     PipelineView,
     RunDetail,
     RunPage,
@@ -167,18 +168,19 @@ class Service:
         total = self.store.count_runs(**window)
         return RunPage(items=[RunView.of(r) for r in items], total=total, offset=offset, limit=limit)
 
-    def run(self, run_id: str) -> RunDetail:
+    def run(self, run_id: str, *, tasks: bool = True) -> RunDetail:
+        """The run; with ``tasks``, its task instances with their attempts, and its partitions
+        (without: its state and counts only, cheap to poll)."""
         r = self.store.get_run(run_id)
+        if not tasks:
+            return RunDetail(**RunView.of(r).model_dump())
         attempts: dict[str, list[Any]] = {}
         for a in self.store.attempts(r.id):
             attempts.setdefault(a.instance_id, []).append(a)
-        tasks = [TaskView.of(i, attempts.get(i.id, [])) for i in self.store.instances(r.id)]
         parts = self.store.partitions(r.id) if r.partitions else []
-        from conveyor.views import PartitionView
-
         return RunDetail(
             **RunView.of(r).model_dump(),
-            tasks=tasks,
+            tasks=[TaskView.of(i, attempts.get(i.id, [])) for i in self.store.instances(r.id)],
             partition_states=[PartitionView.of(p) for p in parts],
         )
 

@@ -128,6 +128,9 @@ def test_a_run_is_triggered_driven_and_inspected(api: Api) -> None:
     missing = api.http.get(f"{V1}/runs/{run.id}/result", params={"task": "nope"})
     assert missing.status_code == 404 and "its tasks are: double" in missing.json()["detail"]
 
+    light = api.http.get(f"{V1}/runs/{run.id}", params={"tasks": "false"}).json()
+    assert light["state"] == "succeeded" and light["counts"] == {"succeeded": 1} and light["tasks"] == []
+
     # a succeeded run: retry and cancel change nothing
     assert api.http.post(f"{V1}/runs/{run.id}/retry").json()["state"] == "succeeded"
     assert api.http.post(f"{V1}/runs/{run.id}/cancel").json()["state"] == "succeeded"

@@ -4,14 +4,12 @@ PostgreSQL server."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 
 from conveyor.store import Batch, InstanceRecord, RunRecord, Store
 from conveyor.store.records import AttemptRecord, TransitionRecord
-from conveyor.store.sql import SqlStore
-from conveyor.store.stats import Histogram, Stats
+from conveyor.store.stats import Histogram
 
 LIVE, DONE, WAITING, FAILED = (
     "20261122-000001-aaaaaa",
@@ -22,15 +20,9 @@ LIVE, DONE, WAITING, FAILED = (
 BUCKETS = (1.0, 5.0, 60.0)
 
 
-class _StatsStore(SqlStore, Stats):
-    """``SqlStore`` with its stats, whether or not it already has them as a base."""
-
-
 @pytest.fixture
-def db(store: Store) -> Iterator[_StatsStore]:
-    s = _StatsStore(store.url)
-    yield s
-    s.close()
+def db(store: Store) -> Store:
+    return store
 
 
 def make_run(run_id: str, ids: list[str]) -> tuple[RunRecord, list[InstanceRecord]]:
@@ -145,7 +137,7 @@ def buckets(h: Histogram) -> list[tuple[float, int]]:
     return list(h.buckets)
 
 
-def test_an_empty_store_reports_every_state_at_zero(db: _StatsStore) -> None:
+def test_an_empty_store_reports_every_state_at_zero(db: Store) -> None:
     s = db.stats(BUCKETS)
     assert s.runs_by_state == {"pending": 0, "running": 0, "succeeded": 0, "failed": 0, "cancelled": 0}
     assert set(s.instances_by_state) >= {"pending", "ready", "running", "retry_wait", "succeeded"}
@@ -157,7 +149,7 @@ def test_an_empty_store_reports_every_state_at_zero(db: _StatsStore) -> None:
         assert (h.total, h.count) == (0.0, 0)
 
 
-def test_counts_cover_runs_and_only_the_live_runs_instances(db: _StatsStore) -> None:
+def test_counts_cover_runs_and_only_the_live_runs_instances(db: Store) -> None:
     history(db)
     s = db.stats(BUCKETS)
     assert s.runs_by_state == {"pending": 1, "running": 1, "succeeded": 1, "failed": 1, "cancelled": 0}
@@ -168,7 +160,7 @@ def test_counts_cover_runs_and_only_the_live_runs_instances(db: _StatsStore) -> 
     assert s.running_attempts == 1  # c's
 
 
-def test_task_durations_are_bucketed_by_how_attempts_ended(db: _StatsStore) -> None:
+def test_task_durations_are_bucketed_by_how_attempts_ended(db: Store) -> None:
     history(db)
     s = db.stats(BUCKETS)
     ok, failed = s.task_duration["succeeded"], s.task_duration["failed"]
@@ -179,7 +171,7 @@ def test_task_durations_are_bucketed_by_how_attempts_ended(db: _StatsStore) -> N
     assert s.task_duration["lost"].count == 0  # c is still running: not counted anywhere
 
 
-def test_queue_wait_runs_from_the_latest_move_into_ready(db: _StatsStore) -> None:
+def test_queue_wait_runs_from_the_latest_move_into_ready(db: Store) -> None:
     history(db)
     wait = db.stats(BUCKETS).queue_wait
     # a#1 waited 2 s, a#2 0.5 s (from the end of its backoff at 110, not from 100), c#1 4 s,
@@ -188,7 +180,7 @@ def test_queue_wait_runs_from_the_latest_move_into_ready(db: _StatsStore) -> Non
     assert (wait.total, wait.count) == (pytest.approx(7.5), 4)
 
 
-def test_a_lost_attempt_retried_at_once_waited_nothing(db: _StatsStore) -> None:
+def test_a_lost_attempt_retried_at_once_waited_nothing(db: Store) -> None:
     record(
         db,
         LIVE,

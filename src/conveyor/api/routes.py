@@ -257,8 +257,14 @@ def list_runs(
     response_model=RunDetail,
     responses=responses(404, 422, 503),
 )
-def get_run(svc: Svc, run_id: RunId) -> RunDetail:
-    return svc.run(run_id)
+def get_run(
+    svc: Svc,
+    run_id: RunId,
+    tasks: Annotated[
+        bool, Query(description="false: the run's state and counts only, without its tasks (to poll it)")
+    ] = True,
+) -> RunDetail:
+    return svc.run(run_id, tasks=tasks)
 
 
 @router.post(

@@ -151,7 +151,7 @@ def cancel(
 ) -> None:
     """Cancel a run: nothing new starts, running tasks get their grace period to stop."""
     backend = connect(server, db)
-    before = backend.run(run_id)
+    before = backend.run(run_id, tasks=False)
     if before.state in ("succeeded", "failed", "cancelled"):
         console.print(f"Run {before.id} already ended: {before.state}.")
         raise typer.Exit(0)

@@ -32,10 +32,10 @@ from conveyor.driver import RunResult, tail
 from conveyor.errors import LoadError
 from conveyor.partitions import BOUND
 from conveyor.store import open_store
-from conveyor.views import RunDetail, RunView
 
 if TYPE_CHECKING:
     from conveyor.client.transport import Transport
+    from conveyor.views import RunDetail, RunView
 
 
 def submit(
@@ -90,7 +90,7 @@ def follow(backend: Transport, run_id: str, every: float = 0.25) -> RunResult:
     last_print = 0.0
     try:
         while True:
-            r: RunView = backend.run(run_id)
+            r: RunView = backend.run(run_id, tasks=False)
             if live:
                 live.update(line(r))
             elif time.time() - last_print >= 10:

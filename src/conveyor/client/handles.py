@@ -46,7 +46,8 @@ class Run:
     @property
     def status(self) -> str:
         """The run's state now: pending, running, succeeded, failed or cancelled."""
-        return self.refresh().state
+        self._view = self._transport.run(self.id, tasks=False)
+        return self._view.state
 
     @property
     def tasks(self) -> list[TaskView]:
@@ -73,7 +74,12 @@ class Run:
         ``progress``: a live display (HTML in Jupyter, a line in a terminal, nothing otherwise).
         Interrupting the wait does not stop the run (``cancel()`` does). Raises TimeoutError
         after ``timeout`` seconds."""
-        return _wait(self.refresh, self._kick, display.of_run, progress, timeout, poll)
+        _wait(self._poll, self._kick, display.of_run, progress, timeout, poll)
+        return self.refresh()
+
+    def _poll(self) -> RunDetail:
+        self._view = self._transport.run(self.id, tasks=False)  # state and counts: cheap
+        return self._view
 
     def _kick(self) -> None:
         if self.view.partitions:  # submitted (a run of conveyor run is driven where it runs)

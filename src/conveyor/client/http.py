@@ -104,8 +104,8 @@ class Http:
         }
         return self._get(_PAGE, "/runs", query)
 
-    def run(self, run_id: str) -> RunDetail:
-        return self._get(_DETAIL, f"/runs/{_q(run_id)}")
+    def run(self, run_id: str, *, tasks: bool = True) -> RunDetail:
+        return self._get(_DETAIL, f"/runs/{_q(run_id)}", None if tasks else {"tasks": "false"})
 
     def cancel(self, run_id: str) -> RunView:
         return self._post(_RUN, f"/runs/{_q(run_id)}/cancel")

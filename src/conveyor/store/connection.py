@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -79,6 +80,19 @@ class Transaction:
     def _release(self) -> None:
         if self._raw is not None and not self._keep:
             self._raw.close()  # back to the pool
+
+
+def absolute_url(url: str) -> str:
+    """A SQLite URL with its path made absolute, so that a process started elsewhere (the
+    server's scheduler child) opens the same file; other URLs as they are."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except SAArgumentError:
+        return url  # opening the store says what is wrong with it
+    db = parsed.database
+    if not parsed.drivername.startswith("sqlite") or not db or db == ":memory:" or Path(db).is_absolute():
+        return url
+    return parsed.set(database=str(Path(db).absolute())).render_as_string(hide_password=False)
 
 
 def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
