@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.store import Store, open_store
+from conveyor.store import Store, open_embedded, open_store
 
 
 @dataclass
@@ -84,9 +84,15 @@ def postgres() -> Iterator[object]:
     yield from start_server()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "lite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """The same contract on both stores; PostgreSQL is a real throwaway server."""
+    """The same contract on every store: SQLite, the embedded run's SQLite without SQLAlchemy
+    (``lite``), and PostgreSQL, a real throwaway server."""
+    if request.param == "lite":
+        s = open_embedded(f"sqlite:///{tmp_path / 'store.db'}")
+        yield s
+        s.close()
+        return
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'store.db'}"
     else:

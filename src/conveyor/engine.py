@@ -27,7 +27,7 @@ from conveyor.loader import load_pipeline, split_target
 from conveyor.partitions import BOUND, partition
 from conveyor.pipelines import PipelineDef
 from conveyor.resources import Capacity
-from conveyor.store import Store, default_url, home, open_store
+from conveyor.store import Store, default_url, home, open_embedded, open_store
 from conveyor.store.records import InstanceRecord, PartitionRecord, RunRecord
 from conveyor.targets import FileTarget, flatten
 
@@ -134,7 +134,7 @@ def prepare(
     # The graph's instances are part of "the same command": a default like end=None that means
     # today builds another graph tomorrow, which is another run.
     key = run_key(ref, {"params": pjson, "instances": sorted(graph.nodes)})
-    store = store or open_store(db)
+    store = store or open_embedded(db)
     if not (new or force):
         last = store.latest_run(key)
         if last is not None and last.state != "succeeded":
@@ -277,7 +277,7 @@ def _store(db: str | None) -> Store:
         store.close()  # the file was deleted (rm -rf .conveyor): start a fresh one
         store = None
     if store is None:
-        store = _STORES[key] = open_store(url)
+        store = _STORES[key] = open_embedded(url)
     return store
 
 
@@ -290,7 +290,7 @@ def reopen(
     resources: Mapping[str, int] | None = None,
 ) -> Prepared:
     """An existing run, with its pipeline loaded again from where it was defined."""
-    store = store or open_store(db)
+    store = store or open_embedded(db)
     record = store.get_run(run_id)
     _refuse_if_busy(record)
     with _workdir(record.workdir):

@@ -155,6 +155,14 @@ def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
     return SqlStore(url or default_url(), migrate=migrate)
 
 
+def open_embedded(url: str | None = None) -> Store:
+    """The store of a run driven in this process (``conveyor run``, ``conveyor.run``): as
+    ``open_store``, but a SQLite file is read and written without SQLAlchemy (``lite``)."""
+    from conveyor.store.lite import open_lite
+
+    return open_lite(url or default_url())
+
+
 __all__ = [
     "AttemptRecord",
     "BackfillRecord",
@@ -167,5 +175,6 @@ __all__ = [
     "TransitionRecord",
     "default_url",
     "home",
+    "open_embedded",
     "open_store",
 ]

@@ -5,8 +5,13 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from typing import Any, Protocol
 
-from sqlalchemy.engine import Engine
+
+class Connects(Protocol):
+    """What opens a connection of the checkpointer's own: an SQLAlchemy ``Engine``, or ``lite``'s store."""
+
+    def raw_connection(self) -> Any: ...
 
 
 class Checkpointer:
@@ -26,7 +31,7 @@ class Checkpointer:
     EVERY = 16  # commits
     IDLE = 2.0  # seconds
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Connects) -> None:
         self._engine = engine
         self._wake = threading.Event()
         self._lock = threading.Lock()  # guards _thread and _stopping

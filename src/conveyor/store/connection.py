@@ -1,4 +1,7 @@
-"""The store's connections: a raw DBAPI transaction for the hot path, SQLite's settings."""
+"""The store's connections: a raw DBAPI transaction for the hot path, SQLite's settings.
+
+SQLAlchemy is imported where it is used: the embedded run's store (``lite``) uses this module
+without it."""
 
 from __future__ import annotations
 
@@ -6,15 +9,17 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-from sqlalchemy.exc import ArgumentError as SAArgumentError
-
 if TYPE_CHECKING:
     from conveyor.store.sql import SqlStore
 
 
 def safe_url(url: str) -> str:
     """The URL with its password hidden, for messages."""
+    if url.startswith("sqlite:"):
+        return url  # no password; and ``conveyor run`` does not import SQLAlchemy (``lite``)
+    import sqlalchemy as sa
+    from sqlalchemy.exc import ArgumentError as SAArgumentError
+
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except SAArgumentError:
@@ -85,6 +90,9 @@ class Transaction:
 def absolute_url(url: str) -> str:
     """A SQLite URL with its path made absolute, so that a process started elsewhere (the
     server's scheduler child) opens the same file; other URLs as they are."""
+    import sqlalchemy as sa
+    from sqlalchemy.exc import ArgumentError as SAArgumentError
+
     try:
         parsed = sa.engine.make_url(url)
     except SAArgumentError:
