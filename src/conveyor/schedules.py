@@ -14,8 +14,6 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-
 from conveyor.errors import DefinitionError
 
 #: After downtime, a schedule with ``catchup=True`` fires at most this many missed ticks (the
@@ -32,6 +30,8 @@ class Schedule:
     @classmethod
     def parse(cls, cron: str, timezone: str, catchup: bool, owner: str) -> Schedule:
         """A checked schedule; a bad expression or zone is a ``DefinitionError`` quoting it."""
+        from croniter import croniter  # only for scheduled pipelines: not on every start
+
         if not isinstance(cron, str) or not croniter.is_valid(cron):
             raise DefinitionError(
                 f"{owner}: schedule {cron!r} is not a cron expression; write five fields like "
@@ -47,8 +47,9 @@ class Schedule:
 
     def ticks(self, after: float, until: float, limit: int = MAX_CATCHUP) -> list[float]:
         """The ticks in (``after``, ``until``], the latest ``limit`` of them, oldest first."""
-        zone = ZoneInfo(self.timezone)
-        it = croniter(self.cron, dt.datetime.fromtimestamp(after, zone))
+        from croniter import croniter
+
+        it = croniter(self.cron, dt.datetime.fromtimestamp(after, ZoneInfo(self.timezone)))
         out: list[float] = []
         while True:
             t = it.get_next(dt.datetime).timestamp()
@@ -60,6 +61,8 @@ class Schedule:
 
     def next_tick(self, after: float) -> float:
         """The first tick after ``after``."""
+        from croniter import croniter
+
         it = croniter(self.cron, dt.datetime.fromtimestamp(after, ZoneInfo(self.timezone)))
         return float(it.get_next(dt.datetime).timestamp())
 

@@ -8,16 +8,27 @@ from conveyor.errors import ConveyorError
 
 
 def main() -> None:
-    from rich.markup import escape
-
-    from conveyor.cli.app import app
-    from conveyor.cli.common import err_console
-
     try:
-        app()
+        code = None
+        if sys.argv[1:2] == ["run"]:  # the common case, started without Typer (``quick``)
+            from conveyor.cli import quick
+
+            code = quick.main(sys.argv[2:])
+        if code is None:
+            from conveyor.cli.app import app
+
+            app()
     except ConveyorError as exc:
+        from rich.markup import escape
+
+        from conveyor.cli.output import err_console
+
         err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
+        from conveyor.cli.output import err_console
+
         err_console.print("[yellow]Interrupted.[/]")
         sys.exit(130)
+    if code is not None:
+        sys.exit(code)

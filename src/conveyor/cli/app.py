@@ -7,13 +7,12 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
 from conveyor import engine
 from conveyor import params as P
-from conveyor.cli import project, scheduling, server
+from conveyor.cli import project, running, scheduling, server
 from conveyor.cli.common import (
     EXIT,
     DbOpt,
@@ -28,10 +27,8 @@ from conveyor.cli.common import (
     epoch,
     resources,
     state_text,
-    summary,
     when,
 )
-from conveyor.driver import RunResult
 from conveyor.errors import ParameterError
 from conveyor.partitions import STUCK
 
@@ -55,34 +52,6 @@ app.command()(server.server)
 
 
 # -- run and retry ----------------------------------------------------------------------------
-def _drive(prepared: engine.Prepared, *, force: bool, retry: bool, grace: float) -> RunResult:
-    from conveyor.cli.progress import RunProgress
-
-    run, graph = prepared.run, prepared.graph
-    how = "Resuming" if prepared.resumed else "Starting"
-    extra = f" (it was {run.state})" if prepared.resumed and run.state != "pending" else ""
-    console.print(f"{how} run [bold]{run.id}[/] of {escape(run.pipeline)}: {len(graph)} tasks{extra}")
-    progress = RunProgress(console, len(graph))
-    live = None
-    if console.is_terminal:
-        live = Live(progress, console=console, refresh_per_second=8, transient=True)
-        live.start()
-    try:
-        result = engine.drive(
-            prepared,
-            force=force,
-            retry=retry,
-            grace=grace,
-            on_change=progress.on_change,
-            on_start=progress.attach,
-        )
-    finally:
-        if live:
-            live.stop()
-    summary(result, prepared.run.id)
-    return result
-
-
 @app.command()
 def run(
     target: Annotated[str, typer.Argument(help="path/to/file.py:pipeline or package.module:pipeline")],
@@ -99,19 +68,10 @@ def run(
     db: DbOpt = None,
 ) -> None:
     """Run a pipeline here and now; re-running resumes what did not finish."""
-    values = P.parse_assignments(param or [])
-    prepared = engine.prepare(
-        target,
-        values,
-        db=db,
-        from_text=True,
-        new=new,
-        force=force,
-        workers=workers,
-        resources=resources(resource),
+    code = running.run(
+        target, param, force=force, new=new, workers=workers, resource=resource, grace=grace, db=db
     )
-    result = _drive(prepared, force=force, retry=False, grace=grace)
-    raise typer.Exit(EXIT[result.state])
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -138,7 +98,7 @@ def retry(
     if prepared.run.state == "succeeded":
         console.print(f"Run {prepared.run.id} already succeeded; nothing to retry.")
         raise typer.Exit(0)
-    result = _drive(prepared, force=False, retry=True, grace=grace)
+    result = running.drive(prepared, force=False, retry=True, grace=grace)
     raise typer.Exit(EXIT[result.state])
 
 

@@ -1,4 +1,5 @@
-"""What every command shares: the consoles, common options, and how runs and states print."""
+"""What every command shares: common options, how states print; the consoles and how a run's
+end prints (``output``, which ``conveyor run`` uses without Typer)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,17 @@ import time
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from conveyor import params as P
+from conveyor.cli.output import EXIT as EXIT  # re-exported: every command's
+from conveyor.cli.output import console as console
+from conveyor.cli.output import duration as duration
+from conveyor.cli.output import err_console as err_console
+from conveyor.cli.output import resources as resources
+from conveyor.cli.output import summary as summary
 from conveyor.core import State
-from conveyor.driver import RunResult
-from conveyor.errors import ParameterError
 
 if TYPE_CHECKING:
     from conveyor.client.transport import Transport
-
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
 
 DbOpt = Annotated[
     str | None,
@@ -46,8 +45,6 @@ ServerOpt = Annotated[
     ),
 ]
 
-EXIT = {"succeeded": 0, "failed": 1, "cancelled": 130}
-
 
 def connect(server: str | None, db: str | None) -> Transport:
     """What a command acts on: the server at ``server`` (its REST API; it has its own store),
@@ -62,26 +59,6 @@ def connect(server: str | None, db: str | None) -> Transport:
     from conveyor.store import default_url, home
 
     return Local(db or default_url(), project.find(), home())
-
-
-def resources(pairs: list[str] | None) -> dict[str, int]:
-    out = {}
-    for name, value in P.parse_assignments(pairs or []).items():
-        try:
-            out[name] = int(value)
-        except ValueError:
-            raise ParameterError(f"--resource {name}={value}: the amount must be a whole number") from None
-    return out
-
-
-def duration(start: float | None, end: float | None) -> str:
-    if start is None:
-        return ""
-    seconds = (end or time.time()) - start
-    if seconds < 60:
-        return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
-    minutes, sec = divmod(int(seconds), 60)
-    return f"{minutes}m{sec:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
 def when(ts: float | dt.datetime | None) -> str:
@@ -109,28 +86,3 @@ def state_text(state: str) -> str:
         "retry_wait": "yellow",
     }.get(state, "white")
     return f"[{color}]{symbol} {state}[/]"
-
-
-def summary(result: RunResult, run_id: str) -> None:
-    c = result.counts
-    kinds = ("succeeded", "skipped", "failed", "cancelled", "pending")
-    parts = [f"{c.get(k, 0)} {k}" for k in kinds if c.get(k)]
-    took = duration(time.time() - result.elapsed, None)
-    if result.state == "succeeded":
-        console.print(f"[green]✔ Run {run_id} succeeded[/] in {took}: {', '.join(parts)}")
-        total = sum(c.values())
-        if total and c.get("skipped", 0) == total:
-            console.print("  Every task was skipped: its targets exist (use --force to run them again).")
-        elif c.get("skipped"):
-            console.print(f"  {c['skipped']} skipped: their targets exist or nothing downstream needs them.")
-    elif result.state == "failed":
-        console.print(f"[red]✘ Run {run_id} failed[/] after {took}: {', '.join(parts)}")
-        for label, error in result.failed:
-            console.print(f"  [red]{escape(label)}[/] failed:")
-            for line in error.splitlines():
-                console.print(f"    {escape(line)}", soft_wrap=True)
-        console.print(f"  Logs:   conveyor logs {run_id} TASK")
-        console.print(f"  Resume: conveyor retry {run_id}")
-    else:
-        console.print(f"[yellow]⊘ Run {run_id} cancelled[/] after {took}: {', '.join(parts)}")
-        console.print(f"  Resume with: conveyor retry {run_id}")

@@ -5,15 +5,13 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from rich.console import Console, Group, RenderableType
 from rich.markup import escape
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
 
 from conveyor.core import Change, State
 
 if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
     from conveyor.driver import RunDriver
 
 S = State
@@ -62,6 +60,12 @@ class RunProgress:
             self.console.print(f"[yellow]↻ lost[/] {name}: {escape(change.error or '')}")
 
     def __rich__(self) -> RenderableType:
+        """The live display, in a terminal (its parts imported only there)."""
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
         counts = self.driver.counts() if self.driver else {}
         done = counts.get("succeeded", 0) + counts.get("skipped", 0)
         finished = done + counts.get("failed", 0) + counts.get("cancelled", 0)
