@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from conveyor import output, pipeline, task
 
@@ -80,3 +81,18 @@ def components(n: int = FANOUT, k: int = 8, sleep: float = 0.0, spin: float = 0.
     per = n // k
     for g in range(k):
         gather(g=g, after=[work(i=g * per + j, sleep=sleep, spin=spin) for j in range(per)])
+
+
+@task
+def once(marker: str = "failed-once") -> None:
+    """Fail the first time (the marker does not exist yet), succeed after: a run to resume."""
+    path = Path(marker)
+    if not path.exists():
+        path.touch()
+        raise RuntimeError("the first attempt fails, so that the next `conveyor run` resumes the run")
+
+
+@pipeline
+def resumable() -> None:
+    """One task that fails once: the second ``conveyor run`` resumes the failed run (cold start)."""
+    once()
