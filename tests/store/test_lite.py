@@ -13,10 +13,10 @@ from sqlalchemy.dialects import sqlite
 from test_sql import instances, make_run
 
 from conveyor.errors import SchemaError
-from conveyor.store import Batch, open_embedded
+from conveyor.store import Batch, lite, open_embedded
 from conveyor.store import sqlite_ddl as ddl
 from conveyor.store import statements as st
-from conveyor.store.lite import SQL, LiteStore, update
+from conveyor.store.lite import SQL, LiteStore, generated_is_current, update
 from conveyor.store.records import AttemptRecord, TransitionRecord
 from conveyor.store.schema import SCHEMA_REVISION
 from conveyor.store.sql import SqlStore
@@ -25,6 +25,7 @@ from conveyor.store.sql import SqlStore
 def test_the_generated_schema_is_current() -> None:
     """If this fails, the schema changed: run ``python -m conveyor.store.statements``."""
     assert ddl.REVISION == SCHEMA_REVISION
+    assert generated_is_current()  # else conveyor run uses SqlStore, and imports SQLAlchemy
     assert list(ddl.DDL) == st.schema_ddl(sqlite.dialect())
     assert ddl.RUN_COLUMNS == st.RUN_COLUMNS
     assert ddl.INSTANCE_COLUMNS == st.INSTANCE_COLUMNS
@@ -107,4 +108,17 @@ def test_what_it_does_not_do_itself_a_sqlstore_does(tmp_path: Path) -> None:
     store.create_run(run, instances(run.id))
     assert [r.id for r in store.list_runs()] == [run.id]  # through SqlStore, on the same file
     assert store.get_run(run.id[:10]).counts == {"pending": 2}
+    store.close()
+
+
+def test_a_schema_change_not_yet_regenerated_is_left_to_sqlstore(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    (versions / f"{ddl.REVISION}_before.py").touch()
+    (versions / "9999_newer.py").touch()  # a migration sqlite_ddl does not know yet
+    monkeypatch.setattr(lite, "_VERSIONS", versions)
+    store = open_embedded(f"sqlite:///{tmp_path / 'a.db'}")
+    assert isinstance(store, SqlStore)
     store.close()

@@ -15,6 +15,7 @@ creates, refuses or names the upgrade with the usual messages.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -92,11 +93,24 @@ def sqlite_path(url: str) -> str | None:
     return None if path in ("", ":memory:") else path
 
 
+_VERSIONS = Path(__file__).with_name("migrations") / "versions"
+
+
+def generated_is_current() -> bool:
+    """Was ``sqlite_ddl`` generated from the newest migration? Not while a schema change waits
+    for ``python -m conveyor.store.statements``: then ``SqlStore`` knows the schema better."""
+    try:
+        newest = max(n for n in os.listdir(_VERSIONS) if n[:4].isdigit() and n.endswith(".py"))
+    except (OSError, ValueError):
+        return False
+    return newest.startswith(f"{ddl.REVISION}_")
+
+
 def open_lite(url: str) -> Store:
     """The store for an embedded run: ``LiteStore`` for a SQLite file at the current schema,
     else ``SqlStore`` (which creates, migrates or refuses it as usual)."""
     path = sqlite_path(url)
-    if path is not None:
+    if path is not None and generated_is_current():
         try:
             return LiteStore(url, path)  # the rest of Store: __getattr__
         except Elsewhere:
