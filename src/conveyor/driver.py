@@ -133,7 +133,11 @@ class RunDriver:
         lease_ttl: float = 30.0,
         on_change: Callable[[Change, str], None] | None = None,
         lease: Lease | None = None,
+        epoch: int | None = None,
+        release: bool = True,
     ) -> None:
+        """``epoch``: the run's lease, already taken by this process (else ``drive`` takes
+        it); ``release=False``: keep it when the run ends (the caller releases it)."""
         self.store = store
         self.run = run
         self.graph = graph
@@ -156,8 +160,11 @@ class RunDriver:
         self._log_dirs: dict[str, str] = {}
         self._times: dict[str, tuple[float | None, float | None]] = {}  # started_at, ended_at
         self._log_root = str(self.log_dir)
-        self._epoch = 0
+        self._epoch = epoch or 0
+        self._held = epoch is not None
+        self._release = release
         self._own: set[str] | None = None  # a partition's instances
+        self._waited: dict[tuple[str, int], str] = {}  # attempts that took another run's outcome
 
     # -- progress, for the CLI ------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -178,7 +185,8 @@ class RunDriver:
         part = lease.partition if lease else None
         records = store.instances(run.id)
         if part is None:
-            self._epoch = store.acquire(run.id, owner_name(), self.lease_ttl, is_dead=owner_is_dead)
+            if not self._held:
+                self._epoch = store.acquire(run.id, owner_name(), self.lease_ttl, is_dead=owner_is_dead)
             own = None
             nodes = self.graph.nodes
         else:
@@ -210,11 +218,9 @@ class RunDriver:
             for n in self.graph
             if own is None or n.id in own
         ]
-        recorder = (
-            Recorder(store.url, (run.id, part.number, part.epoch), lease.heartbeat)
-            if lease and part
-            else None
-        )
+        # The runners record their attempts themselves, in every mode: an attempt's end lands
+        # even if this process dies, and they claim instance ids shared with other runs.
+        recorder = Recorder(store.url, lease.heartbeat if lease else 1.0)
         executor = LocalExecutor(self.capacity.cpu, str(self.log_dir), recorder=recorder)
         machine = self.machine = RunMachine(specs, self.capacity, prior, prefetch=executor.prefetch)
         now = time.time()
@@ -222,15 +228,9 @@ class RunDriver:
         if self.retry or any(p.state in (S.FAILED, S.CANCELLED) for p in prior.values()):
             events.append(RetryRequested(now))
         events.append(Start(now, frozenset() if self.force else self._targets_done(prior)))
-        adopted: dict[str, int] = {}  # attempts a dead or stalled scheduler left running
-        for iid, p in prior.items():
-            if p.state is S.RUNNING:
-                if lease is not None:  # its runner records its end, or stops beating
-                    adopted[iid] = p.attempts
-                elif not self.force and self._all_exist(iid):
-                    events.append(AttemptSucceeded(now, iid, p.attempts))
-                else:
-                    events.append(AttemptLost(now, iid, p.attempts, "the process driving the run stopped"))
+        # Attempts a dead or stalled driver left running: their runners record their ends, or
+        # they never started, or their runners went silent (``_adopted`` tells which).
+        adopted = {iid: p.attempts for iid, p in prior.items() if p.state is S.RUNNING}
         GRAPHS[run.id] = self.graph
         self.log_dir.mkdir(parents=True, exist_ok=True)
         run_cols: dict[str, Any] = {"state": "running", "ended_at": None, "error": None}
@@ -245,15 +245,14 @@ class RunDriver:
         try:
             while finished is None and not self._stop:
                 now = time.time()
-                if lease is not None:
-                    if lease.on_turn is not None:
-                        lease.on_turn(now)
-                    if now >= adopt_poll:
-                        if adopted:
-                            events.extend(self._adopted(adopted, now))
-                        if not self._cancel_requested and self._cancel_asked():
-                            self._cancel_requested = 1  # `conveyor cancel`: as a first Ctrl-C
-                        adopt_poll = now + min(lease.heartbeat, 0.5)
+                if lease is not None and lease.on_turn is not None:
+                    lease.on_turn(now)
+                if now >= adopt_poll and (adopted or lease is not None):
+                    if adopted:
+                        events.extend(self._adopted(adopted, now))
+                    if lease is not None and not self._cancel_requested and self._cancel_asked():
+                        self._cancel_requested = 1  # `conveyor cancel`: as a first Ctrl-C
+                    adopt_poll = now + min(lease.heartbeat if lease else 0.25, 0.5)
                 if self._cancel_requested == 1 and not machine.cancelling:
                     events.append(CancelRequested(now))
                 if self._cancel_requested >= 2:
@@ -311,7 +310,7 @@ class RunDriver:
             else:
                 executor.shutdown(kill=finished is None)
             GRAPHS.pop(run.id, None)
-            if finished is not None and lease is None:
+            if finished is not None and lease is None and self._release:
                 store.release(run.id, self._epoch)
         if finished is None:  # stopped: hand the partition over
             assert part is not None
@@ -377,10 +376,10 @@ class RunDriver:
             return False  # the next commit waits for the store to come back
 
     def _adopted(self, adopted: dict[str, int], now: float) -> list[Event]:
-        """Attempts another scheduler launched before it died: ended (their runner recorded the
-        end), still running (beating), or lost (silent for ``lost_after``)."""
-        assert self.lease is not None
-        lost_after = self.lease.lost_after
+        """Attempts another driver launched before it died: ended (their runner recorded the
+        end), still running (beating), never started (no beat: lost, not counted against the
+        task), or lost (silent for ``lost_after``)."""
+        lost_after = self.lease.lost_after if self.lease else 3.0
         try:
             statuses = self.store.attempt_status(self.run.id, list(adopted.items()))
         except StoreError:
@@ -397,6 +396,16 @@ class RunDriver:
                 events.append(AttemptFailed(now, iid, n, st.error or st.state))
             elif st.state != "running":
                 events.append(AttemptLost(now, iid, n, f"recorded {st.state}"))
+            elif st.heartbeat is None and (self.lease is None or now - st.started_at > lost_after):
+                # No runner began it: its driver died first (a runner that begins beats at
+                # once, and one whose driver is gone begins nothing). Not the task's fault.
+                why = "the process driving the run stopped before the attempt started"
+                try:
+                    if not self.store.declare_lost(self.run.id, iid, n, now, why):
+                        continue
+                except StoreError:
+                    continue
+                events.append(AttemptLost(now, iid, n, why, blameless=True))
             elif now - (st.heartbeat or st.started_at) > lost_after:
                 why = "its scheduler stopped and its runner no longer beats"
                 try:
@@ -409,7 +418,8 @@ class RunDriver:
                 continue
             del adopted[iid]
         for iid in [i for i in adopted if i not in seen]:  # no attempt row: it never started
-            events.append(AttemptLost(now, iid, adopted.pop(iid), "its scheduler stopped before starting it"))
+            why = "the process driving the run stopped before starting it"
+            events.append(AttemptLost(now, iid, adopted.pop(iid), why, blameless=True))
         return events
 
     def _abort(self, executor: LocalExecutor, now: float) -> list[Event]:
@@ -465,6 +475,8 @@ class RunDriver:
 
     def _event(self, item: Outcome | Lost) -> Event:
         if isinstance(item, Outcome):
+            if item.waited_for:
+                self._waited[item.instance, item.attempt] = item.waited_for
             if item.status == "succeeded":
                 self._results[item.instance] = item.result
                 return AttemptSucceeded(item.ended, item.instance, item.attempt)
@@ -499,15 +511,12 @@ class RunDriver:
                 started.append(AttemptRecord(run_id, iid, ch.attempt, "running", at, None, None, log))
                 times[iid] = (at, times.get(iid, (None, None))[1])
             elif old is S.RUNNING:
-                ended.append(
-                    {
-                        "instance_id": iid,
-                        "number": ch.attempt,
-                        "state": _ENDED[new],
-                        "ended_at": at,
-                        "error": ch.error,
-                    }
-                )
+                end = {"instance_id": iid, "number": ch.attempt, "state": _ENDED[new], "ended_at": at}
+                end["error"] = ch.error
+                waited = self._waited.pop((iid, ch.attempt), None) if self._waited else None
+                if waited:
+                    end["waited_for"] = waited
+                ended.append(end)
             if ch.error:
                 errors[iid] = ch.error
             if new in _TERMINAL:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+import time
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.live import Live
@@ -32,8 +34,11 @@ from conveyor.cli.common import (
     when,
 )
 from conveyor.driver import RunResult
-from conveyor.errors import ParameterError
+from conveyor.errors import ParameterError, RunBusy
 from conveyor.partitions import STUCK
+
+if TYPE_CHECKING:
+    from conveyor.store import Store
 
 app = typer.Typer(
     name="conveyor",
@@ -75,11 +80,30 @@ def _drive(prepared: engine.Prepared, *, force: bool, retry: bool, grace: float)
             grace=grace,
             on_change=progress.on_change,
             on_start=progress.attach,
+            release=False,
         )
     finally:
         if live:
             live.stop()
     summary(result, prepared.run.id)
+    engine.release(prepared)  # told: a process killed before this leaves the run "unseen"
+    return result
+
+
+def _follow(store: Store, busy: RunBusy) -> RunResult | None:
+    """Another process drives the run: follow it to its end (None: it stopped; resume it)."""
+    assert busy.run_id is not None
+    who = f" by {busy.owner}" if busy.owner else ""
+    console.print(
+        f"Run [bold]{busy.run_id}[/] of the same pipeline and parameters is being driven{escape(who)}; "
+        "following it (Ctrl-C stops following, not the run)"
+    )
+    with console.status("waiting for it to end", spinner="dots") if console.is_terminal else nullcontext():
+        result = engine.follow(store, busy.run_id)
+    if result is None:
+        console.print(f"The process driving run {busy.run_id} stopped; resuming it here.")
+        return None
+    summary(result, busy.run_id)
     return result
 
 
@@ -98,18 +122,45 @@ def run(
     grace: Annotated[float, typer.Option(help="Seconds a cancelled task gets to stop.")] = 10.0,
     db: DbOpt = None,
 ) -> None:
-    """Run a pipeline here and now; re-running resumes what did not finish."""
+    """Run a pipeline here and now; re-running resumes what did not finish.
+
+    If another process is already running the same pipeline with the same parameters, this
+    follows that run to its end instead of starting a second one."""
+    from conveyor.store import open_store
+
     values = P.parse_assignments(param or [])
-    prepared = engine.prepare(
-        target,
-        values,
-        db=db,
-        from_text=True,
-        new=new,
-        force=force,
-        workers=workers,
-        resources=resources(resource),
-    )
+    store = open_store(db)
+    while True:
+        try:
+            prepared = engine.prepare(
+                target,
+                values,
+                store=store,
+                from_text=True,
+                new=new,
+                force=force,
+                workers=workers,
+                resources=resources(resource),
+            )
+        except RunBusy as busy:
+            if busy.run_id is None:
+                raise
+            followed = _follow(store, busy)
+            if followed is None:
+                continue
+            raise typer.Exit(EXIT[followed.state]) from None
+        break
+    if prepared.unseen:
+        engine.release(prepared)
+        ago = time.time() - (prepared.run.ended_at or time.time())
+        console.print(
+            f"Run [bold]{prepared.run.id}[/] of the same pipeline and parameters succeeded {ago:.0f}s ago "
+            "(the process that ran it stopped before it could say so); showing it; use --force to run again"
+        )
+        shown = engine.follow(store, prepared.run.id)
+        assert shown is not None
+        summary(shown, prepared.run.id)
+        raise typer.Exit(EXIT[shown.state])
     result = _drive(prepared, force=force, retry=False, grace=grace)
     raise typer.Exit(EXIT[result.state])
 
@@ -238,9 +289,12 @@ def show(
     for col in ("STATE", "ATTEMPTS", "DURATION", "ID"):
         table.add_column(col, no_wrap=True)
     for i in r.tasks:
+        state = state_text(i.state)
+        if i.waited_for:
+            state += f" [dim](waited for run {i.waited_for})[/]"
         table.add_row(
             escape(i.label),
-            state_text(i.state),
+            state,
             str(i.attempts),
             duration(epoch(i.started_at), epoch(i.ended_at)) if i.state != "pending" else "",
             i.id,

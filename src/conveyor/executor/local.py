@@ -382,7 +382,7 @@ class LocalExecutor:
         yield from self._timers(time.time())
 
     def _answer(self, w: _Worker, msg: Any) -> Outcome | None:
-        seq, status, result, error, started, ended = msg
+        seq, status, result, error, started, ended, waited_for = msg
         slot = w.slots.popleft()
         assert slot.seq == seq, f"worker {w.index} answered job {seq}, expected {slot.seq}"
         if slot.revoked:
@@ -395,7 +395,9 @@ class LocalExecutor:
             took = ended - started
             self._duration = took if self._duration is None else 0.8 * self._duration + 0.2 * took
         job = slot.job
-        return Outcome(job.run_id, job.instance, job.attempt, status, result, error, started, ended)
+        return Outcome(
+            job.run_id, job.instance, job.attempt, status, result, error, started, ended, waited_for
+        )
 
     def _drain(self, w: _Worker) -> Iterator[Outcome]:
         """Answers the worker already sent, before it is judged dead or killed."""

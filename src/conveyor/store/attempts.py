@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -30,6 +30,10 @@ class AttemptStatus:
 
 class Attempts(Part):
     """Mixed into ``SqlStore``."""
+
+    if TYPE_CHECKING:
+
+        def _drop_claim(self, cur: Any, run_id: str, instance_id: str, number: int) -> None: ...
 
     def lease_of(self, run_id: str, number: int) -> tuple[int, float | None, str] | None:
         """The partition's epoch, lease expiry and state (a runner checks its scheduler's lease)."""
@@ -64,9 +68,11 @@ class Attempts(Part):
         ended_at: float,
         result: str | None = None,
         error: str | None = None,
+        waited_for: str | None = None,
     ) -> bool:
         """The runner records its attempt's end: only if the attempt is still current, and a
-        success marks the instance succeeded with its result. True if it was recorded."""
+        success marks the instance succeeded with its result. The attempt's claim of its
+        instance id is dropped in the same transaction. True if the end was recorded."""
         ti = t.task_instances
         done = self._stmt(
             "instance_done",
@@ -89,7 +95,10 @@ class Attempts(Part):
         )
         try:
             with self._cursor() as cur:
-                if not self._end_current(cur, (run_id, instance_id, number), state, ended_at, error):
+                self._drop_claim(cur, run_id, instance_id, number)
+                if not self._end_current(
+                    cur, (run_id, instance_id, number), state, ended_at, error, waited_for
+                ):
                     return False
                 if state == "succeeded":
                     cur.execute(done.text, done.one((result, ended_at, run_id, instance_id, number)))
@@ -97,18 +106,26 @@ class Attempts(Part):
                         raise _Superseded()  # roll the attempt's end back too
                 return True
         except _Superseded:
+            with self._cursor() as cur:
+                self._drop_claim(cur, run_id, instance_id, number)
             return False
 
     def _end_current(
-        self, cur: Any, key: tuple[str, str, int], state: str, ended_at: float, error: str | None
+        self,
+        cur: Any,
+        key: tuple[str, str, int],
+        state: str,
+        ended_at: float,
+        error: str | None,
+        waited_for: str | None = None,
     ) -> bool:
         """End the attempt ``key`` (run, instance, number) if it is still running."""
         end = self._stmt(
             ("current_attempt", "end"),
-            lambda: statements.current_attempt_update(("state", "ended_at", "error")),
-            ("state", "ended_at", "error", "run_id", "instance_id", "number"),
+            lambda: statements.current_attempt_update(("state", "ended_at", "error", "waited_for")),
+            ("state", "ended_at", "error", "waited_for", "run_id", "instance_id", "number"),
         )
-        cur.execute(end.text, end.one((state, ended_at, error, *key)))
+        cur.execute(end.text, end.one((state, ended_at, error, waited_for, *key)))
         return bool(cur.rowcount == 1)
 
     def declare_lost(self, run_id: str, instance_id: str, number: int, now: float, reason: str) -> bool:

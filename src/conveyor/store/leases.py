@@ -84,11 +84,13 @@ class Leases(Part):
                 raise RunBusy(
                     f"run {run_id} is being driven by {cur_owner} (lease until "
                     f"{time.strftime('%H:%M:%S', time.localtime(expires))}); wait for it to end "
-                    "or stop that process"
+                    "or stop that process",
+                    run_id,
+                    cur_owner,
                 )
             cur.execute(take.text, take.one((owner, epoch + 1, now + ttl, run_id, epoch)))
             if cur.rowcount != 1:
-                raise RunBusy(f"run {run_id} was taken by another process just now; try again")
+                raise RunBusy(f"run {run_id} was taken by another process just now; try again", run_id, "")
             return int(epoch) + 1
 
     def release(self, run_id: str, epoch: int) -> None:
@@ -104,6 +106,17 @@ class Leases(Part):
         )
         with self._cursor() as cur:
             cur.execute(free.text, free.one((run_id, epoch)))
+
+    def supersede(self, run_id: str, reason: str, now: float | None = None) -> None:
+        """End an unfinished run that no process drives, cancelled for ``reason`` (a new run of
+        the same key replaces it: ``conveyor run --new``)."""
+        r = t.runs
+        with self._tx() as conn:
+            conn.execute(
+                r.update()
+                .where(r.c.id == run_id, r.c.state.in_(("pending", "running")))
+                .values(state="cancelled", error=reason, ended_at=time.time() if now is None else now)
+            )
 
     # -- partitions ---------------------------------------------------------------------------
     def _insert_partitions(self, cur: Any, parts: Sequence[PartitionRecord]) -> None:

@@ -74,6 +74,7 @@ class AttemptRecord:
     log_path: str | None = None
     worker: str | None = None
     heartbeat: float | None = None
+    waited_for: str | None = None  # it took the outcome of this run's attempt of the same instance
 
 
 @dataclass(frozen=True, slots=True)

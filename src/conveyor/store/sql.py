@@ -23,13 +23,14 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError as SAArgumentError
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
 
-from conveyor.errors import RunBusy, RunNotFound, SchemaError, StaleEpochError, StoreError
+from conveyor.errors import RunBusy, RunExists, RunNotFound, SchemaError, StaleEpochError, StoreError
 from conveyor.store import schema as t
 from conveyor.store import statements
 from conveyor.store.attempts import Attempts
 from conveyor.store.backfilling import Backfills
 from conveyor.store.changes import Changes
 from conveyor.store.checkpoint import Checkpointer
+from conveyor.store.claims import Claims
 from conveyor.store.connection import (
     HELD_CONNECTIONS,
     Transaction,
@@ -64,7 +65,7 @@ T = TypeVar("T")
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-class SqlStore(Leases, Attempts, Daemons, Backfills, Changes, Stats):
+class SqlStore(Leases, Claims, Attempts, Daemons, Backfills, Changes, Stats):
     """Runs, task instances, attempts and transitions in a SQL database."""
 
     def __init__(self, url: str, *, migrate: bool = True, check: bool = True) -> None:
@@ -109,6 +110,7 @@ class SqlStore(Leases, Attempts, Daemons, Backfills, Changes, Stats):
         self._held_lock = threading.Lock()
         dbapi = self.engine.dialect.loaded_dbapi
         self._dbapi_error: type[Exception] = getattr(dbapi, "Error", Exception)
+        self._integrity_error: type[Exception] = getattr(dbapi, "IntegrityError", self._dbapi_error)
         if fresh and migrate:
             self._create()  # a new SQLite file: no schema to read
         elif check:
@@ -286,8 +288,19 @@ class SqlStore(Leases, Attempts, Daemons, Backfills, Changes, Stats):
         instances: Sequence[InstanceRecord],
         partitions: Sequence[PartitionRecord],
     ) -> None:
+        """Insert the run; ``RunExists`` if an unfinished run has its key (the key is unique
+        among unfinished runs: of two processes creating the same run, one wins)."""
         ins = self._stmt("insert_run", t.runs.insert, statements.RUN_COLUMNS, statements.RUN_COLUMNS)
-        cur.execute(ins.text, ins.one(run_row(run)))
+        try:
+            cur.execute(ins.text, ins.one(run_row(run)))
+        except self._integrity_error as exc:
+            if "key" not in str(exc):  # runs.key (SQLite), ux_runs_open_key (PostgreSQL)
+                raise
+            raise RunExists(
+                f"an unfinished run of {run.pipeline} with the same parameters exists in "
+                f"{safe_url(self.url)}; follow it, or cancel it to start anew",
+                None,
+            ) from None
         self._insert_instances(cur, instances, start=0)
         if partitions:
             self._insert_partitions(cur, partitions)
