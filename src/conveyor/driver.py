@@ -273,6 +273,8 @@ class RunDriver:
                         wake_at = cmd.at
                 if batch or now - self._last_commit > self.lease_ttl / 3:
                     self._commit(batch, now)
+                if finished is not None:
+                    _fault("finished", 1)  # the end is durable; nobody has been told yet
                 for cmd in commands:  # effects, only after their transitions are durable
                     if isinstance(cmd, Execute):
                         task = self.graph[cmd.instance].task

@@ -454,6 +454,12 @@ class Recorder:
         from conveyor.driver import owner_is_dead
 
         started = time.time()
+        if holder.state == "succeeded":
+            say(f"conveyor: run {holder.run_id} executed this task while this run was going; taking it")
+            return Outcome(
+                job.run_id, job.instance, job.attempt, "succeeded", holder.result, None,
+                started, time.time(), waited_for=holder.run_id,
+            )  # fmt: skip
         say(f"conveyor: run {holder.run_id} is executing this task (attempt {holder.attempt}); waiting")
         while True:
             time.sleep(self.POLL)

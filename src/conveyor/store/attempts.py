@@ -33,7 +33,9 @@ class Attempts(Part):
 
     if TYPE_CHECKING:
 
-        def _drop_claim(self, cur: Any, run_id: str, instance_id: str, number: int) -> None: ...
+        def _end_claim(
+            self, cur: Any, key: tuple[str, str, int], state: str, ended_at: float, result: str | None
+        ) -> None: ...
 
     def lease_of(self, run_id: str, number: int) -> tuple[int, float | None, str] | None:
         """The partition's epoch, lease expiry and state (a runner checks its scheduler's lease)."""
@@ -95,10 +97,9 @@ class Attempts(Part):
         )
         try:
             with self._cursor() as cur:
-                self._drop_claim(cur, run_id, instance_id, number)
-                if not self._end_current(
-                    cur, (run_id, instance_id, number), state, ended_at, error, waited_for
-                ):
+                key = (run_id, instance_id, number)
+                self._end_claim(cur, key, state, ended_at, result)
+                if not self._end_current(cur, key, state, ended_at, error, waited_for):
                     return False
                 if state == "succeeded":
                     cur.execute(done.text, done.one((result, ended_at, run_id, instance_id, number)))
@@ -107,7 +108,7 @@ class Attempts(Part):
                 return True
         except _Superseded:
             with self._cursor() as cur:
-                self._drop_claim(cur, run_id, instance_id, number)
+                self._end_claim(cur, (run_id, instance_id, number), "superseded", ended_at, None)
             return False
 
     def _end_current(

@@ -24,6 +24,9 @@ from conveyor.store.part import Part
 #: Seconds a claim holds without renewal: a runner renews it with every heartbeat.
 CLAIM_TTL = 10.0
 
+#: What a runner writes when it claims an instance id.
+CLAIM_COLUMNS = ("instance_id", "run_id", "attempt", "owner", "claimed_at", "expires")
+
 
 @dataclass(frozen=True, slots=True)
 class Holder:
@@ -33,6 +36,8 @@ class Holder:
     attempt: int
     owner: str  # host:pid of its runner
     expires: float
+    state: str = "running"  # succeeded: it ended after the asking run was created; take it
+    result: str | None = None
 
 
 #: ``begin_attempt``'s answer when the attempt is no longer current (a new owner declared it
@@ -57,8 +62,9 @@ class Claims(Part):
         """The runner starts an attempt, in one transaction: its first heartbeat (only if the
         attempt is still current), then the claim of its instance id. None: the claim is ours,
         execute. ``STALE``: do not start. A ``Holder``: another live attempt executes the
-        instance; wait for it. ``take_from`` (run, attempt) takes over a claim whose runner is
-        known to be dead, before it expires."""
+        instance (wait for it), or one succeeded after this attempt's run was created (take
+        its outcome: runs that overlap share an instance's execution). ``take_from`` (run,
+        attempt) takes over a claim whose runner is known to be dead, before it expires."""
         beat = self._stmt(
             ("current_attempt", "heartbeat"),
             lambda: statements.current_attempt_update(("heartbeat",)),
@@ -67,30 +73,41 @@ class Claims(Part):
         upsert = self._stmt(
             "claim",
             lambda: _claim_upsert(self.dialect),
-            (
-                "instance_id",
-                "run_id",
-                "attempt",
-                "owner",
-                "claimed_at",
-                "expires",
-                "now",
-                "take_run",
-                "take_n",
-            ),
+            (*CLAIM_COLUMNS, "now", "take_run", "take_n"),
         )
         held = self._stmt(
             "claim_holder",
             lambda: sa.select(
                 t.claims.c.run_id, t.claims.c.attempt, t.claims.c.owner, t.claims.c.expires
-            ).where(t.claims.c.instance_id == sa.bindparam("k_instance_id")),
+            ).where(t.claims.c.instance_id == sa.bindparam("k_instance_id"), t.claims.c.state == "running"),
             ("instance_id",),
+        )
+        c, r = t.claims, t.runs
+        done = self._stmt(
+            "claim_done",
+            lambda: (
+                sa.select(c.c.run_id, c.c.attempt, c.c.owner, c.c.expires, c.c.result)
+                .join(r, r.c.id == sa.bindparam("k_run_id"))
+                .where(
+                    c.c.instance_id == sa.bindparam("k_instance_id"),
+                    c.c.state == "succeeded",
+                    c.c.run_id != sa.bindparam("k_run_id"),
+                    c.c.ended_at >= r.c.created_at,
+                )
+            ),
+            ("run_id", "instance_id"),
         )
         take_run, take_n = take_from or (None, None)
         with self._cursor() as cur:
             cur.execute(beat.text, beat.one((now, run_id, instance_id, number)))
             if cur.rowcount != 1:
                 return STALE
+            cur.execute(done.text, done.one((run_id, instance_id)))
+            found = cur.fetchone()
+            if found is not None:
+                return Holder(
+                    str(found[0]), int(found[1]), str(found[2]), float(found[3]), "succeeded", found[4]
+                )
             cur.execute(
                 upsert.text,
                 upsert.one((instance_id, run_id, number, owner, now, now + ttl, now, take_run, take_n)),
@@ -130,26 +147,42 @@ class Claims(Part):
             cur.execute(renew.text, renew.one((now + ttl, instance_id, run_id, number)))
             return alive
 
-    def _drop_claim(self, cur: Any, run_id: str, instance_id: str, number: int) -> None:
-        drop = self._stmt(
-            "claim_drop",
-            lambda: t.claims.delete().where(
-                t.claims.c.instance_id == sa.bindparam("k_instance_id"),
-                t.claims.c.run_id == sa.bindparam("k_run_id"),
-                t.claims.c.attempt == sa.bindparam("k_attempt"),
-            ),
-            ("instance_id", "run_id", "attempt"),
+    def _end_claim(
+        self, cur: Any, key: tuple[str, str, int], state: str, ended_at: float, result: str | None
+    ) -> None:
+        """The attempt ``key`` (run, instance, number) ended: a success stays on its claim
+        with its result (runs that overlapped it take it); any other end drops the claim."""
+        c = t.claims
+        mine = (
+            c.c.instance_id == sa.bindparam("k_instance_id"),
+            c.c.run_id == sa.bindparam("k_run_id"),
+            c.c.attempt == sa.bindparam("k_attempt"),
         )
-        cur.execute(drop.text, drop.one((instance_id, run_id, number)))
+        if state == "succeeded":
+            keep = self._stmt(
+                "claim_succeeded",
+                lambda: (
+                    c.update()
+                    .where(*mine)
+                    .values(
+                        state="succeeded",
+                        result=sa.bindparam("v_result"),
+                        ended_at=sa.bindparam("v_ended_at"),
+                    )
+                ),
+                ("result", "ended_at", "instance_id", "run_id", "attempt"),
+            )
+            cur.execute(keep.text, keep.one((result, ended_at, key[1], key[0], key[2])))
+            return
+        drop = self._stmt("claim_drop", lambda: c.delete().where(*mine), ("instance_id", "run_id", "attempt"))
+        cur.execute(drop.text, drop.one((key[1], key[0], key[2])))
 
     def claim_of(self, instance_id: str) -> Holder | None:
+        """The attempt that executes ``instance_id`` now (a success kept on the claim is not)."""
         c = t.claims
         with self._tx() as conn:
-            row = conn.execute(
-                sa.select(c.c.run_id, c.c.attempt, c.c.owner, c.c.expires).where(
-                    c.c.instance_id == instance_id
-                )
-            ).first()
+            q = sa.select(c.c.run_id, c.c.attempt, c.c.owner, c.c.expires)
+            row = conn.execute(q.where(c.c.instance_id == instance_id, c.c.state == "running")).first()
         return None if row is None else Holder(str(row[0]), int(row[1]), str(row[2]), float(row[3]))
 
     def waiting_on(self, instance_id: str, holder: Holder) -> tuple[Holder | None, AttemptStatus | None]:
@@ -169,13 +202,19 @@ def _claim_upsert(dialect: str) -> Any:
 
     insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
     c = t.claims
-    ins = insert(c).values({col: sa.bindparam(f"v_{col}") for col in (x.key for x in c.columns)})
+    ins = insert(c).values({col: sa.bindparam(f"v_{col}") for col in CLAIM_COLUMNS})
     new = ins.excluded
     return ins.on_conflict_do_update(
         index_elements=[c.c.instance_id],
-        set_={k: new[k] for k in ("run_id", "attempt", "owner", "claimed_at", "expires")},
+        set_={
+            **{k: new[k] for k in ("run_id", "attempt", "owner", "claimed_at", "expires")},
+            "state": "running",
+            "result": None,
+            "ended_at": None,
+        },
         where=sa.or_(
             c.c.expires < sa.bindparam("k_now", type_=sa.Float),
+            c.c.state == "succeeded",
             sa.and_(c.c.run_id == new.run_id, c.c.attempt == new.attempt),
             sa.and_(
                 c.c.run_id == sa.bindparam("k_take_run", type_=sa.String),

@@ -94,8 +94,9 @@ attempts = Table(
 )
 
 #: Which attempt executes each task instance id now, across every run: a runner claims the id
-#: before it executes, renews the claim as it beats, and drops it with its end. A runner that
-#: finds the id claimed waits for that attempt and takes its outcome (``store.claims``).
+#: before it executes, renews the claim as it beats, and ends it with its end (kept with the
+#: result on success). A runner that finds the id claimed waits for that attempt and takes its
+#: outcome, as it takes a success recorded after its own run was created (``store.claims``).
 claims = Table(
     "claims",
     metadata,
@@ -105,6 +106,9 @@ claims = Table(
     Column("owner", String(200), nullable=False),  # host:pid of the runner
     Column("claimed_at", Float, nullable=False),
     Column("expires", Float, nullable=False),
+    Column("state", String(16), nullable=False, server_default="running"),  # running | succeeded
+    Column("result", Text),  # a succeeded attempt's result: runs that overlapped it take it
+    Column("ended_at", Float),
 )
 
 transitions = Table(

@@ -28,6 +28,9 @@ def upgrade() -> None:
         sa.Column("owner", sa.String(200), nullable=False),
         sa.Column("claimed_at", sa.Float, nullable=False),
         sa.Column("expires", sa.Float, nullable=False),
+        sa.Column("state", sa.String(16), nullable=False, server_default="running"),
+        sa.Column("result", sa.Text),
+        sa.Column("ended_at", sa.Float),
     )
     # Older stores may hold several unfinished runs of one key: keep the newest open, mark the
     # others failed (they can still be retried by id), so the unique index can exist.
