@@ -289,17 +289,17 @@ def show(
     for col in ("STATE", "ATTEMPTS", "DURATION", "ID"):
         table.add_column(col, no_wrap=True)
     for i in r.tasks:
-        state = state_text(i.state)
-        if i.waited_for:
-            state += f" [dim](waited for run {i.waited_for})[/]"
         table.add_row(
             escape(i.label),
-            state,
+            state_text(i.state),
             str(i.attempts),
             duration(epoch(i.started_at), epoch(i.ended_at)) if i.state != "pending" else "",
             i.id,
         )
     console.print(table)
+    for i in r.tasks:
+        if i.waited_for:
+            console.print(f"  {escape(i.label)}: waited for run {i.waited_for} and took its outcome")
 
 
 @app.command()
