@@ -54,9 +54,9 @@ PIPELINES = """
             report(fetch(logical_date + dt.timedelta(days=k), delay))
 
     @pipeline
-    def charts(logical_date: dt.date = dt.date(2026, 11, 1), days: int = 3):
+    def charts(logical_date: dt.date = dt.date(2026, 11, 1), days: int = 3, delay: float = 0.6):
         for k in range(days):
-            chart(fetch(logical_date + dt.timedelta(days=k)))
+            chart(fetch(logical_date + dt.timedelta(days=k), delay))
 
     @task
     def step(i: int) -> int:
@@ -218,3 +218,40 @@ def test_a_success_nobody_saw_is_shown_not_run_again(pipes: Project) -> None:
     again = pipes.cli("run", "pipes.py:daily", "-p", "days=1")  # it was seen now: run anew
     assert again.returncode == 0 and "Starting run" in again.stdout
     assert sum(effects(pipes).values()) == 4
+
+
+def test_when_the_attempt_waited_for_dies_the_waiting_run_executes_the_task(pipes: Project) -> None:
+    """The claim is a lease: a holder's death hands the instance to the run that waits."""
+    import sqlite3
+
+    first = pipes.popen("run", "pipes.py:daily", "-p", "days=1", "-p", "delay=4")
+    db = pipes.root / ".conveyor" / "conveyor.db"
+    deadline = time.time() + 60
+    owner = None
+    while owner is None and time.time() < deadline:
+        time.sleep(0.1)
+        try:
+            with sqlite3.connect(db) as conn:
+                row = conn.execute("SELECT owner FROM claims WHERE state = 'running'").fetchone()
+        except sqlite3.OperationalError:
+            continue  # not created yet
+        owner = row[0] if row else None
+    assert owner is not None, "the first run's runner claimed fetch"
+    second = pipes.popen("run", "pipes.py:charts", "-p", "days=1", "-p", "delay=4")
+    time.sleep(1.0)  # the second run's runner waits for the first's fetch
+    os.kill(int(owner.rpartition(":")[2]), signal.SIGKILL)  # the first run's worker, mid-attempt
+    out2, err2 = second.communicate(timeout=90)
+    assert second.returncode == 0, out2 + err2
+    out1, err1 = first.communicate(timeout=90)
+    assert first.returncode == 0, out1 + err1
+    assert effects(pipes)["fetch-2026-11-01"] == 1  # executed once: by the second run, after the death
+    charts = [
+        r for r in json.loads(pipes.cli("runs", "--json", check=True).stdout) if r["pipeline"] == "charts"
+    ]
+    daily = [
+        r for r in json.loads(pipes.cli("runs", "--json", check=True).stdout) if r["pipeline"] == "daily"
+    ]
+    log = pipes.cli("logs", charts[0]["id"], "fetch", check=True).stdout
+    assert "executing this task" in log and "executing here" in log
+    shown = pipes.cli("show", daily[0]["id"], check=True).stdout
+    assert f"waited for run {charts[0]['id']}" in shown  # the first run's retry took the outcome
