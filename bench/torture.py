@@ -43,12 +43,12 @@ PIPELINE = """
         return i
 
     @task
-    def total(round: int, parts: list) -> int:
-        return sum(parts)
+    def total(round: int) -> None:
+        print("all done")
 
     @pipeline
     def tortured(round: int = 0, n: int = 24):
-        total(round, [work(round, i) for i in range(n)])
+        total(round, after=[work(round, i) for i in range(n)])
 """
 
 

@@ -221,8 +221,23 @@ def submit(
     run, instances, partitions = submission(
         pipe, canonical_target(target, pipe.name), params, from_text=from_text, partition_size=partition_size
     )
-    (store or open_store(db)).create_run(run, instances, partitions)
-    return run
+    return record(store or open_store(db), run, instances, partitions)
+
+
+def record(
+    store: Store, run: RunRecord, instances: list[InstanceRecord], partitions: list[PartitionRecord]
+) -> RunRecord:
+    """Store a submitted run, or, if an unfinished run of the same pipeline and parameters
+    exists, return that one: the same command never gets two unfinished runs."""
+    for _ in range(5):
+        try:
+            store.create_run(run, instances, partitions)
+            return run
+        except RunExists:
+            existing = store.latest_run(run.key)
+            if existing is not None and existing.state in OPEN:
+                return existing
+    raise RunBusy(f"another process keeps creating runs of {run.pipeline} with these parameters; try again")
 
 
 Submission = tuple[RunRecord, list[InstanceRecord], list[PartitionRecord]]

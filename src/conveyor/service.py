@@ -136,13 +136,13 @@ class Service:
     # -- runs ---------------------------------------------------------------------------------
     def trigger(self, name: str, params: Mapping[str, Any], *, from_text: bool = True) -> RunView:
         """Submit a run of the pipeline for the schedulers; ``from_text``: strings are parsed by
-        the parameters' types (JSON and the command line)."""
+        the parameters' types (JSON and the command line). An unfinished run of the pipeline with
+        the same parameters is returned instead of a second one."""
         entry = self.entry(name)
         run, instances, partitions = engine.submission(
             entry.pipeline, entry.target, params, from_text=from_text, workdir=self._workdir(entry)
         )
-        self.store.create_run(run, instances, partitions)
-        return RunView.of(run)
+        return RunView.of(engine.record(self.store, run, instances, partitions))
 
     def runs(
         self,
