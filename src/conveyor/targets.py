@@ -91,7 +91,7 @@ class FileTarget:
             cls = fsspec.get_filesystem_class(protocol)
         except (ValueError, ImportError):
             return  # unknown or not installed: opening it says so, where the task runs
-        if issubclass(cls, MemoryFileSystem) or getattr(cls, "process_local", False):
+        if issubclass(cls, MemoryFileSystem):
             raise TargetError(
                 f"target {self.url}: {protocol}:// lives in one process's memory, and each task runs "
                 "in a worker process of its own, so nothing written there is kept; use a local path "
