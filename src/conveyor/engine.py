@@ -142,7 +142,7 @@ def prepare(
         pipe = load_pipeline(target)
         ref = canonical_target(target, pipe.name)
     bound = pipe.bind(params or {}, from_text=from_text)
-    graph = pipe.build(bound)
+    graph = pipe.build(bound, workdir=os.getcwd())
     capacity = fit_capacity(graph, workers, resources)
     pjson = P.to_json(pipe.params, bound)
     # The graph's instances are part of "the same command": a default like end=None that means
@@ -255,7 +255,7 @@ def submission(
     """A new submitted run of ``pipe`` (loadable as ``ref``) as records: the run, its instances
     and its partitions, ready for the store."""
     bound = pipe.bind(params or {}, from_text=from_text)
-    graph = pipe.build(bound)
+    graph = pipe.build(bound, workdir=workdir or os.getcwd())
     pjson = P.to_json(pipe.params, bound)
     parts = partition([n.id for n in graph], {n.id: n.upstream for n in graph}, partition_size)
     number = {iid: k for k, ids in enumerate(parts) for iid in ids}

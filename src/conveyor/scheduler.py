@@ -31,6 +31,7 @@ from conveyor.graph import Graph
 from conveyor.loader import load_pipeline
 from conveyor.pipelines import LOGICAL_DATE
 from conveyor.project import Entry, Project
+from conveyor.project import find as find_project
 from conveyor.schedules import Schedule, logical
 from conveyor.store import Store
 from conveyor.store.leases import Claim
@@ -154,10 +155,11 @@ class Scheduler:
 
     def reload(self) -> None:
         self._reload = False
-        if self.project is None:
-            return
         try:
-            current = self.project.reread()
+            # without a project, one whose conveyor.toml was created here since (a server's child)
+            current = self.project.reread() if self.project else find_project()
+            if current is None:
+                return
             entries = current.pipelines(fresh=True)
         except ConveyorError as exc:
             log.error("reload failed, keeping the pipelines loaded before: %s", exc)

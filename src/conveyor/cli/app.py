@@ -28,6 +28,7 @@ from conveyor.cli.common import (
     console,
     duration,
     epoch,
+    print_table,
     resources,
     state_text,
     summary,
@@ -258,7 +259,7 @@ def runs(
             duration(epoch(r.started_at), epoch(r.ended_at)),
         ]
         table.add_row(*cells, *([escape(json.dumps(r.params))] if wide else []))
-    console.print(table)
+    print_table(table)
     if page.total > len(page.items):
         console.print(f"[dim]{len(page.items)} of {page.total} runs; see more with --limit[/]")
 
@@ -276,14 +277,14 @@ def show(
         print(json.dumps(r.model_dump(mode="json"), indent=2))
         return
     console.print(f"Run [bold]{r.id}[/]  {state_text(r.state)}")
-    console.print(f"  pipeline  {escape(r.pipeline)}  ({escape(r.target)})")
-    console.print(f"  params    {escape(json.dumps(r.params))}")
+    console.print(f"  pipeline  {escape(r.pipeline)}  ({escape(r.target)})", soft_wrap=True)
+    console.print(f"  params    {escape(json.dumps(r.params))}", soft_wrap=True)
     took = duration(epoch(r.started_at), epoch(r.ended_at)) or "-"
     console.print(f"  started   {when(r.started_at) or '-'}   duration {took}")
     if r.error:
         console.print("  error     " + escape(r.error).replace("\n", "\n            "))
     if r.partition_states:
-        console.print(scheduling.partitions_table(r))
+        print_table(scheduling.partitions_table(r))
     table = Table(box=None, header_style="bold")
     table.add_column("TASK", overflow="fold")
     for col in ("STATE", "ATTEMPTS", "DURATION", "ID"):
@@ -296,10 +297,12 @@ def show(
             duration(epoch(i.started_at), epoch(i.ended_at)) if i.state != "pending" else "",
             i.id,
         )
-    console.print(table)
+    print_table(table)
     for i in r.tasks:
         if i.waited_for:
-            console.print(f"  {escape(i.label)}: waited for run {i.waited_for} and took its outcome")
+            console.print(
+                f"  {escape(i.label)}: waited for run {i.waited_for} and took its outcome", soft_wrap=True
+            )
 
 
 @app.command()

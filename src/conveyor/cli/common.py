@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,6 +17,8 @@ from conveyor.driver import RunResult
 from conveyor.errors import ParameterError
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from conveyor.client.transport import Transport
 
 console = Console(highlight=False)
@@ -51,8 +54,8 @@ EXIT = {"succeeded": 0, "failed": 1, "cancelled": 130}
 
 def connect(server: str | None, db: str | None) -> Transport:
     """What a command acts on: the server at ``server`` (its REST API; it has its own store),
-    else the local store (``db``) and the project of the current directory. Never starts a
-    scheduler."""
+    else the local store (``db``) and the project of the current directory. Starts a scheduler
+    only when a command kicks it (``conveyor backfill`` with none running)."""
     if server:  # the server has its own store: --db (or $CONVEYOR_DB) is not used
         from conveyor.client.http import Http
 
@@ -62,6 +65,29 @@ def connect(server: str | None, db: str | None) -> Transport:
     from conveyor.store import default_url, home
 
     return Local(db or default_url(), project.find(), home())
+
+
+def print_table(table: Table) -> None:
+    """Print ``table`` whole: ids, states and names (its ``no_wrap`` columns) are never cut.
+    Piped (no terminal, no ``$COLUMNS``), every line is as long as it needs; in a terminal too
+    narrow, the other columns wrap first, then the lines are wider than the terminal (which
+    wraps them) rather than cropped at its edge."""
+    from rich.measure import Measurement
+
+    need = Measurement.get(console, console.options.update_width(1_000_000), table)
+    piped = not console.is_terminal and not os.environ.get("COLUMNS")
+    width = need.maximum if piped else max(console.width, need.minimum)
+    if width <= console.width:
+        console.print(table)
+        return
+    wide = Console(
+        width=width,
+        highlight=False,
+        force_terminal=console.is_terminal,
+        color_system=console.color_system,  # type: ignore[arg-type]
+        no_color=console.no_color,
+    )
+    wide.print(table)
 
 
 def resources(pairs: list[str] | None) -> dict[str, int]:

@@ -25,6 +25,7 @@ from conveyor.cli.common import (
     connect,
     console,
     epoch,
+    print_table,
     summary,
     when,
 )
@@ -174,7 +175,7 @@ def schedulers(as_json: JsonOpt = False, db: DbOpt = None, server: ServerOpt = N
         held = ", ".join(f"{p.run}#{p.partition} (epoch {p.epoch})" for p in v.leases) or "-"
         beat = now - v.heartbeat.timestamp()
         table.add_row(escape(v.name), v.state, f"{beat:.1f}s ago", str(v.workers), held)
-    console.print(table)
+    print_table(table)
 
 
 def partitions_table(run: RunDetail) -> Table:

@@ -21,6 +21,18 @@ def safe_url(url: str) -> str:
         return url
 
 
+def failure(url: str, msg: str) -> str:
+    """A store's error as one line: what went wrong, and for a damaged SQLite file what to do."""
+    line = f"store {safe_url(url)}: {msg}"
+    if url.startswith("sqlite") and ("malformed" in msg or "not a database" in msg):
+        path = sa.engine.make_url(url).database or ""
+        line += (
+            f"; the file is damaged: move it aside (mv {path} {path}.broken) to start with an empty "
+            "store, or restore it from a backup"
+        )
+    return line
+
+
 #: Threads that keep a connection of their own for the group commit (see ``SqlStore._cursor``).
 HELD_CONNECTIONS = 2
 

@@ -34,6 +34,7 @@ from conveyor.store.claims import Claims
 from conveyor.store.connection import (
     HELD_CONNECTIONS,
     Transaction,
+    failure,
     postgresql_session,
     safe_url,
     sqlite_pragmas,
@@ -126,7 +127,7 @@ class SqlStore(Leases, Claims, Attempts, Daemons, Backfills, Changes, Stats):
             raise
         except DBAPIError as exc:
             msg = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            raise StoreError(f"store {safe_url(self.url)}: {msg}") from None
+            raise StoreError(failure(self.url, msg)) from None
         except SQLAlchemyError as exc:
             raise StoreError(f"store {safe_url(self.url)}: {exc}") from None
 
@@ -164,7 +165,7 @@ class SqlStore(Leases, Claims, Attempts, Daemons, Backfills, Changes, Stats):
     def _translate(self, exc: BaseException) -> BaseException:
         if isinstance(exc, self._dbapi_error):
             msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            return StoreError(f"store {safe_url(self.url)}: {msg}")
+            return StoreError(failure(self.url, msg))
         if isinstance(exc, SQLAlchemyError):
             return StoreError(f"store {safe_url(self.url)}: {exc}")
         return exc
