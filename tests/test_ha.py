@@ -335,3 +335,48 @@ def test_a_paused_scheduler_loses_its_lease_and_its_writes_are_refused(cluster: 
     assert me["state"] == "running" and me["leases"] == []
     assert proc.poll() is None, cluster.log(paused)
     assert "Traceback" not in cluster.log(paused)
+
+
+def test_an_idle_scheduler_keeps_its_first_claim_after_a_postgres_restart(
+    cluster: Cluster, postgres: Any
+) -> None:
+    """The connection a scheduler keeps for its hot path outlives a database restart unseen:
+    the first partition claimed afterwards must not be dropped on it."""
+    first = cluster.submit(n=4, groups=1, delay=0.0, partition_size=10)
+    cluster.scheduler("s1")
+    assert cluster.wait_for_end() == "succeeded", cluster.logs()
+    stopped = False
+    try:
+        postgres.stop()
+        stopped = True
+        time.sleep(6.0)  # long enough for a doubling backoff to reach several seconds
+    finally:
+        postgres.start()
+    returned = time.time()
+    assert stopped
+    cluster.store.close()  # the test's own connections died with the server
+    cluster.store = open_store(cluster.url)
+    # An idle scheduler is back within a second of the database, whatever its backoff reached.
+    again = cluster.wait_for(
+        "s1 to reach the store again", lambda: _logged_at(cluster.log("s1"), "reachable again")
+    )
+    print(f"s1 reached the store {again - returned:.2f}s after the database came back")
+    assert again - returned < 1.5, cluster.log("s1")
+    second = cluster.submit(n=4, groups=1, delay=0.0, partition_size=10)
+    assert second != first
+    assert cluster.wait_for_end() == "succeeded", cluster.logs()
+    ended = time.time()
+    [part] = cluster.store.partitions(second)
+    print(f"second run claimed {part.started_at - returned:.2f}s after the database came back")
+    assert part.epoch == 1 and part.takeovers == 0, f"{part}\n{cluster.logs()}"
+    assert "its lease will expire" not in cluster.log("s1"), cluster.log("s1")
+    assert ended - returned < 5, cluster.logs()
+
+
+def _logged_at(log: str, text: str) -> float | None:
+    """When a scheduler logged the last line containing ``text`` (its clock is ours)."""
+    lines = [line for line in log.splitlines() if text in line]
+    if not lines:
+        return None
+    stamp, ms = lines[-1][:23].split(",")
+    return time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(ms) / 1000

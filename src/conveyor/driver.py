@@ -78,6 +78,10 @@ class RunResult:
     elapsed: float = 0.0
 
 
+#: A scheduler retries an unreachable store at least this often (seconds): a cheap refused
+#: connection, so that it carries on within a second of the store's return.
+RETRY_MAX = 0.8
+
 _FAULT = os.environ.get("CONVEYOR_FAULT", "")
 
 
@@ -363,7 +367,7 @@ class RunDriver:
                 since = since or time.time()
                 self.lease.say(f"store unreachable ({exc}); retrying in {delay:.2f}s")
                 time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, RETRY_MAX)
                 continue
             if since is not None:
                 assert self.lease is not None

@@ -24,7 +24,7 @@ from typing import Any
 
 from conveyor import backfills
 from conveyor import params as P
-from conveyor.driver import Lease, RunDriver, RunResult, owner_name
+from conveyor.driver import RETRY_MAX, Lease, RunDriver, RunResult, owner_name
 from conveyor.engine import Submission, default_workers, fit_capacity, submission
 from conveyor.errors import ConveyorError, ParameterError, StaleEpochError, StoreError
 from conveyor.graph import Graph
@@ -315,7 +315,7 @@ class Scheduler:
                     self._outage = time.time()
                 log.warning("store unreachable (%s); retrying in %.2fs", exc, delay)
                 self._sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, RETRY_MAX)
                 continue
             if self._outage is not None:
                 log.info("store reachable again after %.1fs", time.time() - self._outage)

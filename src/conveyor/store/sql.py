@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,7 +33,9 @@ from conveyor.store.changes import Changes
 from conveyor.store.checkpoint import Checkpointer
 from conveyor.store.connection import (
     HELD_CONNECTIONS,
+    PING_AFTER,
     Transaction,
+    alive,
     postgresql_session,
     safe_url,
     sqlite_pragmas,
@@ -139,15 +142,22 @@ class SqlStore(Leases, Attempts, Daemons, Backfills, Changes, Stats):
 
     def _connection(self) -> tuple[Any, bool]:
         """This thread's kept connection, or one from the pool; and whether it is kept."""
-        raw = getattr(self._local, "raw", None)
+        local = self._local
+        raw = getattr(local, "raw", None)
         if raw is not None:
-            return raw, True
+            now = time.monotonic()
+            idle = now - local.used
+            local.used = now
+            if idle < PING_AFTER or self.dialect == "sqlite" or alive(raw, self._dbapi_error):
+                return raw, True
+            self._broken(raw)  # the server restarted meanwhile: a fresh one, checked by the pool
         raw = self.engine.raw_connection()
         with self._held_lock:
             keep = len(self._held) < HELD_CONNECTIONS
             if keep:
                 self._held.append(raw)
-                self._local.raw = raw
+                local.raw = raw
+                local.used = time.monotonic()
         return raw, keep
 
     def _broken(self, raw: Any) -> None:
