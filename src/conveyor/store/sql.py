@@ -66,6 +66,9 @@ T = TypeVar("T")
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
+#: The PostgreSQL advisory lock that processes creating the schema of a new database take.
+CREATE_LOCK = 0x636F6E7665796F72  # "conveyor"
+
 
 class SqlStore(Leases, Attempts, Daemons, Backfills, Changes, Stats):
     """Runs, task instances, attempts and transitions in a SQL database."""
@@ -214,10 +217,11 @@ class SqlStore(Leases, Attempts, Daemons, Backfills, Changes, Stats):
 
     def _check_schema(self, migrate: bool) -> None:
         rev = self.revision()
-        if rev == t.SCHEMA_REVISION:
-            return
-        if rev is None and migrate and not self._read(lambda c: sa.inspect(c).get_table_names()):
+        if rev is None and migrate:
+            # Perhaps empty: create it under a lock, or find that another process just did.
             self._create()
+            rev = self.revision()
+        if rev == t.SCHEMA_REVISION:
             return
         if rev is None:
             raise SchemaError(
@@ -235,11 +239,13 @@ class SqlStore(Leases, Attempts, Daemons, Backfills, Changes, Stats):
         )
 
     def _create(self) -> None:
-        """An empty database gets the current schema at once, stamped with its revision.
+        """An empty database gets the current schema at once, stamped with its revision; a
+        database with tables is left as it is (``_check_schema`` judges it).
 
         The migrations build exactly ``schema.metadata`` (a test compares the two), so creating it
         directly is the same as migrating from nothing, without loading Alembic. Processes that
-        open a new store at the same moment: one creates it, the others find it created.
+        open a new store at the same moment: one creates it under a lock (SQLite's write lock,
+        a PostgreSQL advisory lock), the others wait for the lock and then find it created.
         """
         if self.dialect == "sqlite":
             with self._cursor() as cur:
@@ -254,15 +260,13 @@ class SqlStore(Leases, Attempts, Daemons, Backfills, Changes, Stats):
             if not empty:
                 self._check_schema(migrate=False)
             return
-        try:
-            with self._tx() as conn:
+        with self._tx() as conn:
+            if self.dialect == "postgresql":  # held until this transaction ends
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": CREATE_LOCK})
+            if not sa.inspect(conn).get_table_names():  # read after the lock: what others committed
                 t.metadata.create_all(conn)
                 statements.alembic_version.create(conn)
                 conn.execute(statements.stamp(), {"v_version_num": t.SCHEMA_REVISION})
-        except StoreError:
-            if self.revision() is None:
-                raise
-            self._check_schema(migrate=False)  # another process created it meanwhile
 
     def upgrade(self) -> str:
         """Apply the Alembic migrations up to the head; return the new revision."""
