@@ -96,7 +96,8 @@ def owner_name() -> str:
 
 
 def owner_is_dead(owner: str) -> bool:
-    """True when ``owner`` (host:pid) is a process on this host that no longer exists."""
+    """True when ``owner`` (host:pid) is a process on this host that no longer exists, or a
+    zombie (it exited; its parent has not reaped it yet): either holds nothing."""
     host, _, pid = owner.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
@@ -105,8 +106,15 @@ def owner_is_dead(owner: str) -> bool:
     except ProcessLookupError:
         return True
     except PermissionError:
-        return False
-    return False
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            state = f.read().rpartition(")")[2].split()[:1]  # the name may hold spaces and ')'
+    except FileNotFoundError:
+        return True  # it ended just now
+    except OSError:
+        return False  # no /proc here: alive, as far as we can tell
+    return state == ["Z"]
 
 
 def _queueable(task: TaskDef) -> bool:

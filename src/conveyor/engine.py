@@ -211,7 +211,11 @@ def fit_capacity(graph: Graph, workers: int | None, resources: Mapping[str, int]
 
 def _refuse_if_busy(run: RunRecord) -> None:
     if run.owner and run.lease_expires and run.lease_expires > time.time() and not owner_is_dead(run.owner):
-        raise RunBusy(f"run {run.id} is being driven by {run.owner}; wait for it to end or stop that process")
+        until = time.strftime("%H:%M:%S", time.localtime(run.lease_expires))
+        raise RunBusy(
+            f"run {run.id} is being driven by {run.owner} (lease until {until}, renewed while it "
+            "lives); wait for it to end or stop that process"
+        )
 
 
 def default_workers() -> int:
