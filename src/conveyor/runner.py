@@ -48,6 +48,8 @@ class Job:
     inputs: Mapping[str, str | None]  # parameter -> upstream result reference
     target: str  # how to load the pipeline on a cache miss
     params: Mapping[str, str]
+    lease: tuple[str, int, int] | None = None  # a scheduler's: run, partition, epoch
+    workdir: str = ""  # where the run was submitted: its relative paths start there
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,6 +367,8 @@ def pack(job: Job, seq: int, *, inherited: bool = False) -> tuple[Any, ...]:
         job.inputs,
         target,
         params,
+        job.lease,
+        job.workdir,
     )
 
 
@@ -374,7 +378,8 @@ class Recorder:
     runs, so that a scheduler taking over can tell a running attempt from a lost one.
 
     Before an attempt starts, the runner checks that its scheduler still holds the partition's
-    lease (``lease``: run, partition, epoch): only a takeover makes an attempt stale, and none
+    lease (the job's, else ``lease``: run, partition, epoch; one pool may serve several
+    partitions): only a takeover makes an attempt stale, and none
     can happen before the lease expires. The answer is kept until shortly before that expiry,
     so a busy worker reads the lease about once a second, not once per attempt. The end is
     written only if the attempt is still current (see ``Leases``). A store that does not answer
@@ -386,7 +391,11 @@ class Recorder:
     MARGIN = 0.5
 
     def __init__(
-        self, url: str, lease: tuple[str, int, int], interval: float = 1.0, patience: float = 120.0
+        self,
+        url: str,
+        lease: tuple[str, int, int] | None = None,
+        interval: float = 1.0,
+        patience: float = 120.0,
     ) -> None:
         self.url = url
         self.lease = lease
@@ -395,7 +404,7 @@ class Recorder:
         self.current: tuple[str, str, int] | None = None
         self._store: Any = None
         self._thread: Any = None
-        self._valid_until = 0.0
+        self._valid_until: dict[tuple[str, int, int], float] = {}
 
     def _db(self) -> Any:
         if self._store is None:
@@ -426,12 +435,16 @@ class Recorder:
         self._start_beating()
         key = (job.run_id, job.instance, job.attempt)
         now = time.time()
-        if now >= self._valid_until:
-            run_id, number, epoch = self.lease
+        lease = job.lease or self.lease
+        assert lease is not None, "a recorded attempt needs its scheduler's lease"
+        if now >= self._valid_until.get(lease, 0.0):
+            run_id, number, epoch = lease
             found = self._retrying("checking the lease", lambda db: db.lease_of(run_id, number))
             held = found is not None and found[0] == epoch and found[2] == "open" and found[1]
             if held and found is not None and found[1] - self.MARGIN > now:
-                self._valid_until = found[1] - self.MARGIN
+                if len(self._valid_until) > 64:
+                    self._valid_until.clear()
+                self._valid_until[lease] = found[1] - self.MARGIN
             else:  # the lease is near its end, or was taken over: ask about this attempt itself
                 alive = self._retrying("the attempt's start", lambda db: db.attempt_alive(*key, now))
                 if alive is False:
@@ -529,6 +542,8 @@ def _answer(msg: Any, control: Control | None) -> Any:
         if control is not None and not control.begin(seq):
             return (seq, "revoked", None, None, 0.0, 0.0)
         job = Job(*msg[1:])
+        if job.workdir:
+            _enter(job.workdir)
         if _recorder is not None and not _recorder.begin(job):
             now = time.time()
             return (seq, "failed", None, "the attempt was taken over by another scheduler", now, now)
@@ -538,6 +553,15 @@ def _answer(msg: Any, control: Control | None) -> Any:
         return (seq, out.status, out.result, short_error(out.error), out.started, out.ended)
     finally:
         _running = None
+
+
+def _enter(workdir: str) -> None:
+    """Work where the job's run was submitted: one scheduler's pool serves runs from anywhere."""
+    try:
+        if os.getcwd() != workdir:
+            os.chdir(workdir)
+    except OSError:
+        pass  # gone: the attempt fails on its paths and says which
 
 
 def _cancelled(msg: Any) -> Any:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -24,11 +23,12 @@ from typing import Any
 
 from conveyor import backfills
 from conveyor import params as P
-from conveyor.driver import RETRY_MAX, Lease, RunDriver, RunResult, owner_name
+from conveyor.driver import RETRY_MAX, Lease, RunDriver, RunResult
 from conveyor.engine import Submission, default_workers, fit_capacity, submission
 from conveyor.errors import ConveyorError, ParameterError, StaleEpochError, StoreError
 from conveyor.graph import Graph
 from conveyor.loader import load_pipeline
+from conveyor.owners import owner_name
 from conveyor.pipelines import LOGICAL_DATE
 from conveyor.project import Entry, Project
 from conveyor.schedules import Schedule, logical
@@ -356,27 +356,3 @@ def _workdir(path: str) -> Iterator[None]:
         yield
     finally:
         os.chdir(old)
-
-
-@contextmanager
-def signals(scheduler: Scheduler) -> Iterator[None]:
-    """SIGTERM or Ctrl-C once: stop after handing the partition over. Twice: exit now.
-    SIGHUP: load the project's pipelines anew."""
-
-    def handler(signum: int, frame: Any) -> None:
-        scheduler.stop()
-        if scheduler._stopping > 1:
-            raise KeyboardInterrupt
-
-    def reload(signum: int, frame: Any) -> None:
-        scheduler.request_reload()
-
-    old_int = signal.signal(signal.SIGINT, handler)
-    old_term = signal.signal(signal.SIGTERM, handler)
-    old_hup = signal.signal(signal.SIGHUP, reload)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
-        signal.signal(signal.SIGHUP, old_hup)

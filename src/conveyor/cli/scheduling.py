@@ -139,7 +139,8 @@ def scheduler(
 ) -> None:
     """Run a scheduler: drive the partitions of submitted runs, taking over from dead ones."""
     from conveyor import project
-    from conveyor.scheduler import Scheduler, Settings, signals
+    from conveyor.interrupts import signals
+    from conveyor.scheduler import Scheduler, Settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     settings = Settings(name or "", workers or 0, lease, poll, heartbeat, lost_after)
