@@ -71,9 +71,11 @@ GRAPHS: dict[str, Graph] = {}
 def graph_for(job: Job) -> Graph:
     graph = GRAPHS.get(job.run_id)
     if graph is None:  # a worker that did not inherit it: load the pipeline again
+        from conveyor import params as P
         from conveyor.loader import load_pipeline
 
-        graph = load_pipeline(job.target).build(job.params, from_text=False)
+        pipe = load_pipeline(job.target)
+        graph = pipe.build(P.from_json(pipe.params, job.params))  # the run's params, as stored
         GRAPHS[job.run_id] = graph
     return graph
 

@@ -238,6 +238,11 @@ class LocalExecutor:
     def idle(self) -> int:
         return sum(not w.active() for w in self._workers)
 
+    @property
+    def has_room(self) -> bool:
+        """Could it start another attempt now: a worker idle and nothing waiting for one?"""
+        return not self._workers or (self.idle > 0 and not self._backlog)
+
     def submit(
         self, job: Job, timeout: float | None, now: float, *, cpu: int = 1, queueable: bool = False
     ) -> None:
