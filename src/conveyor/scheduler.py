@@ -86,6 +86,7 @@ class Scheduler:
         self.workers = s.workers or default_workers()
         self.drivers: list[RunDriver] = []  # the partitions it drives, on one pool
         self._pool: LocalExecutor | None = None
+        self._stale_pool = False  # forked before a reload
         self._stopping = 0
         self._last_beat = 0.0
         self._outage: float | None = None  # since when the store has not answered
@@ -229,6 +230,8 @@ class Scheduler:
         self.project = current
         self.scheduled = [e for e in entries if e.pipeline.schedule]
         self._graphs.clear()
+        self._stale_pool = True  # its workers hold the code imported before
+        self._renew_pool()
         log.info("reloaded %d pipelines (%d scheduled)", len(entries), len(self.scheduled))
 
     def step_backfills(self) -> None:
@@ -380,6 +383,17 @@ class Scheduler:
             self.drivers.remove(driver)
         if not any(d.run.id == driver.run.id for d in self.drivers):
             GRAPHS.pop(driver.run.id, None)
+        self._renew_pool()
+
+    def _renew_pool(self) -> None:
+        """After a reload, stop the workers forked with the old code as soon as no partition
+        uses them; the next claim forks new ones. (A partition claimed before that runs on the
+        old workers.)"""
+        if self._stale_pool and self._pool is not None and not self.drivers:
+            self._pool.shutdown()
+            self._pool = None
+        if self._pool is None:
+            self._stale_pool = False
 
     def _wait(self, next_claim: float) -> None:
         """Wait on the pool until an attempt ends, a driver's timer is due or it is time to claim;
