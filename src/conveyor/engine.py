@@ -20,10 +20,12 @@ from typing import Any
 
 from conveyor import params as P
 from conveyor.core import Change
-from conveyor.driver import RunDriver, RunResult, interrupts, owner_is_dead, owner_name, tail
+from conveyor.driver import RunDriver, RunResult, tail
 from conveyor.errors import ConveyorError, GraphError, RunBusy, RunExists
 from conveyor.graph import Graph
+from conveyor.interrupts import interrupts
 from conveyor.loader import load_pipeline, split_target
+from conveyor.owners import owner_is_dead, owner_name
 from conveyor.partitions import BOUND, partition
 from conveyor.pipelines import PipelineDef
 from conveyor.resources import Capacity

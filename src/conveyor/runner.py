@@ -50,6 +50,8 @@ class Job:
     inputs: Mapping[str, str | None]  # parameter -> upstream result reference
     target: str  # how to load the pipeline on a cache miss
     params: Mapping[str, str]
+    lease: tuple[str, int, int] | None = None  # a scheduler's: run, partition, epoch
+    workdir: str = ""  # where the run was submitted: its relative paths start there
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +74,11 @@ GRAPHS: dict[str, Graph] = {}
 def graph_for(job: Job) -> Graph:
     graph = GRAPHS.get(job.run_id)
     if graph is None:  # a worker that did not inherit it: load the pipeline again
+        from conveyor import params as P
         from conveyor.loader import load_pipeline
 
-        graph = load_pipeline(job.target).build(job.params, from_text=False)
+        pipe = load_pipeline(job.target)
+        graph = pipe.build(P.from_json(pipe.params, job.params))  # the run's params, as stored
         GRAPHS[job.run_id] = graph
     return graph
 
@@ -376,6 +380,8 @@ def pack(job: Job, seq: int, *, inherited: bool = False) -> tuple[Any, ...]:
         job.inputs,
         target,
         params,
+        job.lease,
+        job.workdir,
     )
 
 
@@ -451,7 +457,7 @@ class Recorder:
         """Wait for ``holder``'s attempt of the same instance and take its outcome; None when
         it ended without one (lost, cancelled) or its runner died, and this attempt now holds
         the claim: then it executes the task itself."""
-        from conveyor.driver import owner_is_dead
+        from conveyor.owners import owner_is_dead
 
         started = time.time()
         if holder.state == "succeeded":
@@ -587,7 +593,10 @@ def _answer(msg: Any, control: Control | None) -> Any:
         _running = seq  # before begin(): once the executor sees it started, it may aim a SIGTERM
         if control is not None and not control.begin(seq):
             return (seq, "revoked", None, None, 0.0, 0.0, None)
-        out = _attempt(Job(*msg[1:]))
+        job = Job(*msg[1:])
+        if job.workdir:
+            _enter(job.workdir)
+        out = _attempt(job)
         return (seq, out.status, out.result, short_error(out.error), out.started, out.ended, out.waited_for)
     finally:
         _running = None
@@ -608,6 +617,15 @@ def _attempt(job: Job) -> Outcome:
     out = run_attempt(job, None if begun is True else (rec, begun))
     rec.end(job, out)
     return out
+
+
+def _enter(workdir: str) -> None:
+    """Work where the job's run was submitted: one scheduler's pool serves runs from anywhere."""
+    try:
+        if os.getcwd() != workdir:
+            os.chdir(workdir)
+    except OSError:
+        pass  # gone: the attempt fails on its paths and says which
 
 
 def _cancelled(msg: Any) -> Any:

@@ -207,7 +207,7 @@ class Service:
         if r.partitions:
             self.store.request_cancel(r.id)
             return RunView.of(self.store.get_run(r.id))
-        from conveyor.driver import owner_is_dead
+        from conveyor.owners import owner_is_dead
 
         host, _, pid = (r.owner or "").rpartition(":")
         if not r.owner or not pid.isdigit() or r.lease_expires is None or r.lease_expires < time.time():

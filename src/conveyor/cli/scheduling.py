@@ -126,6 +126,13 @@ def scheduler(
     lost_after: Annotated[
         float, typer.Option(min=0.1, help="Seconds of silence after which an adopted attempt is lost.")
     ] = 3.0,
+    partitions: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Partitions driven at once on the workers (a dead scheduler's: up to twice as many).",
+        ),
+    ] = 4,
     until_idle: Annotated[
         bool, typer.Option("--until-idle", help="Exit when no partition is left to claim.")
     ] = False,
@@ -140,10 +147,11 @@ def scheduler(
 ) -> None:
     """Run a scheduler: drive the partitions of submitted runs, taking over from dead ones."""
     from conveyor import project
-    from conveyor.scheduler import Scheduler, Settings, signals
+    from conveyor.interrupts import signals
+    from conveyor.scheduler import Scheduler, Settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    settings = Settings(name or "", workers or 0, lease, poll, heartbeat, lost_after)
+    settings = Settings(name or "", workers or 0, lease, poll, heartbeat, lost_after, partitions)
     if project_dir is None:
         found = project.find()
     elif (project_dir / project.FILE).is_file():

@@ -36,6 +36,10 @@ def failure(url: str, msg: str) -> str:
 #: Threads that keep a connection of their own for the group commit (see ``SqlStore._cursor``).
 HELD_CONNECTIONS = 2
 
+#: A kept connection idle this long (seconds) is checked before its next use (not on SQLite):
+#: the database may have restarted meanwhile. Busy, it is used many times a second, unchecked.
+PING_AFTER = 1.0
+
 
 class Transaction:
     """``with store._cursor() as cur``: see ``SqlStore._cursor`` (a class: it is on the hot path)."""
@@ -92,6 +96,22 @@ class Transaction:
     def _release(self) -> None:
         if self._raw is not None and not self._keep:
             self._raw.close()  # back to the pool
+
+
+def alive(raw: Any, error: type[Exception]) -> bool:
+    """Does a kept connection that sat idle still reach the server? The pool checks the
+    connections it hands out; a kept one is checked before its first use after a pause, so that
+    the first write after a database restart does not fail on it."""
+    try:
+        cur = raw.cursor()
+        try:
+            cur.execute("SELECT 1")
+        finally:
+            cur.close()
+        raw.rollback()
+    except error:
+        return False
+    return True
 
 
 def absolute_url(url: str) -> str:

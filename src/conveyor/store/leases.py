@@ -133,17 +133,22 @@ class Leases(Part):
             ).mappings()
             return [partition_record(r) for r in rows]
 
-    def claim(self, owner: str, ttl: float, *, now: float | None = None) -> Claim | None:
-        """Take the lease of the first partition (oldest run first) that is open, free or
-        expired, and whose upstream partitions are done; None if there is none."""
+    def claim(
+        self, owner: str, ttl: float, *, now: float | None = None, takeover_only: bool = False
+    ) -> Claim | None:
+        """Take the lease of the first partition that is open, free or expired, and whose
+        upstream partitions are done; None if there is none. Expired leases come first (a dead
+        scheduler's partition goes before new work), then oldest run first. ``takeover_only``:
+        only an expired one (a scheduler that drives as many partitions as it takes)."""
         now = time.time() if now is None else now
         p, r = t.partitions, t.runs
-        free = sa.or_(p.c.owner.is_(None), p.c.lease_expires < now)
+        expired = sa.and_(p.c.owner.is_not(None), p.c.lease_expires < now)
+        free = expired if takeover_only else sa.or_(p.c.owner.is_(None), p.c.lease_expires < now)
         candidates = (
             sa.select(p)
             .join(r, r.c.id == p.c.run_id)
             .where(p.c.state == "open", free, r.c.cancel_requested.is_(None))
-            .order_by(r.c.created_at, p.c.number)
+            .order_by(sa.case((p.c.owner.is_(None), 1), else_=0), r.c.created_at, p.c.number)
             .limit(CANDIDATES)
         )
         skip_locked = self.dialect == "postgresql"
