@@ -455,7 +455,7 @@ def test_a_run_held_by_a_zombie_resumes_and_one_held_by_a_live_process_says_unti
     import subprocess
     import time
 
-    from conveyor.engine import prepare
+    from conveyor.engine import prepare, release
     from conveyor.errors import RunBusy
 
     project.write(
@@ -472,7 +472,9 @@ def test_a_run_held_by_a_zombie_resumes_and_one_held_by_a_live_process_says_unti
             hello()
     """,
     )
-    run = prepare("one.py:one", db=project.db).run
+    prepared = prepare("one.py:one", db=project.db)
+    release(prepared)  # prepare took the run's lease for this process
+    run = prepared.run
     store = open_store(project.db)
     host = socket.gethostname()
     live = subprocess.Popen(["sleep", "60"])

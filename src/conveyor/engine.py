@@ -179,8 +179,10 @@ OPEN = ("pending", "running")
 
 
 def _lease(store: Store, run: RunRecord) -> int:
-    """Take the run's lease for this process (``RunBusy`` if a live process holds it)."""
-    return store.acquire(run.id, owner_name(), LEASE_TTL, is_dead=owner_is_dead)
+    """Take the run's lease for this process (``RunBusy`` if another live process holds it; one
+    this process took and never drove, say a ``prepare`` in a notebook, is taken again)."""
+    me = owner_name()
+    return store.acquire(run.id, me, LEASE_TTL, is_dead=lambda owner: owner == me or owner_is_dead(owner))
 
 
 def _unseen(run: RunRecord) -> bool:
