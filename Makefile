@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 BENCH_VENV := .bench-venv
 
-.PHONY: demo test bench lint clean
+.PHONY: demo serve test bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,14 @@ demo: $(VENV)/.demo
 	$(BIN)/conveyor run examples/sales/pipeline.py:daily_sales
 	@echo "The report (Markdown, PNG chart, CSV) is in demo-output/report/; see what ran: $(BIN)/conveyor runs"
 
+# The web UI and REST API on http://127.0.0.1:8080/ over the demo's store (conveyor.toml lists it).
+serve: $(VENV)/.demo
+	$(BIN)/conveyor server
+
 test: $(VENV)/.test
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs
 
 # The peers (Luigi, Dask, Prefect) live in their own venv, never in the project's.
 $(BENCH_VENV)/.installed: bench/requirements-peers.txt

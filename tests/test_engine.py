@@ -444,3 +444,55 @@ def test_a_backoff_shorter_than_a_turn_of_the_loop_still_wakes_the_run(project: 
     result = conveyor.run("tiny.py:tiny", db=project.db)
     assert result.state == "failed"
     assert len(lines(project.root / "attempts.log")) == 4
+
+
+def test_a_run_held_by_a_zombie_resumes_and_one_held_by_a_live_process_says_until_when(
+    project: Project,
+) -> None:
+    """A lease held by a process of this machine that is dead or a zombie holds nothing; one held
+    by a live process refuses with the lease's end."""
+    import socket
+    import subprocess
+    import time
+
+    from conveyor.engine import prepare, release
+    from conveyor.errors import RunBusy
+
+    project.write(
+        "one.py",
+        """
+        from conveyor import task, pipeline
+
+        @task
+        def hello() -> str:
+            return "hi"
+
+        @pipeline
+        def one():
+            hello()
+    """,
+    )
+    prepared = prepare("one.py:one", db=project.db)
+    release(prepared)  # prepare took the run's lease for this process
+    run = prepared.run
+    store = open_store(project.db)
+    host = socket.gethostname()
+    live = subprocess.Popen(["sleep", "60"])
+    zombie = subprocess.Popen(["true"])
+    try:
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{zombie.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child did not become a zombie"
+            time.sleep(0.01)
+        store.acquire(run.id, f"{host}:{live.pid}", 60)
+        until = time.strftime("%H:%M:%S", time.localtime(store.get_run(run.id).lease_expires))
+        with pytest.raises(RunBusy, match=rf"being driven by {host}:{live.pid} \(lease until {until}\b"):
+            prepare("one.py:one", db=project.db)
+        store.acquire(run.id, f"{host}:{zombie.pid}", 60, is_dead=lambda owner: True)
+        assert prepare("one.py:one", db=project.db).run.id == run.id  # a zombie holds nothing
+        result = conveyor.run("one.py:one", db=project.db)
+        assert result.run_id == run.id and result.state == "succeeded"
+    finally:
+        live.kill()
+        live.wait()
+        zombie.wait()

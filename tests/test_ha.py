@@ -271,6 +271,57 @@ def test_sigkill_of_a_scheduler_mid_run_loses_nothing(cluster: Cluster, kill_at:
         assert cluster.procs[name].poll() is None, f"scheduler {name} exited\n{cluster.logs()}"
 
 
+def test_a_dead_schedulers_partition_is_taken_over_within_3s_while_every_survivor_is_busy(
+    cluster: Cluster,
+) -> None:
+    """Every scheduler drives a long partition with all its workers busy; one is killed. A
+    survivor takes the dead one's partition over beside its own, within 3 s of the lease's
+    expiry (busy or not, a scheduler claims a dead scheduler's partition every poll)."""
+    cluster.scheduler("s1")
+    cluster.scheduler("s2")
+    cluster.scheduler("s3")
+    for name in ("s1", "s2", "s3"):
+        cluster.wait_for(f"{name} to start", lambda name=name: "started" in cluster.log(name))
+    run_id = cluster.submit(n=48, groups=3, delay=1.5, partition_size=17)
+
+    def all_busy() -> dict[int, Any] | None:
+        parts = {p.number: p for p in cluster.store.partitions(run_id)}
+        owners = {p.owner for p in parts.values() if p.state == "open"}
+        return parts if owners == {"s1", "s2", "s3"} and cluster.lines() >= 2 else None
+
+    parts = cluster.wait_for("each scheduler to drive a partition", all_busy, timeout=60)
+    victim = "s2"
+    number = next(n for n, p in parts.items() if p.owner == victim)
+    epoch = parts[number].epoch
+    cluster.procs[victim].kill()
+    killed = time.time()
+    assert cluster.procs[victim].wait(timeout=10) == -signal.SIGKILL
+    expiry = cluster.partition(number).lease_expires  # the dead renew nothing: its last expiry
+
+    taken = cluster.wait_for(
+        f"partition {number} to be taken over", lambda: (p := cluster.partition(number)).epoch > epoch and p
+    )
+    assert taken.taken_from == victim and taken.owner in ("s1", "s3"), taken
+    survivor = taken.owner
+    held = [p.number for p in cluster.store.partitions(run_id) if p.owner == survivor and p.state == "open"]
+    print(
+        f"takeover of partition {number}: {taken.taken_at - expiry:.2f}s after the lease expired, "
+        f"{taken.taken_at - killed:.2f}s after the kill; {survivor} drives partitions {held}"
+    )
+    assert taken.taken_at - expiry < 3.0, cluster.logs()
+    assert len(held) >= 2, f"{survivor} should drive its own partition and the dead one's: {held}"
+    assert cluster.wait_for_end() == "succeeded", cluster.logs()
+    print("justified repeats:", cluster.check_every_task_ran_and_none_ran_again())
+    firsts = [
+        a.started_at
+        for a in cluster.store.attempts(run_id)
+        if a.started_at > taken.taken_at
+        and a.instance_id in {i.id for i in cluster.store.instances(run_id) if i.partition == number}
+    ]
+    if firsts:
+        print(f"first attempt started by the new owner: {min(firsts) - taken.taken_at:.2f}s after its claim")
+
+
 def test_postgres_stopped_mid_run_schedulers_reconnect(cluster: Cluster, postgres: Any) -> None:
     cluster.submit(n=300, groups=3, delay=0.02, partition_size=101)
     for k in (1, 2):
@@ -335,3 +386,48 @@ def test_a_paused_scheduler_loses_its_lease_and_its_writes_are_refused(cluster: 
     assert me["state"] == "running" and me["leases"] == []
     assert proc.poll() is None, cluster.log(paused)
     assert "Traceback" not in cluster.log(paused)
+
+
+def test_an_idle_scheduler_keeps_its_first_claim_after_a_postgres_restart(
+    cluster: Cluster, postgres: Any
+) -> None:
+    """The connection a scheduler keeps for its hot path outlives a database restart unseen:
+    the first partition claimed afterwards must not be dropped on it."""
+    first = cluster.submit(n=4, groups=1, delay=0.0, partition_size=10)
+    cluster.scheduler("s1")
+    assert cluster.wait_for_end() == "succeeded", cluster.logs()
+    stopped = False
+    try:
+        postgres.stop()
+        stopped = True
+        time.sleep(6.0)  # long enough for a doubling backoff to reach several seconds
+    finally:
+        postgres.start()
+    returned = time.time()
+    assert stopped
+    cluster.store.close()  # the test's own connections died with the server
+    cluster.store = open_store(cluster.url)
+    # An idle scheduler is back within a second of the database, whatever its backoff reached.
+    again = cluster.wait_for(
+        "s1 to reach the store again", lambda: _logged_at(cluster.log("s1"), "reachable again")
+    )
+    print(f"s1 reached the store {again - returned:.2f}s after the database came back")
+    assert again - returned < 1.5, cluster.log("s1")
+    second = cluster.submit(n=4, groups=1, delay=0.0, partition_size=10)
+    assert second != first
+    assert cluster.wait_for_end() == "succeeded", cluster.logs()
+    ended = time.time()
+    [part] = cluster.store.partitions(second)
+    print(f"second run claimed {part.started_at - returned:.2f}s after the database came back")
+    assert part.epoch == 1 and part.takeovers == 0, f"{part}\n{cluster.logs()}"
+    assert "its lease will expire" not in cluster.log("s1"), cluster.log("s1")
+    assert ended - returned < 5, cluster.logs()
+
+
+def _logged_at(log: str, text: str) -> float | None:
+    """When a scheduler logged the last line containing ``text`` (its clock is ours)."""
+    lines = [line for line in log.splitlines() if text in line]
+    if not lines:
+        return None
+    stamp, ms = lines[-1][:23].split(",")
+    return time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(ms) / 1000

@@ -344,3 +344,20 @@ def test_an_opaque_parameter_with_a_default_does_not_break_error_messages() -> N
 
     with pytest.raises(ParameterError, match="unknown parameter 'm'"):
         P.bind("task t", _params(fn), {"m": 2})
+
+
+def test_a_nul_character_is_refused_in_any_parameter() -> None:
+    """A worker would fail on it ("embedded null byte") in a path, a command or the store."""
+
+    def fn(name: str, where: Path, names: list[str]) -> None: ...
+
+    params = _params(fn)
+    ok = {"name": "a", "where": Path("p"), "names": ["x"]}
+    assert P.bind("pipeline p", params, ok) == ok
+    for field, bad in (("name", "a\x00b"), ("where", Path("a\x00b")), ("names", ["x", "y\x00"])):
+        with pytest.raises(
+            ParameterError, match=rf"pipeline p: parameter '{field}': .* contains a NUL character"
+        ):
+            P.bind("pipeline p", params, {**ok, field: bad})
+    with pytest.raises(ParameterError, match="contains a NUL character"):
+        P.bind("pipeline p", params, {**ok, "name": "a\x00"}, from_text=True)

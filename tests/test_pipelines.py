@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from conveyor import pipeline, task
+from conveyor import pipeline, script, task
 from conveyor.errors import ConveyorError, DefinitionError, GraphError, ParameterError
 from conveyor.graph import Graph
 from conveyor.pipelines import PipelineDef
@@ -222,3 +222,19 @@ def test_a_nested_pipeline_called_with_a_misspelt_parameter_is_a_one_line_error(
     assert str(err.value).startswith("pipeline daily: ")
     assert "'dya'" in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_a_script_missing_where_the_run_executes_is_refused_when_building_for_it(tmp_path: Path) -> None:
+    count = script("count.py", name="count")
+
+    @pipeline
+    def p() -> None:
+        count()
+
+    p.build()  # recording a graph alone does not look for files
+    with pytest.raises(
+        DefinitionError, match=rf"task count: script count.py does not exist \(in {tmp_path}\)"
+    ):
+        p.build(workdir=str(tmp_path))
+    (tmp_path / "count.py").write_text("print(1)\n")
+    assert len(p.build(workdir=str(tmp_path))) == 1

@@ -149,6 +149,59 @@ def test_reload_adds_a_pipeline_that_the_scheduler_runs(
     assert "asked to reload its pipelines" in server.log()
 
 
+def test_reload_loads_an_entry_added_to_conveyor_toml(
+    served: tuple[ServerProcess, Project], http: httpx.Client
+) -> None:
+    _, project = served
+    project.write(
+        "more.py",
+        "from conveyor import pipeline, task\n\n@task\ndef one() -> int:\n    return 1\n\n"
+        "@pipeline\ndef listed_later():\n    one()\n",
+    )
+    toml = project.root / "conveyor.toml"
+    toml.write_text('[project]\npipelines = ["pipes.py", "more.py"]\n')
+    try:
+        reloaded = http.post(f"{V1}/pipelines/reload")
+        assert reloaded.status_code == 200 and "listed_later" in [p["name"] for p in reloaded.json()]
+        run = wait_for_run(http, _trigger(http, "listed_later"))
+        assert run["state"] == "succeeded", run
+    finally:
+        toml.write_text('[project]\npipelines = ["pipes.py"]\n')
+
+
+def test_the_interactive_docs_need_no_internet(http: httpx.Client) -> None:
+    """/docs and /redoc load their scripts and styles from this server, not from a CDN."""
+    for page in ("/docs", "/redoc"):
+        html = http.get(page)
+        assert html.status_code == 200
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html.text)
+        assert assets and all(a.startswith("/") and not a.startswith("//") for a in assets), assets
+        for asset in assets:
+            answer = http.get(asset)
+            assert answer.status_code == 200 and len(answer.content) > 1000, asset
+    assert "SwaggerUIBundle" in http.get("/docs-assets/swagger-ui-bundle.js").text
+
+
+def test_a_server_started_without_a_project_serves_one_created_later_after_a_reload(
+    project: Project,
+) -> None:
+    """The first hour: conveyor server where no conveyor.toml is yet; the UI says to add one and
+    reload, and that works without a restart, in the API and in the scheduler child."""
+    server = start_server(project, "--workers", "1")
+    try:
+        with server.client() as http:
+            assert http.get(f"{V1}/pipelines").json() == []
+            wait_until(lambda: http.get(f"{V1}/schedulers").json(), what="the scheduler")
+            make_project(project)
+            reloaded = http.post(f"{V1}/pipelines/reload")
+            assert reloaded.status_code == 200 and "quick" in [p["name"] for p in reloaded.json()]
+            run = wait_for_run(http, _trigger(http, "quick", n=4))
+            assert run["state"] == "succeeded", run
+            wait_until(lambda: "reloaded" in server.log(), what="the scheduler's reload")
+    finally:
+        assert server.stop() == 0
+
+
 def test_sigterm_stops_the_server_and_its_scheduler_which_it_restarts_when_it_dies(project: Project) -> None:
     make_project(project)
     server = start_server(project, "--workers", "1")
@@ -188,7 +241,7 @@ def test_a_server_without_a_project_serves_no_pipelines(tmp_path: Path) -> None:
         assert server.stop() == 0
     log = server.log()
     assert "no conveyor.toml in" in log and "no pipelines are served" in log
-    assert f"Conveyor API: {server.url}/api/v1   docs: {server.url}/docs" in log
+    assert f"Conveyor UI: {server.url}/   API: {server.url}/api/v1   docs: {server.url}/docs" in log
 
 
 def test_what_stops_the_server_from_starting_is_one_error_line(project: Project) -> None:

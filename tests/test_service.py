@@ -129,6 +129,17 @@ def test_runs_are_listed_newest_first_filtered_and_paged(service: Service) -> No
         service.runs(limit=0)
 
 
+def test_triggering_an_unfinished_run_again_gives_that_run_not_a_second(service: Service) -> None:
+    first = service.trigger("hello", {"n": 3})
+    again = service.trigger("hello", {"n": "3"})  # the same parameters, as text
+    assert again.id == first.id and service.runs().total == 1
+    other = service.trigger("hello", {"n": 4})
+    assert other.id != first.id
+    drive(service)
+    assert service.run(first.id).state == "succeeded"
+    assert service.trigger("hello", {"n": 3}).id != first.id  # it ended: a new run
+
+
 def test_cancel_and_retry_of_a_submitted_run(service: Service) -> None:
     run = service.trigger("broken", {})
     drive(service)

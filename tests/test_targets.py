@@ -212,6 +212,17 @@ def test_a_staged_target_stays_staged_through_pickling(tmp_path: Path) -> None:
 
 
 # -- remote URLs through fsspec ------------------------------------------------------------------
+def test_a_target_only_one_process_can_see_is_refused_by_check_shared(tmp_path: Path) -> None:
+    """A task writes its target in a worker process; memory:// would keep nothing for the run."""
+    with pytest.raises(
+        TargetError, match=r"target memory://b/a\.txt: memory:// lives in one process's memory"
+    ):
+        FileTarget("memory://b/a.txt").check_shared()
+    FileTarget(tmp_path / "a.txt").check_shared()
+    FileTarget("file:///tmp/a.txt").check_shared()
+    FileTarget("nosuchprotocol://b/a.txt").check_shared()  # unknown: opening it says so, in the task
+
+
 def test_a_remote_target_writes_reads_and_exists(bucket: str) -> None:
     t = FileTarget(f"{bucket}/day=2026-11-01/part.csv")
     assert not t.exists()

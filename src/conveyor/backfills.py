@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import os
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -25,7 +26,8 @@ from conveyor.engine import Submission, submission
 from conveyor.errors import ParameterError
 from conveyor.pipelines import LOGICAL_DATE, PipelineDef
 from conveyor.store import Store
-from conveyor.store.records import BackfillRecord
+from conveyor.store.records import BackfillRecord, InstanceRecord
+from conveyor.targets import FileTarget
 
 EVERY = ("day", "hour", "week", "month")
 ENDED = ("succeeded", "failed", "cancelled", "skipped")
@@ -108,12 +110,14 @@ def create(
     pjson = P.to_json(pipe.params, bound)
     slots: list[dict[str, Any]] = []
     for t in times:
-        run, _, _ = _submission(pipe, ref, bound, t, kind, workdir)
+        run, instances, _ = _submission(pipe, ref, bound, t, kind, workdir)
         found = store.latest_run(run.key)
         slot: dict[str, Any] = {"when": t.isoformat(), "key": run.key, "run": None, "state": "waiting"}
         if found is not None:
             slot["run"] = found.id
             slot["state"] = "skipped" if found.state == "succeeded" else found.state
+        elif _targets_exist(instances, workdir):
+            slot["state"] = "skipped"  # made by hand, another store, a deleted one: nothing to do
         slot["retried"] = False
         slots.append(slot)
     rec = BackfillRecord(
@@ -258,6 +262,22 @@ def _date_kind(pipe: PipelineDef, times: list[dt.datetime]) -> str:
             {"every": "the pipeline takes a date"},
         )
     return kind
+
+
+def _targets_exist(instances: list[InstanceRecord], workdir: str) -> bool:
+    """Would a run of this date do nothing? Yes when every task that no other one needs (and
+    so every task: a run skips what nothing downstream needs) has targets, and they all exist."""
+    needed = {u for i in instances for u in i.upstream}
+    ends = [i for i in instances if i.id not in needed]
+    if not ends or not all(i.targets for i in ends):
+        return False
+    for url in (u for i in ends for u in i.targets):
+        target = FileTarget(url)
+        if target.is_local and not os.path.isabs(target.url):
+            target = FileTarget(os.path.join(workdir, target.url))
+        if not target.exists():
+            return False
+    return True
 
 
 def _submission(

@@ -171,7 +171,17 @@ class Terminal:
         )
         line.no_wrap, line.overflow = True, "ellipsis"
         grid = Table.grid(padding=(0, 1))
-        grid.add_row(ProgressBar(total=max(snap.total, 1), completed=finished, width=20), line)
+        # Named colours, not Rich's default RGB and 256-colour ones: in a 16-colour terminal
+        # those all become the same grey, and a finished bar looks empty.
+        bar = ProgressBar(
+            total=max(snap.total, 1),
+            completed=finished,
+            width=20,
+            style="bright_black",
+            complete_style="blue",
+            finished_style=_rich_style(snap.state) or "green",
+        )
+        grid.add_row(bar, line)
         self._live.update(grid, refresh=True)
 
     def close(self) -> None:

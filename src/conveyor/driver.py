@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ from conveyor.core import (
 from conveyor.errors import StaleEpochError, StoreError
 from conveyor.executor.local import LocalExecutor, Lost
 from conveyor.graph import Graph
+from conveyor.owners import owner_is_dead, owner_name
 from conveyor.resources import Capacity
 from conveyor.runner import GRAPHS, Job, Outcome, Recorder
 from conveyor.store import Batch, Store
@@ -78,6 +77,10 @@ class RunResult:
     elapsed: float = 0.0
 
 
+#: A scheduler retries an unreachable store at least this often (seconds): a cheap refused
+#: connection, so that it carries on within a second of the store's return.
+RETRY_MAX = 0.8
+
 _FAULT = os.environ.get("CONVEYOR_FAULT", "")
 
 
@@ -85,24 +88,6 @@ def _fault(point: str, count: int) -> None:
     """Crash tests: ``CONVEYOR_FAULT=after-commit:7`` SIGKILLs this process at that point."""
     if _FAULT and f"{point}:{count}" == _FAULT:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def owner_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def owner_is_dead(owner: str) -> bool:
-    """True when ``owner`` (host:pid) is a process on this host that no longer exists."""
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def _queueable(task: TaskDef) -> bool:
@@ -133,7 +118,14 @@ class RunDriver:
         lease_ttl: float = 30.0,
         on_change: Callable[[Change, str], None] | None = None,
         lease: Lease | None = None,
+        epoch: int | None = None,
+        release: bool = True,
+        executor: LocalExecutor | None = None,
     ) -> None:
+        """``epoch``: the run's lease, already taken by this process (else ``drive`` takes
+        it); ``release=False``: keep it when the run ends (the caller releases it).
+        ``executor``: a pool shared with other drivers, which this one does not own (a
+        scheduler's); they are driven turn by turn (``begin``, ``step``, ``feed``, ``end``)."""
         self.store = store
         self.run = run
         self.graph = graph
@@ -156,8 +148,22 @@ class RunDriver:
         self._log_dirs: dict[str, str] = {}
         self._times: dict[str, tuple[float | None, float | None]] = {}  # started_at, ended_at
         self._log_root = str(self.log_dir)
-        self._epoch = 0
+        self._epoch = epoch or 0
+        self._held = epoch is not None
+        self._release = release
         self._own: set[str] | None = None  # a partition's instances
+        self._waited: dict[tuple[str, int], str] = {}  # attempts that took another run's outcome
+        self._shared = executor
+        self.executor: LocalExecutor | None = None
+        self.finished: Finished | None = None
+        self._events: list[Event] = []
+        self._adopting: dict[str, int] = {}  # attempts a dead or stalled scheduler left running
+        self._adopt_poll = 0.0
+        self._run_cols: dict[str, Any] = {}
+        self._wake_at: float | None = None
+        self._turned = 0.0
+        self._lost_lease = False
+        self._job_lease: tuple[str, int, int] | None = None  # the partition's lease, for runners
 
     # -- progress, for the CLI ------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -174,15 +180,32 @@ class RunDriver:
 
     # -- the run ------------------------------------------------------------------------------
     def drive(self) -> RunResult:
+        """Drive the run (or the partition) to its end on an executor of its own."""
+        self.begin()
+        try:
+            while not self.step():
+                self.wait()
+        except StaleEpochError:
+            self._lost_lease = True
+            raise
+        finally:
+            self.let_go()
+        return self.end()
+
+    # -- step by step: several drivers share one loop and one executor (a scheduler's) --------
+    def begin(self) -> None:
+        """Read the run's state, build the machine, the first events and the executor."""
         store, run, lease = self.store, self.run, self.lease
         part = lease.partition if lease else None
         records = store.instances(run.id)
         if part is None:
-            self._epoch = store.acquire(run.id, owner_name(), self.lease_ttl, is_dead=owner_is_dead)
+            if not self._held:
+                self._epoch = store.acquire(run.id, owner_name(), self.lease_ttl, is_dead=owner_is_dead)
             own = None
             nodes = self.graph.nodes
         else:
             self._epoch = part.epoch
+            self._job_lease = (run.id, part.number, part.epoch)
             # The instances of the partitions it needs are done: their results are inputs here.
             own = self._own = {r.id for r in records if r.partition == part.number}
             nodes = {k: v for k, v in self.graph.nodes.items() if k in own}
@@ -210,27 +233,21 @@ class RunDriver:
             for n in self.graph
             if own is None or n.id in own
         ]
-        recorder = (
-            Recorder(store.url, (run.id, part.number, part.epoch), lease.heartbeat)
-            if lease and part
-            else None
+        # The runners record their attempts themselves, in every mode: an attempt's end lands
+        # even if this process dies, and they claim instance ids shared with other runs.
+        recorder = Recorder(store.url, lease.heartbeat if lease else 1.0)
+        executor = self.executor = self._shared or LocalExecutor(
+            self.capacity.cpu, str(self.log_dir), recorder=recorder
         )
-        executor = LocalExecutor(self.capacity.cpu, str(self.log_dir), recorder=recorder)
-        machine = self.machine = RunMachine(specs, self.capacity, prior, prefetch=executor.prefetch)
+        self.machine = RunMachine(specs, self.capacity, prior, prefetch=executor.prefetch)
         now = time.time()
         events: list[Event] = []
         if self.retry or any(p.state in (S.FAILED, S.CANCELLED) for p in prior.values()):
             events.append(RetryRequested(now))
         events.append(Start(now, frozenset() if self.force else self._targets_done(prior)))
-        adopted: dict[str, int] = {}  # attempts a dead or stalled scheduler left running
-        for iid, p in prior.items():
-            if p.state is S.RUNNING:
-                if lease is not None:  # its runner records its end, or stops beating
-                    adopted[iid] = p.attempts
-                elif not self.force and self._all_exist(iid):
-                    events.append(AttemptSucceeded(now, iid, p.attempts))
-                else:
-                    events.append(AttemptLost(now, iid, p.attempts, "the process driving the run stopped"))
+        # Attempts a dead or stalled driver left running: their runners record their ends, or
+        # they never started, or their runners went silent (``_adopted`` tells which).
+        adopted = {iid: p.attempts for iid, p in prior.items() if p.state is S.RUNNING}
         GRAPHS[run.id] = self.graph
         self.log_dir.mkdir(parents=True, exist_ok=True)
         run_cols: dict[str, Any] = {"state": "running", "ended_at": None, "error": None}
@@ -238,81 +255,128 @@ class RunDriver:
             run_cols["started_at"] = now
         if lease is not None:
             run_cols = {}  # the store moves a submitted run's state as partitions are claimed and end
-        adopt_poll = now
-        finished: Finished | None = None
-        wake_at: float | None = None
-        lost_lease = False
-        try:
-            while finished is None and not self._stop:
-                now = time.time()
-                if lease is not None:
-                    if lease.on_turn is not None:
-                        lease.on_turn(now)
-                    if now >= adopt_poll:
-                        if adopted:
-                            events.extend(self._adopted(adopted, now))
-                        if not self._cancel_requested and self._cancel_asked():
-                            self._cancel_requested = 1  # `conveyor cancel`: as a first Ctrl-C
-                        adopt_poll = now + min(lease.heartbeat, 0.5)
-                if self._cancel_requested == 1 and not machine.cancelling:
-                    events.append(CancelRequested(now))
-                if self._cancel_requested >= 2:
-                    events.extend(self._abort(executor, now))
-                machine.prefetch = executor.prefetch if executor.quick else 0
-                commands = machine.handle(*events)
-                events = []
-                batch = self._batch(machine.drain_changes())
-                if run_cols:
-                    batch.run.update(run_cols)
-                    run_cols = {}
-                for cmd in commands:
-                    if isinstance(cmd, Finished):
-                        finished = cmd
-                        if lease is None:
-                            batch.run.update(self._run_end(cmd, now))
-                    elif isinstance(cmd, Wake):
-                        wake_at = cmd.at
-                if batch or now - self._last_commit > self.lease_ttl / 3:
-                    self._commit(batch, now)
-                for cmd in commands:  # effects, only after their transitions are durable
-                    if isinstance(cmd, Execute):
-                        task = self.graph[cmd.instance].task
-                        spec = machine.instances[cmd.instance].spec
-                        executor.submit(
-                            self._job(cmd),
-                            task.timeout,
-                            now,
-                            cpu=task.resources.cpu,
-                            queueable=spec.queueable,
-                        )
-                    elif isinstance(cmd, Cancel):
-                        executor.cancel(cmd.instance, cmd.attempt, self.grace, now)
-                if finished is not None:
-                    break
-                deadline = now + 0.25
-                timer = executor.next_deadline()
-                if timer is not None and timer < deadline:
-                    deadline = timer
-                if wake_at is not None and wake_at < deadline:
-                    deadline = wake_at
-                for item in executor.poll(max(deadline - time.time(), 0.0)):
-                    events.append(self._event(item))
-                if wake_at is not None and time.time() >= wake_at:
-                    events.append(Tick(time.time()))
-                    wake_at = None
-                if adopted and wake_at is None:
-                    wake_at = adopt_poll
-        except StaleEpochError:
-            lost_lease = True
-            raise
-        finally:
-            if lease is not None and (lost_lease or self._stop):
-                executor.detach()  # their runners record what they finish, if still current
-            else:
-                executor.shutdown(kill=finished is None)
-            GRAPHS.pop(run.id, None)
-            if finished is not None and lease is None:
-                store.release(run.id, self._epoch)
+        self._events, self._adopting, self._run_cols = events, adopted, run_cols
+        self._adopt_poll = now
+
+    def step(self) -> bool:
+        """One turn: feed the events to the core, commit its changes, then carry out its
+        commands. True when the driving is over (finished, or stopping)."""
+        if self.finished is not None or self._stop:
+            return True
+        machine, executor, lease, adopted = self.machine, self.executor, self.lease, self._adopting
+        assert machine is not None and executor is not None
+        events = self._events
+        now = time.time()
+        if lease is not None and lease.on_turn is not None:
+            lease.on_turn(now)
+        if now >= self._adopt_poll and (adopted or lease is not None):
+            if adopted:
+                events.extend(self._adopted(adopted, now))
+            if lease is not None and not self._cancel_requested and self._cancel_asked():
+                self._cancel_requested = 1  # `conveyor cancel`: as a first Ctrl-C
+            self._adopt_poll = now + min(lease.heartbeat if lease else 0.25, 0.5)
+        if self._cancel_requested == 1 and not machine.cancelling:
+            events.append(CancelRequested(now))
+        if self._cancel_requested >= 2:
+            events.extend(self._abort(executor, now))
+        machine.prefetch = executor.prefetch if executor.quick else 0
+        commands = machine.handle(*events)
+        self._events = []
+        batch = self._batch(machine.drain_changes())
+        if self._run_cols:
+            batch.run.update(self._run_cols)
+            self._run_cols = {}
+        finished = None
+        for cmd in commands:
+            if isinstance(cmd, Finished):
+                finished = cmd
+                if lease is None:
+                    batch.run.update(self._run_end(cmd, now))
+            elif isinstance(cmd, Wake):
+                self._wake_at = cmd.at
+        if batch or now - self._last_commit > self.lease_ttl / 3:
+            self._commit(batch, now)
+        if finished is not None:
+            _fault("finished", 1)  # the end is durable; nobody has been told yet
+        self.finished = finished
+        for cmd in commands:  # effects, only after their transitions are durable
+            if isinstance(cmd, Execute):
+                task = self.graph[cmd.instance].task
+                spec = machine.instances[cmd.instance].spec
+                executor.submit(
+                    self._job(cmd),
+                    task.timeout,
+                    now,
+                    cpu=task.resources.cpu,
+                    queueable=spec.queueable,
+                )
+            elif isinstance(cmd, Cancel):
+                executor.cancel(cmd.instance, cmd.attempt, self.grace, now)
+        self._turned = now
+        return finished is not None
+
+    def deadline(self) -> float:
+        """Until when the executor may be waited on before this driver's next turn."""
+        deadline = self._turned + 0.25
+        if self._wake_at is not None and self._wake_at < deadline:
+            deadline = self._wake_at
+        return deadline
+
+    def wait(self) -> None:
+        """Wait on the driver's own executor until something ends or a timer is due."""
+        executor = self.executor
+        assert executor is not None
+        deadline = self.deadline()
+        timer = executor.next_deadline()
+        if timer is not None and timer < deadline:
+            deadline = timer
+        for item in executor.poll(max(deadline - time.time(), 0.0)):
+            self.feed(item)
+        self.tick()
+
+    def owns(self, item: Outcome | Lost) -> bool:
+        """Is this executor's report about one of this driver's attempts?"""
+        job = item.job if isinstance(item, Lost) else item
+        return job.run_id == self.run.id and (self._own is None or job.instance in self._own)
+
+    def owns_job(self, job: Job) -> bool:
+        return job.run_id == self.run.id and (self._own is None or job.instance in self._own)
+
+    def feed(self, item: Outcome | Lost) -> None:
+        """An attempt of this driver's ended or was lost: an event for its next turn."""
+        self._events.append(self._event(item))
+
+    def tick(self) -> None:
+        """After waiting: a timer of the core (a backoff's ``Wake``) that came due."""
+        if self._wake_at is not None and time.time() >= self._wake_at:
+            self._events.append(Tick(time.time()))
+            self._wake_at = None
+        if self._adopting and self._wake_at is None:
+            self._wake_at = self._adopt_poll
+
+    def let_go(self) -> None:
+        """Stop using the executor: at the end, on a lost lease, on stopping, on an error."""
+        executor, lease, run = self.executor, self.lease, self.run
+        if executor is None:
+            return
+        self.executor = None
+        if self._shared is not None:
+            if self.finished is None:  # their runners record what they finish, if still current
+                executor.drop(self.owns_job)
+        elif lease is not None and (self._lost_lease or self._stop):
+            executor.detach()  # their runners record what they finish, if still current
+        else:
+            executor.shutdown(kill=self.finished is None)
+        if self._shared is None:
+            GRAPHS.pop(run.id, None)  # a shared executor's owner keeps it while others need it
+        if self.finished is not None and lease is None and self._release:
+            self.store.release(run.id, self._epoch)
+
+    def end(self) -> RunResult:
+        """Record the end (a partition's; a run's went with its last commit), or hand over."""
+        store, run, lease, finished = self.store, self.run, self.lease, self.finished
+        part = lease.partition if lease else None
+        now = time.time()
         if finished is None:  # stopped: hand the partition over
             assert part is not None
             store.release_partition(run.id, part.number, self._epoch)
@@ -363,7 +427,7 @@ class RunDriver:
                 since = since or time.time()
                 self.lease.say(f"store unreachable ({exc}); retrying in {delay:.2f}s")
                 time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, RETRY_MAX)
                 continue
             if since is not None:
                 assert self.lease is not None
@@ -377,10 +441,10 @@ class RunDriver:
             return False  # the next commit waits for the store to come back
 
     def _adopted(self, adopted: dict[str, int], now: float) -> list[Event]:
-        """Attempts another scheduler launched before it died: ended (their runner recorded the
-        end), still running (beating), or lost (silent for ``lost_after``)."""
-        assert self.lease is not None
-        lost_after = self.lease.lost_after
+        """Attempts another driver launched before it died: ended (their runner recorded the
+        end), still running (beating), never started (no beat: lost, not counted against the
+        task), or lost (silent for ``lost_after``)."""
+        lost_after = self.lease.lost_after if self.lease else 3.0
         try:
             statuses = self.store.attempt_status(self.run.id, list(adopted.items()))
         except StoreError:
@@ -397,6 +461,16 @@ class RunDriver:
                 events.append(AttemptFailed(now, iid, n, st.error or st.state))
             elif st.state != "running":
                 events.append(AttemptLost(now, iid, n, f"recorded {st.state}"))
+            elif st.heartbeat is None and (self.lease is None or now - st.started_at > lost_after):
+                # No runner began it: its driver died first (a runner that begins beats at
+                # once, and one whose driver is gone begins nothing). Not the task's fault.
+                why = "the process driving the run stopped before the attempt started"
+                try:
+                    if not self.store.declare_lost(self.run.id, iid, n, now, why):
+                        continue
+                except StoreError:
+                    continue
+                events.append(AttemptLost(now, iid, n, why, blameless=True))
             elif now - (st.heartbeat or st.started_at) > lost_after:
                 why = "its scheduler stopped and its runner no longer beats"
                 try:
@@ -409,7 +483,8 @@ class RunDriver:
                 continue
             del adopted[iid]
         for iid in [i for i in adopted if i not in seen]:  # no attempt row: it never started
-            events.append(AttemptLost(now, iid, adopted.pop(iid), "its scheduler stopped before starting it"))
+            why = "the process driving the run stopped before starting it"
+            events.append(AttemptLost(now, iid, adopted.pop(iid), why, blameless=True))
         return events
 
     def _abort(self, executor: LocalExecutor, now: float) -> list[Event]:
@@ -455,6 +530,8 @@ class RunDriver:
             inputs,
             self.run.target,
             self.run.params,
+            self._job_lease,
+            self.run.workdir if self._shared is not None else "",
         )
 
     def _log_path(self, iid: str, attempt: int) -> str:
@@ -465,6 +542,8 @@ class RunDriver:
 
     def _event(self, item: Outcome | Lost) -> Event:
         if isinstance(item, Outcome):
+            if item.waited_for:
+                self._waited[item.instance, item.attempt] = item.waited_for
             if item.status == "succeeded":
                 self._results[item.instance] = item.result
                 return AttemptSucceeded(item.ended, item.instance, item.attempt)
@@ -499,15 +578,12 @@ class RunDriver:
                 started.append(AttemptRecord(run_id, iid, ch.attempt, "running", at, None, None, log))
                 times[iid] = (at, times.get(iid, (None, None))[1])
             elif old is S.RUNNING:
-                ended.append(
-                    {
-                        "instance_id": iid,
-                        "number": ch.attempt,
-                        "state": _ENDED[new],
-                        "ended_at": at,
-                        "error": ch.error,
-                    }
-                )
+                end = {"instance_id": iid, "number": ch.attempt, "state": _ENDED[new], "ended_at": at}
+                end["error"] = ch.error
+                waited = self._waited.pop((iid, ch.attempt), None) if self._waited else None
+                if waited:
+                    end["waited_for"] = waited
+                ended.append(end)
             if ch.error:
                 errors[iid] = ch.error
             if new in _TERMINAL:
@@ -543,24 +619,3 @@ class RunDriver:
             more = f" (and {len(fin.failed) - 1} more)" if len(fin.failed) > 1 else ""
             error = f"task {self.graph[first].label} failed{more}:\n{tail(self._errors.get(first))}"
         return {"state": fin.state, "ended_at": now, "error": error}
-
-
-@contextmanager
-def interrupts(driver: RunDriver) -> Iterator[None]:
-    """Ctrl-C once: cancel gracefully. Twice: kill attempts and stop at once."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        driver.request_cancel()
-
-    old_int = signal.signal(signal.SIGINT, handler)
-    old_term = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)

@@ -20,10 +20,12 @@ from typing import Any
 
 from conveyor import params as P
 from conveyor.core import Change
-from conveyor.driver import RunDriver, RunResult, interrupts, owner_is_dead
-from conveyor.errors import ConveyorError, GraphError, RunBusy
+from conveyor.driver import RunDriver, RunResult, tail
+from conveyor.errors import ConveyorError, GraphError, RunBusy, RunExists
 from conveyor.graph import Graph
+from conveyor.interrupts import interrupts
 from conveyor.loader import load_pipeline, split_target
+from conveyor.owners import owner_is_dead, owner_name
 from conveyor.partitions import BOUND, partition
 from conveyor.pipelines import PipelineDef
 from conveyor.resources import Capacity
@@ -41,6 +43,8 @@ class Prepared:
     graph: Graph
     resumed: bool
     capacity: Capacity
+    epoch: int | None = None  # the run's lease, taken by this process
+    unseen: bool = False  # it succeeded moments ago, unreported: show it, run nothing
 
 
 def canonical_target(target: str, pipeline: str) -> str:
@@ -108,6 +112,11 @@ def instance_records(
     ]
 
 
+#: A run of the same command that succeeded this recently (seconds), whose driving process died
+#: before it could say so, is shown instead of starting another (see ``prepare``).
+UNSEEN = 300.0
+
+
 def prepare(
     target: str | PipelineDef,
     params: Mapping[str, Any] | None = None,
@@ -120,7 +129,14 @@ def prepare(
     workers: int | None = None,
     resources: Mapping[str, int] | None = None,
 ) -> Prepared:
-    """Load and build the pipeline, check it fits the machine, and find or create its run."""
+    """Load and build the pipeline, check it fits the machine, find or create its run, and
+    take the run's lease.
+
+    The same pipeline and parameters never get two unfinished runs: of two processes creating
+    it at once, one wins and the other resumes it, or gets ``RunBusy`` (naming the run) while
+    the winner drives it, to follow it. A run of the same command that succeeded moments ago
+    but whose process died before it could report it comes back with ``unseen=True``.
+    """
     if isinstance(target, PipelineDef):
         pipe = target
         ref = f"{pipe.fn.__module__}:{pipe.fn.__name__}"
@@ -128,24 +144,70 @@ def prepare(
         pipe = load_pipeline(target)
         ref = canonical_target(target, pipe.name)
     bound = pipe.bind(params or {}, from_text=from_text)
-    graph = pipe.build(bound)
+    graph = pipe.build(bound, workdir=os.getcwd())
     capacity = fit_capacity(graph, workers, resources)
     pjson = P.to_json(pipe.params, bound)
     # The graph's instances are part of "the same command": a default like end=None that means
     # today builds another graph tomorrow, which is another run.
     key = run_key(ref, {"params": pjson, "instances": sorted(graph.nodes)})
     store = store or open_embedded(db)
-    if not (new or force):
+    for _ in range(5):  # a lost race to create the run is followed by a look at the winner's
         last = store.latest_run(key)
-        if last is not None and last.state != "succeeded":
-            _refuse_if_busy(last)
-            missing = set(graph.nodes) - {r.id for r in store.instances(last.id)}
-            if missing:
-                store.add_instances(last.id, instance_records(last.id, graph, missing))
-            return Prepared(store, last, graph, True, capacity)
-    run = new_run(pipe, ref, pjson, key, graph)
-    store.create_run(run, instance_records(run.id, graph))
-    return Prepared(store, run, graph, False, capacity)
+        if last is not None and last.state in OPEN and (new or force):
+            last = _supersede(store, last)
+        if last is not None and not (new or force):
+            if last.state != "succeeded":
+                missing = set(graph.nodes) - {r.id for r in store.instances(last.id)}
+                epoch = _lease(store, last)
+                if missing:
+                    store.add_instances(last.id, instance_records(last.id, graph, missing))
+                return Prepared(store, last, graph, True, capacity, epoch)
+            if _unseen(last):
+                epoch = _lease(store, last)
+                return Prepared(store, last, graph, True, capacity, epoch, unseen=True)
+        run = new_run(pipe, ref, pjson, key, graph)
+        try:
+            store.create_run(run, instance_records(run.id, graph))
+        except RunExists:
+            continue  # another process created it just now: resume or follow it
+        return Prepared(store, run, graph, False, capacity, _lease(store, run))
+    raise RunBusy(f"another process keeps creating runs of {pipe.name} with these parameters; try again")
+
+
+#: The states of a run that is not over: a key has at most one run in them.
+OPEN = ("pending", "running")
+
+
+def _lease(store: Store, run: RunRecord) -> int:
+    """Take the run's lease for this process (``RunBusy`` if another live process holds it; one
+    this process took and never drove, say a ``prepare`` in a notebook, is taken again)."""
+    me = owner_name()
+    return store.acquire(run.id, me, LEASE_TTL, is_dead=lambda owner: owner == me or owner_is_dead(owner))
+
+
+def _unseen(run: RunRecord) -> bool:
+    """Did ``run`` succeed just now, its process dying before it released the lease (and so
+    before it told its user)?"""
+    ended = run.ended_at or 0.0
+    return bool(run.owner) and time.time() - ended < UNSEEN and not _held(run)
+
+
+def _held(run: RunRecord) -> bool:
+    return bool(
+        run.owner and run.lease_expires and run.lease_expires > time.time() and not owner_is_dead(run.owner)
+    )
+
+
+def _supersede(store: Store, run: RunRecord) -> RunRecord | None:
+    """``--new`` or ``--force`` with an unfinished run of the same command: refuse while a live
+    process drives it; otherwise end it as superseded, so the new run can be created."""
+    if _held(run):
+        raise RunBusy(
+            f"run {run.id} of the same pipeline and parameters is being driven by {run.owner}; "
+            f"wait for it to end, or cancel it (conveyor cancel {run.id}), then start a new one"
+        )
+    store.supersede(run.id, "superseded by a new run of the same pipeline and parameters (--new or --force)")
+    return None
 
 
 def submit(
@@ -163,8 +225,23 @@ def submit(
     run, instances, partitions = submission(
         pipe, canonical_target(target, pipe.name), params, from_text=from_text, partition_size=partition_size
     )
-    (store or open_store(db)).create_run(run, instances, partitions)
-    return run
+    return record(store or open_store(db), run, instances, partitions)
+
+
+def record(
+    store: Store, run: RunRecord, instances: list[InstanceRecord], partitions: list[PartitionRecord]
+) -> RunRecord:
+    """Store a submitted run, or, if an unfinished run of the same pipeline and parameters
+    exists, return that one: the same command never gets two unfinished runs."""
+    for _ in range(5):
+        try:
+            store.create_run(run, instances, partitions)
+            return run
+        except RunExists:
+            existing = store.latest_run(run.key)
+            if existing is not None and existing.state in OPEN:
+                return existing
+    raise RunBusy(f"another process keeps creating runs of {run.pipeline} with these parameters; try again")
 
 
 Submission = tuple[RunRecord, list[InstanceRecord], list[PartitionRecord]]
@@ -182,7 +259,7 @@ def submission(
     """A new submitted run of ``pipe`` (loadable as ``ref``) as records: the run, its instances
     and its partitions, ready for the store."""
     bound = pipe.bind(params or {}, from_text=from_text)
-    graph = pipe.build(bound)
+    graph = pipe.build(bound, workdir=workdir or os.getcwd())
     pjson = P.to_json(pipe.params, bound)
     parts = partition([n.id for n in graph], {n.id: n.upstream for n in graph}, partition_size)
     number = {iid: k for k, ids in enumerate(parts) for iid in ids}
@@ -209,9 +286,7 @@ def fit_capacity(graph: Graph, workers: int | None, resources: Mapping[str, int]
     return capacity
 
 
-def _refuse_if_busy(run: RunRecord) -> None:
-    if run.owner and run.lease_expires and run.lease_expires > time.time() and not owner_is_dead(run.owner):
-        raise RunBusy(f"run {run.id} is being driven by {run.owner}; wait for it to end or stop that process")
+LEASE_TTL = 30.0
 
 
 def default_workers() -> int:
@@ -226,8 +301,11 @@ def drive(
     grace: float = 10.0,
     on_change: Callable[[Change, str], None] | None = None,
     on_start: Callable[[RunDriver], None] | None = None,
+    release: bool = True,
 ) -> RunResult:
-    """Drive a prepared run to its end on local worker processes."""
+    """Drive a prepared run to its end on local worker processes. ``release=False`` keeps the
+    run's lease when it ends: the caller releases it (``release``) once it has told the user,
+    so that a process killed in between leaves a run the next ``prepare`` shows as unseen."""
     driver = RunDriver(
         prepared.store,
         prepared.run,
@@ -237,7 +315,10 @@ def drive(
         force=force,
         retry=retry,
         grace=grace,
+        lease_ttl=LEASE_TTL,
         on_change=on_change,
+        epoch=prepared.epoch,
+        release=release,
     )
     if on_start is not None:
         on_start(driver)
@@ -257,13 +338,30 @@ def run(
 ) -> RunResult:
     """Run a pipeline to its end on this machine and return how it ended.
 
+    If another process is driving the same pipeline with the same parameters, this follows
+    that run to its end instead of starting a second one (and resumes it if that process dies).
     The store stays open for the next call in this process (a notebook, a script running many
     pipelines): one engine per database, as SQLAlchemy recommends.
     """
-    prepared = prepare(
-        target, params, store=_store(db), new=new, force=force, workers=workers, resources=resources
-    )
-    return drive(prepared, force=force)
+    store = _store(db)
+    while True:
+        try:
+            prepared = prepare(
+                target, params, store=store, new=new, force=force, workers=workers, resources=resources
+            )
+        except RunBusy as busy:
+            if busy.run_id is None:
+                raise
+            followed = follow(store, busy.run_id)
+            if followed is not None:
+                return followed
+            continue
+        if prepared.unseen:
+            release(prepared)
+            shown = follow(store, prepared.run.id)
+            assert shown is not None
+            return shown
+        return drive(prepared, force=force)
 
 
 _STORES: dict[tuple[int, str], Store] = {}
@@ -292,7 +390,7 @@ def reopen(
     """An existing run, with its pipeline loaded again from where it was defined."""
     store = store or open_embedded(db)
     record = store.get_run(run_id)
-    _refuse_if_busy(record)
+    epoch = _lease(store, record)
     with _workdir(record.workdir):
         pipe = load_pipeline(record.target)
         graph = pipe.build(P.from_json(pipe.params, record.params))
@@ -306,7 +404,28 @@ def reopen(
     missing = set(graph.nodes) - {i.id for i in stored}
     if missing:
         store.add_instances(record.id, instance_records(record.id, graph, missing))
-    return Prepared(store, record, graph, True, fit_capacity(graph, workers, resources))
+    return Prepared(store, record, graph, True, fit_capacity(graph, workers, resources), epoch)
+
+
+def release(prepared: Prepared) -> None:
+    """Give back the run's lease taken by ``prepare`` (after a ``drive(release=False)``)."""
+    if prepared.epoch is not None:
+        prepared.store.release(prepared.run.id, prepared.epoch)
+
+
+def follow(store: Store, run_id: str, *, every: float = 0.25) -> RunResult | None:
+    """Wait for another process to drive ``run_id`` to its end and return how it ended; None
+    as soon as no live process holds its lease (then resume it: ``prepare`` again)."""
+    started = time.time()
+    while True:
+        run = store.get_run(run_id)
+        if run.state not in OPEN and not _held(run):
+            failed = [(i.label, tail(i.error)) for i in store.instances(run_id) if i.state == "failed"]
+            took = (run.ended_at or time.time()) - (run.started_at or started)
+            return RunResult(run.id, run.state, dict(run.counts), failed, took)
+        if not _held(run):
+            return None
+        time.sleep(every)
 
 
 @contextlib.contextmanager
@@ -318,4 +437,16 @@ def _workdir(path: str) -> Iterator[None]:
     yield
 
 
-__all__ = ["ConveyorError", "Prepared", "RunBusy", "RunResult", "drive", "prepare", "reopen", "run", "submit"]
+__all__ = [
+    "ConveyorError",
+    "Prepared",
+    "RunBusy",
+    "RunResult",
+    "drive",
+    "follow",
+    "prepare",
+    "release",
+    "reopen",
+    "run",
+    "submit",
+]

@@ -19,6 +19,7 @@ what to do.
     │   ├── PipelineNotFound
     │   └── BackfillNotFound
     ├── RunBusy                another live process drives the run
+    │   └── RunExists          an unfinished run of the same pipeline and parameters exists
     ├── NameInUse              another live scheduler has registered under this name
     ├── TargetError            a target template or a target write is wrong
     ├── TransitionError        the scheduling core was asked for an illegal state change (a bug)
@@ -98,7 +99,18 @@ class BackfillNotFound(NotFound):
 
 
 class RunBusy(ConveyorError):
-    """Another live process is driving this run."""
+    """Another live process is driving this run. ``run_id`` and ``owner`` name them when known:
+    a second `conveyor run` of the same command follows that run instead."""
+
+    def __init__(self, message: str, run_id: str | None = None, owner: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.owner = owner
+
+
+class RunExists(RunBusy):
+    """An unfinished run of the same pipeline and parameters exists: a run's key is unique
+    among unfinished runs, so another process created it first."""
 
 
 class NameInUse(ConveyorError):

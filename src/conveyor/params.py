@@ -350,7 +350,7 @@ def bind(
             out[p.name] = raw
             continue
         try:
-            out[p.name] = _coerce(p.type, raw, from_text)
+            out[p.name] = _refuse_nul(_coerce(p.type, raw, from_text))
         except ValueError as exc:
             problems[p.name] = str(exc)
             messages.append(f"{owner}: parameter {p.name!r}: {exc}")
@@ -374,6 +374,21 @@ def _coerce(ptype: ParamType, raw: Any, from_text: bool) -> Any:
         except Exception:
             pass
         raise
+
+
+def _refuse_nul(value: Any) -> Any:
+    """``value``, unless a text in it holds a NUL character, which no file name, command line
+    or store can keep (a worker would fail with "embedded null byte")."""
+    texts: list[Any] = [value]
+    while texts:
+        v = texts.pop()
+        if isinstance(v, str | Path) and "\x00" in str(v):
+            raise ValueError(f"{str(v)!r} contains a NUL character (\\x00); remove it")
+        if isinstance(v, list | tuple | set | frozenset):
+            texts += v
+        elif isinstance(v, dict):
+            texts += [*v.keys(), *v.values()]
+    return value
 
 
 def to_json(params: tuple[Param, ...], values: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from conveyor import params as P
 from conveyor.errors import ConveyorError, DefinitionError, GraphError
 from conveyor.graph import Builder, Graph, current_builder
 from conveyor.schedules import Schedule
+from conveyor.targets import flatten
 from conveyor.tasks import _check_name
 
 #: The parameter through which a scheduled run receives its logical time.
@@ -40,8 +41,12 @@ class PipelineDef:
         """Validated parameter values (strings are parsed when ``from_text``)."""
         return P.bind(f"pipeline {self.name}", self.params, values, from_text=from_text)
 
-    def build(self, values: Mapping[str, Any] | None = None, *, from_text: bool = False) -> Graph:
-        """Record the graph for these parameters; nothing executes."""
+    def build(
+        self, values: Mapping[str, Any] | None = None, *, from_text: bool = False, workdir: str | None = None
+    ) -> Graph:
+        """Record the graph for these parameters; nothing executes. Its targets must be shared by
+        every process; with ``workdir`` (where a new run will execute), its scripts must exist
+        there: both are refused before any run is created, not in a worker."""
         bound = self.bind(values or {}, from_text=from_text)
         with Builder(self.name) as builder:
             try:
@@ -56,6 +61,11 @@ class PipelineDef:
                 ) from None
         if not builder.nodes:
             raise GraphError(f"pipeline {self.name} records no tasks; call at least one task inside it")
+        for node in builder.nodes.values():
+            for target in flatten(node.output):
+                target.check_shared()
+            if workdir is not None and node.task.kind == "script":
+                _check_script(node.task.name, str(node.task.command[0]), workdir)
         return Graph(self.name, builder.nodes.values())
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -64,6 +74,15 @@ class PipelineDef:
         if args:
             raise DefinitionError(f"pipeline {self.name}: pass parameters by name to build its graph")
         return self.build(kwargs)
+
+
+def _check_script(task: str, script: str, workdir: str) -> None:
+    path = Path(workdir, script)
+    if not path.is_file():
+        where = "" if Path(script).is_absolute() else f" (in {workdir})"
+        raise DefinitionError(
+            f"task {task}: script {script} does not exist{where}; fix the path given to script()"
+        )
 
 
 def pipeline(

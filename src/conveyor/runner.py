@@ -14,14 +14,15 @@ import logging
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from conveyor import artifacts
 from conveyor.errors import ConveyorError, TargetError
@@ -29,6 +30,7 @@ from conveyor.targets import FileTarget, flatten, rebuild
 
 if TYPE_CHECKING:
     from conveyor.graph import Graph
+    from conveyor.store.records import Holder
     from conveyor.tasks import TaskDef
 
 
@@ -48,6 +50,8 @@ class Job:
     inputs: Mapping[str, str | None]  # parameter -> upstream result reference
     target: str  # how to load the pipeline on a cache miss
     params: Mapping[str, str]
+    lease: tuple[str, int, int] | None = None  # a scheduler's: run, partition, epoch
+    workdir: str = ""  # where the run was submitted: its relative paths start there
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,7 @@ class Outcome:
     error: str | None = None
     started: float = 0.0
     ended: float = 0.0
+    waited_for: str | None = None  # took the outcome of this run's attempt of the same instance
 
 
 #: Graphs by run id; the driver registers them before workers fork, so workers find them here.
@@ -69,9 +74,11 @@ GRAPHS: dict[str, Graph] = {}
 def graph_for(job: Job) -> Graph:
     graph = GRAPHS.get(job.run_id)
     if graph is None:  # a worker that did not inherit it: load the pipeline again
+        from conveyor import params as P
         from conveyor.loader import load_pipeline
 
-        graph = load_pipeline(job.target).build(job.params, from_text=False)
+        pipe = load_pipeline(job.target)
+        graph = pipe.build(P.from_json(pipe.params, job.params))  # the run's params, as stored
         GRAPHS[job.run_id] = graph
     return graph
 
@@ -142,7 +149,9 @@ def user_traceback(exc: BaseException) -> str:
     return "".join(tb.format()).rstrip()
 
 
-def run_attempt(job: Job) -> Outcome:
+def run_attempt(job: Job, waiting: tuple[Recorder, Holder] | None = None) -> Outcome:
+    """Run ``job``; with ``waiting`` (this runner's recorder and the attempt that holds the
+    instance's claim), first wait for that attempt and take its outcome if it has one."""
     started = time.time()
     sink = _LazyLog(job.log_path)
     old_out, old_err = sys.stdout, sys.stderr
@@ -150,6 +159,12 @@ def run_attempt(job: Job) -> Outcome:
     _handler.sink = sink
     staged: list[FileTarget] = []
     try:
+        if waiting is not None:
+            recorder, holder = waiting
+            taken = recorder.wait(job, holder, lambda line: print(line, flush=True))
+            if taken is not None:
+                return taken
+            started = time.time()
         graph = graph_for(job)
         node = graph[job.instance]
         values = dict(node.literals)
@@ -365,43 +380,44 @@ def pack(job: Job, seq: int, *, inherited: bool = False) -> tuple[Any, ...]:
         job.inputs,
         target,
         params,
+        job.lease,
+        job.workdir,
     )
 
 
 class Recorder:
-    """In a scheduler's worker: the runner records each attempt's end in the store itself, so
-    that a result outlives the scheduler that launched the attempt, and beats while an attempt
-    runs, so that a scheduler taking over can tell a running attempt from a lost one.
+    """The runner records its attempt in the store itself, in every mode: its start, its
+    heartbeats and its end, each with a conditional update (the attempt must still be current;
+    the first completion wins). So an attempt's end lands even when the process that launched it
+    died (a killed `conveyor run`, a scheduler), and a new owner can tell a running attempt from
+    a lost one.
 
-    Before an attempt starts, the runner checks that its scheduler still holds the partition's
-    lease (``lease``: run, partition, epoch): only a takeover makes an attempt stale, and none
-    can happen before the lease expires. The answer is kept until shortly before that expiry,
-    so a busy worker reads the lease about once a second, not once per attempt. The end is
-    written only if the attempt is still current (see ``Leases``). A store that does not answer
-    is retried with backoff for ``patience`` seconds; then the attempt goes on (or its end goes
-    to the scheduler only, which records it in its own commit).
+    Before it executes, the runner claims the instance id (``store.claims``): if another run's
+    attempt (or an older attempt of its own run, left running by a dead driver) is executing
+    the same task instance, this one waits for it and takes its outcome instead of executing
+    the task a second time. A store that does not answer is retried with backoff for
+    ``patience`` seconds; then the attempt goes on (or its end goes to its driver only, which
+    records it in its own commit).
     """
 
-    #: Trust a lease until this long (seconds) before its recorded expiry: clocks may differ.
-    MARGIN = 0.5
+    #: Seconds between a waiting runner's looks at the attempt it waits for.
+    POLL = 0.25
 
-    def __init__(
-        self, url: str, lease: tuple[str, int, int], interval: float = 1.0, patience: float = 120.0
-    ) -> None:
+    def __init__(self, url: str, interval: float = 1.0, patience: float = 120.0) -> None:
         self.url = url
-        self.lease = lease
         self.interval = interval
         self.patience = patience
         self.current: tuple[str, str, int] | None = None
         self._store: Any = None
         self._thread: Any = None
-        self._valid_until = 0.0
+        self._owner = ""
 
     def _db(self) -> Any:
         if self._store is None:
-            from conveyor.store.sql import SqlStore
+            from conveyor.store import open_embedded
 
-            self._store = SqlStore(self.url, migrate=False, check=False)
+            self._store = open_embedded(self.url)  # a SQLite file: without SQLAlchemy
+            self._owner = f"{socket.gethostname()}:{os.getpid()}"
         return self._store
 
     def _retrying(self, what: str, fn: Any) -> Any:
@@ -421,23 +437,71 @@ class Recorder:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    def begin(self, job: Job) -> bool:
-        """False if the attempt is no longer current: another scheduler declared it lost."""
+    def begin(self, job: Job, take_from: tuple[str, int] | None = None) -> bool | Holder:
+        """Start the attempt: False if it is no longer current (another scheduler declared it
+        lost, or it was cancelled); a ``Holder`` if another attempt executes the instance now;
+        True if this one executes it."""
         self._start_beating()
-        key = (job.run_id, job.instance, job.attempt)
-        now = time.time()
-        if now >= self._valid_until:
-            run_id, number, epoch = self.lease
-            found = self._retrying("checking the lease", lambda db: db.lease_of(run_id, number))
-            held = found is not None and found[0] == epoch and found[2] == "open" and found[1]
-            if held and found is not None and found[1] - self.MARGIN > now:
-                self._valid_until = found[1] - self.MARGIN
-            else:  # the lease is near its end, or was taken over: ask about this attempt itself
-                alive = self._retrying("the attempt's start", lambda db: db.attempt_alive(*key, now))
-                if alive is False:
-                    return False
-        self.current = key
-        return True
+        got = self._retrying(
+            "the attempt's start",
+            lambda db: db.begin_attempt(
+                job.run_id, job.instance, job.attempt, self._owner, time.time(), take_from=take_from
+            ),
+        )
+        if got == "stale":
+            return False
+        self.current = (job.run_id, job.instance, job.attempt)
+        return True if got is None else cast("Holder", got)
+
+    def wait(self, job: Job, holder: Holder, say: Callable[[str], None]) -> Outcome | None:
+        """Wait for ``holder``'s attempt of the same instance and take its outcome; None when
+        it ended without one (lost, cancelled) or its runner died, and this attempt now holds
+        the claim: then it executes the task itself."""
+        from conveyor.owners import owner_is_dead
+
+        started = time.time()
+        if holder.state == "succeeded":
+            say(f"conveyor: run {holder.run_id} executed this task while this run was going; taking it")
+            return Outcome(
+                job.run_id, job.instance, job.attempt, "succeeded", holder.result, None,
+                started, time.time(), waited_for=holder.run_id,
+            )  # fmt: skip
+        say(f"conveyor: run {holder.run_id} is executing this task (attempt {holder.attempt}); waiting")
+        while True:
+            time.sleep(self.POLL)
+            seen = self._retrying(
+                "waiting for the other attempt", lambda db, h=holder: db.waiting_on(job.instance, h)
+            )
+            if seen is None:
+                continue
+            claim, status = seen
+            if status is not None and status.state == "succeeded":
+                say(f"conveyor: run {holder.run_id}'s attempt succeeded; taking its outcome")
+                return Outcome(
+                    job.run_id, job.instance, job.attempt, "succeeded", status.result, None,
+                    started, time.time(), waited_for=holder.run_id,
+                )  # fmt: skip
+            if status is not None and status.state == "failed":
+                error = f"run {holder.run_id}'s attempt {holder.attempt} of this task failed"
+                error += f":\n{status.error}" if status.error else ""
+                say(f"conveyor: {error}")
+                return Outcome(
+                    job.run_id, job.instance, job.attempt, "failed", None, error,
+                    started, time.time(), waited_for=holder.run_id,
+                )  # fmt: skip
+            mine = claim is not None and (claim.run_id, claim.attempt) == (holder.run_id, holder.attempt)
+            if mine and claim is not None and claim.expires > time.time() and not owner_is_dead(claim.owner):
+                continue  # still executing
+            # It ended without an outcome to take, or its runner is gone: claim the instance.
+            dead = mine and claim is not None and owner_is_dead(claim.owner)
+            got = self.begin(job, (holder.run_id, holder.attempt) if dead else None)
+            if got is False:
+                return Outcome(job.run_id, job.instance, job.attempt, "cancelled", None, "cancelled")
+            if got is True:
+                say(f"conveyor: run {holder.run_id}'s attempt ended without a result; executing here")
+                return None
+            holder = got
+            say(f"conveyor: run {holder.run_id} is executing this task now (attempt {holder.attempt})")
 
     def end(self, job: Job, out: Outcome) -> None:
         self.current = None
@@ -452,6 +516,7 @@ class Recorder:
                 ended_at=out.ended,
                 result=out.result,
                 error=short_error(out.error),
+                waited_for=out.waited_for,
             ),
         )
 
@@ -469,7 +534,7 @@ class Recorder:
             if key is None:
                 continue
             try:
-                self._db().attempt_alive(*key, time.time())
+                self._db().beat_attempt(*key, time.time())
             except ConveyorError:
                 pass  # the store is away: the attempt's end retries; a missed beat is harmless
 
@@ -484,7 +549,7 @@ def worker_main(
 
     A message is ``None`` (stop), a ``Job`` (answered with an ``Outcome``), or the executor's
     compact form ``(seq, *job fields)``, answered with ``(seq, status, result, error, started,
-    ended)``; status ``revoked`` means the executor took the job back before it started.
+    ended, waited_for)``; status ``revoked`` means the executor took the job back before it started.
     """
     global _control, _recorder
     _control = control
@@ -522,25 +587,48 @@ def _answer(msg: Any, control: Control | None) -> Any:
     try:
         if isinstance(msg, Job):
             _running = 0
-            out = run_attempt(msg)
+            out = _attempt(msg)
             return dataclasses.replace(out, error=short_error(out.error))
         seq = msg[0]
         _running = seq  # before begin(): once the executor sees it started, it may aim a SIGTERM
         if control is not None and not control.begin(seq):
-            return (seq, "revoked", None, None, 0.0, 0.0)
+            return (seq, "revoked", None, None, 0.0, 0.0, None)
         job = Job(*msg[1:])
-        if _recorder is not None and not _recorder.begin(job):
-            now = time.time()
-            return (seq, "failed", None, "the attempt was taken over by another scheduler", now, now)
-        out = run_attempt(job)
-        if _recorder is not None:
-            _recorder.end(job, out)
-        return (seq, out.status, out.result, short_error(out.error), out.started, out.ended)
+        if job.workdir:
+            _enter(job.workdir)
+        out = _attempt(job)
+        return (seq, out.status, out.result, short_error(out.error), out.started, out.ended, out.waited_for)
     finally:
         _running = None
+
+
+def _attempt(job: Job) -> Outcome:
+    """One attempt, recorded by its runner when the worker has a recorder."""
+    rec = _recorder
+    if rec is None:
+        return run_attempt(job)
+    begun = rec.begin(job)
+    if begun is False:
+        now = time.time()
+        return Outcome(
+            job.run_id, job.instance, job.attempt, "failed", None,
+            "the attempt was no longer current: its run's new driver declared it lost", now, now,
+        )  # fmt: skip
+    out = run_attempt(job, None if begun is True else (rec, begun))
+    rec.end(job, out)
+    return out
+
+
+def _enter(workdir: str) -> None:
+    """Work where the job's run was submitted: one scheduler's pool serves runs from anywhere."""
+    try:
+        if os.getcwd() != workdir:
+            os.chdir(workdir)
+    except OSError:
+        pass  # gone: the attempt fails on its paths and says which
 
 
 def _cancelled(msg: Any) -> Any:
     if isinstance(msg, Job):
         return Outcome(msg.run_id, msg.instance, msg.attempt, "cancelled", error="cancelled")
-    return (msg[0], "cancelled", None, "cancelled", 0.0, 0.0)
+    return (msg[0], "cancelled", None, "cancelled", 0.0, 0.0, None)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -24,13 +24,17 @@ from typing import Any
 
 from conveyor import backfills
 from conveyor import params as P
-from conveyor.driver import Lease, RunDriver, RunResult, owner_name
+from conveyor.driver import RETRY_MAX, Lease, RunDriver
 from conveyor.engine import Submission, default_workers, fit_capacity, submission
 from conveyor.errors import ConveyorError, ParameterError, StaleEpochError, StoreError
+from conveyor.executor.local import LocalExecutor
 from conveyor.graph import Graph
 from conveyor.loader import load_pipeline
+from conveyor.owners import owner_name
 from conveyor.pipelines import LOGICAL_DATE
 from conveyor.project import Entry, Project
+from conveyor.project import find as find_project
+from conveyor.runner import GRAPHS, Recorder
 from conveyor.schedules import Schedule, logical
 from conveyor.store import Store
 from conveyor.store.leases import Claim
@@ -56,10 +60,13 @@ class Settings:
     poll: float = 0.5  # an idle scheduler looks for work this often
     heartbeat: float = 1.0  # runners beat this often while an attempt runs; the registry too
     lost_after: float = 3.0  # an adopted attempt whose runner is silent this long is lost
+    partitions: int = 4  # fresh partitions driven at once (takeovers: up to twice as many)
 
     def __post_init__(self) -> None:
         if self.ttl <= 0 or self.poll <= 0 or self.heartbeat <= 0:
             raise ParameterError("scheduler settings: --lease, --poll and --heartbeat must be positive")
+        if self.partitions < 1:
+            raise ParameterError("scheduler settings: --partitions must be at least 1")
         if self.lost_after <= self.heartbeat:
             raise ParameterError("scheduler settings: --lost-after must be longer than --heartbeat")
 
@@ -78,7 +85,9 @@ class Scheduler:
         self.settings = s = settings or Settings()
         self.name = s.name or owner_name()
         self.workers = s.workers or default_workers()
-        self.driving: RunDriver | None = None
+        self.drivers: list[RunDriver] = []  # the partitions it drives, on one pool
+        self._pool: LocalExecutor | None = None
+        self._stale_pool = False  # forked before a reload
         self._stopping = 0
         self._last_beat = 0.0
         self._outage: float | None = None  # since when the store has not answered
@@ -97,32 +106,89 @@ class Scheduler:
             assert e.pipeline.schedule is not None
             log.info("schedule: %s %s", e.pipeline.name, e.pipeline.schedule.describe())
         try:
-            while not self._stopping:
-                self.turn(time.time())
-                claim = self._store_call(lambda: self.store.claim(self.name, self.settings.ttl))
-                if claim is None and until_idle:  # step the backfills once more: they may submit
-                    self._last_fire = 0.0
-                    self.turn(time.time())
-                    claim = self._store_call(lambda: self.store.claim(self.name, self.settings.ttl))
-                if claim is None:
-                    if until_idle:
-                        return
-                    self.beat(time.time())
-                    self._sleep(self.settings.poll)
-                    continue
-                self.drive(claim)
+            self._loop(until_idle)
         finally:
+            for driver in self.drivers:  # an unexpected error: their runners record what they finish
+                driver.let_go()
+            self.drivers = []
+            if self._pool is not None:
+                if self._stopping:
+                    self._pool.detach()  # attempts handed over finish; their runners record them
+                else:
+                    self._pool.shutdown()
+                self._pool = None
             try:
                 self.store.beat(self.name, time.time(), state="stopped")
             except StoreError:
                 pass
             log.info("scheduler %s stopped", self.name)
 
+    def _loop(self, until_idle: bool) -> None:
+        """Each turn: beat, fire schedules, step backfills; every ``poll``, claim what this
+        scheduler may take (a dead scheduler's partition first); turn every driver once; wait on
+        the pool until an attempt ends or a driver's timer is due."""
+        next_claim = 0.0
+        while True:
+            now = time.time()
+            self.turn(now)
+            if self._stopping:
+                for driver in self.drivers:
+                    driver.request_stop()
+                if not self.drivers:
+                    return
+            elif now >= next_claim:
+                next_claim = now + self.settings.poll
+                claimed = self._claim()
+                if not claimed and not self.drivers and until_idle:  # the backfills may submit
+                    self._last_fire = 0.0
+                    self.turn(time.time())
+                    claimed = self._claim()
+                    if not claimed:
+                        return
+                if not claimed and not self.drivers:
+                    self.beat(time.time())
+                    self._sleep(self.settings.poll)
+                    continue
+                if claimed:
+                    next_claim = now  # there may be more: claim again on the next turn
+            if not self.drivers:
+                continue
+            for driver in list(self.drivers):
+                self._step(driver)
+            self._wait(next_claim)
+
+    def _claim(self) -> bool:
+        """Claim one partition if this scheduler may: fresh work only while it drives fewer than
+        ``partitions`` and its workers have room; a dead scheduler's (an expired lease) while it
+        drives fewer than twice that, however busy. Returns whether it claimed one."""
+        busy = bool(self.drivers)
+        limit = self.settings.partitions
+        if len(self.drivers) >= 2 * limit:
+            return False
+        fresh = len(self.drivers) < limit and (self._pool is None or self._pool.has_room)
+        ttl = self.settings.ttl
+
+        def call() -> Claim | None:
+            return self.store.claim(self.name, ttl, takeover_only=not fresh)
+
+        if busy:  # the drivers' own writes wait for an unreachable store, not this
+            try:
+                claim = call()
+            except StoreError as exc:
+                log.warning("no partition claimed: store unreachable (%s)", exc)
+                return False
+        else:
+            claim = self._store_call(call)
+        if claim is None:
+            return False
+        self._start(claim)
+        return True
+
     def stop(self) -> None:
-        """Stop claiming; hand the partition being driven over to another scheduler."""
+        """Stop claiming; hand the partitions being driven over to other schedulers."""
         self._stopping += 1
-        if self.driving is not None:
-            self.driving.request_stop()
+        for driver in self.drivers:
+            driver.request_stop()
 
     def beat(self, now: float) -> None:
         if now - self._last_beat >= self.settings.heartbeat:
@@ -154,10 +220,11 @@ class Scheduler:
 
     def reload(self) -> None:
         self._reload = False
-        if self.project is None:
-            return
         try:
-            current = self.project.reread()
+            # without a project, one whose conveyor.toml was created here since (a server's child)
+            current = self.project.reread() if self.project else find_project()
+            if current is None:
+                return
             entries = current.pipelines(fresh=True)
         except ConveyorError as exc:
             log.error("reload failed, keeping the pipelines loaded before: %s", exc)
@@ -165,6 +232,8 @@ class Scheduler:
         self.project = current
         self.scheduled = [e for e in entries if e.pipeline.schedule]
         self._graphs.clear()
+        self._stale_pool = True  # its workers hold the code imported before
+        self._renew_pool()
         log.info("reloaded %d pipelines (%d scheduled)", len(entries), len(self.scheduled))
 
     def step_backfills(self) -> None:
@@ -227,18 +296,20 @@ class Scheduler:
             params[LOGICAL_DATE] = when.date() if kind == "date" else when
         return submission(pipe, entry.target, params, workdir=str(self.project.root))
 
-    # -- one partition --------------------------------------------------------------------------
-    def drive(self, claim: Claim) -> RunResult | None:
+    # -- the partitions being driven ------------------------------------------------------------
+    def _start(self, claim: Claim) -> None:
+        """Start driving a claimed partition on the scheduler's pool, beside the others."""
         run, part = claim.run, claim.partition
         how = f"took over from {part.taken_from}" if claim.takeover else "claimed"
         log.info(
             "run %s partition %d (%d tasks): %s, epoch %d", run.id, part.number, part.size, how, part.epoch
         )
+        driver = None
         try:
             with _workdir(run.workdir):
                 graph = self._graph(run)
                 capacity = fit_capacity(graph, self.workers, None)
-                driver = self.driving = RunDriver(
+                driver = RunDriver(
                     self.store,
                     run,
                     graph,
@@ -249,45 +320,112 @@ class Scheduler:
                         ttl=self.settings.ttl,
                         heartbeat=self.settings.heartbeat,
                         lost_after=self.settings.lost_after,
-                        on_turn=self.turn,
                         say=lambda msg: log.warning("run %s partition %d: %s", run.id, part.number, msg),
                     ),
+                    executor=self._shared_pool(run),
                 )
-                if self._stopping:
-                    driver.request_stop()
-                result = driver.drive()
-        except StaleEpochError as exc:
-            log.warning("%s", exc)
-            return None
-        except StoreError as exc:  # the store went away outside a retried write
-            log.warning(
-                "run %s partition %d: %s; its lease will expire and a scheduler will claim it again",
-                run.id,
-                part.number,
-                exc,
-            )
-            return None
-        except ConveyorError as exc:  # the pipeline no longer loads, a task cannot fit, ...
-            error = str(exc)
-            log.error("run %s partition %d failed: %s", run.id, part.number, error)
-            try:
-                self._store_call(
-                    lambda: self.store.end_partition(run.id, part.number, part.epoch, "failed", error)
-                )
-            except StoreError:
-                pass  # taken over meanwhile, or stopping: its lease expires
-            return None
-        finally:
-            self.driving = None
+                driver.begin()
+        except (ConveyorError, OSError) as exc:
+            self._failed(driver, run, part.number, part.epoch, exc)
+            return
+        self.drivers.append(driver)
+
+    def _step(self, driver: RunDriver) -> None:
+        """One turn of one driver; at its end, record the partition's end and let it go."""
+        run = driver.run
+        assert driver.lease is not None
+        number, epoch = driver.lease.partition.number, driver.lease.partition.epoch
+        try:
+            with _workdir(run.workdir):
+                if not driver.step():
+                    return
+                driver.let_go()
+                result = driver.end()
+        except (ConveyorError, OSError) as exc:
+            self._failed(driver, run, number, epoch, exc)
+            return
+        self._forget(driver)
         log.info(
             "run %s partition %d: %s in %.2fs (%s)",
             run.id,
-            part.number,
+            number,
             result.state,
             result.elapsed,
             ", ".join(f"{n} {k}" for k, n in sorted(result.counts.items()) if n),
         )
-        return result
+
+    def _failed(
+        self, driver: RunDriver | None, run: RunRecord, number: int, epoch: int, exc: BaseException
+    ) -> None:
+        """A driver that cannot go on: it lost its lease, the store went away outside a retried
+        write, or its partition failed (the pipeline no longer loads, a task cannot fit, ...)."""
+        if driver is not None:
+            driver.let_go()
+            self._forget(driver)
+        if isinstance(exc, StaleEpochError):
+            log.warning("%s", exc)
+            return
+        if isinstance(exc, StoreError):
+            log.warning(
+                "run %s partition %d: %s; its lease will expire and a scheduler will claim it again",
+                run.id,
+                number,
+                exc,
+            )
+            return
+        error = str(exc)
+        log.error("run %s partition %d failed: %s", run.id, number, error)
+        try:
+            self._store_call(lambda: self.store.end_partition(run.id, number, epoch, "failed", error))
+        except StoreError:
+            pass  # taken over meanwhile, or stopping: its lease expires
+
+    def _forget(self, driver: RunDriver) -> None:
+        if driver in self.drivers:
+            self.drivers.remove(driver)
+        if not any(d.run.id == driver.run.id for d in self.drivers):
+            GRAPHS.pop(driver.run.id, None)
+        self._renew_pool()
+
+    def _renew_pool(self) -> None:
+        """After a reload, stop the workers forked with the old code as soon as no partition
+        uses them; the next claim forks new ones. (A partition claimed before that runs on the
+        old workers.)"""
+        if self._stale_pool and self._pool is not None and not self.drivers:
+            self._pool.shutdown()
+            self._pool = None
+        if self._pool is None:
+            self._stale_pool = False
+
+    def _wait(self, next_claim: float) -> None:
+        """Wait on the pool until an attempt ends, a driver's timer is due or it is time to claim;
+        hand each report to the driver whose attempt it is."""
+        pool = self._pool
+        if pool is None or not self.drivers:
+            return
+        deadline = min(d.deadline() for d in self.drivers)
+        timer = pool.next_deadline()
+        if timer is not None and timer < deadline:
+            deadline = timer
+        if not self._stopping and next_claim < deadline:
+            deadline = next_claim
+        for item in pool.poll(max(deadline - time.time(), 0.0)):
+            for driver in self.drivers:
+                if driver.owns(item):
+                    driver.feed(item)
+                    break  # none: a driver that let go of it
+        for driver in self.drivers:
+            driver.tick()
+
+    def _shared_pool(self, run: RunRecord) -> LocalExecutor:
+        """The scheduler's one pool of workers, for every partition it drives; its runners
+        record each attempt under the lease the attempt's job carries."""
+        if self._pool is None:
+            folder = _home(run.workdir) / "logs" / ("scheduler-" + re.sub(r"[^\w.-]", "_", self.name))
+            folder.mkdir(parents=True, exist_ok=True)
+            recorder = Recorder(self.store.url, self.settings.heartbeat)
+            self._pool = LocalExecutor(self.workers, str(folder), recorder=recorder)
+        return self._pool
 
     def _graph(self, run: RunRecord) -> Graph:
         """The run's graph, built once per scheduler: each of its partitions needs it."""
@@ -315,7 +453,7 @@ class Scheduler:
                     self._outage = time.time()
                 log.warning("store unreachable (%s); retrying in %.2fs", exc, delay)
                 self._sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, RETRY_MAX)
                 continue
             if self._outage is not None:
                 log.info("store reachable again after %.1fs", time.time() - self._outage)
@@ -356,27 +494,3 @@ def _workdir(path: str) -> Iterator[None]:
         yield
     finally:
         os.chdir(old)
-
-
-@contextmanager
-def signals(scheduler: Scheduler) -> Iterator[None]:
-    """SIGTERM or Ctrl-C once: stop after handing the partition over. Twice: exit now.
-    SIGHUP: load the project's pipelines anew."""
-
-    def handler(signum: int, frame: Any) -> None:
-        scheduler.stop()
-        if scheduler._stopping > 1:
-            raise KeyboardInterrupt
-
-    def reload(signum: int, frame: Any) -> None:
-        scheduler.request_reload()
-
-    old_int = signal.signal(signal.SIGINT, handler)
-    old_term = signal.signal(signal.SIGTERM, handler)
-    old_hup = signal.signal(signal.SIGHUP, reload)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
-        signal.signal(signal.SIGHUP, old_hup)

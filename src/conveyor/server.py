@@ -238,8 +238,8 @@ class _Uvicorn(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
-            api, docs = self.urls
-            log.info("Conveyor API: %s   docs: %s", api, docs)
+            ui, api, docs = self.urls
+            log.info("Conveyor UI: %s   API: %s   docs: %s", ui, api, docs)
 
 
 def serve(options: Options) -> None:
@@ -262,7 +262,7 @@ def _serve(options: Options, sock: socket.socket) -> None:
     found = _project(options.project)
     store = open_store(absolute_url(options.db or default_url()))
     try:
-        service = Service(store, found)
+        service = Service(store, found, where=(options.project or Path.cwd()).resolve())
         log.info("store: %s", safe_url(store.url))
         if found is None:
             where = (options.project or Path.cwd()).resolve()
@@ -293,7 +293,7 @@ def _serve(options: Options, sock: socket.socket) -> None:
             timeout_graceful_shutdown=SHUTDOWN_GRACE,
             server_header=False,
         )
-        server = _Uvicorn(config, [f"{base}/api/v1", f"{base}/docs"])
+        server = _Uvicorn(config, [f"{base}/", f"{base}/api/v1", f"{base}/docs"])
         if child is not None:
             child.start()
         try:

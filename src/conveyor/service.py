@@ -35,6 +35,7 @@ from conveyor.layout import Drawing, graph_of, layout, tally, worst
 from conveyor.loader import load_pipeline
 from conveyor.pipelines import PipelineDef
 from conveyor.project import Entry, Project
+from conveyor.project import find as find_project
 from conveyor.schedules import Schedule
 from conveyor.store import Store
 from conveyor.store.records import BackfillRecord, InstanceRecord
@@ -82,12 +83,21 @@ class Artifact:
 
 
 class Service:
-    def __init__(self, store: Store, project: Project | None = None, *, targets: bool = False) -> None:
+    def __init__(
+        self,
+        store: Store,
+        project: Project | None = None,
+        *,
+        targets: bool = False,
+        where: Path | None = None,
+    ) -> None:
         """``project``: its pipelines are the ones asked for by name. ``targets``: also accept
         a pipeline given as ``path/to/file.py:name`` or ``module:name`` (the local client and
-        CLI; never the API, which loads only the project's code)."""
+        CLI; never the API, which loads only the project's code). ``where``: without a project,
+        where a reload looks for a ``conveyor.toml`` created since (there, or above)."""
         self.store = store
         self.project = project
+        self.where = where
         self.targets = targets
         self._entries: dict[str, Entry] = {}
         self._layouts: OrderedDict[tuple[str, bool, int], Drawing] = OrderedDict()
@@ -98,8 +108,12 @@ class Service:
     def reload(self, *, fresh: bool = True) -> list[PipelineView]:
         """Load the project's pipelines again (``fresh``: import their code anew, so that edits
         are seen). A project that no longer loads keeps the pipelines it had, and raises."""
-        if self.project is not None:
-            current = self.project.reread() if fresh else self.project
+        current = self.project
+        if fresh and current is not None:
+            current = current.reread()
+        elif fresh and self.where is not None:
+            current = find_project(self.where)  # a conveyor.toml created since the start
+        if current is not None:
             entries = current.pipelines(fresh=fresh)
             self.project, self._entries = current, {e.pipeline.name: e for e in entries}
         return self.pipelines()
@@ -136,13 +150,13 @@ class Service:
     # -- runs ---------------------------------------------------------------------------------
     def trigger(self, name: str, params: Mapping[str, Any], *, from_text: bool = True) -> RunView:
         """Submit a run of the pipeline for the schedulers; ``from_text``: strings are parsed by
-        the parameters' types (JSON and the command line)."""
+        the parameters' types (JSON and the command line). An unfinished run of the pipeline with
+        the same parameters is returned instead of a second one."""
         entry = self.entry(name)
         run, instances, partitions = engine.submission(
             entry.pipeline, entry.target, params, from_text=from_text, workdir=self._workdir(entry)
         )
-        self.store.create_run(run, instances, partitions)
-        return RunView.of(run)
+        return RunView.of(engine.record(self.store, run, instances, partitions))
 
     def runs(
         self,
@@ -193,7 +207,7 @@ class Service:
         if r.partitions:
             self.store.request_cancel(r.id)
             return RunView.of(self.store.get_run(r.id))
-        from conveyor.driver import owner_is_dead
+        from conveyor.owners import owner_is_dead
 
         host, _, pid = (r.owner or "").rpartition(":")
         if not r.owner or not pid.isdigit() or r.lease_expires is None or r.lease_expires < time.time():

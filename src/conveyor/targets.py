@@ -77,6 +77,27 @@ class FileTarget:
             raise TypeError(f"{self.url} is remote; use target.open() instead of a local path")
         return self.url
 
+    def check_shared(self) -> None:
+        """Raise unless every process can see this target: a task writes it in a worker process
+        and the run reads it from others, so a filesystem each process keeps for itself (fsspec's
+        ``memory://`` and its kind) would "succeed" and keep nothing."""
+        if self.is_local:
+            return
+        import fsspec
+        from fsspec.implementations.memory import MemoryFileSystem
+
+        protocol = self.url.split("://", 1)[0]
+        try:
+            cls = fsspec.get_filesystem_class(protocol)
+        except (ValueError, ImportError):
+            return  # unknown or not installed: opening it says so, where the task runs
+        if issubclass(cls, MemoryFileSystem):
+            raise TargetError(
+                f"target {self.url}: {protocol}:// lives in one process's memory, and each task runs "
+                "in a worker process of its own, so nothing written there is kept; use a local path "
+                "or a shared store (s3://, gs://, ...)"
+            )
+
     def _fs(self) -> Any:
         import fsspec  # imported only for remote targets: it costs start-up time
 

@@ -151,6 +151,9 @@ class AttemptView(View):
     error: str | None = None
     worker: str | None = None
     has_log: bool = False
+    waited_for: str | None = Field(
+        None, description="The run whose attempt of the same task instance this one waited for and took"
+    )
 
     @classmethod
     def of(cls, a: AttemptRecord) -> AttemptView:
@@ -165,6 +168,7 @@ class AttemptView(View):
             error=a.error,
             worker=a.worker,
             has_log=bool(a.log_path and os.path.exists(a.log_path)),
+            waited_for=a.waited_for,
         )
 
 
@@ -184,6 +188,9 @@ class TaskView(View):
     duration: float | None = None
     partition: int = 0
     attempt_log: list[AttemptView] = Field(default_factory=list)
+    waited_for: str | None = Field(
+        None, description="Its last attempt took the outcome of this run's attempt instead of executing"
+    )
 
     @classmethod
     def of(cls, i: InstanceRecord, attempts: list[AttemptRecord]) -> TaskView:
@@ -203,6 +210,7 @@ class TaskView(View):
             duration=took(i.started_at, i.ended_at),
             partition=i.partition,
             attempt_log=[AttemptView.of(a) for a in attempts],
+            waited_for=attempts[-1].waited_for if attempts else None,
         )
 
 

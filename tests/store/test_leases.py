@@ -251,3 +251,21 @@ def test_cancelling_a_submitted_run(store: Store) -> None:
     assert store.reopen(RUN) == 3  # retry: all of it again
     assert not store.cancel_requested(RUN) and store.get_run(RUN).state == "pending"
     assert store.claim("b", 10, now=300) is not None
+
+
+def test_an_expired_partition_is_claimed_before_fresh_work(store: Store) -> None:
+    """A dead scheduler's partition goes first, even behind fresh partitions of older runs."""
+    old, new = "20261122-000000-000001", "20261122-000000-000002"
+    submitted(store, [[], []], created=1.0, run_id=old)
+    submitted(store, [[], []], created=2.0, run_id=new)
+    for _ in range(2):
+        claim = store.claim("dead", 10, now=100)
+        assert claim is not None and claim.run.id == old
+    assert store.claim("busy", 10, now=105, takeover_only=True) is None  # none expired yet
+    claim = store.claim("alive", 10, now=111)
+    assert claim is not None and claim.takeover and claim.partition.taken_from == "dead"
+    claim = store.claim("alive", 10, now=111, takeover_only=True)
+    assert claim is not None and claim.takeover and claim.run.id == old
+    assert store.claim("alive", 10, now=111, takeover_only=True) is None  # the rest is fresh work
+    claim = store.claim("alive", 10, now=111)
+    assert claim is not None and not claim.takeover and claim.run.id == new

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -151,7 +154,7 @@ def test_an_older_schema_names_the_upgrade_command(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.execute("UPDATE alembic_version SET version_num = '0000'")
     with pytest.raises(
-        SchemaError, match=r"has schema 0000, this Conveyor needs 0004; run: conveyor db upgrade"
+        SchemaError, match=r"has schema 0000, this Conveyor needs 0005; run: conveyor db upgrade"
     ):
         open_store(f"sqlite:///{path}")
 
@@ -174,3 +177,38 @@ def test_unusable_urls_are_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "dir.db").mkdir()
     with pytest.raises(StoreError, match=r"dir\.db"):
         open_store(f"sqlite:///{tmp_path / 'dir.db'}")
+
+
+def _open_at_once(url: str, barrier: Any, results: Any) -> None:
+    barrier.wait()
+    try:
+        open_store(url).close()
+        results.put("ok")
+    except Exception as exc:
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_processes_opening_a_new_store_together_all_succeed(
+    dialect: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Several schedulers starting on an empty database: one creates the schema, the others wait
+    for it and find it (none sees tables without a schema version)."""
+    ctx = multiprocessing.get_context("fork")
+    for round_ in range(4):
+        if dialect == "sqlite":
+            url = f"sqlite:///{tmp_path / f'new-{round_}.db'}"
+        else:
+            url = request.getfixturevalue("postgres").create_database(f"new_{uuid.uuid4().hex[:12]}")
+        n = 8
+        barrier, results = ctx.Barrier(n), ctx.Queue()
+        procs = [ctx.Process(target=_open_at_once, args=(url, barrier, results)) for _ in range(n)]
+        for p in procs:
+            p.start()
+        got = [results.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(timeout=30)
+        assert got == ["ok"] * n, got
+        s = open_store(url)
+        assert isinstance(s, SqlStore) and s.revision() == SCHEMA_REVISION
+        s.close()

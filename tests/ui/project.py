@@ -68,6 +68,12 @@ def slow(seconds: float = 120.0):
     nap(seconds)
 
 
+@pipeline
+def rest(seconds: float = 120.0):
+    """The same nap as slow's: a run of both at once naps once (the second waits for the first)."""
+    nap(seconds)
+
+
 @task(retries=1, retry_delay=0.2)
 def load(table: str) -> None:
     print(f"loading {table}", flush=True)

@@ -135,3 +135,21 @@ def test_a_failed_run_says_why_and_is_retried_from_its_page(page: Any, ui_server
         wait_for_run(http, run_id)
     expect(node(page, "load(")).to_have_attribute("data-state", "failed")
     expect(panel.locator("table tbody tr")).to_have_count(4)  # the retry's two attempts too
+
+
+def test_a_task_that_waited_for_another_run_says_so_in_its_panel(page: Any, ui_server: ServerProcess) -> None:
+    first = trigger(ui_server, "slow", seconds=2)
+    second = trigger(ui_server, "rest", seconds=2)
+    with ui_server.client() as http:
+        assert wait_for_run(http, first)["state"] == "succeeded"
+        assert wait_for_run(http, second)["state"] == "succeeded"
+    page.goto(f"/#/runs/{second}")
+    node(page, "nap(").click()
+    panel = page.locator("aside.panel")
+    expect(panel.locator(".waited")).to_contain_text(f"Waited for run {first}")
+    panel.locator(".waited a").click()
+    expect(page).to_have_url(re.compile(f"#/runs/{first}$"))
+    page.goto(f"/#/runs/{first}")
+    node(page, "nap(").click()
+    expect(panel.locator("h3", has_text="Log")).to_be_visible()
+    expect(panel.locator(".waited")).to_have_count(0)  # the first run napped itself

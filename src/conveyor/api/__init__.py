@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 
 from conveyor import ui
 from conveyor.api import problems, routes
@@ -29,6 +30,9 @@ scheduler daemons that share the server's store (`conveyor server` runs one).
 Errors are `{"detail": "..."}` (404, 409, 413, 400, 503), or FastAPI's list of bad fields (422).
 The API has no authentication: serve it on a trusted network only.
 """
+
+#: Where the interactive docs' scripts and styles are served.
+DOCS_ASSETS = "/docs-assets"
 
 TAGS = [
     {"name": "pipelines", "description": "The pipelines the project's conveyor.toml lists"},
@@ -71,7 +75,10 @@ def _operation_id(route: APIRoute) -> str:
 def _app(max_body: int) -> FastAPI:
     from conveyor import __version__
 
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI's and ReDoc's files from the package, not a CDN: the docs
+    # work on a machine without internet access
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
         title="Conveyor",
         version=__version__,
         description=DESCRIPTION,

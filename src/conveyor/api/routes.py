@@ -209,6 +209,10 @@ def get_pipeline(svc: Svc, name: PipelineName) -> PipelineView:
     "/pipelines/{name}/runs",
     tags=["pipelines", "runs"],
     summary="Start a run of a pipeline: the schedulers drive it",
+    description=(
+        "An unfinished run of the pipeline with the same parameters is answered instead of a second "
+        "one: a run's key is unique among unfinished runs."
+    ),
     status_code=201,
     response_model=RunView,
     responses=responses(400, 404, 413, 422, 503),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -25,12 +25,16 @@ from conveyor.cli.common import (
     console,
     duration,
     epoch,
+    print_table,
     resources,
     state_text,
     when,
 )
 from conveyor.errors import ParameterError
 from conveyor.partitions import STUCK
+
+if TYPE_CHECKING:
+    pass
 
 app = typer.Typer(
     name="conveyor",
@@ -167,7 +171,7 @@ def runs(
             duration(epoch(r.started_at), epoch(r.ended_at)),
         ]
         table.add_row(*cells, *([escape(json.dumps(r.params))] if wide else []))
-    console.print(table)
+    print_table(table)
     if page.total > len(page.items):
         console.print(f"[dim]{len(page.items)} of {page.total} runs; see more with --limit[/]")
 
@@ -185,14 +189,14 @@ def show(
         print(json.dumps(r.model_dump(mode="json"), indent=2))
         return
     console.print(f"Run [bold]{r.id}[/]  {state_text(r.state)}")
-    console.print(f"  pipeline  {escape(r.pipeline)}  ({escape(r.target)})")
-    console.print(f"  params    {escape(json.dumps(r.params))}")
+    console.print(f"  pipeline  {escape(r.pipeline)}  ({escape(r.target)})", soft_wrap=True)
+    console.print(f"  params    {escape(json.dumps(r.params))}", soft_wrap=True)
     took = duration(epoch(r.started_at), epoch(r.ended_at)) or "-"
     console.print(f"  started   {when(r.started_at) or '-'}   duration {took}")
     if r.error:
         console.print("  error     " + escape(r.error).replace("\n", "\n            "))
     if r.partition_states:
-        console.print(scheduling.partitions_table(r))
+        print_table(scheduling.partitions_table(r))
     table = Table(box=None, header_style="bold")
     table.add_column("TASK", overflow="fold")
     for col in ("STATE", "ATTEMPTS", "DURATION", "ID"):
@@ -205,7 +209,12 @@ def show(
             duration(epoch(i.started_at), epoch(i.ended_at)) if i.state != "pending" else "",
             i.id,
         )
-    console.print(table)
+    print_table(table)
+    for i in r.tasks:
+        if i.waited_for:
+            console.print(
+                f"  {escape(i.label)}: waited for run {i.waited_for} and took its outcome", soft_wrap=True
+            )
 
 
 @app.command()

@@ -4,6 +4,7 @@ end prints (``output``, which ``conveyor run`` uses without Typer)."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from typing import TYPE_CHECKING, Annotated
 
@@ -18,6 +19,8 @@ from conveyor.cli.output import summary as summary
 from conveyor.core import State
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from conveyor.client.transport import Transport
 
 DbOpt = Annotated[
@@ -48,8 +51,8 @@ ServerOpt = Annotated[
 
 def connect(server: str | None, db: str | None) -> Transport:
     """What a command acts on: the server at ``server`` (its REST API; it has its own store),
-    else the local store (``db``) and the project of the current directory. Never starts a
-    scheduler."""
+    else the local store (``db``) and the project of the current directory. Starts a scheduler
+    only when a command kicks it (``conveyor backfill`` with none running)."""
     if server:  # the server has its own store: --db (or $CONVEYOR_DB) is not used
         from conveyor.client.http import Http
 
@@ -59,6 +62,30 @@ def connect(server: str | None, db: str | None) -> Transport:
     from conveyor.store import default_url, home
 
     return Local(db or default_url(), project.find(), home())
+
+
+def print_table(table: Table) -> None:
+    """Print ``table`` whole: ids, states and names (its ``no_wrap`` columns) are never cut.
+    Piped (no terminal, no ``$COLUMNS``), every line is as long as it needs; in a terminal too
+    narrow, the other columns wrap first, then the lines are wider than the terminal (which
+    wraps them) rather than cropped at its edge."""
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    need = Measurement.get(console, console.options.update_width(1_000_000), table)
+    piped = not console.is_terminal and not os.environ.get("COLUMNS")
+    width = need.maximum if piped else max(console.width, need.minimum)
+    if width <= console.width:
+        console.print(table)
+        return
+    wide = Console(
+        width=width,
+        highlight=False,
+        force_terminal=console.is_terminal,
+        color_system=console.color_system,  # type: ignore[arg-type]
+        no_color=console.no_color,
+    )
+    wide.print(table)
 
 
 def when(ts: float | dt.datetime | None) -> str:

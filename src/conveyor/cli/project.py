@@ -12,7 +12,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from conveyor import params as P
-from conveyor.cli.common import DbOpt, JsonOpt, ParamOpt, ServerOpt, connect, console, err_console, state_text
+from conveyor.cli.common import (
+    DbOpt,
+    JsonOpt,
+    ParamOpt,
+    ServerOpt,
+    connect,
+    console,
+    err_console,
+    print_table,
+    state_text,
+)
 from conveyor.errors import LoadError
 
 if TYPE_CHECKING:
@@ -39,7 +49,7 @@ def pipelines(as_json: JsonOpt = False, db: DbOpt = None, server: ServerOpt = No
             "-" if v.schedule is None else v.schedule.description + (" paused" if v.schedule.paused else "")
         )
         table.add_row(escape(v.name), escape(params or "-"), escape(sched), escape(v.target))
-    console.print(table)
+    print_table(table)
 
 
 def backfill(
@@ -69,13 +79,18 @@ def backfill(
     )
     if detach:
         print(view.id)
+        _warn_without_scheduler(service)
         return
-    _warn_without_scheduler(service)
+    # With no scheduler on a local store, one starts in the background and exits once idle
+    # (the Python client does the same): a backfill never waits for a scheduler nobody started.
+    service.kick(submitted=True)
+    last_kick = time.monotonic()
     skipped = view.counts.get("skipped", 0)
     console.print(
         f"Backfill {view.id} of {escape(view.pipeline)}: {view.total} dates from "
         f"{view.dates[0].when:%Y-%m-%d %H:%M} to {view.dates[-1].when:%Y-%m-%d %H:%M}"
-        + (f"; {skipped} already done" if skipped else "")
+        + (f"; {skipped} already done" if skipped else ""),
+        soft_wrap=True,
     )
     live = Live(console=console, refresh_per_second=4, transient=True) if console.is_terminal else None
     if live:
@@ -99,6 +114,9 @@ def backfill(
             last = line
             if view.state != "running":
                 break
+            if time.monotonic() - last_kick >= 2.0:  # as the client's wait() does
+                last_kick = time.monotonic()
+                service.kick(backfill=view.id)
             time.sleep(0.25)
     except KeyboardInterrupt:
         if live:
@@ -153,7 +171,7 @@ def backfills(
             f"{v.dates[-1].when:%Y-%m-%d %H:%M}",
             v.every,
         )
-    console.print(table)
+    print_table(table)
 
 
 def schedules(
@@ -192,7 +210,10 @@ def schedules(
             f"{v.last_tick:%Y-%m-%d %H:%M %Z}" if v.last_tick else "-",
             f"{v.next_tick:%Y-%m-%d %H:%M %Z}" if v.next_tick else "-",
         )
-    console.print(table if views else "No pipeline of this project has a schedule.")
+    if not views:
+        console.print("No pipeline of this project has a schedule.")
+        return
+    print_table(table)
 
 
 _NO_PROJECT = (

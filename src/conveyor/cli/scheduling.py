@@ -25,6 +25,7 @@ from conveyor.cli.common import (
     connect,
     console,
     epoch,
+    print_table,
     summary,
     when,
 )
@@ -125,6 +126,13 @@ def scheduler(
     lost_after: Annotated[
         float, typer.Option(min=0.1, help="Seconds of silence after which an adopted attempt is lost.")
     ] = 3.0,
+    partitions: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Partitions driven at once on the workers (a dead scheduler's: up to twice as many).",
+        ),
+    ] = 4,
     until_idle: Annotated[
         bool, typer.Option("--until-idle", help="Exit when no partition is left to claim.")
     ] = False,
@@ -139,10 +147,11 @@ def scheduler(
 ) -> None:
     """Run a scheduler: drive the partitions of submitted runs, taking over from dead ones."""
     from conveyor import project
-    from conveyor.scheduler import Scheduler, Settings, signals
+    from conveyor.interrupts import signals
+    from conveyor.scheduler import Scheduler, Settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    settings = Settings(name or "", workers or 0, lease, poll, heartbeat, lost_after)
+    settings = Settings(name or "", workers or 0, lease, poll, heartbeat, lost_after, partitions)
     if project_dir is None:
         found = project.find()
     elif (project_dir / project.FILE).is_file():
@@ -174,7 +183,7 @@ def schedulers(as_json: JsonOpt = False, db: DbOpt = None, server: ServerOpt = N
         held = ", ".join(f"{p.run}#{p.partition} (epoch {p.epoch})" for p in v.leases) or "-"
         beat = now - v.heartbeat.timestamp()
         table.add_row(escape(v.name), v.state, f"{beat:.1f}s ago", str(v.workers), held)
-    console.print(table)
+    print_table(table)
 
 
 def partitions_table(run: RunDetail) -> Table:

@@ -37,11 +37,14 @@ class AttemptFailed(Event):
 
 @dataclass(frozen=True, slots=True)
 class AttemptLost(Event):
-    """The attempt's process died, or the process that launched it did."""
+    """The attempt's process died, or the process that launched it did. ``blameless``: the
+    attempt never started because the process driving the run died; it is not counted
+    against the task's retries nor its allowance of lost attempts."""
 
     instance: str
     attempt: int
     reason: str
+    blameless: bool = False
 
 
 @dataclass(frozen=True, slots=True)

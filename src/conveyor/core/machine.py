@@ -195,7 +195,7 @@ class RunMachine:
         elif isinstance(ev, AttemptFailed):
             self._on_failure(ev.instance, ev.attempt, ev.error, lost=False)
         elif isinstance(ev, AttemptLost):
-            self._on_failure(ev.instance, ev.attempt, ev.reason, lost=True)
+            self._on_failure(ev.instance, ev.attempt, ev.reason, lost=True, blameless=ev.blameless)
         elif isinstance(ev, Tick):
             pass
         elif isinstance(ev, AttemptCancelled):
@@ -242,13 +242,17 @@ class RunMachine:
             if d.waiting == 0 and d.state is S.PENDING and not self._cancelling:
                 self._make_ready(d, f"upstream {inst.id} succeeded")
 
-    def _on_failure(self, iid: str, attempt: int, error: str, *, lost: bool) -> None:
+    def _on_failure(self, iid: str, attempt: int, error: str, *, lost: bool, blameless: bool = False) -> None:
         inst = self._attempt_of(iid, attempt)
         if inst is None:
             return
         self._release(inst)
         if self._cancelling:
             self._move(inst, S.CANCELLED, "cancelled while running", error=error)
+            return
+        if blameless:
+            self._move(inst, S.READY, f"attempt {attempt} lost, not counted: {error}", error=error)
+            self._queue(inst)
             return
         if lost:
             inst.lost += 1

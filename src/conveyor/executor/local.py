@@ -26,12 +26,12 @@ import selectors
 import signal
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from conveyor.runner import Control, Job, Outcome, Recorder, pack, worker_main
+from conveyor.runner import GRAPHS, Control, Job, Outcome, Recorder, pack, worker_main
 
 _ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
 _FORKED = _ctx.get_start_method() == "fork"  # workers inherit the driver's GRAPHS
@@ -62,6 +62,7 @@ class _Slot:
     since: float = 0.0  # when it became the worker's first attempt (it runs, as far as we know)
     kill_at: float | None = None  # end of a cancel's grace period
     cancelling: bool = False
+    dropped: bool = False  # its driver let go of it: it runs on, its answer is not reported
 
 
 class Channel:
@@ -115,6 +116,7 @@ class _Worker:
     control: Control
     slots: deque[_Slot] = field(default_factory=deque)  # in the order sent; answers come in it
     outbox: list[tuple[Any, ...]] = field(default_factory=list)  # assigned, not yet sent
+    graphs: frozenset[str] = frozenset()  # runs whose graphs it inherited when forked
 
     def active(self) -> list[_Slot]:
         return [s for s in self.slots if not s.revoked]
@@ -173,7 +175,7 @@ class LocalExecutor:
         proc = _ctx.Process(target=_worker, args=args, daemon=True)  # type: ignore[attr-defined]
         proc.start()
         child.close()
-        w = _Worker(index, proc, parent, control)
+        w = _Worker(index, proc, parent, control, graphs=frozenset(GRAPHS) if _FORKED else frozenset())
         assert self._selector is not None
         self._selector.register(parent.reader, selectors.EVENT_READ, (w, True))
         self._selector.register(proc.sentinel, selectors.EVENT_READ, (w, False))
@@ -214,10 +216,32 @@ class LocalExecutor:
             self._selector.close()
             self._selector = None
 
+    def drop(self, match: Callable[[Job], bool]) -> None:
+        """Let go of the attempts ``match`` picks, leaving the others (a pool shared by several
+        drivers, one of which lost its lease or stops): those not started are taken back, those
+        running finish (their runners record the end, if still current) and are not reported."""
+        self._flush()
+        self._backlog = deque(s for s in self._backlog if not match(s.job))
+        for w in self._workers:
+            for slot in w.active():
+                if not match(slot.job):
+                    continue
+                if w.control.revoke(slot.seq):  # not started yet
+                    slot.revoked = True
+                else:
+                    slot.dropped = True
+                    slot.deadline = None  # its timeout is no longer this pool's business
+        self._dead = [d for d in self._dead if not match(d.job)]
+
     # -- work -----------------------------------------------------------------------------------
     @property
     def idle(self) -> int:
         return sum(not w.active() for w in self._workers)
+
+    @property
+    def has_room(self) -> bool:
+        """Could it start another attempt now: a worker idle and nothing waiting for one?"""
+        return not self._workers or (self.idle > 0 and not self._backlog)
 
     def submit(
         self, job: Job, timeout: float | None, now: float, *, cpu: int = 1, queueable: bool = False
@@ -277,7 +301,7 @@ class LocalExecutor:
         if not w.active():
             slot.since = now
         w.slots.append(slot)
-        w.outbox.append(pack(slot.job, slot.seq, inherited=_FORKED))
+        w.outbox.append(pack(slot.job, slot.seq, inherited=slot.job.run_id in w.graphs))
         self._unsent = True
 
     def _flush(self) -> None:
@@ -382,7 +406,7 @@ class LocalExecutor:
         yield from self._timers(time.time())
 
     def _answer(self, w: _Worker, msg: Any) -> Outcome | None:
-        seq, status, result, error, started, ended = msg
+        seq, status, result, error, started, ended, waited_for = msg
         slot = w.slots.popleft()
         assert slot.seq == seq, f"worker {w.index} answered job {seq}, expected {slot.seq}"
         if slot.revoked:
@@ -394,8 +418,12 @@ class LocalExecutor:
         if started:
             took = ended - started
             self._duration = took if self._duration is None else 0.8 * self._duration + 0.2 * took
+        if slot.dropped:
+            return None
         job = slot.job
-        return Outcome(job.run_id, job.instance, job.attempt, status, result, error, started, ended)
+        return Outcome(
+            job.run_id, job.instance, job.attempt, status, result, error, started, ended, waited_for
+        )
 
     def _drain(self, w: _Worker) -> Iterator[Outcome]:
         """Answers the worker already sent, before it is judged dead or killed."""

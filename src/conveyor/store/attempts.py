@@ -5,31 +5,24 @@ the lease a runner checks before it starts an attempt."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from conveyor.store import schema as t
 from conveyor.store import statements
 from conveyor.store.part import Part
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptStatus:
-    """An adopted attempt as the store sees it (see ``Attempts.attempt_status``)."""
-
-    instance_id: str
-    number: int
-    state: str  # running | succeeded | failed | lost | cancelled
-    started_at: float
-    heartbeat: float | None
-    error: str | None
-    result: str | None
+from conveyor.store.records import AttemptStatus as AttemptStatus  # re-exported
 
 
 class Attempts(Part):
     """Mixed into ``SqlStore``."""
+
+    if TYPE_CHECKING:
+
+        def _end_claim(
+            self, cur: Any, key: tuple[str, str, int], state: str, ended_at: float, result: str | None
+        ) -> None: ...
 
     def lease_of(self, run_id: str, number: int) -> tuple[int, float | None, str] | None:
         """The partition's epoch, lease expiry and state (a runner checks its scheduler's lease)."""
@@ -64,9 +57,11 @@ class Attempts(Part):
         ended_at: float,
         result: str | None = None,
         error: str | None = None,
+        waited_for: str | None = None,
     ) -> bool:
         """The runner records its attempt's end: only if the attempt is still current, and a
-        success marks the instance succeeded with its result. True if it was recorded."""
+        success marks the instance succeeded with its result. The attempt's claim of its
+        instance id is dropped in the same transaction. True if the end was recorded."""
         ti = t.task_instances
         done = self._stmt(
             "instance_done",
@@ -89,7 +84,9 @@ class Attempts(Part):
         )
         try:
             with self._cursor() as cur:
-                if not self._end_current(cur, (run_id, instance_id, number), state, ended_at, error):
+                key = (run_id, instance_id, number)
+                self._end_claim(cur, key, state, ended_at, result)
+                if not self._end_current(cur, key, state, ended_at, error, waited_for):
                     return False
                 if state == "succeeded":
                     cur.execute(done.text, done.one((result, ended_at, run_id, instance_id, number)))
@@ -97,18 +94,26 @@ class Attempts(Part):
                         raise _Superseded()  # roll the attempt's end back too
                 return True
         except _Superseded:
+            with self._cursor() as cur:
+                self._end_claim(cur, (run_id, instance_id, number), "superseded", ended_at, None)
             return False
 
     def _end_current(
-        self, cur: Any, key: tuple[str, str, int], state: str, ended_at: float, error: str | None
+        self,
+        cur: Any,
+        key: tuple[str, str, int],
+        state: str,
+        ended_at: float,
+        error: str | None,
+        waited_for: str | None = None,
     ) -> bool:
         """End the attempt ``key`` (run, instance, number) if it is still running."""
         end = self._stmt(
             ("current_attempt", "end"),
-            lambda: statements.current_attempt_update(("state", "ended_at", "error")),
-            ("state", "ended_at", "error", "run_id", "instance_id", "number"),
+            lambda: statements.current_attempt_update(("state", "ended_at", "error", "waited_for")),
+            ("state", "ended_at", "error", "waited_for", "run_id", "instance_id", "number"),
         )
-        cur.execute(end.text, end.one((state, ended_at, error, *key)))
+        cur.execute(end.text, end.one((state, ended_at, error, waited_for, *key)))
         return bool(cur.rowcount == 1)
 
     def declare_lost(self, run_id: str, instance_id: str, number: int, now: float, reason: str) -> bool:

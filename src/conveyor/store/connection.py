@@ -26,8 +26,24 @@ def safe_url(url: str) -> str:
         return url
 
 
+def failure(url: str, msg: str) -> str:
+    """A store's error as one line: what went wrong, and for a damaged SQLite file what to do."""
+    line = f"store {safe_url(url)}: {msg}"
+    if url.startswith("sqlite") and ("malformed" in msg or "not a database" in msg):
+        path = url.partition(":///")[2].partition("?")[0]
+        line += (
+            f"; the file is damaged: move it aside (mv {path} {path}.broken) to start with an empty "
+            "store, or restore it from a backup"
+        )
+    return line
+
+
 #: Threads that keep a connection of their own for the group commit (see ``SqlStore._cursor``).
 HELD_CONNECTIONS = 2
+
+#: A kept connection idle this long (seconds) is checked before its next use (not on SQLite):
+#: the database may have restarted meanwhile. Busy, it is used many times a second, unchecked.
+PING_AFTER = 1.0
 
 
 class Transaction:
@@ -87,6 +103,22 @@ class Transaction:
             self._raw.close()  # back to the pool
 
 
+def alive(raw: Any, error: type[Exception]) -> bool:
+    """Does a kept connection that sat idle still reach the server? The pool checks the
+    connections it hands out; a kept one is checked before its first use after a pause, so that
+    the first write after a database restart does not fail on it."""
+    try:
+        cur = raw.cursor()
+        try:
+            cur.execute("SELECT 1")
+        finally:
+            cur.close()
+        raw.rollback()
+    except error:
+        return False
+    return True
+
+
 def absolute_url(url: str) -> str:
     """A SQLite URL with its path made absolute, so that a process started elsewhere (the
     server's scheduler child) opens the same file; other URLs as they are."""
@@ -105,11 +137,12 @@ def absolute_url(url: str) -> str:
 
 def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
+    # The wait for a lock first: switching a new file to WAL takes one too.
+    cur.execute(f"PRAGMA busy_timeout={int(os.environ.get('CONVEYOR_BUSY_TIMEOUT_MS', '10000'))}")
     cur.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode: a commit survives the crash of any process (no fsync per commit; the
     # WAL is synced at checkpoints). Only a power cut can lose the last commits.
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute(f"PRAGMA busy_timeout={int(os.environ.get('CONVEYOR_BUSY_TIMEOUT_MS', '10000'))}")
     # A large run's indexes outgrow SQLite's default 8 MB page cache, and every commit then
     # rereads their pages: 32 MB keeps a 100,000-task run's working set in memory.
     cur.execute("PRAGMA cache_size=-32768")

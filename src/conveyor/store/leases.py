@@ -84,11 +84,13 @@ class Leases(Part):
                 raise RunBusy(
                     f"run {run_id} is being driven by {cur_owner} (lease until "
                     f"{time.strftime('%H:%M:%S', time.localtime(expires))}); wait for it to end "
-                    "or stop that process"
+                    "or stop that process",
+                    run_id,
+                    cur_owner,
                 )
             cur.execute(take.text, take.one((owner, epoch + 1, now + ttl, run_id, epoch)))
             if cur.rowcount != 1:
-                raise RunBusy(f"run {run_id} was taken by another process just now; try again")
+                raise RunBusy(f"run {run_id} was taken by another process just now; try again", run_id, "")
             return int(epoch) + 1
 
     def release(self, run_id: str, epoch: int) -> None:
@@ -105,6 +107,17 @@ class Leases(Part):
         with self._cursor() as cur:
             cur.execute(free.text, free.one((run_id, epoch)))
 
+    def supersede(self, run_id: str, reason: str, now: float | None = None) -> None:
+        """End an unfinished run that no process drives, cancelled for ``reason`` (a new run of
+        the same key replaces it: ``conveyor run --new``)."""
+        r = t.runs
+        with self._tx() as conn:
+            conn.execute(
+                r.update()
+                .where(r.c.id == run_id, r.c.state.in_(("pending", "running")))
+                .values(state="cancelled", error=reason, ended_at=time.time() if now is None else now)
+            )
+
     # -- partitions ---------------------------------------------------------------------------
     def _insert_partitions(self, cur: Any, parts: Sequence[PartitionRecord]) -> None:
         cols = ("run_id", "number", "size", "needs", "state")
@@ -120,17 +133,22 @@ class Leases(Part):
             ).mappings()
             return [partition_record(r) for r in rows]
 
-    def claim(self, owner: str, ttl: float, *, now: float | None = None) -> Claim | None:
-        """Take the lease of the first partition (oldest run first) that is open, free or
-        expired, and whose upstream partitions are done; None if there is none."""
+    def claim(
+        self, owner: str, ttl: float, *, now: float | None = None, takeover_only: bool = False
+    ) -> Claim | None:
+        """Take the lease of the first partition that is open, free or expired, and whose
+        upstream partitions are done; None if there is none. Expired leases come first (a dead
+        scheduler's partition goes before new work), then oldest run first. ``takeover_only``:
+        only an expired one (a scheduler that drives as many partitions as it takes)."""
         now = time.time() if now is None else now
         p, r = t.partitions, t.runs
-        free = sa.or_(p.c.owner.is_(None), p.c.lease_expires < now)
+        expired = sa.and_(p.c.owner.is_not(None), p.c.lease_expires < now)
+        free = expired if takeover_only else sa.or_(p.c.owner.is_(None), p.c.lease_expires < now)
         candidates = (
             sa.select(p)
             .join(r, r.c.id == p.c.run_id)
             .where(p.c.state == "open", free, r.c.cancel_requested.is_(None))
-            .order_by(r.c.created_at, p.c.number)
+            .order_by(sa.case((p.c.owner.is_(None), 1), else_=0), r.c.created_at, p.c.number)
             .limit(CANDIDATES)
         )
         skip_locked = self.dialect == "postgresql"

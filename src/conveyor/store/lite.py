@@ -23,11 +23,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor.errors import RunBusy, RunNotFound, StaleEpochError, StoreError
+from conveyor.errors import RunBusy, RunExists, RunNotFound, StaleEpochError, StoreError
 from conveyor.store import sqlite_ddl as ddl
 from conveyor.store.checkpoint import Checkpointer
 from conveyor.store.connection import HELD_CONNECTIONS, Transaction, sqlite_pragmas
-from conveyor.store.records import Batch, InstanceRecord, PartitionRecord, RunRecord
+from conveyor.store.records import (
+    CLAIM_TTL,
+    STALE,
+    AttemptStatus,
+    Batch,
+    Holder,
+    InstanceRecord,
+    PartitionRecord,
+    RunRecord,
+)
 from conveyor.store.rows import attempt_row, instance_record, instance_row, run_record, run_row, shapes
 
 if TYPE_CHECKING:
@@ -248,7 +257,16 @@ class LiteStore:
             self.__getattr__("create_run")(run, instances, partitions)
             return
         with self._cursor() as cur:
-            cur.execute(SQL["insert_run"], run_row(run))
+            try:
+                cur.execute(SQL["insert_run"], run_row(run))
+            except sqlite3.IntegrityError as exc:
+                if "key" not in str(exc):
+                    raise
+                raise RunExists(
+                    f"an unfinished run of {run.pipeline} with the same parameters exists in "
+                    f"{self.url}; follow it, or cancel it to start anew",
+                    None,
+                ) from None
             self._insert_instances(cur, instances, start=0)
         if all(r.untouched for r in instances):
             self._created[run.id] = list(instances)
@@ -333,16 +351,22 @@ class LiteStore:
                 raise RunBusy(
                     f"run {run_id} is being driven by {cur_owner} (lease until "
                     f"{time.strftime('%H:%M:%S', time.localtime(expires))}); wait for it to end "
-                    "or stop that process"
+                    "or stop that process",
+                    run_id,
+                    cur_owner,
                 )
             cur.execute(SQL["take"], (owner, epoch + 1, now + ttl, run_id, epoch))
             if cur.rowcount != 1:
-                raise RunBusy(f"run {run_id} was taken by another process just now; try again")
+                raise RunBusy(f"run {run_id} was taken by another process just now; try again", run_id, "")
             return int(epoch) + 1
 
     def release(self, run_id: str, epoch: int) -> None:
         with self._cursor() as cur:
             cur.execute(SQL["release"], (None, None, run_id, epoch))
+
+    def supersede(self, run_id: str, reason: str, now: float | None = None) -> None:
+        with self._cursor() as cur:
+            cur.execute(_SUPERSEDE, (reason, time.time() if now is None else now, run_id))
 
     def cancel_requested(self, run_id: str) -> bool:
         with self._cursor() as cur:
@@ -392,3 +416,155 @@ class LiteStore:
                 cur.executemany(SQL["insert_transition"], rows)
         if self._checkpointer is not None:
             self._checkpointer.committed()
+
+    # -- what runners write and new owners read (as ``Attempts`` and ``Claims``) ----------------
+    def begin_attempt(
+        self,
+        run_id: str,
+        instance_id: str,
+        number: int,
+        owner: str,
+        now: float,
+        *,
+        ttl: float = CLAIM_TTL,
+        take_from: tuple[str, int] | None = None,
+    ) -> Holder | str | None:
+        take_run, take_n = take_from or (None, None)
+        with self._cursor() as cur:
+            cur.execute(_BEAT, (now, run_id, instance_id, number))
+            if cur.rowcount != 1:
+                return STALE
+            cur.execute(_CLAIM_DONE, (run_id, instance_id, run_id))
+            found = cur.fetchone()
+            if found is not None:
+                held_by, n, who, expires, result = found
+                return Holder(str(held_by), int(n), str(who), float(expires), "succeeded", result)
+            cur.execute(_CLAIM, (instance_id, run_id, number, owner, now, now + ttl, now, take_run, take_n))
+            cur.execute(_CLAIM_HOLDER, (instance_id,))
+            row = cur.fetchone()
+        if row is None or (row[0], int(row[1])) == (run_id, number):
+            return None
+        return Holder(str(row[0]), int(row[1]), str(row[2]), float(row[3]))
+
+    def beat_attempt(
+        self, run_id: str, instance_id: str, number: int, now: float, ttl: float = CLAIM_TTL
+    ) -> bool:
+        with self._cursor() as cur:
+            cur.execute(_BEAT, (now, run_id, instance_id, number))
+            alive = bool(cur.rowcount == 1)
+            cur.execute(_CLAIM_RENEW, (now + ttl, instance_id, run_id, number))
+            return alive
+
+    def record_attempt(
+        self,
+        run_id: str,
+        instance_id: str,
+        number: int,
+        state: str,
+        *,
+        ended_at: float,
+        result: str | None = None,
+        error: str | None = None,
+        waited_for: str | None = None,
+    ) -> bool:
+        mine = (instance_id, run_id, number)
+        try:
+            with self._cursor() as cur:
+                if state == "succeeded":
+                    cur.execute(_CLAIM_SUCCEEDED, (result, ended_at, *mine))
+                else:
+                    cur.execute(_CLAIM_DROP, mine)
+                cur.execute(_END, (state, ended_at, error, waited_for, run_id, instance_id, number))
+                if cur.rowcount != 1:
+                    return False
+                if state == "succeeded":
+                    cur.execute(_INSTANCE_DONE, (result, ended_at, run_id, instance_id, number))
+                    if cur.rowcount != 1:
+                        raise _Superseded()  # roll the attempt's end back too
+                return True
+        except _Superseded:
+            with self._cursor() as cur:
+                cur.execute(_CLAIM_DROP, mine)
+            return False
+
+    def declare_lost(self, run_id: str, instance_id: str, number: int, now: float, reason: str) -> bool:
+        with self._cursor() as cur:
+            cur.execute(_END, ("lost", now, reason, None, run_id, instance_id, number))
+            return bool(cur.rowcount == 1)
+
+    def attempt_status(self, run_id: str, keys: Sequence[tuple[str, int]]) -> list[AttemptStatus]:
+        wanted = set(keys)
+        ids = sorted({k[0] for k in keys})
+        out: list[AttemptStatus] = []
+        with self._cursor() as cur:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                cur.execute(_STATUS.format(", ".join("?" * len(chunk))), (run_id, *chunk))
+                out += [AttemptStatus(*row) for row in cur.fetchall() if (row[0], row[1]) in wanted]
+        return out
+
+    def claim_of(self, instance_id: str) -> Holder | None:
+        with self._cursor() as cur:
+            cur.execute(_CLAIM_HOLDER, (instance_id,))
+            row = cur.fetchone()
+        return None if row is None else Holder(str(row[0]), int(row[1]), str(row[2]), float(row[3]))
+
+    def waiting_on(self, instance_id: str, holder: Holder) -> tuple[Holder | None, AttemptStatus | None]:
+        status = self.attempt_status(holder.run_id, [(instance_id, holder.attempt)])
+        return self.claim_of(instance_id), (status[0] if status else None)
+
+
+class _Superseded(Exception):
+    """The attempt's instance moved on: undo the attempt's end in the same transaction."""
+
+
+# What runners write: the statements of ``store.attempts`` and ``store.claims``, as SQL text
+# (the shared store tests run the same contract on both stores).
+_SUPERSEDE = (
+    "UPDATE runs SET state = 'cancelled', error = ?, ended_at = ? "
+    "WHERE runs.id = ? AND runs.state IN ('pending', 'running')"
+)
+_BEAT = (
+    "UPDATE attempts SET heartbeat = ? WHERE attempts.run_id = ? AND attempts.instance_id = ? "
+    "AND attempts.number = ? AND attempts.state = 'running'"
+)
+_END = (
+    "UPDATE attempts SET state = ?, ended_at = ?, error = ?, waited_for = ? WHERE attempts.run_id = ? "
+    "AND attempts.instance_id = ? AND attempts.number = ? AND attempts.state = 'running'"
+)
+_INSTANCE_DONE = (
+    "UPDATE task_instances SET state = 'succeeded', result = ?, error = NULL, ended_at = ? "
+    "WHERE task_instances.run_id = ? AND task_instances.id = ? AND task_instances.state = 'running' "
+    "AND task_instances.attempts = ?"
+)
+_STATUS = (
+    "SELECT a.instance_id, a.number, a.state, a.started_at, a.heartbeat, a.error, ti.result "
+    "FROM attempts AS a JOIN task_instances AS ti ON ti.run_id = a.run_id AND ti.id = a.instance_id "
+    "WHERE a.run_id = ? AND a.instance_id IN ({})"
+)
+_CLAIM = (
+    "INSERT INTO claims (instance_id, run_id, attempt, owner, claimed_at, expires) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (instance_id) DO UPDATE SET run_id = excluded.run_id, "
+    "attempt = excluded.attempt, owner = excluded.owner, claimed_at = excluded.claimed_at, "
+    "expires = excluded.expires, state = 'running', result = NULL, ended_at = NULL "
+    "WHERE claims.expires < ? OR claims.state = 'succeeded' "
+    "OR (claims.run_id = excluded.run_id AND claims.attempt = excluded.attempt) "
+    "OR (claims.run_id = ? AND claims.attempt = ?)"
+)
+_CLAIM_DONE = (
+    "SELECT c.run_id, c.attempt, c.owner, c.expires, c.result FROM claims AS c JOIN runs AS r "
+    "ON r.id = ? WHERE c.instance_id = ? AND c.state = 'succeeded' AND c.run_id != ? "
+    "AND c.ended_at >= r.created_at"
+)
+_CLAIM_HOLDER = (
+    "SELECT claims.run_id, claims.attempt, claims.owner, claims.expires FROM claims "
+    "WHERE claims.instance_id = ? AND claims.state = 'running'"
+)
+_CLAIM_RENEW = (
+    "UPDATE claims SET expires = ? WHERE claims.instance_id = ? AND claims.run_id = ? AND claims.attempt = ?"
+)
+_CLAIM_SUCCEEDED = (
+    "UPDATE claims SET state = 'succeeded', result = ?, ended_at = ? "
+    "WHERE claims.instance_id = ? AND claims.run_id = ? AND claims.attempt = ?"
+)
+_CLAIM_DROP = "DELETE FROM claims WHERE claims.instance_id = ? AND claims.run_id = ? AND claims.attempt = ?"

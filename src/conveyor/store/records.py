@@ -74,6 +74,40 @@ class AttemptRecord:
     log_path: str | None = None
     worker: str | None = None
     heartbeat: float | None = None
+    waited_for: str | None = None  # it took the outcome of this run's attempt of the same instance
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptStatus:
+    """An adopted attempt as the store sees it (see ``Attempts.attempt_status``)."""
+
+    instance_id: str
+    number: int
+    state: str  # running | succeeded | failed | lost | cancelled
+    started_at: float
+    heartbeat: float | None
+    error: str | None
+    result: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """The attempt that holds a task instance id's claim (see ``store.claims``)."""
+
+    run_id: str
+    attempt: int
+    owner: str  # host:pid of its runner
+    expires: float
+    state: str = "running"  # succeeded: it ended after the asking run was created; take it
+    result: str | None = None
+
+
+#: Seconds a claim holds without renewal: a runner renews it with every heartbeat.
+CLAIM_TTL = 10.0
+
+#: ``begin_attempt``'s answer when the attempt is no longer current (a new owner declared it
+#: lost, or it was cancelled): the runner must not start it.
+STALE = "stale"
 
 
 @dataclass(frozen=True, slots=True)

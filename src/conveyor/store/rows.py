@@ -133,4 +133,5 @@ def attempt_row(a: AttemptRecord) -> tuple[Any, ...]:
         a.log_path,
         a.worker,
         a.heartbeat,
+        a.waited_for,
     )

@@ -12,12 +12,16 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 #: The Alembic revision this code expects; a test checks it is the migrations' head.
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 
 metadata = MetaData()
+
+#: The states of a run that is not over: at most one such run per key.
+OPEN = text("state IN ('pending', 'running')")
 
 runs = Table(
     "runs",
@@ -42,6 +46,8 @@ runs = Table(
     Index("ix_runs_key", "key"),
     Index("ix_runs_created", "created_at"),
     Index("ix_runs_pipeline", "pipeline", "created_at"),
+    # One unfinished run per key: two `conveyor run` of the same command never both create one.
+    Index("ux_runs_open_key", "key", unique=True, sqlite_where=OPEN, postgresql_where=OPEN),
 )
 
 task_instances = Table(
@@ -82,8 +88,27 @@ attempts = Table(
     Column("error", Text),
     Column("log_path", Text),
     Column("worker", String(64)),
-    Column("heartbeat", Float),  # written by the runner while the attempt runs (scheduler mode)
+    Column("heartbeat", Float),  # written by the runner while the attempt runs
+    Column("waited_for", String(32)),  # took the outcome of this run's attempt (see ``claims``)
     PrimaryKeyConstraint("run_id", "instance_id", "number"),
+)
+
+#: Which attempt executes each task instance id now, across every run: a runner claims the id
+#: before it executes, renews the claim as it beats, and ends it with its end (kept with the
+#: result on success). A runner that finds the id claimed waits for that attempt and takes its
+#: outcome, as it takes a success recorded after its own run was created (``store.claims``).
+claims = Table(
+    "claims",
+    metadata,
+    Column("instance_id", String(32), primary_key=True),
+    Column("run_id", String(32), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("owner", String(200), nullable=False),  # host:pid of the runner
+    Column("claimed_at", Float, nullable=False),
+    Column("expires", Float, nullable=False),
+    Column("state", String(16), nullable=False, server_default="running"),  # running | succeeded
+    Column("result", Text),  # a succeeded attempt's result: runs that overlapped it take it
+    Column("ended_at", Float),
 )
 
 transitions = Table(

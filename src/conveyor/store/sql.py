@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,16 +24,20 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError as SAArgumentError
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
 
-from conveyor.errors import RunBusy, RunNotFound, SchemaError, StaleEpochError, StoreError
+from conveyor.errors import RunBusy, RunExists, RunNotFound, SchemaError, StaleEpochError, StoreError
 from conveyor.store import schema as t
 from conveyor.store import statements
 from conveyor.store.attempts import Attempts
 from conveyor.store.backfilling import Backfills
 from conveyor.store.changes import Changes
 from conveyor.store.checkpoint import Checkpointer
+from conveyor.store.claims import Claims
 from conveyor.store.connection import (
     HELD_CONNECTIONS,
+    PING_AFTER,
     Transaction,
+    alive,
+    failure,
     postgresql_session,
     safe_url,
     sqlite_pragmas,
@@ -63,8 +68,11 @@ T = TypeVar("T")
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
+#: The PostgreSQL advisory lock that processes creating the schema of a new database take.
+CREATE_LOCK = 0x636F6E7665796F72  # "conveyor"
 
-class SqlStore(Leases, Attempts, Daemons, Backfills, Changes, Stats):
+
+class SqlStore(Leases, Claims, Attempts, Daemons, Backfills, Changes, Stats):
     """Runs, task instances, attempts and transitions in a SQL database."""
 
     def __init__(self, url: str, *, migrate: bool = True, check: bool = True) -> None:
@@ -109,6 +117,7 @@ class SqlStore(Leases, Attempts, Daemons, Backfills, Changes, Stats):
         self._held_lock = threading.Lock()
         dbapi = self.engine.dialect.loaded_dbapi
         self._dbapi_error: type[Exception] = getattr(dbapi, "Error", Exception)
+        self._integrity_error: type[Exception] = getattr(dbapi, "IntegrityError", self._dbapi_error)
         if fresh and migrate:
             self._create()  # a new SQLite file: no schema to read
         elif check:
@@ -124,7 +133,7 @@ class SqlStore(Leases, Attempts, Daemons, Backfills, Changes, Stats):
             raise
         except DBAPIError as exc:
             msg = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            raise StoreError(f"store {safe_url(self.url)}: {msg}") from None
+            raise StoreError(failure(self.url, msg)) from None
         except SQLAlchemyError as exc:
             raise StoreError(f"store {safe_url(self.url)}: {exc}") from None
 
@@ -139,15 +148,22 @@ class SqlStore(Leases, Attempts, Daemons, Backfills, Changes, Stats):
 
     def _connection(self) -> tuple[Any, bool]:
         """This thread's kept connection, or one from the pool; and whether it is kept."""
-        raw = getattr(self._local, "raw", None)
+        local = self._local
+        raw = getattr(local, "raw", None)
         if raw is not None:
-            return raw, True
+            now = time.monotonic()
+            idle = now - local.used
+            local.used = now
+            if idle < PING_AFTER or self.dialect == "sqlite" or alive(raw, self._dbapi_error):
+                return raw, True
+            self._broken(raw)  # the server restarted meanwhile: a fresh one, checked by the pool
         raw = self.engine.raw_connection()
         with self._held_lock:
             keep = len(self._held) < HELD_CONNECTIONS
             if keep:
                 self._held.append(raw)
-                self._local.raw = raw
+                local.raw = raw
+                local.used = time.monotonic()
         return raw, keep
 
     def _broken(self, raw: Any) -> None:
@@ -162,7 +178,7 @@ class SqlStore(Leases, Attempts, Daemons, Backfills, Changes, Stats):
     def _translate(self, exc: BaseException) -> BaseException:
         if isinstance(exc, self._dbapi_error):
             msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            return StoreError(f"store {safe_url(self.url)}: {msg}")
+            return StoreError(failure(self.url, msg))
         if isinstance(exc, SQLAlchemyError):
             return StoreError(f"store {safe_url(self.url)}: {exc}")
         return exc
@@ -204,10 +220,11 @@ class SqlStore(Leases, Attempts, Daemons, Backfills, Changes, Stats):
 
     def _check_schema(self, migrate: bool) -> None:
         rev = self.revision()
-        if rev == t.SCHEMA_REVISION:
-            return
-        if rev is None and migrate and not self._read(lambda c: sa.inspect(c).get_table_names()):
+        if rev is None and migrate:
+            # Perhaps empty: create it under a lock, or find that another process just did.
             self._create()
+            rev = self.revision()
+        if rev == t.SCHEMA_REVISION:
             return
         if rev is None:
             raise SchemaError(
@@ -225,11 +242,13 @@ class SqlStore(Leases, Attempts, Daemons, Backfills, Changes, Stats):
         )
 
     def _create(self) -> None:
-        """An empty database gets the current schema at once, stamped with its revision.
+        """An empty database gets the current schema at once, stamped with its revision; a
+        database with tables is left as it is (``_check_schema`` judges it).
 
         The migrations build exactly ``schema.metadata`` (a test compares the two), so creating it
         directly is the same as migrating from nothing, without loading Alembic. Processes that
-        open a new store at the same moment: one creates it, the others find it created.
+        open a new store at the same moment: one creates it under a lock (SQLite's write lock,
+        a PostgreSQL advisory lock), the others wait for the lock and then find it created.
         """
         if self.dialect == "sqlite":
             with self._cursor() as cur:
@@ -244,15 +263,13 @@ class SqlStore(Leases, Attempts, Daemons, Backfills, Changes, Stats):
             if not empty:
                 self._check_schema(migrate=False)
             return
-        try:
-            with self._tx() as conn:
+        with self._tx() as conn:
+            if self.dialect == "postgresql":  # held until this transaction ends
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": CREATE_LOCK})
+            if not sa.inspect(conn).get_table_names():  # read after the lock: what others committed
                 t.metadata.create_all(conn)
                 statements.alembic_version.create(conn)
                 conn.execute(statements.stamp(), {"v_version_num": t.SCHEMA_REVISION})
-        except StoreError:
-            if self.revision() is None:
-                raise
-            self._check_schema(migrate=False)  # another process created it meanwhile
 
     def upgrade(self) -> str:
         """Apply the Alembic migrations up to the head; return the new revision."""
@@ -286,8 +303,19 @@ class SqlStore(Leases, Attempts, Daemons, Backfills, Changes, Stats):
         instances: Sequence[InstanceRecord],
         partitions: Sequence[PartitionRecord],
     ) -> None:
+        """Insert the run; ``RunExists`` if an unfinished run has its key (the key is unique
+        among unfinished runs: of two processes creating the same run, one wins)."""
         ins = self._stmt("insert_run", t.runs.insert, statements.RUN_COLUMNS, statements.RUN_COLUMNS)
-        cur.execute(ins.text, ins.one(run_row(run)))
+        try:
+            cur.execute(ins.text, ins.one(run_row(run)))
+        except self._integrity_error as exc:
+            if "key" not in str(exc):  # runs.key (SQLite), ux_runs_open_key (PostgreSQL)
+                raise
+            raise RunExists(
+                f"an unfinished run of {run.pipeline} with the same parameters exists in "
+                f"{safe_url(self.url)}; follow it, or cancel it to start anew",
+                None,
+            ) from None
         self._insert_instances(cur, instances, start=0)
         if partitions:
             self._insert_partitions(cur, partitions)

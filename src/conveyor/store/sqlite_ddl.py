@@ -4,7 +4,7 @@
 SQLite's schema as text, for the embedded run's store (``lite``), which imports no SQLAlchemy;
 tests/store/test_lite.py checks it is current."""
 
-REVISION = "0004"
+REVISION = "0005"
 RUN_COLUMNS = (
     "id",
     "pipeline",
@@ -56,18 +56,21 @@ ATTEMPT_COLUMNS = (
     "log_path",
     "worker",
     "heartbeat",
+    "waited_for",
 )
 TRANSITION_COLUMNS = ("run_id", "instance_id", "old", "new", "at", "cause", "attempt")
 DDL = (
-    "\nCREATE TABLE attempts (\n\trun_id VARCHAR(32) NOT NULL, \n\tinstance_id VARCHAR(32) NOT NULL, \n\tnumber INTEGER NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tstarted_at FLOAT NOT NULL, \n\tended_at FLOAT, \n\terror TEXT, \n\tlog_path TEXT, \n\tworker VARCHAR(64), \n\theartbeat FLOAT, \n\tPRIMARY KEY (run_id, instance_id, number)\n)\n\n",
+    "\nCREATE TABLE attempts (\n\trun_id VARCHAR(32) NOT NULL, \n\tinstance_id VARCHAR(32) NOT NULL, \n\tnumber INTEGER NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tstarted_at FLOAT NOT NULL, \n\tended_at FLOAT, \n\terror TEXT, \n\tlog_path TEXT, \n\tworker VARCHAR(64), \n\theartbeat FLOAT, \n\twaited_for VARCHAR(32), \n\tPRIMARY KEY (run_id, instance_id, number)\n)\n\n",
     "\nCREATE TABLE backfills (\n\tid VARCHAR(32) NOT NULL, \n\tpipeline VARCHAR(200) NOT NULL, \n\ttarget TEXT NOT NULL, \n\tparams TEXT NOT NULL, \n\tevery VARCHAR(8) NOT NULL, \n\tmax_parallel INTEGER NOT NULL, \n\tworkdir TEXT DEFAULT '' NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tcreated_at FLOAT NOT NULL, \n\tended_at FLOAT, \n\tversion INTEGER DEFAULT '0' NOT NULL, \n\tslots TEXT NOT NULL, \n\tPRIMARY KEY (id)\n)\n\n",
     "CREATE INDEX ix_backfills_created ON backfills (created_at)",
+    "\nCREATE TABLE claims (\n\tinstance_id VARCHAR(32) NOT NULL, \n\trun_id VARCHAR(32) NOT NULL, \n\tattempt INTEGER NOT NULL, \n\towner VARCHAR(200) NOT NULL, \n\tclaimed_at FLOAT NOT NULL, \n\texpires FLOAT NOT NULL, \n\tstate VARCHAR(16) DEFAULT 'running' NOT NULL, \n\tresult TEXT, \n\tended_at FLOAT, \n\tPRIMARY KEY (instance_id)\n)\n\n",
     "\nCREATE TABLE partitions (\n\trun_id VARCHAR(32) NOT NULL, \n\tnumber INTEGER NOT NULL, \n\tsize INTEGER NOT NULL, \n\tneeds TEXT DEFAULT '[]' NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\towner VARCHAR(200), \n\tepoch INTEGER DEFAULT '0' NOT NULL, \n\tlease_expires FLOAT, \n\ttakeovers INTEGER DEFAULT '0' NOT NULL, \n\ttaken_from VARCHAR(200), \n\ttaken_at FLOAT, \n\tstarted_at FLOAT, \n\tended_at FLOAT, \n\terror TEXT, \n\tPRIMARY KEY (run_id, number)\n)\n\n",
     "CREATE INDEX ix_partitions_state ON partitions (state)",
     "\nCREATE TABLE runs (\n\tid VARCHAR(32) NOT NULL, \n\tpipeline VARCHAR(200) NOT NULL, \n\ttarget TEXT NOT NULL, \n\tparams TEXT NOT NULL, \n\t\"key\" VARCHAR(64) NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tworkdir TEXT DEFAULT '' NOT NULL, \n\tcreated_at FLOAT NOT NULL, \n\tstarted_at FLOAT, \n\tended_at FLOAT, \n\terror TEXT, \n\towner VARCHAR(200), \n\tepoch INTEGER DEFAULT '0' NOT NULL, \n\tlease_expires FLOAT, \n\ttotal INTEGER DEFAULT '0' NOT NULL, \n\tpartitions INTEGER DEFAULT '0' NOT NULL, \n\tcancel_requested FLOAT, \n\tPRIMARY KEY (id)\n)\n\n",
     "CREATE INDEX ix_runs_created ON runs (created_at)",
     'CREATE INDEX ix_runs_key ON runs ("key")',
     "CREATE INDEX ix_runs_pipeline ON runs (pipeline, created_at)",
+    "CREATE UNIQUE INDEX ux_runs_open_key ON runs (\"key\") WHERE state IN ('pending', 'running')",
     "\nCREATE TABLE schedulers (\n\tname VARCHAR(200) NOT NULL, \n\thost VARCHAR(200) NOT NULL, \n\tpid INTEGER NOT NULL, \n\tstarted_at FLOAT NOT NULL, \n\theartbeat FLOAT NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tworkers INTEGER DEFAULT '0' NOT NULL, \n\tPRIMARY KEY (name)\n)\n\n",
     "\nCREATE TABLE schedules (\n\tpipeline VARCHAR(400) NOT NULL, \n\tlast_tick FLOAT NOT NULL, \n\tpaused_at FLOAT, \n\tPRIMARY KEY (pipeline)\n)\n\n",
     "\nCREATE TABLE task_instances (\n\trun_id VARCHAR(32) NOT NULL, \n\tid VARCHAR(32) NOT NULL, \n\tseq INTEGER NOT NULL, \n\ttask VARCHAR(200) NOT NULL, \n\tlabel TEXT NOT NULL, \n\tparams TEXT NOT NULL, \n\tupstream TEXT NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tattempts INTEGER DEFAULT '0' NOT NULL, \n\tfailures INTEGER DEFAULT '0' NOT NULL, \n\tlost INTEGER DEFAULT '0' NOT NULL, \n\tnot_before FLOAT DEFAULT '0' NOT NULL, \n\tpriority INTEGER DEFAULT '0' NOT NULL, \n\ttargets TEXT DEFAULT '[]' NOT NULL, \n\tresult TEXT, \n\terror TEXT, \n\tstarted_at FLOAT, \n\tended_at FLOAT, \n\tpartition INTEGER DEFAULT '0' NOT NULL, \n\tPRIMARY KEY (run_id, id)\n)\n\n",

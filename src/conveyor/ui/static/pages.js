@@ -71,7 +71,7 @@ export async function pipelinesPage(page) {
     h("h1", {}, "Pipelines"),
     pipelines.length
       ? table("The project's pipelines", ["Pipeline", "Parameters", "Schedule", "Recent runs (newest first)", ""], rows, "")
-      : h("p", { class: "muted empty" }, "This project serves no pipelines: list them in its conveyor.toml ([project] pipelines) and reload."),
+      : h("p", { class: "muted empty" }, "This project serves no pipelines: list them in its conveyor.toml ([project] pipelines) and reload (curl -X POST .../api/v1/pipelines/reload); no restart needed."),
   );
   const loadRecent = async () => {
     await Promise.all(
