@@ -6,6 +6,7 @@ without it."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -138,8 +139,19 @@ def absolute_url(url: str) -> str:
 def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     # The wait for a lock first: switching a new file to WAL takes one too.
-    cur.execute(f"PRAGMA busy_timeout={int(os.environ.get('CONVEYOR_BUSY_TIMEOUT_MS', '10000'))}")
-    cur.execute("PRAGMA journal_mode=WAL")
+    busy_ms = int(os.environ.get("CONVEYOR_BUSY_TIMEOUT_MS", "10000"))
+    cur.execute(f"PRAGMA busy_timeout={busy_ms}")
+    # Several processes opening a new file at once: the switch to WAL can be refused at once
+    # ("database is locked") rather than waited for; try again for as long as a lock is waited for.
+    deadline = time.monotonic() + busy_ms / 1000
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            break
+        except Exception as exc:  # sqlite3.OperationalError, without importing it here
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
     # NORMAL in WAL mode: a commit survives the crash of any process (no fsync per commit; the
     # WAL is synced at checkpoints). Only a power cut can lose the last commits.
     cur.execute("PRAGMA synchronous=NORMAL")
