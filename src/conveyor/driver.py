@@ -39,9 +39,16 @@ from conveyor.executor.local import LocalExecutor, Lost
 from conveyor.graph import Graph
 from conveyor.owners import owner_is_dead, owner_name
 from conveyor.resources import Capacity
-from conveyor.runner import GRAPHS, Job, Outcome, Recorder
+from conveyor.runner import GRAPHS, NEVER_STARTED, Job, Outcome, Recorder
 from conveyor.store import Batch, Store
-from conveyor.store.records import AttemptRecord, PartitionRecord, RunRecord, TransitionRecord
+from conveyor.store.records import (
+    CLAIM_TTL,
+    AttemptRecord,
+    Holder,
+    PartitionRecord,
+    RunRecord,
+    TransitionRecord,
+)
 from conveyor.targets import FileTarget, flatten
 from conveyor.tasks import TaskDef
 
@@ -153,6 +160,10 @@ class RunDriver:
         self._release = release
         self._own: set[str] | None = None  # a partition's instances
         self._waited: dict[tuple[str, int], str] = {}  # attempts that took another run's outcome
+        self._claiming = False  # this driver claims its attempts' instance ids (``_claims``)
+        self._commit_every = self.lease_ttl / 3
+        self._adopt_since = 0.0
+        self._owner = owner_name()
         self._shared = executor
         self.executor: LocalExecutor | None = None
         self.finished: Finished | None = None
@@ -235,7 +246,12 @@ class RunDriver:
         ]
         # The runners record their attempts themselves, in every mode: an attempt's end lands
         # even if this process dies, and they claim instance ids shared with other runs.
-        recorder = Recorder(store.url, lease.heartbeat if lease else 1.0)
+        # Under `conveyor run` its driver claims instance ids and records ends; the runners beat,
+        # and write what they finish only if the driver died (``Recorder.deferred``).
+        self._claiming = lease is None and self._shared is None
+        # a commit at least this often: it renews the run's lease, and its claims when it has them
+        self._commit_every = min(self.lease_ttl, CLAIM_TTL) / 3 if self._claiming else self.lease_ttl / 3
+        recorder = Recorder(store.url, lease.heartbeat if lease else 1.0, deferred=self._claiming)
         executor = self.executor = self._shared or LocalExecutor(
             self.capacity.cpu, str(self.log_dir), recorder=recorder
         )
@@ -256,7 +272,7 @@ class RunDriver:
         if lease is not None:
             run_cols = {}  # the store moves a submitted run's state as partitions are claimed and end
         self._events, self._adopting, self._run_cols = events, adopted, run_cols
-        self._adopt_poll = now
+        self._adopt_poll = self._adopt_since = now
 
     def step(self) -> bool:
         """One turn: feed the events to the core, commit its changes, then carry out its
@@ -294,8 +310,11 @@ class RunDriver:
                     batch.run.update(self._run_end(cmd, now))
             elif isinstance(cmd, Wake):
                 self._wake_at = cmd.at
-        if batch or now - self._last_commit > self.lease_ttl / 3:
-            self._commit(batch, now)
+        holders: dict[str, Holder] = {}
+        if self._claiming:
+            self._claims(commands, batch)
+        if batch or now - self._last_commit > self._commit_every:
+            holders = self._commit(batch, now)
         if finished is not None:
             _fault("finished", 1)  # the end is durable; nobody has been told yet
         self.finished = finished
@@ -304,7 +323,7 @@ class RunDriver:
                 task = self.graph[cmd.instance].task
                 spec = machine.instances[cmd.instance].spec
                 executor.submit(
-                    self._job(cmd),
+                    self._job(cmd, holders.get(cmd.instance)),
                     task.timeout,
                     now,
                     cpu=task.resources.cpu,
@@ -392,11 +411,12 @@ class RunDriver:
     _last_commit = 0.0
     _commits = 0
 
-    def _commit(self, batch: Batch, now: float) -> None:
+    def _commit(self, batch: Batch, now: float) -> dict[str, Holder]:
         self._commits += 1
         _fault("before-commit", self._commits)
+        holders: dict[str, Holder] = {}
         if self.lease is None:
-            self.store.commit(self.run.id, self._epoch, batch, lease_until=now + self.lease_ttl)
+            holders = self.store.commit(self.run.id, self._epoch, batch, lease_until=now + self.lease_ttl)
         else:
             number = self.lease.partition.number
             self._retrying(
@@ -410,6 +430,7 @@ class RunDriver:
             )
         _fault("after-commit", self._commits)
         self._last_commit = now
+        return holders
 
     def _retrying(self, write: Callable[[], Any]) -> Any:
         """A scheduler's write: while the store is unreachable, retry with backoff (the lease
@@ -445,6 +466,7 @@ class RunDriver:
         end), still running (beating), never started (no beat: lost, not counted against the
         task), or lost (silent for ``lost_after``)."""
         lost_after = self.lease.lost_after if self.lease else 3.0
+        since = self._adopt_since
         try:
             statuses = self.store.attempt_status(self.run.id, list(adopted.items()))
         except StoreError:
@@ -459,20 +481,26 @@ class RunDriver:
                 events.append(AttemptSucceeded(now, iid, n))
             elif st.state in ("failed", "cancelled"):
                 events.append(AttemptFailed(now, iid, n, st.error or st.state))
+            elif st.state == "lost" and st.error == NEVER_STARTED:  # its worker said so
+                events.append(AttemptLost(now, iid, n, NEVER_STARTED, blameless=True))
             elif st.state != "running":
                 events.append(AttemptLost(now, iid, n, f"recorded {st.state}"))
-            elif st.heartbeat is None and (self.lease is None or now - st.started_at > lost_after):
-                # No runner began it: its driver died first (a runner that begins beats at
-                # once, and one whose driver is gone begins nothing). Not the task's fault.
-                why = "the process driving the run stopped before the attempt started"
+            elif st.heartbeat is None:
+                # Its runner never beat: a scheduler's runner beats as it begins; under `conveyor
+                # run`, one that ran under a second finished and recorded its end when its
+                # driver died, and one whose driver had died begins nothing. So after a while,
+                # it never started: not the task's fault.
+                if now - (st.started_at if self.lease else since) <= lost_after:
+                    continue
+                why = NEVER_STARTED
                 try:
                     if not self.store.declare_lost(self.run.id, iid, n, now, why):
                         continue
                 except StoreError:
                     continue
                 events.append(AttemptLost(now, iid, n, why, blameless=True))
-            elif now - (st.heartbeat or st.started_at) > lost_after:
-                why = "its scheduler stopped and its runner no longer beats"
+            elif now - max(st.heartbeat or st.started_at, 0.0 if self.lease else since) > lost_after:
+                why = "its driver stopped and its runner no longer beats"
                 try:
                     if not self.store.declare_lost(self.run.id, iid, n, now, why):
                         continue  # its runner recorded the end just now: read it next time
@@ -518,7 +546,19 @@ class RunDriver:
             and self._all_exist(node.id)
         )
 
-    def _job(self, cmd: Execute) -> Job:
+    def _claims(self, commands: list[Any], batch: Batch) -> None:
+        """``conveyor run`` claims the instance ids its attempts execute in its group commit, and
+        ends their claims as they end (its runners write nothing per attempt); the commit
+        answers the instances another run executes now, with the attempt to wait for."""
+        batch.claim_owner = self._owner
+        batch.claim_start = [(c.instance, c.attempt) for c in commands if isinstance(c, Execute)]
+        results = self._results
+        batch.claim_end = [
+            (e["instance_id"], e["number"], e["state"], results.get(e["instance_id"]), e["ended_at"])
+            for e in batch.attempts_ended
+        ]
+
+    def _job(self, cmd: Execute, holder: Holder | None = None) -> Job:
         node = self.graph[cmd.instance]
         inputs = {name: self._results.get(up) for name, up in node.inputs.items()} if node.inputs else {}
         return Job(
@@ -532,6 +572,7 @@ class RunDriver:
             self.run.params,
             self._job_lease,
             self.run.workdir if self._shared is not None else "",
+            holder,
         )
 
     def _log_path(self, iid: str, attempt: int) -> str:

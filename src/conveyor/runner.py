@@ -7,6 +7,7 @@ on success renames the targets into place and saves the return value as an artif
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import dataclasses
 import io
@@ -26,12 +27,16 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 from conveyor import artifacts
 from conveyor.errors import ConveyorError, TargetError
+from conveyor.store.records import CLAIM_TTL, Holder
 from conveyor.targets import FileTarget, flatten, rebuild
 
 if TYPE_CHECKING:
     from conveyor.graph import Graph
-    from conveyor.store.records import Holder
     from conveyor.tasks import TaskDef
+
+
+#: Why a job queued for a worker whose driver died never started (not the task's fault).
+NEVER_STARTED = "the process driving the run stopped before the attempt started"
 
 
 class Cancelled(BaseException):
@@ -52,6 +57,7 @@ class Job:
     params: Mapping[str, str]
     lease: tuple[str, int, int] | None = None  # a scheduler's: run, partition, epoch
     workdir: str = ""  # where the run was submitted: its relative paths start there
+    holder: Holder | None = None  # another run's attempt executes this instance: wait for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,6 +388,7 @@ def pack(job: Job, seq: int, *, inherited: bool = False) -> tuple[Any, ...]:
         params,
         job.lease,
         job.workdir,
+        job.holder,
     )
 
 
@@ -403,8 +410,17 @@ class Recorder:
     #: Seconds between a waiting runner's looks at the attempt it waits for.
     POLL = 0.25
 
-    def __init__(self, url: str, interval: float = 1.0, patience: float = 120.0) -> None:
+    #: The attempt's driver takes the claims and records every end it hears of in its group
+    #: commit (``conveyor run``): the runner writes nothing per attempt, only beats while one
+    #: runs; if its driver dies, it records the ends of its last attempts itself (``orphaned``).
+    deferred = False
+
+    def __init__(
+        self, url: str, interval: float = 1.0, patience: float = 120.0, *, deferred: bool = False
+    ) -> None:
         self.url = url
+        self.deferred = deferred
+        self._recent: collections.deque[tuple[Job, Outcome]] = collections.deque(maxlen=64)
         self.interval = interval
         self.patience = patience
         self.current: tuple[str, str, int] | None = None
@@ -490,10 +506,14 @@ class Recorder:
                     started, time.time(), waited_for=holder.run_id,
                 )  # fmt: skip
             mine = claim is not None and (claim.run_id, claim.attempt) == (holder.run_id, holder.attempt)
-            if mine and claim is not None and claim.expires > time.time() and not owner_is_dead(claim.owner):
+            now = time.time()
+            # renewed in the last 3 s: by its runner's beat, or its driver's turn
+            fresh = claim is not None and claim.expires - CLAIM_TTL > now - 3.0
+            gone = claim is not None and owner_is_dead(claim.owner) and not fresh
+            if mine and claim is not None and claim.expires > now and not gone:
                 continue  # still executing
             # It ended without an outcome to take, or its runner is gone: claim the instance.
-            dead = mine and claim is not None and owner_is_dead(claim.owner)
+            dead = mine and gone
             got = self.begin(job, (holder.run_id, holder.attempt) if dead else None)
             if got is False:
                 return Outcome(job.run_id, job.instance, job.attempt, "cancelled", None, "cancelled")
@@ -502,6 +522,24 @@ class Recorder:
                 return None
             holder = got
             say(f"conveyor: run {holder.run_id} is executing this task now (attempt {holder.attempt})")
+
+    def done(self, job: Job, out: Outcome) -> None:
+        """Deferred: the attempt ended; its driver records it, or, if it died, ``orphaned``."""
+        self.current = None
+        self._recent.append((job, out))
+
+    def orphaned(self, dropped: list[Job]) -> None:
+        """The driver died (deferred): record the ends of the last attempts (those it recorded
+        already are refused, being no longer current), and the jobs it had queued here as lost
+        before they started, so that the run's next driver runs them again at once."""
+        for job, out in self._recent:
+            self.end(job, out)
+        now = time.time()
+        for job in dropped:
+            self._retrying(
+                "recording a job never started",
+                lambda db, j=job: db.declare_lost(j.run_id, j.instance, j.attempt, now, NEVER_STARTED),
+            )
 
     def end(self, job: Job, out: Outcome) -> None:
         self.current = None
@@ -519,6 +557,9 @@ class Recorder:
                 waited_for=out.waited_for,
             ),
         )
+
+    def start(self) -> None:
+        self._start_beating()
 
     def _start_beating(self) -> None:
         if self._thread is None:
@@ -568,10 +609,15 @@ def worker_main(
         try:
             msg = conn.recv()
         except (EOFError, OSError):
+            _orphaned(conn, [])
             return
-        for one in msg if isinstance(msg, list) else (msg,):  # a list: several jobs, in order
-            if one is None or os.getppid() != parent:
-                return  # told to stop, or orphaned: start nothing more
+        batch = msg if isinstance(msg, list) else [msg]  # a list: several jobs, in order
+        for k, one in enumerate(batch):
+            if one is None:
+                return  # told to stop
+            if os.getppid() != parent:
+                _orphaned(conn, batch[k:])  # start nothing more
+                return
             try:
                 reply = _answer(one, control)
             except Cancelled:  # a cancel that landed just as the job ended
@@ -579,7 +625,31 @@ def worker_main(
             try:
                 conn.send(reply)
             except OSError:
+                _orphaned(conn, batch[k + 1 :])
                 return
+
+
+def _orphaned(conn: Any, unstarted: list[Any]) -> None:
+    """The process driving the run died: a deferred recorder records what its driver may not
+    have (its last ends, and the jobs queued here that will never start)."""
+    rec = _recorder
+    if rec is None or not rec.deferred:
+        return
+    queued = list(unstarted)
+    try:
+        while conn.poll(0):
+            more = conn.recv()
+            queued += more if isinstance(more, list) else [more]
+    except (EOFError, OSError):
+        pass
+    dropped = [Job(*m[1:]) for m in queued if isinstance(m, tuple)]
+    print(
+        f"runner: the process driving the run died; recording the last {len(rec._recent)} ends "
+        f"and {len(dropped)} queued attempts never started",
+        file=sys.__stderr__,
+        flush=True,
+    )
+    rec.orphaned(dropped)
 
 
 def _answer(msg: Any, control: Control | None) -> Any:
@@ -607,6 +677,12 @@ def _attempt(job: Job) -> Outcome:
     rec = _recorder
     if rec is None:
         return run_attempt(job)
+    if rec.deferred:  # its driver claimed the instance: it names the holder, if another
+        rec.current = (job.run_id, job.instance, job.attempt)
+        rec.start()
+        out = run_attempt(job, None if job.holder is None else (rec, job.holder))
+        rec.done(job, out)
+        return out
     begun = rec.begin(job)
     if begun is False:
         now = time.time()

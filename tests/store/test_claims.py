@@ -138,3 +138,37 @@ def test_a_success_after_a_run_was_created_is_taken_by_it_one_before_is_not(stor
     store.create_run(rec, [InstanceRecord(late, "shared", "t", "t()", {}, [])])
     running(store, late)
     assert store.begin_attempt(late, "shared", 1, "h:3", now=21.0) is None  # a later run executes anew
+
+
+def test_conveyor_run_claims_in_its_group_commit_and_hears_of_the_holder(store: Store) -> None:
+    """Under `conveyor run` the driver claims its attempts' instance ids in the commit that starts
+    them (its runners write nothing per attempt) and ends the claims with the attempts."""
+    run(store, A)
+    run(store, B)
+    start = Batch(
+        instances=[{"id": "shared", "state": "running", "attempts": 1}],
+        attempts_started=[AttemptRecord(A, "shared", 1, "running", 1.0)],
+        claim_owner="h:1",
+        claim_start=[("shared", 1)],
+    )
+    epoch_a = store.acquire(A, "h:1", 60, now=1.0)
+    assert store.commit(A, epoch_a, start, lease_until=1e12) == {}  # A holds it
+    epoch_b = store.acquire(B, "h:2", 60, now=1.0)
+    other = Batch(
+        instances=[{"id": "shared", "state": "running", "attempts": 1}],
+        attempts_started=[AttemptRecord(B, "shared", 1, "running", 1.0)],
+        claim_owner="h:2",
+        claim_start=[("shared", 1)],
+    )
+    held = store.commit(B, epoch_b, other, lease_until=1e12)
+    assert list(held) == ["shared"] and (held["shared"].run_id, held["shared"].owner) == (A, "h:1")
+    end = Batch(
+        instances=[{"id": "shared", "state": "succeeded", "result": "ref-a"}],
+        attempts_ended=[{"instance_id": "shared", "number": 1, "state": "succeeded", "ended_at": 5.0}],
+        claim_owner="h:1",
+        claim_end=[("shared", 1, "succeeded", "ref-a", 5.0)],
+    )
+    store.commit(A, epoch_a, end, lease_until=1e12)
+    assert store.claim_of("shared") is None  # nobody executes it now; B's runner takes A's outcome
+    _, status = store.waiting_on("shared", held["shared"])
+    assert status is not None and (status.state, status.result) == ("succeeded", "ref-a")

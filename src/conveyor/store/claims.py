@@ -52,6 +52,61 @@ class Claims(Part):
             lambda: statements.current_attempt_update(("heartbeat",)),
             ("heartbeat", "run_id", "instance_id", "number"),
         )
+        with self._cursor() as cur:
+            cur.execute(beat.text, beat.one((now, run_id, instance_id, number)))
+            if cur.rowcount != 1:
+                return STALE
+            return self._claim(cur, run_id, instance_id, number, owner, now, ttl, take_from)
+
+    def _claims_in(
+        self,
+        cur: Any,
+        run_id: str,
+        owner: str,
+        now: float,
+        start: Sequence[tuple[str, int]],
+        end: Sequence[tuple[str, int, str, str | None, float]],
+        ttl: float = CLAIM_TTL,
+    ) -> dict[str, Holder]:
+        """`conveyor run`'s claims, in its group commit (``cur``; its runners write nothing per
+        attempt): end the claims of its attempts that ended (instance, attempt, state, result,
+        ended_at), renew its run's other claims, and claim the instance ids of the attempts it
+        starts. Returns the started instances that another run's attempt holds, or that one
+        succeeded while this run existed, with that attempt: their runners wait for it or take
+        its outcome."""
+        c = t.claims
+        renew = self._stmt(
+            "claims_renew_run",
+            lambda: (
+                c.update()
+                .where(c.c.run_id == sa.bindparam("k_run_id"), c.c.state == "running")
+                .values(expires=sa.bindparam("v_expires"))
+            ),
+            ("expires", "run_id"),
+        )
+        held: dict[str, Holder] = {}
+        for iid, n, state, result, ended_at in end:
+            self._end_claim(cur, (run_id, iid, n), state, ended_at, result)
+        cur.execute(renew.text, renew.one((now + ttl, run_id)))
+        for iid, n in start:
+            found = self._claim(cur, run_id, iid, n, owner, now, ttl, None)
+            if found is not None:
+                held[iid] = found
+        return held
+
+    def _claim(
+        self,
+        cur: Any,
+        run_id: str,
+        instance_id: str,
+        number: int,
+        owner: str,
+        now: float,
+        ttl: float,
+        take_from: tuple[str, int] | None,
+    ) -> Holder | None:
+        """Claim ``instance_id`` for the attempt, in the transaction of ``cur``: None if it is
+        this attempt's now, else the attempt that holds it (or that succeeded meanwhile)."""
         upsert = self._stmt(
             "claim",
             lambda: _claim_upsert(self.dialect),
@@ -79,23 +134,18 @@ class Claims(Part):
             ),
             ("run_id", "instance_id"),
         )
+        cur.execute(done.text, done.one((run_id, instance_id)))
+        found = cur.fetchone()
+        if found is not None:
+            held_by, n, who, expires, result = found
+            return Holder(str(held_by), int(n), str(who), float(expires), "succeeded", result)
         take_run, take_n = take_from or (None, None)
-        with self._cursor() as cur:
-            cur.execute(beat.text, beat.one((now, run_id, instance_id, number)))
-            if cur.rowcount != 1:
-                return STALE
-            cur.execute(done.text, done.one((run_id, instance_id)))
-            found = cur.fetchone()
-            if found is not None:
-                return Holder(
-                    str(found[0]), int(found[1]), str(found[2]), float(found[3]), "succeeded", found[4]
-                )
-            cur.execute(
-                upsert.text,
-                upsert.one((instance_id, run_id, number, owner, now, now + ttl, now, take_run, take_n)),
-            )
-            cur.execute(held.text, held.one((instance_id,)))
-            row = cur.fetchone()
+        cur.execute(
+            upsert.text,
+            upsert.one((instance_id, run_id, number, owner, now, now + ttl, now, take_run, take_n)),
+        )
+        cur.execute(held.text, held.one((instance_id,)))
+        row = cur.fetchone()
         if row is None or (row[0], int(row[1])) == (run_id, number):
             return None
         return Holder(str(row[0]), int(row[1]), str(row[2]), float(row[3]))

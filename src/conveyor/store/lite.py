@@ -383,11 +383,13 @@ class LiteStore:
 
     def commit(
         self, run_id: str, epoch: int, batch: Batch, *, lease_until: float, partition: int | None = None
-    ) -> None:
+    ) -> dict[str, Holder]:
         """Write one batch in one transaction, fenced by the run's lease epoch (as ``SqlStore``)."""
         if partition is not None:
-            self.__getattr__("commit")(run_id, epoch, batch, lease_until=lease_until, partition=partition)
-            return
+            held: dict[str, Holder] = self.__getattr__("commit")(
+                run_id, epoch, batch, lease_until=lease_until, partition=partition
+            )
+            return held
         if self._created:
             self._created.pop(run_id, None)
         run_cols = tuple(batch.run)
@@ -414,8 +416,16 @@ class LiteStore:
                     (run_id, x.instance_id, x.old, x.new, x.at, x.cause, x.attempt) for x in batch.transitions
                 ]
                 cur.executemany(SQL["insert_transition"], rows)
+            held = (
+                self._claims_in(
+                    cur, run_id, batch.claim_owner, time.time(), batch.claim_start, batch.claim_end
+                )
+                if batch.claim_owner is not None
+                else {}
+            )
         if self._checkpointer is not None:
             self._checkpointer.committed()
+        return held
 
     # -- what runners write and new owners read (as ``Attempts`` and ``Claims``) ----------------
     def begin_attempt(
@@ -429,19 +439,55 @@ class LiteStore:
         ttl: float = CLAIM_TTL,
         take_from: tuple[str, int] | None = None,
     ) -> Holder | str | None:
-        take_run, take_n = take_from or (None, None)
         with self._cursor() as cur:
             cur.execute(_BEAT, (now, run_id, instance_id, number))
             if cur.rowcount != 1:
                 return STALE
-            cur.execute(_CLAIM_DONE, (run_id, instance_id, run_id))
-            found = cur.fetchone()
+            return self._claim(cur, run_id, instance_id, number, owner, now, ttl, take_from)
+
+    def _claims_in(
+        self,
+        cur: Any,
+        run_id: str,
+        owner: str,
+        now: float,
+        start: Sequence[tuple[str, int]],
+        end: Sequence[tuple[str, int, str, str | None, float]],
+        ttl: float = CLAIM_TTL,
+    ) -> dict[str, Holder]:
+        held: dict[str, Holder] = {}
+        for iid, n, state, result, ended_at in end:
+            if state == "succeeded":
+                cur.execute(_CLAIM_SUCCEEDED, (result, ended_at, iid, run_id, n))
+            else:
+                cur.execute(_CLAIM_DROP, (iid, run_id, n))
+        cur.execute(_CLAIMS_RENEW_RUN, (now + ttl, run_id))
+        for iid, n in start:
+            found = self._claim(cur, run_id, iid, n, owner, now, ttl, None)
             if found is not None:
-                held_by, n, who, expires, result = found
-                return Holder(str(held_by), int(n), str(who), float(expires), "succeeded", result)
-            cur.execute(_CLAIM, (instance_id, run_id, number, owner, now, now + ttl, now, take_run, take_n))
-            cur.execute(_CLAIM_HOLDER, (instance_id,))
-            row = cur.fetchone()
+                held[iid] = found
+        return held
+
+    def _claim(
+        self,
+        cur: Any,
+        run_id: str,
+        instance_id: str,
+        number: int,
+        owner: str,
+        now: float,
+        ttl: float,
+        take_from: tuple[str, int] | None,
+    ) -> Holder | None:
+        cur.execute(_CLAIM_DONE, (run_id, instance_id, run_id))
+        found = cur.fetchone()
+        if found is not None:
+            held_by, n, who, expires, result = found
+            return Holder(str(held_by), int(n), str(who), float(expires), "succeeded", result)
+        take_run, take_n = take_from or (None, None)
+        cur.execute(_CLAIM, (instance_id, run_id, number, owner, now, now + ttl, now, take_run, take_n))
+        cur.execute(_CLAIM_HOLDER, (instance_id,))
+        row = cur.fetchone()
         if row is None or (row[0], int(row[1])) == (run_id, number):
             return None
         return Holder(str(row[0]), int(row[1]), str(row[2]), float(row[3]))
@@ -567,4 +613,5 @@ _CLAIM_SUCCEEDED = (
     "UPDATE claims SET state = 'succeeded', result = ?, ended_at = ? "
     "WHERE claims.instance_id = ? AND claims.run_id = ? AND claims.attempt = ?"
 )
+_CLAIMS_RENEW_RUN = "UPDATE claims SET expires = ? WHERE claims.run_id = ? AND claims.state = 'running'"
 _CLAIM_DROP = "DELETE FROM claims WHERE claims.instance_id = ? AND claims.run_id = ? AND claims.attempt = ?"

@@ -178,6 +178,12 @@ class Batch:
     attempts_ended: list[dict[str, Any]] = field(default_factory=list)  # instance_id, number, ...
     transitions: list[TransitionRecord] = field(default_factory=list)
     run: dict[str, Any] = field(default_factory=dict)  # changed run columns
+    # `conveyor run`'s claims of instance ids (``store.claims``), in the same transaction: its
+    # owner (host:pid; None: no claims), the attempts it starts, and those that ended (instance,
+    # attempt, state, result, ended_at); its run's other claims are renewed.
+    claim_owner: str | None = None
+    claim_start: list[tuple[str, int]] = field(default_factory=list)
+    claim_end: list[tuple[str, int, str, str | None, float]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(

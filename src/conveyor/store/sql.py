@@ -47,6 +47,7 @@ from conveyor.store.leases import Leases, stale_partition
 from conveyor.store.records import (
     AttemptRecord,
     Batch,
+    Holder,
     InstanceRecord,
     PartitionRecord,
     RunRecord,
@@ -519,7 +520,7 @@ class SqlStore(Leases, Claims, Attempts, Daemons, Backfills, Changes, Stats):
     # -- the group commit ---------------------------------------------------------------------
     def commit(
         self, run_id: str, epoch: int, batch: Batch, *, lease_until: float, partition: int | None = None
-    ) -> None:
+    ) -> dict[str, Holder]:
         """Write one batch in one transaction, fenced by the lease epoch of the run, or of the
         run's ``partition`` (a submitted run: its run columns change only as partitions end)."""
         if self._created:
@@ -588,8 +589,16 @@ class SqlStore(Leases, Claims, Attempts, Daemons, Backfills, Changes, Stats):
                         ]
                     ),
                 )
+            held = (
+                self._claims_in(
+                    cur, run_id, batch.claim_owner, time.time(), batch.claim_start, batch.claim_end
+                )
+                if batch.claim_owner is not None
+                else {}
+            )
         if self._checkpointer is not None:
             self._checkpointer.committed()
+        return held
 
 
 def _runs_where(
