@@ -532,6 +532,12 @@ class Recorder:
         """The driver died (deferred): record the ends of the last attempts (those it recorded
         already are refused, being no longer current), and the jobs it had queued here as lost
         before they started, so that the run's next driver runs them again at once."""
+        print(
+            f"runner: the process driving the run died; recording the last {len(self._recent)} ends "
+            f"and {len(dropped)} queued attempts never started",
+            file=sys.__stderr__,
+            flush=True,
+        )
         for job, out in self._recent:
             self.end(job, out)
         now = time.time()
@@ -642,14 +648,7 @@ def _orphaned(conn: Any, unstarted: list[Any]) -> None:
             queued += more if isinstance(more, list) else [more]
     except (EOFError, OSError):
         pass
-    dropped = [Job(*m[1:]) for m in queued if isinstance(m, tuple)]
-    print(
-        f"runner: the process driving the run died; recording the last {len(rec._recent)} ends "
-        f"and {len(dropped)} queued attempts never started",
-        file=sys.__stderr__,
-        flush=True,
-    )
-    rec.orphaned(dropped)
+    rec.orphaned([Job(*m[1:]) for m in queued if isinstance(m, tuple)])
 
 
 def _answer(msg: Any, control: Control | None) -> Any:
