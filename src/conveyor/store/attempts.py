@@ -38,14 +38,18 @@ class Attempts(Part):
     def attempt_alive(self, run_id: str, instance_id: str, number: int, now: float) -> bool:
         """The runner's heartbeat (and its check before it starts): False if the attempt is no
         longer current (it was declared lost or cancelled by the scheduler that owns it now)."""
+        with self._cursor() as cur:
+            return self._beat(cur, run_id, instance_id, number, now)
+
+    def _beat(self, cur: Any, run_id: str, instance_id: str, number: int, now: float) -> bool:
+        """The attempt's heartbeat, in the transaction of ``cur``: False if it is not current."""
         beat = self._stmt(
             ("current_attempt", "heartbeat"),
             lambda: statements.current_attempt_update(("heartbeat",)),
             ("heartbeat", "run_id", "instance_id", "number"),
         )
-        with self._cursor() as cur:
-            cur.execute(beat.text, beat.one((now, run_id, instance_id, number)))
-            return bool(cur.rowcount == 1)
+        cur.execute(beat.text, beat.one((now, run_id, instance_id, number)))
+        return bool(cur.rowcount == 1)
 
     def record_attempt(
         self,

@@ -1,13 +1,15 @@
 """Claims: which attempt executes each task instance id now, across every run in the store.
 
 A task instance's id is its identity (a hash of its task and canonical parameters), the same in
-every run that needs it. Before a runner executes an attempt it claims the id; while it runs it
-renews the claim with its heartbeat; its end drops the claim in the transaction that records
-the end. A runner that finds the id claimed by another attempt that is still alive waits for
-that attempt and takes its outcome instead of executing the task a second time. A claim is a
-lease: one its runner no longer renews expires, and the next runner takes it over.
+every run that needs it. An attempt claims the id before it executes: under a scheduler its
+runner, as it begins (``begin_attempt``); under `conveyor run` its driver, in the group commit
+that starts it (``_claims_in``). The claim is renewed by the runner's heartbeat (and each commit
+of `conveyor run`) and ended with the attempt's end: a success stays on it, with its result,
+for runs that existed meanwhile to take; any other end drops it. An attempt that finds the id
+claimed by another live attempt waits for it and takes its outcome instead of executing the
+task a second time. A claim is a lease: one nobody renews expires, and the next attempt takes
+it over.
 """
-
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -16,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from conveyor.store import schema as t
-from conveyor.store import statements
 from conveyor.store.part import Part
 from conveyor.store.records import CLAIM_TTL as CLAIM_TTL
 from conveyor.store.records import STALE as STALE
@@ -47,14 +48,8 @@ class Claims(Part):
         instance (wait for it), or one succeeded after this attempt's run was created (take
         its outcome: runs that overlap share an instance's execution). ``take_from`` (run,
         attempt) takes over a claim whose runner is known to be dead, before it expires."""
-        beat = self._stmt(
-            ("current_attempt", "heartbeat"),
-            lambda: statements.current_attempt_update(("heartbeat",)),
-            ("heartbeat", "run_id", "instance_id", "number"),
-        )
         with self._cursor() as cur:
-            cur.execute(beat.text, beat.one((now, run_id, instance_id, number)))
-            if cur.rowcount != 1:
+            if not self._beat(cur, run_id, instance_id, number, now):
                 return STALE
             return self._claim(cur, run_id, instance_id, number, owner, now, ttl, take_from)
 
@@ -155,11 +150,6 @@ class Claims(Part):
     ) -> bool:
         """The runner's heartbeat: renews the attempt (False if it is no longer current) and
         its claim, which holds while the runner executes, current or not."""
-        beat = self._stmt(
-            ("current_attempt", "heartbeat"),
-            lambda: statements.current_attempt_update(("heartbeat",)),
-            ("heartbeat", "run_id", "instance_id", "number"),
-        )
         renew = self._stmt(
             "claim_renew",
             lambda: (
@@ -174,8 +164,7 @@ class Claims(Part):
             ("expires", "instance_id", "run_id", "attempt"),
         )
         with self._cursor() as cur:
-            cur.execute(beat.text, beat.one((now, run_id, instance_id, number)))
-            alive = bool(cur.rowcount == 1)
+            alive = self._beat(cur, run_id, instance_id, number, now)
             cur.execute(renew.text, renew.one((now + ttl, instance_id, run_id, number)))
             return alive
 
@@ -225,6 +214,7 @@ class Claims(Part):
 
     if TYPE_CHECKING:
 
+        def _beat(self, cur: Any, run_id: str, instance_id: str, number: int, now: float) -> bool: ...
         def attempt_status(self, run_id: str, keys: Sequence[tuple[str, int]]) -> list[AttemptStatus]: ...
 
 
