@@ -10,6 +10,7 @@ claimed by another live attempt waits for it and takes its outcome instead of ex
 task a second time. A claim is a lease: one nobody renews expires, and the next attempt takes
 it over.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
