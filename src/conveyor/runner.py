@@ -393,18 +393,19 @@ def pack(job: Job, seq: int, *, inherited: bool = False) -> tuple[Any, ...]:
 
 
 class Recorder:
-    """The runner records its attempt in the store itself, in every mode: its start, its
-    heartbeats and its end, each with a conditional update (the attempt must still be current;
-    the first completion wins). So an attempt's end lands even when the process that launched it
-    died (a killed `conveyor run`, a scheduler), and a new owner can tell a running attempt from
-    a lost one.
+    """What the runner writes to the store, each with a conditional update (the attempt must
+    still be current; the first completion wins), so that an attempt's end lands even when the
+    process that launched it died (a killed `conveyor run`, a scheduler), and a new owner can
+    tell a running attempt from a lost one.
 
-    Before it executes, the runner claims the instance id (``store.claims``): if another run's
-    attempt (or an older attempt of its own run, left running by a dead driver) is executing
-    the same task instance, this one waits for it and takes its outcome instead of executing
-    the task a second time. A store that does not answer is retried with backoff for
-    ``patience`` seconds; then the attempt goes on (or its end goes to its driver only, which
-    records it in its own commit).
+    Under a scheduler the runner records its attempt's start (claiming the instance id, see
+    ``store.claims``), heartbeats and end. Under `conveyor run` (``deferred``) the driver claims
+    and records, the runner only beats, and records its last ends itself if the driver died.
+    Either way, if another run's attempt (or an older attempt of its own run, left running by a
+    dead driver) is executing the same task instance, the runner waits for it and takes its
+    outcome instead of executing the task a second time. A store that does not answer is retried
+    with backoff for ``patience`` seconds; then the attempt goes on (or its end goes to its
+    driver only, which records it in its own commit).
     """
 
     #: Seconds between a waiting runner's looks at the attempt it waits for.
