@@ -254,3 +254,40 @@ def test_when_the_attempt_waited_for_dies_the_waiting_run_executes_the_task(pipe
     assert (f"waited for run {runs['daily']}" in shown["charts"]) != (
         f"waited for run {runs['charts']}" in shown["daily"]
     ), shown
+
+
+def test_an_orphaned_worker_records_the_attempt_it_finishes_and_the_jobs_it_never_starts(
+    pipes: Project,
+) -> None:
+    """`conveyor run` is killed while its workers run attempts: each worker finishes its attempt
+    and records its end itself, before any resume; what was queued for it is recorded as never
+    started; the resumed run adopts both without counting a loss."""
+    import sqlite3
+
+    proc = pipes.popen("run", "pipes.py:daily", "-p", "days=4", "-p", "delay=1.5", "--workers", "2")
+    db = pipes.root / ".conveyor" / "conveyor.db"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        time.sleep(0.1)
+        try:
+            with sqlite3.connect(db) as conn:
+                (running,) = conn.execute("SELECT count(*) FROM attempts WHERE state = 'running'").fetchone()
+        except sqlite3.OperationalError:
+            continue
+        if running >= 2:
+            break
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    time.sleep(2.5)  # the orphans finish their 1.5 s fetches
+    with sqlite3.connect(db) as conn:
+        ended = conn.execute("SELECT count(*) FROM attempts WHERE state = 'succeeded'").fetchone()[0]
+    assert ended >= 2, "the orphaned workers recorded the attempts they finished"
+    assert effects(pipes)["fetch-2026-11-01"] == 1
+    resumed = pipes.cli("run", "pipes.py:daily", "-p", "days=4", "-p", "delay=1.5", "--workers", "2")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert not twice(pipes), twice(pipes)
+    assert sum(effects(pipes).values()) == 8
+    with sqlite3.connect(db) as conn:
+        (counted,) = conn.execute("SELECT coalesce(sum(lost), 0) FROM task_instances").fetchone()
+    assert counted == 0, "no loss counted against a task"
