@@ -421,7 +421,7 @@ class Recorder:
     ) -> None:
         self.url = url
         self.deferred = deferred
-        self._recent: collections.deque[tuple[Job, Outcome]] = collections.deque(maxlen=64)
+        self._recent: collections.deque[tuple[Job, Outcome]] = collections.deque(maxlen=16)
         self.interval = interval
         self.patience = patience
         self.current: tuple[str, str, int] | None = None
@@ -539,7 +539,7 @@ class Recorder:
             file=sys.__stderr__,
             flush=True,
         )
-        for job, out in self._recent:
+        for job, out in reversed(self._recent):  # newest first: the likeliest not recorded yet
             self.end(job, out)
         now = time.time()
         for job in dropped:
