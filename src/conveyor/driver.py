@@ -174,7 +174,6 @@ class RunDriver:
         self._wake_at: float | None = None
         self._turned = 0.0
         self._lost_lease = False
-        self._job_lease: tuple[str, int, int] | None = None  # the partition's lease, for runners
 
     # -- progress, for the CLI ------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -216,7 +215,6 @@ class RunDriver:
             nodes = self.graph.nodes
         else:
             self._epoch = part.epoch
-            self._job_lease = (run.id, part.number, part.epoch)
             # The instances of the partitions it needs are done: their results are inputs here.
             own = self._own = {r.id for r in records if r.partition == part.number}
             nodes = {k: v for k, v in self.graph.nodes.items() if k in own}
@@ -570,7 +568,6 @@ class RunDriver:
             inputs,
             self.run.target,
             self.run.params,
-            self._job_lease,
             self.run.workdir if self._shared is not None else "",
             holder,
         )

@@ -55,7 +55,6 @@ class Job:
     inputs: Mapping[str, str | None]  # parameter -> upstream result reference
     target: str  # how to load the pipeline on a cache miss
     params: Mapping[str, str]
-    lease: tuple[str, int, int] | None = None  # a scheduler's: run, partition, epoch
     workdir: str = ""  # where the run was submitted: its relative paths start there
     holder: Holder | None = None  # another run's attempt executes this instance: wait for it
 
@@ -386,7 +385,6 @@ def pack(job: Job, seq: int, *, inherited: bool = False) -> tuple[Any, ...]:
         job.inputs,
         target,
         params,
-        job.lease,
         job.workdir,
         job.holder,
     )

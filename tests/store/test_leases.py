@@ -122,14 +122,14 @@ def test_the_runner_records_its_attempt_first_completion_wins(store: Store) -> N
     claim = store.claim("a", 10, now=1)
     assert claim is not None
     _running(store, 1, 1)
-    assert store.attempt_alive(RUN, "i0", 1, now=2.0)
+    assert store.beat_attempt(RUN, "i0", 1, now=2.0)
     [st] = store.attempt_status(RUN, [("i0", 1)])
     assert (st.state, st.heartbeat) == ("running", 2.0)
     assert store.record_attempt(RUN, "i0", 1, "succeeded", ended_at=3.0, result="ref-1")
     assert not store.record_attempt(RUN, "i0", 1, "succeeded", ended_at=4.0, result="ref-2")
     [inst] = store.instances(RUN)
     assert (inst.state, inst.result, inst.ended_at) == ("succeeded", "ref-1", 3.0)
-    assert not store.attempt_alive(RUN, "i0", 1, now=5.0)  # it ended: no longer current
+    assert not store.beat_attempt(RUN, "i0", 1, now=5.0)  # it ended: no longer current
     [st] = store.attempt_status(RUN, [("i0", 1)])
     assert (st.state, st.result) == ("succeeded", "ref-1")
 
@@ -146,7 +146,7 @@ def test_a_superseded_attempt_cannot_record_its_end(store: Store) -> None:
         attempts_ended=[{"instance_id": "i0", "number": 1, "state": "lost", "ended_at": 11.0, "error": "x"}],
     )
     store.commit(RUN, 2, batch, lease_until=1e12, partition=0)
-    assert not store.attempt_alive(RUN, "i0", 1, now=12)
+    assert not store.beat_attempt(RUN, "i0", 1, now=12)
     assert not store.record_attempt(RUN, "i0", 1, "succeeded", ended_at=12, result="late")
     [inst] = store.instances(RUN)
     assert (inst.state, inst.attempts, inst.result) == ("running", 2, None)

@@ -24,23 +24,6 @@ class Attempts(Part):
             self, cur: Any, key: tuple[str, str, int], state: str, ended_at: float, result: str | None
         ) -> None: ...
 
-    def lease_of(self, run_id: str, number: int) -> tuple[int, float | None, str] | None:
-        """The partition's epoch, lease expiry and state (a runner checks its scheduler's lease)."""
-        p = t.partitions
-        with self._tx() as conn:
-            row = conn.execute(
-                sa.select(p.c.epoch, p.c.lease_expires, p.c.state).where(
-                    p.c.run_id == run_id, p.c.number == number
-                )
-            ).first()
-        return None if row is None else (int(row[0]), row[1], str(row[2]))
-
-    def attempt_alive(self, run_id: str, instance_id: str, number: int, now: float) -> bool:
-        """The runner's heartbeat (and its check before it starts): False if the attempt is no
-        longer current (it was declared lost or cancelled by the scheduler that owns it now)."""
-        with self._cursor() as cur:
-            return self._beat(cur, run_id, instance_id, number, now)
-
     def _beat(self, cur: Any, run_id: str, instance_id: str, number: int, now: float) -> bool:
         """The attempt's heartbeat, in the transaction of ``cur``: False if it is not current."""
         beat = self._stmt(
