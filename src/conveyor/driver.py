@@ -38,8 +38,9 @@ from conveyor.errors import StaleEpochError, StoreError
 from conveyor.executor.local import LocalExecutor, Lost
 from conveyor.graph import Graph
 from conveyor.owners import owner_is_dead, owner_name
+from conveyor.recorder import Recorder
 from conveyor.resources import Capacity
-from conveyor.runner import GRAPHS, NEVER_STARTED, Job, Outcome, Recorder
+from conveyor.runner import GRAPHS, NEVER_STARTED, Job, Outcome
 from conveyor.store import Batch, Store
 from conveyor.store.records import (
     CLAIM_TTL,

@@ -34,7 +34,8 @@ from conveyor.owners import owner_name
 from conveyor.pipelines import LOGICAL_DATE
 from conveyor.project import Entry, Project
 from conveyor.project import find as find_project
-from conveyor.runner import GRAPHS, Recorder
+from conveyor.recorder import Recorder
+from conveyor.runner import GRAPHS
 from conveyor.schedules import Schedule, logical
 from conveyor.store import Store
 from conveyor.store.leases import Claim

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from conveyor.runner import GRAPHS, Control, Job, Outcome, Recorder, pack, worker_main
+from conveyor.recorder import Recorder
+from conveyor.runner import GRAPHS, Control, Job, Outcome, pack, worker_main
 
 _ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
 _FORKED = _ctx.get_start_method() == "fork"  # workers inherit the driver's GRAPHS
