@@ -7,7 +7,7 @@ from conveyor.engine import run
 from conveyor.errors import ConveyorError
 from conveyor.graph import Graph, Promise
 from conveyor.pipelines import PipelineDef, pipeline
-from conveyor.targets import FileTarget, Target
+from conveyor.targets import FileTarget, TableTarget, Target
 from conveyor.tasks import TaskDef, output, script, shell, task
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ __all__ = [
     "PipelineDef",
     "Promise",
     "RunResult",
+    "TableTarget",
     "Target",
     "TaskDef",
     "output",

@@ -24,10 +24,11 @@ from typing import Any
 from conveyor import params as P
 from conveyor.engine import Submission, submission
 from conveyor.errors import ParameterError
+from conveyor.graph import Graph
 from conveyor.pipelines import LOGICAL_DATE, PipelineDef
 from conveyor.store import Store
-from conveyor.store.records import BackfillRecord, InstanceRecord
-from conveyor.targets import FileTarget
+from conveyor.store.records import BackfillRecord
+from conveyor.targets import FileTarget, Output, done_among, flatten
 
 EVERY = ("day", "hour", "week", "month")
 ENDED = ("succeeded", "failed", "cancelled", "skipped")
@@ -109,17 +110,27 @@ def create(
     bound.pop(LOGICAL_DATE)
     pjson = P.to_json(pipe.params, bound)
     slots: list[dict[str, Any]] = []
+    unknown: dict[int, list[Output]] = {}  # slot -> the targets that would make its run do nothing
     for t in times:
-        run, instances, _ = _submission(pipe, ref, bound, t, kind, workdir)
+        graphs: list[Graph] = []
+        run, _, _ = _submission(pipe, ref, bound, t, kind, workdir, graphs)
         found = store.latest_run(run.key)
         slot: dict[str, Any] = {"when": t.isoformat(), "key": run.key, "run": None, "state": "waiting"}
         if found is not None:
             slot["run"] = found.id
             slot["state"] = "skipped" if found.state == "succeeded" else found.state
-        elif _targets_exist(instances, workdir):
-            slot["state"] = "skipped"  # made by hand, another store, a deleted one: nothing to do
+        else:
+            ends = _end_targets(graphs[0], workdir)
+            if ends:
+                unknown[len(slots)] = ends
         slot["retried"] = False
         slots.append(slot)
+    # Dates made by hand, from another store, a deleted one: nothing to do. Decided together:
+    # a year of daily table partitions is one query.
+    done = done_among(t for ts in unknown.values() for t in ts)
+    for i, ts in unknown.items():
+        if all(t in done for t in ts):
+            slots[i]["state"] = "skipped"
     rec = BackfillRecord(
         id=time.strftime("bf-%Y%m%d-%H%M%S-") + secrets.token_hex(2),
         pipeline=pipe.name,
@@ -264,24 +275,32 @@ def _date_kind(pipe: PipelineDef, times: list[dt.datetime]) -> str:
     return kind
 
 
-def _targets_exist(instances: list[InstanceRecord], workdir: str) -> bool:
-    """Would a run of this date do nothing? Yes when every task that no other one needs (and
-    so every task: a run skips what nothing downstream needs) has targets, and they all exist."""
-    needed = {u for i in instances for u in i.upstream}
-    ends = [i for i in instances if i.id not in needed]
-    if not ends or not all(i.targets for i in ends):
-        return False
-    for url in (u for i in ends for u in i.targets):
-        target = FileTarget(url)
-        if target.is_local and not os.path.isabs(target.url):
-            target = FileTarget(os.path.join(workdir, target.url))
-        if not target.exists():
-            return False
-    return True
+def _end_targets(graph: Graph, workdir: str) -> list[Output]:
+    """The targets whose existence means a run of this graph would do nothing: those of every
+    task that no other one needs (a run skips what nothing downstream needs); none when such
+    a task has no target (it would run)."""
+    needed = {u for node in graph for u in node.upstream}
+    ends = [node for node in graph if node.id not in needed]
+    out: list[Output] = []
+    for node in ends:
+        targets = flatten(node.output)
+        if not targets:
+            return []
+        for target in targets:
+            if isinstance(target, FileTarget) and target.is_local and not os.path.isabs(target.url):
+                target = FileTarget(os.path.join(workdir, target.url))
+            out.append(target)
+    return out
 
 
 def _submission(
-    pipe: PipelineDef, ref: str, values: Mapping[str, Any], t: dt.datetime, kind: str, workdir: str
+    pipe: PipelineDef,
+    ref: str,
+    values: Mapping[str, Any],
+    t: dt.datetime,
+    kind: str,
+    workdir: str,
+    graphs: list[Graph] | None = None,
 ) -> Submission:
     value = t.date() if kind == "date" else t
-    return submission(pipe, ref, {**values, LOGICAL_DATE: value}, workdir=workdir)
+    return submission(pipe, ref, {**values, LOGICAL_DATE: value}, workdir=workdir, graphs=graphs)

@@ -50,7 +50,7 @@ from conveyor.store.records import (
     RunRecord,
     TransitionRecord,
 )
-from conveyor.targets import FileTarget, flatten
+from conveyor.targets import FileTarget, done_among, flatten
 from conveyor.tasks import TaskDef
 
 S = State
@@ -524,26 +524,23 @@ class RunDriver:
         return evs
 
     # -- helpers ------------------------------------------------------------------------------
-    def _all_exist(self, iid: str) -> bool:
-        output = self.graph[iid].output
-        if output is None:
-            return False
-        if output.__class__ is FileTarget:
-            return bool(output.exists())
-        targets = flatten(output)
-        return bool(targets) and all(t.exists() for t in targets)
-
     def _targets_done(self, prior: dict[str, Prior]) -> frozenset[str]:
+        """The instances to check whose targets all exist: decided together, one query or
+        listing per database or folder (``done_among``)."""
         recheck = (S.PENDING, S.FAILED, S.CANCELLED)
         own = self._own
-        return frozenset(
-            node.id
+        nodes = [
+            node
             for node in self.graph
             if node.output is not None
             and (own is None or node.id in own)
             and (node.id not in prior or prior[node.id].state in recheck)
-            and self._all_exist(node.id)
-        )
+        ]
+        if all(node.output.__class__ is FileTarget and node.output.is_local for node in nodes):
+            return frozenset(node.id for node in nodes if node.output.exists())
+        wanted = {node.id: flatten(node.output) for node in nodes}
+        done = done_among(t for ts in wanted.values() for t in ts)
+        return frozenset(iid for iid, ts in wanted.items() if ts and all(t in done for t in ts))
 
     def _claims(self, commands: list[Any], batch: Batch) -> None:
         """``conveyor run`` claims the instance ids its attempts execute in its group commit, and
@@ -571,6 +568,7 @@ class RunDriver:
             self.run.params,
             self.run.workdir if self._shared is not None else "",
             holder,
+            self.force,
         )
 
     def _log_path(self, iid: str, attempt: int) -> str:

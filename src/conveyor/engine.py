@@ -104,7 +104,7 @@ def instance_records(
             priority=n.task.priority,
             targets=[n.output.url]
             if n.output.__class__ is FileTarget
-            else [t.url for t in flatten(n.output)],
+            else [t.describe() for t in flatten(n.output)],
             partition=part.get(n.id, 0),
         )
         for n in graph
@@ -255,11 +255,14 @@ def submission(
     from_text: bool = False,
     partition_size: int = BOUND,
     workdir: str | None = None,
+    graphs: list[Graph] | None = None,
 ) -> Submission:
     """A new submitted run of ``pipe`` (loadable as ``ref``) as records: the run, its instances
-    and its partitions, ready for the store."""
+    and its partitions, ready for the store (the graph is appended to ``graphs`` if given)."""
     bound = pipe.bind(params or {}, from_text=from_text)
     graph = pipe.build(bound, workdir=workdir or os.getcwd())
+    if graphs is not None:
+        graphs.append(graph)
     pjson = P.to_json(pipe.params, bound)
     parts = partition([n.id for n in graph], {n.id: n.upstream for n in graph}, partition_size)
     number = {iid: k for k, ids in enumerate(parts) for iid in ids}

@@ -63,7 +63,7 @@ class PipelineDef:
             raise GraphError(f"pipeline {self.name} records no tasks; call at least one task inside it")
         for node in builder.nodes.values():
             for target in flatten(node.output):
-                target.check_shared()
+                target.check()
             if workdir is not None and node.task.kind == "script":
                 _check_script(node.task.name, str(node.task.command[0]), workdir)
         return Graph(self.name, builder.nodes.values())

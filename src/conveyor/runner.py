@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from conveyor import artifacts
-from conveyor.errors import ConveyorError, TargetError
+from conveyor.errors import ConveyorError
 from conveyor.store.records import Holder
-from conveyor.targets import FileTarget, flatten, rebuild
+from conveyor.targets import Output, Writer, flatten, rebuild
+from conveyor.targets.tables import AlreadyDone
 
 if TYPE_CHECKING:
     from conveyor.graph import Graph
@@ -56,6 +57,7 @@ class Job:
     params: Mapping[str, str]
     workdir: str = ""  # where the run was submitted: its relative paths start there
     holder: Holder | None = None  # another run's attempt executes this instance: wait for it
+    replace: bool = False  # --force: table targets replace their partition
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,7 @@ class Outcome:
     started: float = 0.0
     ended: float = 0.0
     waited_for: str | None = None  # took the outcome of this run's attempt of the same instance
+    outputs: tuple[dict[str, Any], ...] | None = None  # what the targets hold (fingerprints)
 
 
 #: Graphs by run id; the driver registers them before workers fork, so workers find them here.
@@ -161,7 +164,7 @@ def run_attempt(job: Job, waiting: tuple[Recorder, Holder] | None = None) -> Out
     old_out, old_err = sys.stdout, sys.stderr
     sys.stdout = sys.stderr = sink
     _handler.sink = sink
-    staged: list[FileTarget] = []
+    staged: list[tuple[Output, Any]] = []
     try:
         if waiting is not None:
             recorder, holder = waiting
@@ -176,14 +179,29 @@ def run_attempt(job: Job, waiting: tuple[Recorder, Holder] | None = None) -> Out
             up = graph[upstream_id]
             values[name] = up.output if up.output is not None else artifacts.load(job.inputs.get(name))
         finals = flatten(node.output)
-        staged = [f.temporary() for f in finals]
-        out = rebuild(node.output, staged) if finals else None
-        value = node.task.execute(values, out, node.output)
-        if finals:
-            _commit(node.task.name, staged, finals)
-            staged = []
+        staged = [(f, f.stage(replace=job.replace)) for f in finals]
+        out = rebuild(node.output, [s for _, s in staged]) if finals else None
+        try:
+            value = node.task.execute(values, out, node.output)
+            outputs = _finish(staged, Writer(job.run_id, job.instance, job.attempt))
+        except AlreadyDone as done:  # another attempt of this instance committed it: so is this
+            print(f"{done}", flush=True)
+            for target, handle in staged:
+                target.abandon(handle)
+            value, outputs = None, [done.fingerprint]
+        staged = []
         ref = None if value is None else artifacts.save(value, Path(job.artifact_dir), job.instance)
-        return Outcome(job.run_id, job.instance, job.attempt, "succeeded", ref, None, started, time.time())
+        return Outcome(
+            job.run_id,
+            job.instance,
+            job.attempt,
+            "succeeded",
+            ref,
+            None,
+            started,
+            time.time(),
+            outputs=tuple(o for o in outputs if o) or None,
+        )
     except Cancelled:
         return Outcome(
             job.run_id, job.instance, job.attempt, "cancelled", None, "cancelled", started, time.time()
@@ -196,25 +214,21 @@ def run_attempt(job: Job, waiting: tuple[Recorder, Holder] | None = None) -> Out
             pass
         return Outcome(job.run_id, job.instance, job.attempt, "failed", None, error, started, time.time())
     finally:
-        for s in staged:
-            s.discard()
+        for target, handle in staged:
+            target.abandon(handle)
         _handler.sink = None
         sys.stdout, sys.stderr = old_out, old_err
         sink.close()
 
 
-def _commit(task: str, staged: list[FileTarget], finals: list[FileTarget]) -> None:
-    missing = []
-    for tmp, final in zip(staged, finals, strict=True):
-        if tmp.exists():
-            tmp.commit_to(final)
-        elif not final.exists():  # the task may have written the final path itself
-            missing.append(final.url)
-    if missing:
-        raise TargetError(
-            f"task {task} returned but did not write its target {missing[0]}; write it through "
-            "conveyor.output() (or the path you were given)"
-        )
+def _finish(staged: list[tuple[Output, Any]], writer: Writer) -> list[dict[str, Any] | None]:
+    """Make the task's targets final, files first and database transactions last (the commit
+    that says "done"); their fingerprints."""
+    out = []
+    for target, handle in sorted(staged, key=lambda s: s[0].order):
+        out.append(target.finish(handle, writer))
+        staged.remove((target, handle))
+    return out
 
 
 # -- scripts and shell commands ---------------------------------------------------------------

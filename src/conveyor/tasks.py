@@ -19,10 +19,11 @@ from typing import Any, Literal
 from conveyor import params as P
 from conveyor.errors import DefinitionError, TargetError
 from conveyor.resources import Resources
-from conveyor.targets import FileTarget
+from conveyor.targets import FileTarget, Output, TableTarget
 
 Kind = Literal["function", "script", "shell"]
-OutputSpec = str | Sequence[str] | Mapping[str, str] | None
+Leaf = str | Output  # a path or URL template, or a target (TableTarget) with templates inside
+OutputSpec = Leaf | Sequence[Leaf] | Mapping[str, Leaf] | None
 RESERVED = frozenset({"after", "output"})
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
@@ -30,10 +31,11 @@ _output: contextvars.ContextVar[Any] = contextvars.ContextVar("conveyor_output")
 
 
 def output(*, final: bool = False) -> Any:
-    """The running task's output target(s): one ``FileTarget``, a list or a dict, as declared.
+    """The running task's output target(s): one target, a list or a dict, as declared.
 
-    While the task runs under Conveyor these are staged under temporary names, renamed into place
-    when it returns; ``final=True`` gives the names they will have (to link to, not to write).
+    While the task runs under Conveyor these are staged: files under temporary names, renamed
+    into place when it returns; table targets as a ``transaction()`` committed with its marker
+    when it returns. ``final=True`` gives the targets as they will be (to link to, not to write).
     """
     try:
         staged, finals = _output.get()
@@ -72,14 +74,19 @@ def _template_fields(template: str, owner: str) -> set[str]:
     return out
 
 
-def _templates(spec: OutputSpec) -> list[str]:
+def _leaves(spec: OutputSpec) -> list[Leaf]:
     if spec is None:
         return []
-    if isinstance(spec, str):
+    if isinstance(spec, str | Output):
         return [spec]
     if isinstance(spec, Mapping):
         return list(spec.values())
     return list(spec)
+
+
+def _templates(spec: OutputSpec) -> list[str]:
+    """The template strings of an output spec (paths, and the templates inside targets)."""
+    return [t for leaf in _leaves(spec) for t in ([leaf] if isinstance(leaf, str) else leaf.templates())]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -140,16 +147,17 @@ class TaskDef:
         if spec is None:
             return None
 
-        def one(template: str) -> FileTarget:
+        def one(leaf: Leaf) -> Output:
             try:
-                return FileTarget(template.format(**values))
+                if isinstance(leaf, Output):
+                    return leaf.render(values)
+                return FileTarget(leaf.format(**values))
             except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
                 raise TargetError(
-                    f"task {self.name}: output template {template!r} cannot be formatted with "
-                    f"{dict(values)!r}: {exc}"
+                    f"task {self.name}: output {'template ' if isinstance(leaf, str) else ''}{leaf!r} cannot be formatted with {dict(values)!r}: {exc}"
                 ) from None
 
-        if isinstance(spec, str):
+        if isinstance(spec, str | Output):
             return one(spec)
         if isinstance(spec, Mapping):
             return {k: one(v) for k, v in spec.items()}
@@ -184,8 +192,13 @@ def _check_common(
         raise DefinitionError(f"{owner}: retries must be a whole number >= 0, got {retries!r}")
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise DefinitionError(f"{owner}: priority must be a whole number, got {priority!r}")
-    if output is not None and not isinstance(output, str | Sequence | Mapping):
-        raise DefinitionError(f"{owner}: output must be a template string, a list or a dict of them")
+    if output is not None and not isinstance(output, str | Output | Sequence | Mapping):
+        raise DefinitionError(
+            f"{owner}: output must be a path template or a target, a list or a dict of them"
+        )
+    for leaf in _leaves(output):
+        if not isinstance(leaf, str | Output):
+            raise DefinitionError(f"{owner}: outputs are path templates or targets, got {leaf!r}")
     for template in _templates(output):
         if not isinstance(template, str) or not template:
             raise DefinitionError(f"{owner}: output templates must be non-empty strings, got {template!r}")
@@ -234,6 +247,11 @@ def _make(
     owner = f"task {name}"
     _check_name(name, owner)
     _check_common(owner, params, retries, output, priority)
+    if kind != "function" and any(isinstance(leaf, TableTarget) for leaf in _leaves(output)):
+        raise DefinitionError(
+            f"{owner}: a table target is written in a transaction the task holds; only a @task "
+            "function can write one (a script or command cannot join it)"
+        )
     return TaskDef(
         name=name,
         kind=kind,
@@ -244,7 +262,7 @@ def _make(
         retry_delay=_seconds(retry_delay, owner, "retry_delay") or 0.0,
         timeout=_seconds(timeout, owner, "timeout"),
         resources=Resources.parse(resources, owner),
-        output=output if isinstance(output, str | Mapping | None) else tuple(output),
+        output=output if isinstance(output, str | Output | Mapping | None) else tuple(output),
         priority=priority,
         tags=tuple(tags),
         param_names=frozenset(p.name for p in params),

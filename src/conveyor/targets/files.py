@@ -13,23 +13,17 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
-from typing import IO, Any, Protocol, runtime_checkable
+from typing import IO, Any
 
 from conveyor.errors import TargetError
-
-
-@runtime_checkable
-class Target(Protocol):
-    """Anything whose existence says a task's work is done."""
-
-    def exists(self) -> bool: ...
+from conveyor.targets.base import Output, Writer
 
 
 def _is_local(url: str) -> bool:
     return "://" not in url or url.startswith("file://")
 
 
-class FileTarget:
+class FileTarget(Output):
     """A file (or directory) at a local path or an fsspec URL."""
 
     __slots__ = ("_staged", "url")
@@ -76,6 +70,9 @@ class FileTarget:
         if not self.is_local:
             raise TypeError(f"{self.url} is remote; use target.open() instead of a local path")
         return self.url
+
+    def check(self) -> None:
+        self.check_shared()
 
     def check_shared(self) -> None:
         """Raise unless every process can see this target: a task writes it in a worker process
@@ -195,6 +192,47 @@ class FileTarget:
         except OSError:
             pass
 
+    # -- the runner's part ------------------------------------------------------------------
+    def stage(self, *, replace: bool = False) -> FileTarget:
+        return self.temporary()
+
+    def finish(self, staged: FileTarget, writer: Writer) -> dict[str, Any] | None:
+        if staged.exists():
+            staged.commit_to(self)
+        elif not self.exists():  # the task may have written the final path itself
+            raise TargetError(
+                f"the task returned but did not write its target {self.url}; write it through "
+                "conveyor.output() (or the path you were given)"
+            )
+        return fingerprint(self)
+
+    def abandon(self, staged: FileTarget) -> None:
+        staged.discard()
+
+
+def fingerprint(target: FileTarget) -> dict[str, Any]:
+    """What a file target holds: its size and SHA-256 (a directory: its files' total size and
+    a hash over their relative names and contents)."""
+    import hashlib
+
+    if not target.is_local:
+        fs, path = target._fs()
+        info = fs.info(path)
+        return {"kind": "file", "target": target.url, "size": int(info.get("size") or 0)}
+    root = Path(target.url)
+    if not root.is_dir():
+        with open(root, "rb") as fh:
+            sha = hashlib.file_digest(fh, "sha256").hexdigest()
+        return {"kind": "file", "target": target.url, "size": root.stat().st_size, "sha256": sha}
+    digest = hashlib.sha256()
+    size = 0
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(f.relative_to(root).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            digest.update(hashlib.file_digest(fh, "sha256").digest())
+        size += f.stat().st_size
+    return {"kind": "directory", "target": target.url, "size": size, "sha256": digest.hexdigest()}
+
 
 class _AtomicFile:
     """A file opened for writing under a temporary name, renamed into place on a clean close."""
@@ -233,32 +271,3 @@ class _AtomicFile:
         self._done = True
         self._file.close()
         self._tmp.discard()
-
-
-def flatten(output: Any) -> list[FileTarget]:
-    """The targets inside a task's output: one target, a list or a dict of them."""
-    if output is None:
-        return []
-    if isinstance(output, FileTarget):
-        return [output]
-    if isinstance(output, dict):
-        return [t for v in output.values() for t in flatten(v)]
-    if isinstance(output, list | tuple):
-        return [t for v in output for t in flatten(v)]
-    return []
-
-
-def rebuild(output: Any, targets: list[FileTarget]) -> Any:
-    """``output``'s shape (one, list or dict) filled with ``targets`` in order."""
-    it = iter(targets)
-
-    def walk(o: Any) -> Any:
-        if isinstance(o, FileTarget):
-            return next(it)
-        if isinstance(o, dict):
-            return {k: walk(v) for k, v in o.items()}
-        if isinstance(o, list | tuple):
-            return type(o)(walk(v) for v in o)
-        return o
-
-    return walk(output)
