@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import re
-import threading
 import time
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -32,6 +31,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import DefinitionError, TargetError
+from conveyor.targets import databases as db
 from conveyor.targets.base import DIRECT, Output, Writer
 
 if TYPE_CHECKING:
@@ -43,8 +43,6 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 _FIELD = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 #: Keys per marker query (well under every database's limit of bound parameters).
 CHUNK = 5000
-#: What to install for a database driver that is missing, by dialect.
-EXTRAS = {"postgresql": "conveyor[postgres]"}
 
 Scalar = str | int | float | bool | date | datetime | None
 
@@ -137,7 +135,7 @@ class TableTarget(Output):
     @property
     def shown_url(self) -> str:
         """The URL without its password (an environment variable's name as written)."""
-        return _hide(self.url)
+        return db.hide(self.url)
 
     @property
     def key(self) -> str:
@@ -169,12 +167,12 @@ class TableTarget(Output):
     @property
     def engine(self) -> Engine:
         """This process's SQLAlchemy engine for the target's database."""
-        return _engine(self.url)
+        return db.engine(self.url)
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:
         """A connection for reading (``conn.execute(target.select())``), closed on exit."""
-        with _reaching(self), self.engine.connect() as conn:
+        with db.reaching(self), self.engine.connect() as conn:
             yield conn
 
     def clause(self, *columns: str) -> Any:
@@ -220,13 +218,13 @@ class TableTarget(Output):
 
     # -- the driver's part ------------------------------------------------------------------
     def check(self) -> None:
-        url = _resolve(self.url, self.table)
+        url = db.resolve(self.url, self.table)
         if url.drivername.startswith("sqlite") and url.database in (None, "", ":memory:"):
             raise TargetError(
                 f"table target {self.table}: an in-memory SQLite database lives in one process, and "
                 "each task runs in a worker process of its own; use a file (sqlite:///path.db)"
             )
-        _dialect(url, self.table)
+        db.check_driver(url, self.table)
 
     def exists(self) -> bool:
         return self.marker() is not None
@@ -253,7 +251,7 @@ class TableTarget(Output):
                 except sa.exc.DBAPIError as exc:
                     if _no_markers(conn):
                         return set()
-                    raise _failed(tables[0], exc) from None
+                    raise db.failed(tables[0], exc) from None
         return {by_key[k] for k in found}
 
     # -- the runner's part ------------------------------------------------------------------
@@ -275,7 +273,7 @@ class TableTarget(Output):
     def _absent(self) -> bool:
         """True when the database is a SQLite file that does not exist (nothing is done, and
         connecting would create an empty file)."""
-        url = _resolve(self.url, self.table)
+        url = db.resolve(self.url, self.table)
         if not url.drivername.startswith("sqlite") or not url.database:
             return False
         return not os.path.exists(url.database)
@@ -317,7 +315,7 @@ class StagedTable:
         except BaseException as exc:
             _close(conn, trans)
             if isinstance(exc, sa.exc.DBAPIError):
-                raise _failed(self.target, exc, writing=True) from None
+                raise db.failed(self.target, exc, writing=True) from None
             raise
         self._open = (conn, trans)
         if not self._deferred:
@@ -366,7 +364,7 @@ class StagedTable:
             raise AlreadyDone(target, target.marker() or {}) from None
         except sa.exc.DBAPIError as exc:
             _close(conn, trans)
-            raise _failed(target, exc, writing=True) from None
+            raise db.failed(target, exc, writing=True) from None
         finally:
             conn.close()
         return fingerprint(target, rows, writer)
@@ -437,7 +435,7 @@ def _marker(conn: Connection, target: TableTarget) -> dict[str, Any] | None:
     except sa.exc.DBAPIError as exc:
         if _no_markers(conn):
             return None
-        raise _failed(target, exc) from None
+        raise db.failed(target, exc) from None
     return dict(row._mapping) if row is not None else None
 
 
@@ -453,11 +451,11 @@ def _begin(target: TableTarget, replace: bool) -> tuple[Connection, RootTransact
     replacing; AlreadyDone when another attempt committed it (and not replacing)."""
     import sqlalchemy as sa
 
-    url = _resolve(target.url, target.table)
+    url = db.resolve(target.url, target.table)
     if url.drivername.startswith("sqlite") and url.database:
         os.makedirs(os.path.dirname(os.path.abspath(url.database)), exist_ok=True)
     _ensure_markers(target)
-    with _reaching(target):
+    with db.reaching(target):
         conn = target.engine.connect().execution_options(conveyor_write=True)
     trans = conn.begin()
     try:
@@ -474,7 +472,7 @@ def _begin(target: TableTarget, replace: bool) -> tuple[Connection, RootTransact
     except BaseException as exc:
         _close(conn, trans)
         if isinstance(exc, sa.exc.DBAPIError):
-            raise _failed(target, exc, writing=True) from None
+            raise db.failed(target, exc, writing=True) from None
         raise
     return conn, trans
 
@@ -490,7 +488,7 @@ def _ensure_markers(target: TableTarget) -> None:
 
     if target.url in _made:
         return
-    with _reaching(target):
+    with db.reaching(target):
         for _ in range(3):
             try:
                 with target.engine.connect().execution_options(conveyor_write=True) as conn, conn.begin():
@@ -499,6 +497,9 @@ def _ensure_markers(target: TableTarget) -> None:
             except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
                 continue  # another process created it meanwhile (PostgreSQL's catalog race)
     _made.add(target.url)
+
+
+_made: set[str] = set()  # the databases whose marker table this process has seen made
 
 
 def _close(conn: Connection, trans: RootTransaction) -> None:
@@ -511,124 +512,3 @@ def _close(conn: Connection, trans: RootTransaction) -> None:
         conn.close()
     except Exception:
         pass
-
-
-_made: set[str] = set()
-_engines: dict[tuple[int, str], Engine] = {}
-_lock = threading.Lock()
-
-
-def _engine(url_text: str) -> Engine:
-    key = (os.getpid(), url_text)  # a forked worker makes its own: connections do not survive fork
-    found = _engines.get(key)
-    if found is not None:
-        return found
-    with _lock:
-        if key not in _engines:
-            _engines[key] = _create(url_text)
-        return _engines[key]
-
-
-def _create(url_text: str) -> Engine:
-    import sqlalchemy as sa
-    from sqlalchemy import event
-    from sqlalchemy.pool import NullPool
-
-    url = _resolve(url_text, "")
-    _dialect(url, "")
-    if url.drivername.startswith("sqlite"):
-        engine = sa.create_engine(url, poolclass=NullPool, connect_args={"timeout": 60})
-
-        @event.listens_for(engine, "connect")
-        def _autocommit(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # SQLAlchemy's BEGIN, not the driver's
-
-        @event.listens_for(engine, "begin")
-        def _begin_sqlite(conn: Connection) -> None:
-            # A writer takes the write lock as it begins: racing writers queue, none deadlocks.
-            write = conn.get_execution_options().get("conveyor_write")
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
-
-
-def _resolve(text: str, table: str) -> Any:
-    """The SQLAlchemy URL object for ``text`` ("$NAME": from that environment variable)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    raw = text
-    if text.startswith("$"):
-        name = text[1:]
-        raw = os.environ.get(name, "")
-        if not raw:
-            raise TargetError(
-                f"table target {table}: the environment variable {name} (its database URL) is not set"
-            )
-    try:
-        return make_url(raw)
-    except ArgumentError:
-        shown = text if text.startswith("$") else _hide(raw)
-        raise TargetError(
-            f"table target {table}: {shown!r} is not a database URL; write it like "
-            "sqlite:///path.db or postgresql+psycopg://user@host/db"
-        ) from None
-
-
-def _dialect(url: Any, table: str) -> None:
-    """Raise a one-line error when the URL's database driver is not installed."""
-    from sqlalchemy.exc import NoSuchModuleError
-
-    try:
-        url.get_dialect().import_dbapi()
-    except NoSuchModuleError:
-        raise TargetError(
-            f"table target {table}: {url.drivername!r} is not a database SQLAlchemy knows"
-        ) from None
-    except ImportError as exc:
-        extra = EXTRAS.get(url.get_backend_name())
-        how = f"pip install '{extra}'" if extra else f"install the Python package {exc.name or 'it needs'}"
-        raise TargetError(
-            f"table target {table}: the driver for {url.drivername} is not installed; {how}"
-        ) from None
-
-
-def _hide(text: str) -> str:
-    if text.startswith("$"):
-        return text
-    try:
-        from sqlalchemy.engine import make_url
-
-        return str(make_url(text).render_as_string(hide_password=True))
-    except Exception:
-        return re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", text)
-
-
-@contextmanager
-def _reaching(target: TableTarget) -> Iterator[None]:
-    """Turn a failure to connect into one line naming the database (without its password)."""
-    import sqlalchemy as sa
-
-    try:
-        yield
-    except sa.exc.DBAPIError as exc:
-        raise _failed(target, exc) from None
-
-
-def _failed(target: TableTarget, exc: Any, *, writing: bool = False) -> TargetError:
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    url = _resolve(target.url, target.table)
-    if url.password:
-        text = text.replace(str(url.password), "***")
-    import sqlalchemy as sa
-
-    if isinstance(exc, sa.exc.OperationalError) and not writing:
-        return TargetError(f"cannot reach the database of table target {target.describe()}: {text}")
-    if writing:
-        return TargetError(
-            f"writing table target {target.describe()} failed: {text} "
-            "(do the task's rows fit the table's columns?)"
-        )
-    return TargetError(f"table target {target.describe()}: {text}")
