@@ -161,6 +161,7 @@ class RunDriver:
         self._release = release
         self._own: set[str] | None = None  # a partition's instances
         self._waited: dict[tuple[str, int], str] = {}  # attempts that took another run's outcome
+        self._outputs: dict[tuple[str, int], str] = {}  # what succeeded attempts' targets hold
         self._claiming = False  # this driver claims its attempts' instance ids (``_claims``)
         self._commit_every = self.lease_ttl / 3
         self._adopt_since = 0.0
@@ -581,6 +582,8 @@ class RunDriver:
         if isinstance(item, Outcome):
             if item.waited_for:
                 self._waited[item.instance, item.attempt] = item.waited_for
+            if item.outputs:
+                self._outputs[item.instance, item.attempt] = item.outputs
             if item.status == "succeeded":
                 self._results[item.instance] = item.result
                 return AttemptSucceeded(item.ended, item.instance, item.attempt)
@@ -620,6 +623,9 @@ class RunDriver:
                 waited = self._waited.pop((iid, ch.attempt), None) if self._waited else None
                 if waited:
                     end["waited_for"] = waited
+                outputs = self._outputs.pop((iid, ch.attempt), None) if self._outputs else None
+                if outputs:
+                    end["outputs"] = outputs
                 ended.append(end)
             if ch.error:
                 errors[iid] = ch.error

@@ -185,6 +185,7 @@ class Recorder:
                 result=out.result,
                 error=short_error(out.error),
                 waited_for=out.waited_for,
+                outputs=out.outputs if status == "succeeded" else None,
             ),
         )
 

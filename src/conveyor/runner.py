@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import io
+import json
 import logging
 import os
 import shlex
@@ -71,7 +72,7 @@ class Outcome:
     started: float = 0.0
     ended: float = 0.0
     waited_for: str | None = None  # took the outcome of this run's attempt of the same instance
-    outputs: tuple[dict[str, Any], ...] | None = None  # what the targets hold (fingerprints)
+    outputs: str | None = None  # JSON: what its targets hold (their fingerprints), once it succeeded
 
 
 #: Graphs by run id; the driver registers them before workers fork, so workers find them here.
@@ -200,7 +201,7 @@ def run_attempt(job: Job, waiting: tuple[Recorder, Holder] | None = None) -> Out
             None,
             started,
             time.time(),
-            outputs=tuple(o for o in outputs if o) or None,
+            outputs=json.dumps([o for o in outputs if o]) if any(outputs) else None,
         )
     except Cancelled:
         return Outcome(
@@ -413,7 +414,7 @@ def worker_main(
 
     A message is ``None`` (stop), a ``Job`` (answered with an ``Outcome``), or the executor's
     compact form ``(seq, *job fields)``, answered with ``(seq, status, result, error, started,
-    ended, waited_for)``; status ``revoked`` means the executor took the job back before it started.
+    ended, waited_for, outputs)``; status ``revoked`` means the executor took the job back before it started.
     """
     global _control, _recorder
     _control = control
@@ -478,12 +479,13 @@ def _answer(msg: Any, control: Control | None) -> Any:
         seq = msg[0]
         _running = seq  # before begin(): once the executor sees it started, it may aim a SIGTERM
         if control is not None and not control.begin(seq):
-            return (seq, "revoked", None, None, 0.0, 0.0, None)
+            return (seq, "revoked", None, None, 0.0, 0.0, None, None)
         job = Job(*msg[1:])
         if job.workdir:
             _enter(job.workdir)
         out = _attempt(job)
-        return (seq, out.status, out.result, short_error(out.error), out.started, out.ended, out.waited_for)
+        error = short_error(out.error)
+        return (seq, out.status, out.result, error, out.started, out.ended, out.waited_for, out.outputs)
     finally:
         _running = None
 
@@ -523,4 +525,4 @@ def _enter(workdir: str) -> None:
 def _cancelled(msg: Any) -> Any:
     if isinstance(msg, Job):
         return Outcome(msg.run_id, msg.instance, msg.attempt, "cancelled", error="cancelled")
-    return (msg[0], "cancelled", None, "cancelled", 0.0, 0.0, None)
+    return (msg[0], "cancelled", None, "cancelled", 0.0, 0.0, None, None)

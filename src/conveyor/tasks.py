@@ -153,8 +153,9 @@ class TaskDef:
                     return leaf.render(values)
                 return FileTarget(leaf.format(**values))
             except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
+                what = f"output template {leaf!r}" if isinstance(leaf, str) else f"output {leaf!r}"
                 raise TargetError(
-                    f"task {self.name}: output {'template ' if isinstance(leaf, str) else ''}{leaf!r} cannot be formatted with {dict(values)!r}: {exc}"
+                    f"task {self.name}: {what} cannot be formatted with {dict(values)!r}: {exc}"
                 ) from None
 
         if isinstance(spec, str | Output):

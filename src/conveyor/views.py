@@ -7,6 +7,7 @@ Times are ISO 8601 in UTC; durations are seconds.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from typing import Any, Literal
 
@@ -154,6 +155,11 @@ class AttemptView(View):
     waited_for: str | None = Field(
         None, description="The run whose attempt of the same task instance this one waited for and took"
     )
+    outputs: list[dict[str, Any]] | None = Field(
+        None,
+        description="What its targets held when it succeeded: a table partition's rows, a file's or "
+        "object's size and SHA-256",
+    )
 
     @classmethod
     def of(cls, a: AttemptRecord) -> AttemptView:
@@ -169,6 +175,7 @@ class AttemptView(View):
             worker=a.worker,
             has_log=bool(a.log_path and os.path.exists(a.log_path)),
             waited_for=a.waited_for,
+            outputs=json.loads(a.outputs) if a.outputs else None,
         )
 
 
@@ -191,6 +198,9 @@ class TaskView(View):
     waited_for: str | None = Field(
         None, description="Its last attempt took the outcome of this run's attempt instead of executing"
     )
+    outputs: list[dict[str, Any]] | None = Field(
+        None, description="What its targets held when its last successful attempt ended (fingerprints)"
+    )
 
     @classmethod
     def of(cls, i: InstanceRecord, attempts: list[AttemptRecord]) -> TaskView:
@@ -211,6 +221,7 @@ class TaskView(View):
             partition=i.partition,
             attempt_log=[AttemptView.of(a) for a in attempts],
             waited_for=attempts[-1].waited_for if attempts else None,
+            outputs=next((json.loads(a.outputs) for a in reversed(attempts) if a.outputs), None),
         )
 
 

@@ -407,7 +407,7 @@ class LocalExecutor:
         yield from self._timers(time.time())
 
     def _answer(self, w: _Worker, msg: Any) -> Outcome | None:
-        seq, status, result, error, started, ended, waited_for = msg
+        seq, status, result, error, started, ended, waited_for, outputs = msg
         slot = w.slots.popleft()
         assert slot.seq == seq, f"worker {w.index} answered job {seq}, expected {slot.seq}"
         if slot.revoked:
@@ -423,7 +423,7 @@ class LocalExecutor:
             return None
         job = slot.job
         return Outcome(
-            job.run_id, job.instance, job.attempt, status, result, error, started, ended, waited_for
+            job.run_id, job.instance, job.attempt, status, result, error, started, ended, waited_for, outputs
         )
 
     def _drain(self, w: _Worker) -> Iterator[Outcome]:

@@ -101,6 +101,7 @@ class Store(Protocol):
         result: str | None = None,
         error: str | None = None,
         waited_for: str | None = None,
+        outputs: str | None = None,
     ) -> bool: ...
 
     # one attempt of an instance id at a time, across runs (``claims``)

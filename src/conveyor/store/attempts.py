@@ -45,6 +45,7 @@ class Attempts(Part):
         result: str | None = None,
         error: str | None = None,
         waited_for: str | None = None,
+        outputs: str | None = None,
     ) -> bool:
         """The runner records its attempt's end: only if the attempt is still current, and a
         success marks the instance succeeded with its result. The attempt's claim of its
@@ -73,7 +74,7 @@ class Attempts(Part):
             with self._cursor() as cur:
                 key = (run_id, instance_id, number)
                 self._end_claim(cur, key, state, ended_at, result)
-                if not self._end_current(cur, key, state, ended_at, error, waited_for):
+                if not self._end_current(cur, key, state, ended_at, error, waited_for, outputs):
                     return False
                 if state == "succeeded":
                     cur.execute(done.text, done.one((result, ended_at, run_id, instance_id, number)))
@@ -93,14 +94,16 @@ class Attempts(Part):
         ended_at: float,
         error: str | None,
         waited_for: str | None = None,
+        outputs: str | None = None,
     ) -> bool:
         """End the attempt ``key`` (run, instance, number) if it is still running."""
+        cols = ("state", "ended_at", "error", "waited_for", "outputs")
         end = self._stmt(
             ("current_attempt", "end"),
-            lambda: statements.current_attempt_update(("state", "ended_at", "error", "waited_for")),
-            ("state", "ended_at", "error", "waited_for", "run_id", "instance_id", "number"),
+            lambda: statements.current_attempt_update(cols),
+            (*cols, "run_id", "instance_id", "number"),
         )
-        cur.execute(end.text, end.one((state, ended_at, error, waited_for, *key)))
+        cur.execute(end.text, end.one((state, ended_at, error, waited_for, outputs, *key)))
         return bool(cur.rowcount == 1)
 
     def declare_lost(self, run_id: str, instance_id: str, number: int, now: float, reason: str) -> bool:

@@ -103,6 +103,7 @@ class LiteAttempts:
         result: str | None = None,
         error: str | None = None,
         waited_for: str | None = None,
+        outputs: str | None = None,
     ) -> bool:
         mine = (instance_id, run_id, number)
         try:
@@ -111,7 +112,7 @@ class LiteAttempts:
                     cur.execute(_CLAIM_SUCCEEDED, (result, ended_at, *mine))
                 else:
                     cur.execute(_CLAIM_DROP, mine)
-                cur.execute(_END, (state, ended_at, error, waited_for, run_id, instance_id, number))
+                cur.execute(_END, (state, ended_at, error, waited_for, outputs, run_id, instance_id, number))
                 if cur.rowcount != 1:
                     return False
                 if state == "succeeded":
@@ -126,7 +127,7 @@ class LiteAttempts:
 
     def declare_lost(self, run_id: str, instance_id: str, number: int, now: float, reason: str) -> bool:
         with self._cursor() as cur:
-            cur.execute(_END, ("lost", now, reason, None, run_id, instance_id, number))
+            cur.execute(_END, ("lost", now, reason, None, None, run_id, instance_id, number))
             return bool(cur.rowcount == 1)
 
     def attempt_status(self, run_id: str, keys: Sequence[tuple[str, int]]) -> list[AttemptStatus]:
@@ -162,8 +163,9 @@ _BEAT = (
     "AND attempts.number = ? AND attempts.state = 'running'"
 )
 _END = (
-    "UPDATE attempts SET state = ?, ended_at = ?, error = ?, waited_for = ? WHERE attempts.run_id = ? "
-    "AND attempts.instance_id = ? AND attempts.number = ? AND attempts.state = 'running'"
+    "UPDATE attempts SET state = ?, ended_at = ?, error = ?, waited_for = ?, outputs = ? "
+    "WHERE attempts.run_id = ? AND attempts.instance_id = ? AND attempts.number = ? "
+    "AND attempts.state = 'running'"
 )
 _INSTANCE_DONE = (
     "UPDATE task_instances SET state = 'succeeded', result = ?, error = NULL, ended_at = ? "

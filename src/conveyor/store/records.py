@@ -75,6 +75,7 @@ class AttemptRecord:
     worker: str | None = None
     heartbeat: float | None = None
     waited_for: str | None = None  # it took the outcome of this run's attempt of the same instance
+    outputs: str | None = None  # JSON list: what its targets hold (see ``conveyor.targets``)
 
 
 @dataclass(frozen=True, slots=True)

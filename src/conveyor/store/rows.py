@@ -134,4 +134,5 @@ def attempt_row(a: AttemptRecord) -> tuple[Any, ...]:
         a.worker,
         a.heartbeat,
         a.waited_for,
+        a.outputs,
     )

@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 
 #: The Alembic revision this code expects; a test checks it is the migrations' head.
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 
 metadata = MetaData()
 
@@ -90,6 +90,7 @@ attempts = Table(
     Column("worker", String(64)),
     Column("heartbeat", Float),  # written by the runner while the attempt runs
     Column("waited_for", String(32)),  # took the outcome of this run's attempt (see ``claims``)
+    Column("outputs", Text),  # JSON: what its targets hold (rows, size, checksum), once it succeeded
     PrimaryKeyConstraint("run_id", "instance_id", "number"),
 )
 

@@ -4,7 +4,7 @@
 SQLite's schema as text, for the embedded run's store (``lite``), which imports no SQLAlchemy;
 tests/store/test_lite.py checks it is current."""
 
-REVISION = "0005"
+REVISION = "0006"
 RUN_COLUMNS = (
     "id",
     "pipeline",
@@ -57,10 +57,11 @@ ATTEMPT_COLUMNS = (
     "worker",
     "heartbeat",
     "waited_for",
+    "outputs",
 )
 TRANSITION_COLUMNS = ("run_id", "instance_id", "old", "new", "at", "cause", "attempt")
 DDL = (
-    "\nCREATE TABLE attempts (\n\trun_id VARCHAR(32) NOT NULL, \n\tinstance_id VARCHAR(32) NOT NULL, \n\tnumber INTEGER NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tstarted_at FLOAT NOT NULL, \n\tended_at FLOAT, \n\terror TEXT, \n\tlog_path TEXT, \n\tworker VARCHAR(64), \n\theartbeat FLOAT, \n\twaited_for VARCHAR(32), \n\tPRIMARY KEY (run_id, instance_id, number)\n)\n\n",
+    "\nCREATE TABLE attempts (\n\trun_id VARCHAR(32) NOT NULL, \n\tinstance_id VARCHAR(32) NOT NULL, \n\tnumber INTEGER NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tstarted_at FLOAT NOT NULL, \n\tended_at FLOAT, \n\terror TEXT, \n\tlog_path TEXT, \n\tworker VARCHAR(64), \n\theartbeat FLOAT, \n\twaited_for VARCHAR(32), \n\toutputs TEXT, \n\tPRIMARY KEY (run_id, instance_id, number)\n)\n\n",
     "\nCREATE TABLE backfills (\n\tid VARCHAR(32) NOT NULL, \n\tpipeline VARCHAR(200) NOT NULL, \n\ttarget TEXT NOT NULL, \n\tparams TEXT NOT NULL, \n\tevery VARCHAR(8) NOT NULL, \n\tmax_parallel INTEGER NOT NULL, \n\tworkdir TEXT DEFAULT '' NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tcreated_at FLOAT NOT NULL, \n\tended_at FLOAT, \n\tversion INTEGER DEFAULT '0' NOT NULL, \n\tslots TEXT NOT NULL, \n\tPRIMARY KEY (id)\n)\n\n",
     "CREATE INDEX ix_backfills_created ON backfills (created_at)",
     "\nCREATE TABLE claims (\n\tinstance_id VARCHAR(32) NOT NULL, \n\trun_id VARCHAR(32) NOT NULL, \n\tattempt INTEGER NOT NULL, \n\towner VARCHAR(200) NOT NULL, \n\tclaimed_at FLOAT NOT NULL, \n\texpires FLOAT NOT NULL, \n\tstate VARCHAR(16) DEFAULT 'running' NOT NULL, \n\tresult TEXT, \n\tended_at FLOAT, \n\tPRIMARY KEY (instance_id)\n)\n\n",

@@ -88,7 +88,7 @@ export class TaskPanel {
       paramList(t.params, this.labelOf),
       h("h3", {}, "Targets"),
       t.targets.length
-        ? h("ul", { class: "targets" }, t.targets.map((x) => h("li", {}, h("code", {}, x))))
+        ? h("ul", { class: "targets" }, t.targets.map((x) => h("li", {}, h("code", {}, x), held(x, t.outputs))))
         : h("p", { class: "muted" }, "None: its result is kept as an artifact."),
       t.upstream.length
         ? [
@@ -239,4 +239,33 @@ const upstream = (v) => v !== null && typeof v === "object" && !Array.isArray(v)
 function lastLine(text) {
   const lines = String(text).trim().split("\n");
   return lines[lines.length - 1];
+}
+
+// What a target held when the task's last successful attempt ended: a table partition's rows,
+// a file's or object's size and SHA-256 (the fingerprints the run record keeps).
+function held(target, outputs) {
+  const o = (outputs || []).find((x) => x.target === target);
+  if (!o) return null;
+  const parts = [];
+  if (o.kind === "table") {
+    const where = Object.entries(o.partition || {}).map(([k, v]) => `${k}=${v}`).join(", ");
+    parts.push(where ? `partition ${where}` : "whole table", `${Number(o.rows).toLocaleString("en")} rows`);
+  } else {
+    if (o.size !== undefined) parts.push(bytes(o.size));
+    if (o.sha256) parts.push(h("span", { title: `SHA-256 ${o.sha256}`, class: "mono" }, `sha256 ${o.sha256.slice(0, 12)}…`));
+  }
+  const out = h("span", { class: "held muted small" });
+  parts.forEach((p, i) => out.append(i ? " · " : " — ", p));
+  return out;
+}
+
+function bytes(n) {
+  const units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+  let v = Number(n);
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u += 1;
+  }
+  return u ? `${v.toFixed(1)} ${units[u]}` : `${v} bytes`;
 }
