@@ -25,6 +25,7 @@ from conveyor.cli.common import (
     console,
     duration,
     epoch,
+    exit_code,
     print_table,
     resources,
     state_text,
@@ -103,7 +104,7 @@ def retry(
         console.print(f"Run {prepared.run.id} already succeeded; nothing to retry.")
         raise typer.Exit(0)
     result = running.drive(prepared, force=False, retry=True, grace=grace)
-    raise typer.Exit(EXIT[result.state])
+    raise typer.Exit(exit_code(result))
 
 
 @app.command()

@@ -14,6 +14,7 @@ from conveyor.cli.output import EXIT as EXIT  # re-exported: every command's
 from conveyor.cli.output import console as console
 from conveyor.cli.output import duration as duration
 from conveyor.cli.output import err_console as err_console
+from conveyor.cli.output import exit_code as exit_code
 from conveyor.cli.output import resources as resources
 from conveyor.cli.output import summary as summary
 from conveyor.core import State

@@ -18,6 +18,15 @@ err_console = Console(stderr=True, highlight=False)
 EXIT = {"succeeded": 0, "failed": 1, "cancelled": 130}
 
 
+def exit_code(result: RunResult) -> int:
+    """The exit code of a run that ended: a run that failed only because its targets could
+    not be used (an unreachable database, rows that do not fit its table) is bad input, 2."""
+    targets = result.failed and all(e.startswith("TargetError: ") for _, e in result.failed)
+    if result.state == "failed" and targets:
+        return 2
+    return EXIT[result.state]
+
+
 def resources(pairs: list[str] | None) -> dict[str, int]:
     out = {}
     for name, value in P.parse_assignments(pairs or []).items():

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from conveyor import engine
 from conveyor import params as P
-from conveyor.cli.output import EXIT, console, resources, summary
+from conveyor.cli.output import EXIT, console, exit_code, resources, summary
 from conveyor.driver import RunResult
 from conveyor.errors import RunBusy
 
@@ -124,4 +124,4 @@ def run(
         summary(shown, prepared.run.id)
         return EXIT[shown.state]
     result = drive(prepared, force=force, retry=False, grace=grace)
-    return EXIT[result.state]
+    return exit_code(result)
