@@ -4,8 +4,10 @@
     conveyor run examples/sales/pipeline.py:daily_sales -p end=2026-11-01 -p days=7
 
 Per day: dump the day's sales from the production database to CSV, back the dump up, ingest
-it into the analytics database and aggregate it; then one report over all the days. Every
-task writes a target, so a second run finds everything done and skips it all.
+it into the analytics database and aggregate it there; then one report over all the days. Every
+task writes a target, so a second run finds everything done and skips it all. The ingest and
+aggregate steps write *table targets*: the day's rows and a marker row commit in one
+transaction, so a crash never loses the day nor ingests it twice.
 """
 
 from __future__ import annotations
@@ -21,24 +23,32 @@ from pathlib import Path
 
 import shop
 
-from conveyor import FileTarget, output, pipeline, task
+from conveyor import FileTarget, TableTarget, output, pipeline, task
 
 log = logging.getLogger("sales")
 
 HISTORY_DAYS = 60  # how many days of orders the production database holds, up to today
 PRODUCTION_DB = "demo-output/production/shop.db"
-ANALYTICS_DB = "demo-output/analytics/analytics.db"
+ANALYTICS = "sqlite:///demo-output/analytics/analytics.db"  # any SQLAlchemy URL, or "$ENV_VAR"
 DUMP = "demo-output/dumps/sales-{day}.csv"
 BACKUP = "demo-output/backup/sales-{day}.csv"
-INGESTED = "demo-output/analytics/ingested-{day}.ok"
-AGGREGATE = "demo-output/aggregates/daily-{day}.csv"
+SALES = TableTarget(ANALYTICS, "sales", partition={"day": "{day}"})
+DAILY = TableTarget(ANALYTICS, "daily_sales", partition={"day": "{day}"})
 REPORT = {
     "md": "demo-output/report/report-{end}-{days}d.md",
     "png": "demo-output/report/report-{end}-{days}d.png",
     "csv": "demo-output/report/report-{end}-{days}d.csv",
 }
-AGGREGATE_COLUMNS = ("day", "sku", "product", "orders", "units", "revenue")
 ALL = "ALL"  # the aggregate row over all products (orders counted once each)
+SALES_TABLE = (
+    "CREATE TABLE IF NOT EXISTS sales (day TEXT NOT NULL, order_id INTEGER NOT NULL, "
+    "ordered_at TEXT NOT NULL, customer TEXT NOT NULL, city TEXT NOT NULL, sku TEXT NOT NULL, "
+    "product TEXT NOT NULL, quantity INTEGER NOT NULL, amount_cents INTEGER NOT NULL)"
+)
+DAILY_TABLE = (
+    "CREATE TABLE IF NOT EXISTS daily_sales (day TEXT NOT NULL, sku TEXT NOT NULL, "
+    "product TEXT NOT NULL, orders INTEGER NOT NULL, units INTEGER NOT NULL, revenue_cents INTEGER NOT NULL)"
+)
 
 
 def report_days(end: date, days: int) -> list[date]:
@@ -93,72 +103,53 @@ def backup_dump(day: date, dump: FileTarget) -> None:
     print(f"backed up {dump} ({Path(dump.path).stat().st_size} bytes)")
 
 
-@task(output=INGESTED, retries=1)
+@task(output=SALES, retries=1)
 def ingest(day: date, dump: FileTarget) -> int:
-    """Load a day's dump into the analytics database: replace that day's rows in one transaction."""
+    """Load a day's dump into the analytics database: its rows commit with the day's marker."""
     with dump.open("r", newline="") as f:
         rows = [
-            (
-                day.isoformat(),
-                int(r["order_id"]),
-                r["ordered_at"],
-                r["customer"],
-                r["city"],
-                r["sku"],
-                r["product"],
-                int(r["quantity"]),
-                shop.parse_cents(r["amount"]),
-            )
+            {
+                "order_id": int(r["order_id"]),
+                "ordered_at": r["ordered_at"],
+                "customer": r["customer"],
+                "city": r["city"],
+                "sku": r["sku"],
+                "product": r["product"],
+                "quantity": int(r["quantity"]),
+                "amount_cents": shop.parse_cents(r["amount"]),
+            }
             for r in csv.DictReader(f)
         ]
-    Path(ANALYTICS_DB).parent.mkdir(parents=True, exist_ok=True)
-    with connect(ANALYTICS_DB) as con:
-        con.execute("BEGIN IMMEDIATE")  # the days are ingested in parallel: take the write lock now
-        try:
-            con.execute(
-                "CREATE TABLE IF NOT EXISTS sales (day TEXT NOT NULL, order_id INTEGER NOT NULL, "
-                "ordered_at TEXT NOT NULL, customer TEXT NOT NULL, city TEXT NOT NULL, sku TEXT NOT NULL, "
-                "product TEXT NOT NULL, quantity INTEGER NOT NULL, amount_cents INTEGER NOT NULL)"
-            )
-            con.execute("CREATE INDEX IF NOT EXISTS sales_day ON sales(day)")
-            deleted = con.execute("DELETE FROM sales WHERE day = ?", (day.isoformat(),)).rowcount
-            con.executemany("INSERT INTO sales VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-    log.info("ingested %d rows of %s into %s (replaced %d)", len(rows), day, ANALYTICS_DB, deleted)
-    output().write_text(f"{len(rows)}\n")
+    with output().transaction() as conn:
+        conn.exec_driver_sql(SALES_TABLE)
+        conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS sales_day ON sales(day)")
+        output().insert(conn, rows)  # the day column is filled in from the partition
+    log.info("ingested %d rows of %s", len(rows), day)
     return len(rows)
 
 
-@task(output=AGGREGATE, retries=1)
-def aggregate(day: date, ingested: FileTarget) -> None:
-    """Aggregate a day in the analytics database: orders, units and revenue per product."""
-    expected = int(ingested.read_text())
-    with connect(ANALYTICS_DB, readonly=True) as con:
-        found = con.execute("SELECT COUNT(*) FROM sales WHERE day = ?", (day.isoformat(),)).fetchone()[0]
-        if found != expected:
-            raise RuntimeError(
-                f"the analytics database holds {found} rows of {day}, {ingested} says {expected}"
-            )
-        per_product = con.execute(
-            "SELECT sku, product, COUNT(DISTINCT order_id), SUM(quantity), SUM(amount_cents) "
-            "FROM sales WHERE day = ? GROUP BY sku, product ORDER BY sku",
+@task(output=DAILY, retries=1)
+def aggregate(day: date, ingested: TableTarget) -> None:
+    """Aggregate a day in the analytics database: orders, units and revenue per product, and
+    an ALL row over all products, computed by the database inside the target's transaction."""
+    with output().transaction() as conn:
+        conn.exec_driver_sql(DAILY_TABLE)
+        conn.exec_driver_sql(
+            "INSERT INTO daily_sales (day, sku, product, orders, units, revenue_cents) "
+            "SELECT day, sku, product, COUNT(DISTINCT order_id), SUM(quantity), SUM(amount_cents) "
+            "FROM sales WHERE day = ? GROUP BY day, sku, product",
             (day.isoformat(),),
-        ).fetchall()
-        total = con.execute(
-            "SELECT COUNT(DISTINCT order_id), COALESCE(SUM(quantity), 0), COALESCE(SUM(amount_cents), 0) "
-            "FROM sales WHERE day = ?",
-            (day.isoformat(),),
-        ).fetchone()
-    with output().open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(AGGREGATE_COLUMNS)
-        for sku, product, orders, units, revenue in per_product:
-            writer.writerow((day, sku, product, orders, units, shop.cents(revenue)))
-        writer.writerow((day, ALL, "all products", total[0], total[1], shop.cents(total[2])))
-    log.info("%s: %d orders, revenue %s", day, total[0], shop.cents(total[2]))
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO daily_sales (day, sku, product, orders, units, revenue_cents) "
+            "SELECT ?, ?, 'all products', COUNT(DISTINCT order_id), COALESCE(SUM(quantity), 0), "
+            "COALESCE(SUM(amount_cents), 0) FROM sales WHERE day = ?",
+            (day.isoformat(), ALL, day.isoformat()),
+        )
+        orders, revenue = conn.exec_driver_sql(
+            "SELECT orders, revenue_cents FROM daily_sales WHERE day = ? AND sku = ?", (day.isoformat(), ALL)
+        ).one()
+    log.info("%s: %d orders, revenue %s (from %s)", day, orders, shop.cents(revenue), ingested)
 
 
 @task(output=REPORT)
@@ -172,11 +163,10 @@ def report(end: date, days: int) -> None:
     revenue: dict[date, dict[str, int]] = {}  # day -> sku -> cents; ALL for the total
     orders: dict[date, int] = {}
     for day in dates:
-        with open(AGGREGATE.format(day=day), newline="") as f:
-            for row in csv.DictReader(f):
-                revenue.setdefault(day, {})[row["sku"]] = shop.parse_cents(row["revenue"])
-                if row["sku"] == ALL:
-                    orders[day] = int(row["orders"])
+        for row in DAILY.render({"day": day}).rows("sku", "orders", "revenue_cents"):
+            revenue.setdefault(day, {})[row["sku"]] = row["revenue_cents"]
+            if row["sku"] == ALL:
+                orders[day] = row["orders"]
 
     header = ["day", "orders", *products, "total"]
     columns = [*products, ALL]  # revenue per product, then the day's total
