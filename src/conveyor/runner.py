@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from conveyor import artifacts
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, TargetError
 from conveyor.store.records import Holder
 from conveyor.targets import Output, Writer, flatten, rebuild
+from conveyor.targets.base import NotWritten
 from conveyor.targets.tables import AlreadyDone
 
 if TYPE_CHECKING:
@@ -184,7 +185,7 @@ def run_attempt(job: Job, waiting: tuple[Recorder, Holder] | None = None) -> Out
         out = rebuild(node.output, [s for _, s in staged]) if finals else None
         try:
             value = node.task.execute(values, out, node.output)
-            outputs = _finish(staged, Writer(job.run_id, job.instance, job.attempt))
+            outputs = _finish(staged, Writer(job.run_id, job.instance, job.attempt), node.task.name)
         except AlreadyDone as done:  # another attempt of this instance committed it: so is this
             print(f"{done}", flush=True)
             for target, handle in staged:
@@ -222,12 +223,15 @@ def run_attempt(job: Job, waiting: tuple[Recorder, Holder] | None = None) -> Out
         sink.close()
 
 
-def _finish(staged: list[tuple[Output, Any]], writer: Writer) -> list[dict[str, Any] | None]:
+def _finish(staged: list[tuple[Output, Any]], writer: Writer, task: str) -> list[dict[str, Any] | None]:
     """Make the task's targets final, files first and database transactions last (the commit
     that says "done"); their fingerprints."""
     out = []
     for target, handle in sorted(staged, key=lambda s: s[0].order):
-        out.append(target.finish(handle, writer))
+        try:
+            out.append(target.finish(handle, writer))
+        except NotWritten as exc:
+            raise TargetError(f"task {task} {exc}") from None
         staged.remove((target, handle))
     return out
 

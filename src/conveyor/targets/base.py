@@ -15,6 +15,8 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from conveyor.errors import TargetError
+
 
 @dataclass(frozen=True, slots=True)
 class Writer:
@@ -28,6 +30,10 @@ class Writer:
 
 #: A target written outside any run (a task called as a plain function).
 DIRECT = Writer("", "", 0)
+
+
+class NotWritten(TargetError):
+    """A task returned without writing one of its targets (the message reads after "task X ")."""
 
 
 class Output:

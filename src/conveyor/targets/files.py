@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from conveyor.errors import TargetError
-from conveyor.targets.base import Output, Writer
+from conveyor.targets.base import NotWritten, Output, Writer
 
 
 def _is_local(url: str) -> bool:
@@ -200,8 +200,8 @@ class FileTarget(Output):
         if staged.exists():
             staged.commit_to(self)
         elif not self.exists():  # the task may have written the final path itself
-            raise TargetError(
-                f"the task returned but did not write its target {self.url}; write it through "
+            raise NotWritten(
+                f"returned but did not write its target {self.url}; write it through "
                 "conveyor.output() (or the path you were given)"
             )
         return fingerprint(self)

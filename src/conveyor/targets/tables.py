@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import DefinitionError, TargetError
 from conveyor.targets import databases as db
-from conveyor.targets.base import DIRECT, Output, Writer
+from conveyor.targets.base import DIRECT, NotWritten, Output, Writer
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine, RootTransaction
@@ -337,8 +337,8 @@ class StagedTable:
 
         target = self.target
         if self._open is None:
-            raise TargetError(
-                f"the task returned but wrote nothing to its table target {target.describe()}: "
+            raise NotWritten(
+                f"returned but wrote nothing to its table target {target.describe()}: "
                 "write its rows inside `with conveyor.output().transaction() as conn:`"
             )
         conn, trans = self._open
