@@ -1,5 +1,6 @@
 """The UI tests' project: pipelines with every kind of form field, a slow one, a failing one, one of
-2,000 task instances, a daily one for backfills, one for the runs page, and a scheduled one."""
+2,000 task instances, a daily one for backfills, one for the runs page, a scheduled one, and one
+writing a table partition and a file."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import datetime as dt
 import enum
 import time
 
-from conveyor import pipeline, task
+from conveyor import TableTarget, output, pipeline, task
 
 
 class Colour(enum.Enum):
@@ -129,6 +130,24 @@ def count(k: int) -> int:
 def tally(k: int = 0):
     """Count to k: runs for the runs page's filters and pages."""
     count(k)
+
+
+@task(output=TableTarget("sqlite:///warehouse.db", "sales", partition={"day": "{day}"}))
+def ingest(day: dt.date, rows: int) -> None:
+    with output().transaction() as conn:
+        conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS sales (day TEXT, n INTEGER)")
+        output().insert(conn, [{"n": i} for i in range(rows)])
+
+
+@task(output="exports/sales-{day}.csv")
+def export(day: dt.date, sales: TableTarget) -> None:
+    output().write_text("n\\n" + "".join(f"{r['n']}\\n" for r in sales.rows("n")))
+
+
+@pipeline
+def warehouse(day: dt.date = dt.date(2026, 11, 1), rows: int = 3):
+    """Ingest a day into a table partition, and export it to CSV."""
+    export(day, ingest(day, rows))
 
 
 @pipeline(schedule="0 3 * * *")

@@ -3,6 +3,7 @@ a task's panel and log, a slow run's log followed and the run cancelled, a faile
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from typing import Any
@@ -153,3 +154,24 @@ def test_a_task_that_waited_for_another_run_says_so_in_its_panel(page: Any, ui_s
     node(page, "nap(").click()
     expect(panel.locator("h3", has_text="Log")).to_be_visible()
     expect(panel.locator(".waited")).to_have_count(0)  # the first run napped itself
+
+
+def test_the_task_panel_shows_what_a_table_and_a_file_target_hold(
+    page: Any, ui_server: ServerProcess
+) -> None:
+    run_id = trigger(ui_server, "warehouse", rows=1500)
+    with ui_server.client() as http:
+        assert wait_for_run(http, run_id)["state"] == "succeeded"
+    exported = ui_server.log_path.parent / "exports" / "sales-2026-11-01.csv"
+    sha = hashlib.sha256(exported.read_bytes()).hexdigest()
+    page.goto(f"/#/runs/{run_id}")
+    panel = page.locator("aside.panel")
+    node(page, "ingest(").click()
+    target = panel.locator("ul.targets li")
+    expect(target).to_contain_text("sales[day=2026-11-01] in sqlite:///warehouse.db")
+    expect(target.locator(".held")).to_have_text(" — partition day=2026-11-01 · 1,500 rows")
+    node(page, "export(").click()
+    expect(target).to_contain_text("exports/sales-2026-11-01.csv")
+    size = f"{exported.stat().st_size / 1024:.1f} KiB"
+    expect(target.locator(".held")).to_contain_text(f"{size} · sha256 {sha[:12]}…")
+    expect(target.locator(".held [title]")).to_have_attribute("title", f"SHA-256 {sha}")
