@@ -211,3 +211,56 @@ def test_a_cancelled_backfill_shows_its_runs_ending_after_it(store: Store, tmp_p
     store.end_partition(going, 0, claim.partition.epoch, "cancelled", "cancelled")  # its driver stops
     view = Service(store).get_backfill(fill.id)
     assert view.state == "cancelled" and view.counts == {"cancelled": 3}
+
+
+TABLES = """
+    import datetime as dt
+    from conveyor import TableTarget, output, pipeline, task
+
+    @task(output=TableTarget("sqlite:///{root}/wh.db", "sales", partition={{"day": "{{day}}"}}))
+    def ingest(day: dt.date) -> None:
+        with output().transaction() as conn:
+            conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS sales (day TEXT)")
+            output().insert(conn, [{{}}])
+
+    @pipeline
+    def daily(logical_date: dt.date = dt.date(2000, 1, 1)):
+        ingest(logical_date)
+"""
+
+
+def test_a_year_of_table_partitions_is_decided_in_one_query(store: Store, tmp_path: Path) -> None:
+    """Dates whose partitions were written (by another store, by hand) are skipped, and the
+    whole year is decided by one query on the warehouse."""
+    import sqlalchemy as sa
+
+    from conveyor import TableTarget
+    from conveyor.targets import Writer
+
+    (tmp_path / "pipes.py").write_text(textwrap.dedent(TABLES.format(root=tmp_path)))
+    ref = f"{tmp_path}/pipes.py:daily"
+    pipe = load_pipeline(ref)
+    times = dates(D(2025, 1, 1), D(2025, 12, 31), "day")
+    for t in times:
+        if t.day != 1:  # the first of each month is missing
+            target = TableTarget(f"sqlite:///{tmp_path}/wh.db", "sales", partition={"day": t.date()})
+            staged = target.stage()
+            with staged.transaction() as conn:
+                conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS sales (day TEXT)")
+            target.finish(staged, Writer("elsewhere", "x", 1))
+    seen: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        seen.append(statement)
+
+    engine = TableTarget(f"sqlite:///{tmp_path}/wh.db", "sales").engine
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        made = create(store, pipe, ref, times, {}, every="day", max_parallel=4, workdir=str(tmp_path))
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert counts(made.slots) == {"skipped": 365 - 12, "waiting": 12}
+    assert {s["when"][:10] for s in made.slots if s["state"] == "waiting"} == {
+        f"2025-{m:02d}-01" for m in range(1, 13)
+    }
+    assert len([s for s in seen if "conveyor_targets" in s]) == 1, seen
