@@ -32,8 +32,6 @@ PRODUCTION_DB = "demo-output/production/shop.db"
 ANALYTICS = "sqlite:///demo-output/analytics/analytics.db"  # any SQLAlchemy URL, or "$ENV_VAR"
 DUMP = "demo-output/dumps/sales-{day}.csv"
 BACKUP = "demo-output/backup/sales-{day}.csv"
-SALES = TableTarget(ANALYTICS, "sales", partition={"day": "{day}"})
-DAILY = TableTarget(ANALYTICS, "daily_sales", partition={"day": "{day}"})
 REPORT = {
     "md": "demo-output/report/report-{end}-{days}d.md",
     "png": "demo-output/report/report-{end}-{days}d.png",
@@ -49,6 +47,11 @@ DAILY_TABLE = (
     "CREATE TABLE IF NOT EXISTS daily_sales (day TEXT NOT NULL, sku TEXT NOT NULL, "
     "product TEXT NOT NULL, orders INTEGER NOT NULL, units INTEGER NOT NULL, revenue_cents INTEGER NOT NULL)"
 )
+# A table target per day: the partition of its table with that day. Conveyor makes each table
+# once (create=), before the first task writes into it.
+SALES_INDEX = "CREATE INDEX IF NOT EXISTS sales_day ON sales(day)"
+SALES = TableTarget(ANALYTICS, "sales", partition={"day": "{day}"}, create=[SALES_TABLE, SALES_INDEX])
+DAILY = TableTarget(ANALYTICS, "daily_sales", partition={"day": "{day}"}, create=DAILY_TABLE)
 
 
 def report_days(end: date, days: int) -> list[date]:
@@ -121,8 +124,6 @@ def ingest(day: date, dump: FileTarget) -> int:
             for r in csv.DictReader(f)
         ]
     with output().transaction() as conn:
-        conn.exec_driver_sql(SALES_TABLE)
-        conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS sales_day ON sales(day)")
         output().insert(conn, rows)  # the day column is filled in from the partition
     log.info("ingested %d rows of %s", len(rows), day)
     return len(rows)
@@ -133,7 +134,6 @@ def aggregate(day: date, ingested: TableTarget) -> None:
     """Aggregate a day in the analytics database: orders, units and revenue per product, and
     an ALL row over all products, computed by the database inside the target's transaction."""
     with output().transaction() as conn:
-        conn.exec_driver_sql(DAILY_TABLE)
         conn.exec_driver_sql(
             "INSERT INTO daily_sales (day, sku, product, orders, units, revenue_cents) "
             "SELECT day, sku, product, COUNT(DISTINCT order_id), SUM(quantity), SUM(amount_cents) "

@@ -227,20 +227,22 @@ PIPELINE = """
 
     URL = os.environ["WAREHOUSE"]
 
-    @task(output=TableTarget(URL, "sales", partition={{"day": "{{day}}"}}))
+    SALES = "CREATE TABLE IF NOT EXISTS sales (day DATE, sku TEXT, qty INTEGER)"
+
+    @task(output=TableTarget(URL, "sales", partition={{"day": "{{day}}"}}, create=SALES))
     def ingest(day: date, n: int = 3) -> int:
         rows = [{{"sku": f"s{{i}}", "qty": i}} for i in range(n)]
         with output().transaction() as conn:
-            conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS sales (day TEXT, sku TEXT, qty INTEGER)")
             output().insert(conn, rows)
         return len(rows)
 
-    @task(output=TableTarget(URL, "totals", partition={{"day": "{{day}}"}}))
+    TOTALS = "CREATE TABLE IF NOT EXISTS totals (day TEXT, qty INTEGER)"
+
+    @task(output=TableTarget(URL, "totals", partition={{"day": "{{day}}"}}, create=TOTALS))
     def total(day: date, sales: TableTarget) -> None:
         with sales.connect() as c:
             qty = sum(c.execute(sales.select("qty")).scalars())
         with output().transaction() as conn:
-            conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS totals (day TEXT, qty INTEGER)")
             output().insert(conn, [{{"qty": qty}}])
 
     @task(output=TableTarget(URL, "narrow", partition={{"day": "{{day}}"}}))
@@ -278,7 +280,7 @@ def test_a_pipeline_writes_each_partition_once_and_force_replaces_it(
     assert _rows(warehouse, "SELECT COUNT(*) FROM sales") == [(9,)]
     forced = project.cli("run", "p.py:daily", "-p", "n=2", "--force", check=True)
     assert "6 succeeded" in forced.stdout
-    assert sorted(_rows(warehouse, "SELECT day, COUNT(*) FROM sales GROUP BY day")) == [
+    assert sorted(_rows(warehouse, "SELECT CAST(day AS TEXT), COUNT(*) FROM sales GROUP BY day")) == [
         ("2026-01-01", 2),
         ("2026-01-02", 2),
         ("2026-01-03", 2),
@@ -340,3 +342,17 @@ def test_an_unreachable_database_is_one_line_naming_it_without_its_password(
     shown = f"postgresql+psycopg://ann:***@127.0.0.1:{port}/wh"
     assert f"cannot reach the database of table target sales[day=2026-01-01] in {shown}" in out
     assert "s3cret" not in out and "Traceback" not in out
+
+
+def test_a_date_partition_fits_a_date_column(warehouse: str) -> None:
+    target = TableTarget(warehouse, "events", partition={"day": DAY})
+    staged = target.stage()
+    with staged.transaction() as conn:
+        conn.exec_driver_sql("CREATE TABLE events (day DATE NOT NULL, n INTEGER)")
+        staged.insert(conn, [{"n": 1}, {"n": 2}])
+    held = target.finish(staged, Writer("r", "i", 1))
+    assert held["rows"] == 2 and target.count() == 2
+    assert sorted(r["n"] for r in target.rows("n")) == [1, 2]
+    assert done_among([target, TableTarget(warehouse, "events", partition={"day": DAY + timedelta(1)})]) == {
+        target
+    }

@@ -132,9 +132,26 @@ def failed(target: TableTarget, exc: Any, *, writing: bool = False) -> TargetErr
 
     if isinstance(exc, sa.exc.OperationalError) and not writing:
         return TargetError(f"cannot reach the database of table target {target.describe()}: {text}")
+    if writing and "pg_type_typname_nsp_index" in text:
+        return TargetError(
+            f"writing table target {target.describe()} failed: two tasks created its table at once; "
+            "give the TableTarget create='CREATE TABLE IF NOT EXISTS ...' and Conveyor makes it once"
+        )
     if writing:
         return TargetError(
             f"writing table target {target.describe()} failed: {text} "
             "(do the task's rows fit the table's columns?)"
         )
     return TargetError(f"table target {target.describe()}: {text}")
+
+
+def lock(conn: Connection, name: str) -> None:
+    """Take a lock named ``name`` until the transaction ends, where the database has such locks
+    (PostgreSQL's advisory locks; a SQLite writer holds the whole database already)."""
+    if conn.dialect.name == "postgresql":
+        import hashlib
+
+        from sqlalchemy import text
+
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})

@@ -72,7 +72,7 @@ def _bound(value: Any) -> Any:
 class TableTarget(Output):
     """A partition (or the whole) of table ``table`` in the database at ``url``."""
 
-    __slots__ = ("partition", "replace", "table", "url")
+    __slots__ = ("create", "partition", "replace", "table", "url")
     order = 1
 
     def __init__(
@@ -82,6 +82,7 @@ class TableTarget(Output):
         partition: Mapping[str, Any] | None = None,
         *,
         replace: bool = False,
+        create: str | Sequence[str] | None = None,
     ) -> None:
         if not isinstance(url, str) or not url:
             raise DefinitionError(f"TableTarget needs a database URL (or $ENV_VAR), got {url!r}")
@@ -103,10 +104,26 @@ class TableTarget(Output):
                     f"TableTarget {table}: partition value {column}={value!r} must be a string "
                     "(a template like '{day}'), a number or a date"
                 )
+        ddl = (
+            (create,)
+            if isinstance(create, str)
+            else tuple(create or ())
+            if isinstance(create, list | tuple)
+            else ()
+        )
+        if create is not None and (
+            not isinstance(create, str | list | tuple)
+            or not all(isinstance(s, str) and s.strip() for s in ddl)
+        ):
+            raise DefinitionError(
+                f"TableTarget {table}: create= is the SQL that makes the table (a statement or a "
+                f"list of them), got {create!r}"
+            )
         self.url = url
         self.table = table
         self.partition: dict[str, Any] = part
         self.replace = bool(replace)
+        self.create = ddl
 
     # -- identity ---------------------------------------------------------------------------
     def _ident(self) -> tuple[str, str, str]:
@@ -126,7 +143,7 @@ class TableTarget(Output):
         return self.describe()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (self.url, self.table, self.partition, self.replace))
+        return (_rebuild, (self.url, self.table, self.partition, self.replace, self.create))
 
     def describe(self) -> str:
         where = ", ".join(f"{k}={_bound(v)}" for k, v in self.partition.items())
@@ -161,6 +178,7 @@ class TableTarget(Output):
             fill(self.table),
             {k: fill(v) for k, v in self.partition.items()},
             replace=self.replace,
+            create=self.create,
         )
 
     # -- the database -----------------------------------------------------------------------
@@ -184,12 +202,20 @@ class TableTarget(Output):
         return sa.table(name, *(sa.column(c) for c in names), schema=schema or None)
 
     def where(self, clause: Any) -> Any:
-        """``clause``'s WHERE condition selecting this partition (None: the whole table)."""
+        """``clause``'s WHERE condition selecting this partition (None: the whole table). The
+        values are SQL literals: an untyped '2026-01-01' is a date to a date column and text to
+        a text column (a bound parameter would carry its own type, and PostgreSQL refuses to
+        compare a date with a varchar)."""
         import sqlalchemy as sa
 
         if not self.partition:
             return sa.true()
-        return sa.and_(*(clause.c[k] == _bound(v) for k, v in self.partition.items()))
+        return sa.and_(
+            *(
+                clause.c[k] == sa.bindparam(None, _bound(v), literal_execute=True)
+                for k, v in self.partition.items()
+            )
+        )
 
     def select(self, *columns: str) -> Any:
         """``SELECT columns FROM table WHERE <partition>`` (all columns when none are named)."""
@@ -324,7 +350,11 @@ class StagedTable:
     def insert(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> int:
         """Insert ``rows`` (dicts of column values; the partition's columns are filled in when a
         row leaves them out). Returns how many."""
-        batch = [{**{k: _bound(v) for k, v in self.target.partition.items()}, **r} for r in rows]
+        # Values as they are (PostgreSQL assigns a date to a text column too), but dates as ISO
+        # text for SQLite, whose driver's date adapter is deprecated.
+        sqlite = conn.dialect.name == "sqlite"
+        fill = {k: _bound(v) if sqlite else v for k, v in self.target.partition.items()}
+        batch = [{**fill, **r} for r in rows]
         if not batch:
             return 0
         t = self.target.clause(*batch[0])
@@ -386,8 +416,10 @@ def fingerprint(target: TableTarget, rows: int, writer: Writer) -> dict[str, Any
     }
 
 
-def _rebuild(url: str, table: str, partition: dict[str, Any], replace: bool) -> TableTarget:
-    return TableTarget(url, table, partition, replace=replace)
+def _rebuild(
+    url: str, table: str, partition: dict[str, Any], replace: bool, create: tuple[str, ...]
+) -> TableTarget:
+    return TableTarget(url, table, partition, replace=replace, create=create)
 
 
 def _canonical(partition: Mapping[str, Any]) -> str:
@@ -454,7 +486,7 @@ def _begin(target: TableTarget, replace: bool) -> tuple[Connection, RootTransact
     url = db.resolve(target.url, target.table)
     if url.drivername.startswith("sqlite") and url.database:
         os.makedirs(os.path.dirname(os.path.abspath(url.database)), exist_ok=True)
-    _ensure_markers(target)
+    _ensure_tables(target)
     with db.reaching(target):
         conn = target.engine.connect().execution_options(conveyor_write=True)
     trans = conn.begin()
@@ -482,24 +514,32 @@ def _split(table: str) -> tuple[str | None, str]:
     return (schema or None, name)
 
 
-def _ensure_markers(target: TableTarget) -> None:
-    """Create the marker table once per database and process (racing creators are fine)."""
+def _ensure_tables(target: TableTarget) -> None:
+    """Make the marker table, and the target's table if it says how (``create=``), once per
+    database and process, each in a short transaction of its own that writers of other
+    processes wait for (PostgreSQL refuses two ``CREATE TABLE IF NOT EXISTS`` of one table in
+    transactions open at once)."""
     import sqlalchemy as sa
 
-    if target.url in _made:
-        return
-    with db.reaching(target):
-        for _ in range(3):
+    todo: list[tuple[str, str | None]] = [] if target.url in _made else [(target.url, None)]
+    if target.create and (target.url, target.table) not in _made:
+        todo.append((target.url, target.table))
+    for key in todo:
+        with db.reaching(target), target.engine.connect().execution_options(conveyor_write=True) as conn:
             try:
-                with target.engine.connect().execution_options(conveyor_write=True) as conn, conn.begin():
-                    _markers_table().create(conn, checkfirst=True)
-                break
-            except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
-                continue  # another process created it meanwhile (PostgreSQL's catalog race)
-    _made.add(target.url)
+                with conn.begin():
+                    db.lock(conn, f"conveyor-ddl:{key[1] or MARKERS}")
+                    if key[1] is None:
+                        _markers_table().create(conn, checkfirst=True)
+                    else:
+                        for statement in target.create:
+                            conn.exec_driver_sql(statement)
+            except sa.exc.DBAPIError as exc:
+                raise db.failed(target, exc, writing=True) from None
+        _made.add(key[0] if key[1] is None else key)
 
 
-_made: set[str] = set()  # the databases whose marker table this process has seen made
+_made: set[Any] = set()  # the databases (and tables) this process has seen made
 
 
 def _close(conn: Connection, trans: RootTransaction) -> None:
