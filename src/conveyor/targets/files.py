@@ -2,21 +2,24 @@
 
 ``FileTarget`` is a local path or any fsspec URL. Writes are atomic: data goes to a temporary
 name beside the final one and is renamed into place only when complete, so a crashed task never
-leaves a half-written target that counts as done. Inside a running task, ``conveyor.output()``
-hands out *staged* targets (temporary names) that the runner renames into place after the task
-returns successfully; a library that wants a path (``savefig``, ``sqlite3.connect``) can use
-``target.path`` directly.
+leaves a half-written target that counts as done. A remote target (``s3://``, ``gs://``, ...) is
+written to a local staging copy and uploaded only when complete (``objects``). Inside a running
+task, ``conveyor.output()`` hands out *staged* targets (temporary names, local paths) that the
+runner moves into place after the task returns successfully; a library that wants a path
+(``savefig``, ``sqlite3.connect``) can use ``target.path`` directly.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from conveyor.errors import TargetError
-from conveyor.targets.base import NotWritten, Output, Writer
+from conveyor.targets import objects
+from conveyor.targets.base import DIRECT, NotWritten, Output, Writer
 
 
 def _is_local(url: str) -> bool:
@@ -71,42 +74,53 @@ class FileTarget(Output):
             raise TypeError(f"{self.url} is remote; use target.open() instead of a local path")
         return self.url
 
+    def describe(self) -> str:
+        return self.url if self.is_local else objects.hide(self.url)
+
     def check(self) -> None:
         self.check_shared()
 
     def check_shared(self) -> None:
-        """Raise unless every process can see this target: a task writes it in a worker process
-        and the run reads it from others, so a filesystem each process keeps for itself (fsspec's
+        """Raise unless every process can use this target: its store's fsspec package must be
+        installed (``conveyor[s3]``, ...); and a task writes it in a worker process and the run
+        reads it from others, so a filesystem each process keeps for itself (fsspec's
         ``memory://`` and its kind) would "succeed" and keep nothing."""
+        if not self.is_local:
+            objects.check(self.url)
+
+    def _fs(self) -> tuple[Any, str]:
+        return objects.filesystem(self.url)  # fsspec is imported only for remote targets
+
+    # -- deciding which exist ---------------------------------------------------------------
+    def bulk_key(self) -> tuple[str, str] | None:
+        """Remote targets in one folder are decided together, by one listing of the folder."""
         if self.is_local:
-            return
-        import fsspec
-        from fsspec.implementations.memory import MemoryFileSystem
+            return None
+        head, _, name = self.url.rstrip("/").rpartition("/")
+        if not name or head.endswith(":/"):  # a whole bucket
+            return None
+        return (objects.protocol_of(self.url), head)
 
-        protocol = self.url.split("://", 1)[0]
-        try:
-            cls = fsspec.get_filesystem_class(protocol)
-        except (ValueError, ImportError):
-            return  # unknown or not installed: opening it says so, where the task runs
-        if issubclass(cls, MemoryFileSystem):
-            raise TargetError(
-                f"target {self.url}: {protocol}:// lives in one process's memory, and each task runs "
-                "in a worker process of its own, so nothing written there is kept; use a local path "
-                "or a shared store (s3://, gs://, ...)"
-            )
-
-    def _fs(self) -> Any:
-        import fsspec  # imported only for remote targets: it costs start-up time
-
-        fs, path = fsspec.core.url_to_fs(self.url)
-        return fs, path
+    @classmethod
+    def done_among(cls, targets: Sequence[Output]) -> set[Output]:
+        files = [t for t in targets if isinstance(t, FileTarget)]
+        if not files or files[0].bulk_key() is None:
+            return {t for t in files if t.exists()}
+        folder = files[0].url.rstrip("/").rpartition("/")[0]
+        fs, path = objects.filesystem(folder)
+        with objects.reaching(objects.hide(folder), "listing the targets in"):
+            keys = objects.listing(fs, path)
+        return {t for t in files if objects.written(f"{path}/{t.url.rstrip('/').rpartition('/')[2]}", keys)}
 
     # -- reading and writing ----------------------------------------------------------------
     def exists(self) -> bool:
+        """A local file or directory exists; a remote object exists, and a remote prefix (a
+        directory target) exists only with its ``_SUCCESS`` object, written last."""
         if self.is_local:
             return os.path.exists(self.url)
         fs, path = self._fs()
-        return bool(fs.exists(path))
+        with objects.reaching(self.describe()):
+            return objects.done(fs, path)
 
     def open(self, mode: str = "r", **kwargs: Any) -> IO[Any]:
         """Open for reading, or for an atomic write (``"w"``, ``"wb"``)."""
@@ -117,6 +131,10 @@ class FileTarget(Output):
         writing = any(c in mode for c in "wx")
         if writing and not self._staged:
             return _AtomicFile(self, mode, kwargs)  # type: ignore[return-value]
+        if not writing and not self.is_local:
+            fs, path = self._fs()
+            with objects.reaching(self.describe(), "reading target"):
+                return fs.open(path, mode, **kwargs)  # type: ignore[no-any-return]
         return self._open_direct(mode, **kwargs)
 
     def _open_direct(self, mode: str, **kwargs: Any) -> IO[Any]:
@@ -194,12 +212,27 @@ class FileTarget(Output):
 
     # -- the runner's part ------------------------------------------------------------------
     def stage(self, *, replace: bool = False) -> FileTarget:
-        return self.temporary()
+        """A temporary sibling; for a remote target, a local path (in a staging directory of
+        its own) that ``finish`` uploads."""
+        if self.is_local:
+            return self.temporary()
+        name = self.url.rstrip("/").rpartition("/")[2]
+        return FileTarget(objects.staging(name), _staged=True)
 
     def finish(self, staged: FileTarget, writer: Writer) -> dict[str, Any] | None:
-        if staged.exists():
+        if not self.is_local and staged.is_local:
+            try:
+                if os.path.lexists(staged.url):
+                    written = {**fingerprint(staged), "target": self.describe()}  # a hash of the content
+                    fs, path = self._fs()
+                    with objects.reaching(self.describe(), "uploading target"):
+                        objects.upload(staged.url, fs, path)
+                    return written
+            finally:
+                objects.drop(staged.url)
+        elif staged.exists():
             staged.commit_to(self)
-        elif not self.exists():  # the task may have written the final path itself
+        if not self.exists():  # the task may have written the final path itself
             raise NotWritten(
                 f"returned but did not write its target {self.url}; write it through "
                 "conveyor.output() (or the path you were given)"
@@ -208,6 +241,8 @@ class FileTarget(Output):
 
     def abandon(self, staged: FileTarget) -> None:
         staged.discard()
+        if not self.is_local and staged.is_local:
+            objects.drop(staged.url)
 
 
 def fingerprint(target: FileTarget) -> dict[str, Any]:
@@ -215,10 +250,12 @@ def fingerprint(target: FileTarget) -> dict[str, Any]:
     a hash over their relative names and contents)."""
     import hashlib
 
-    if not target.is_local:
+    if not target.is_local:  # written by the task itself, not staged: what the store says
         fs, path = target._fs()
-        info = fs.info(path)
-        return {"kind": "file", "target": target.url, "size": int(info.get("size") or 0)}
+        with objects.reaching(target.describe()):
+            info = fs.info(path)
+        kind = "directory" if info.get("type") == "directory" else "file"
+        return {"kind": kind, "target": target.describe(), "size": int(info.get("size") or 0)}
     root = Path(target.url)
     if not root.is_dir():
         with open(root, "rb") as fh:
@@ -235,11 +272,12 @@ def fingerprint(target: FileTarget) -> dict[str, Any]:
 
 
 class _AtomicFile:
-    """A file opened for writing under a temporary name, renamed into place on a clean close."""
+    """A file opened for writing under a temporary name, renamed into place on a clean close
+    (a remote target: written locally, uploaded on a clean close)."""
 
     def __init__(self, target: FileTarget, mode: str, kwargs: dict[str, Any]) -> None:
         self._target = target
-        self._tmp = target.temporary()
+        self._tmp = target.stage()
         self._file = self._tmp._open_direct(mode, **kwargs)
         self._done = False
 
@@ -263,11 +301,14 @@ class _AtomicFile:
             return
         self._done = True
         self._file.close()
-        self._tmp.commit_to(self._target)
+        if self._target.is_local:
+            self._tmp.commit_to(self._target)
+        else:
+            self._target.finish(self._tmp, DIRECT)
 
     def abort(self) -> None:
         if self._done:
             return
         self._done = True
         self._file.close()
-        self._tmp.discard()
+        self._target.abandon(self._tmp)
