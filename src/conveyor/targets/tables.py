@@ -191,7 +191,11 @@ class TableTarget(Output):
 
         if not self.partition:
             return sa.true()
-        return sa.and_(*(clause.c[k] == _bound(v) for k, v in self.partition.items()))
+        # Untyped, so that the database reads the value as the column's type: bound as text,
+        # PostgreSQL would compare a DATE column with VARCHAR and refuse.
+        return sa.and_(
+            *(clause.c[k] == sa.literal(_bound(v), sa.types.NullType()) for k, v in self.partition.items())
+        )
 
     def select(self, *columns: str) -> Any:
         """``SELECT columns FROM table WHERE <partition>`` (all columns when none are named)."""
@@ -265,6 +269,11 @@ class TableTarget(Output):
         the marker are committed when the block ends."""
         staged = StagedTable(self, replace=self.replace if replace is None else replace, deferred=False)
         return staged.transaction()
+
+    def insert(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> int:
+        """As ``output().insert`` under a run: for a task called as a plain function, whose
+        ``output()`` is the target itself."""
+        return StagedTable(self, replace=False, deferred=False).insert(conn, rows)
 
     def finish(self, staged: StagedTable, writer: Writer) -> dict[str, Any]:
         return staged.commit(writer)
