@@ -400,6 +400,7 @@ def pack(job: Job, seq: int, *, inherited: bool = False) -> tuple[Any, ...]:
         params,
         job.workdir,
         job.holder,
+        job.replace,
     )
 
 
