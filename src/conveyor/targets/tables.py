@@ -290,6 +290,11 @@ class TableTarget(Output):
         staged = StagedTable(self, replace=self.replace if replace is None else replace, deferred=False)
         return staged.transaction()
 
+    def insert(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> int:
+        """As ``output().insert`` under a run: for a task called as a plain function, whose
+        ``output()`` is the target itself."""
+        return StagedTable(self, replace=False, deferred=False).insert(conn, rows)
+
     def finish(self, staged: StagedTable, writer: Writer) -> dict[str, Any]:
         return staged.commit(writer)
 
