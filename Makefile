@@ -2,6 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 BENCH_VENV := .bench-venv
+LUIGI_SQLA_VENV := .bench-luigi-venv
 
 .PHONY: demo serve test bench lint clean
 
@@ -37,8 +38,15 @@ $(BENCH_VENV)/.installed: bench/requirements-peers.txt
 	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements-peers.txt
 	touch $@
 
+# Scenario h's Luigi: its SQLAlchemy contrib runs on SQLAlchemy 1.4 only, Prefect needs 2.
+$(LUIGI_SQLA_VENV)/.installed: bench/requirements-luigi-sqla.txt
+	$(PYTHON) -m venv $(LUIGI_SQLA_VENV)
+	$(LUIGI_SQLA_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LUIGI_SQLA_VENV)/bin/python -m pip install --quiet -r bench/requirements-luigi-sqla.txt
+	touch $@
+
 # BENCH_QUICK=1 for a smoke run; BENCH_ARGS="--only a,b" and the like for part of it.
-bench: $(VENV)/.demo $(BENCH_VENV)/.installed
+bench: $(VENV)/.demo $(BENCH_VENV)/.installed $(LUIGI_SQLA_VENV)/.installed
 	$(BIN)/python bench/harness.py $(BENCH_ARGS)
 
 lint: $(VENV)/.test
@@ -47,4 +55,4 @@ lint: $(VENV)/.test
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) .conveyor demo-output
+	rm -rf $(VENV) $(BENCH_VENV) $(LUIGI_SQLA_VENV) .conveyor demo-output

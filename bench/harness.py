@@ -14,14 +14,18 @@ Scenarios (no-op tasks unless said; the letters are the issue's):
      f2  8 partitions of 64 tasks sleeping (or busy) 20 ms: two schedulers against one     tasks/s
      f3  takeover: from a SIGKILL of the owner to the next task started by a standby       seconds
   g  the demo pipeline over 30 days (Conveyor only)  seconds
+  h  bulk completeness: which of 365 (and 3,650) written daily partitions of one SQLite table are
+     done: Conveyor's TableTargets and done_among (and each target's exists()), Luigi's
+     SQLAlchemyTarget decided by RangeDaily      ms to decide, and the SQL statements it took
 
 Every measurement is a fresh subprocess in a fresh temporary directory (bench/peers/run_*.py;
-Conveyor and the process pool with this Python, the peers with .bench-venv's), which reports one
+Conveyor and the process pool with this Python, the peers with .bench-venv's, h's Luigi with
+.bench-luigi-venv's: its SQLAlchemy contrib needs SQLAlchemy 1.4, Prefect 2), which reports one
 JSON line. Scenario f needs PostgreSQL (Debian's ``postgresql`` package, and psycopg): the harness
 starts a throwaway server with its durable defaults (bench/pgserver.py) for f only, and reports
 f as skipped without one. Repetitions are interleaved: for each scenario, for each repetition,
 every engine once, the order rotating. A run over the time limit is killed and reported as
-timed out; a run slower than --slow seconds, or timed out, is not repeated. The report gives
+timed out; a run slower than --slow seconds (h10y: 90), or timed out, is not repeated. The report gives
 medians, min-max and each engine's median as a ratio to Conveyor's (in f, to the scenario's
 base), checks the targets, and writes bench/results/bench-TIMESTAMP.json, latest.json,
 latest.md (the tables) and bench.png (scenarios a-e and g). ``BENCH_QUICK=1`` (or
@@ -42,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,10 +69,13 @@ class Engine:
     peer: bool = True  # runs with .bench-venv's Python
     scenarios: str = "abcde"  # the scenario letters it takes part in (f: see Scenario.engines)
     max_reps: int = 1000
+    python: str = ""  # another venv's Python, relative to the repository (over `peer`)
 
 
 ENGINES = (
-    Engine("conveyor", "Conveyor", "run_conveyor.py", peer=False, scenarios="abcdeg"),
+    Engine("conveyor", "Conveyor", "run_conveyor.py", peer=False, scenarios="abcdegh"),
+    # h: each target's exists() in turn, to show what done_among's one query buys
+    Engine("conveyor-each", "Conveyor, exists() each", "run_conveyor.py", "each", peer=False, scenarios="h"),
     # d: `conveyor run` on a store that exists, and resuming a failed run (bench/coldstart.py)
     Engine("conveyor-again", "Conveyor, existing store", "", peer=False, scenarios="d"),
     Engine("conveyor-resumed", "Conveyor, resumed run", "", peer=False, scenarios="d"),
@@ -77,6 +84,15 @@ ENGINES = (
     Engine("dask-cluster", "Dask LocalCluster", "run_dask.py", "cluster", scenarios="abcd"),
     Engine("luigi-1", "Luigi, 1 worker", "run_luigi.py", "1", scenarios="abcde"),
     Engine("luigi-2", "Luigi, 2 workers", "run_luigi.py", "2", scenarios="abcd"),
+    Engine(
+        "luigi-range",
+        "Luigi, RangeDaily",
+        "run_luigi.py",
+        "range",
+        peer=False,
+        scenarios="h",
+        python=".bench-luigi-venv/bin/python",
+    ),
     Engine("prefect-threads", "Prefect, threads", "run_prefect.py", "threads", scenarios="abcd", max_reps=3),
     Engine(
         "prefect-processes", "Prefect, processes", "run_prefect.py", "processes", scenarios="ab", max_reps=1
@@ -90,19 +106,21 @@ ENGINES = (
 )
 HA_ENGINES = ("sqlite", "pg-1", "pg-1-async", "pg-run", "pg-2")  # Conveyor's: --engines conveyor takes them
 COLD_ENGINES = {"conveyor-again": "again", "conveyor-resumed": "resumed"}  # bench/coldstart.py's cases
+TABLE_ENGINES = ("conveyor-each",)  # Conveyor's own second row in h
 
 
 @dataclass(frozen=True)
 class Scenario:
-    key: str  # a, b, c10k, c100k, d, e, g
+    key: str  # a, b, c10k, c100k, d, e, g, h, h10y
     name: str  # what the engine scripts call it
     n: int
-    metric: str  # rate | ms_per_step | seconds
+    metric: str  # rate | ms_per_step | seconds | ms
     title: str
     reps: int
     engines: tuple[str, ...] = ()  # if given, exactly these engines (f), whatever their letters
     base: str = "conveyor"  # the engine the ratio column divides by
     notes: tuple[str, ...] = ()  # what the figures cover, under the table
+    slow: float = 0.0  # its own --slow where higher (h10y: Luigi's untimed set-up takes about 30 s)
 
     @property
     def letter(self) -> str:
@@ -114,6 +132,7 @@ class Scenario:
 
 UNITS = {"rate": "tasks/s, higher is better", "ms_per_step": "ms per step, lower is better"}
 UNITS["seconds"] = "seconds, lower is better"
+UNITS["ms"] = "ms to decide, lower is better"
 
 
 def scenarios(quick: bool, reps: int | None, fanout: int | None, chain: int | None) -> list[Scenario]:
@@ -123,6 +142,19 @@ def scenarios(quick: bool, reps: int | None, fanout: int | None, chain: int | No
     c1, c2 = (1000, 5000) if quick else (10_000, 100_000)
     e, days = (200, 3) if quick else (1000, 30)
     f1, f2, f3 = (1000, 128, 300) if quick else (2000, 512, 300)
+    h_notes = (
+        "every day's partition written (untimed) before: Conveyor through its TableTarget (the row "
+        "and the marker in one transaction), Luigi's row by SQL and its marker by "
+        "`SQLAlchemyTarget.touch()`; the time is deciding which days are done, building the targets "
+        "(Luigi: the tasks) included",
+        "Conveyor: `done_among(targets)`; exists() each: `[t for t in targets if t.exists()]`; "
+        "Luigi: `RangeDaily(of=DailySales, start, stop, days_back=N).requires()`, DailySales a "
+        "`CopyToTable` with `MixinNaiveBulkComplete` (RangeDaily needs bulk_complete for outputs "
+        "that are not files), Luigi 3.8.1 on SQLAlchemy 1.4",
+        "statements: what the engine's connections sent (a `before_cursor_execute` listener), by kind; "
+        "Conveyor's SQLite engine sends its BEGIN as a statement, SQLAlchemy 1.4's driver begins "
+        "implicitly (not counted)",
+    )
     timed = "rate: tasks over the run's started_at to ended_at in the store"
     return [
         Scenario("a", "fanout", a, "rate", f"a. {a:,} independent tasks plus one join", r),
@@ -196,6 +228,31 @@ def scenarios(quick: bool, reps: int | None, fanout: int | None, chain: int | No
             ),
         ),
         Scenario("g", "demo", days, "seconds", f"g. the demo pipeline over {days} days (Conveyor only)", rc),
+        Scenario(
+            "h",
+            "tables",
+            365,
+            "ms",
+            "h. bulk completeness: which of 365 daily table partitions are done",
+            r,
+            notes=h_notes,
+        ),
+        *(
+            []
+            if quick
+            else [
+                Scenario(
+                    "h10y",
+                    "tables",
+                    3650,
+                    "ms",
+                    "h. bulk completeness: which of 3,650 daily table partitions (ten years) are done",
+                    rc,
+                    notes=h_notes,
+                    slow=90.0,
+                )
+            ]
+        ),
     ]
 
 
@@ -204,6 +261,8 @@ def metric(s: Scenario, sample: dict[str, Any]) -> float:
         return float(sample["tasks"] / sample["seconds"])
     if s.metric == "ms_per_step":
         return float(1000 * sample["seconds"] / sample["tasks"])
+    if s.metric == "ms":
+        return float(1000 * sample["seconds"])
     return float(sample["seconds"])
 
 
@@ -228,11 +287,14 @@ class Runner:
             return [str(cli), "run", f"{HERE / 'pipelines.py'}:single", "--db", f"sqlite:///{tmp}/x.db"]
         if e.key in COLD_ENGINES:
             return cold_case(e).command(tmp)
-        python = str(self.python) if e.peer else sys.executable
+        python = str(ROOT / e.python) if e.python else str(self.python) if e.peer else sys.executable
         return [python, str(PEERS / e.script), s.name, str(s.n), *([e.variant] if e.variant else [])]
 
     def measure(self, e: Engine, s: Scenario) -> dict[str, Any]:
         """Run one measurement in a fresh directory; a sample dict, or one with an ``error``."""
+        if e.python and not (ROOT / e.python).exists():
+            venv = e.python.split("/")[0]
+            return {"error": f"skipped: {venv} is missing (`make {venv}/.installed` creates it)"}
         tmp = Path(tempfile.mkdtemp(prefix=f"bench-{e.key}-"))
         try:
             if s.name == "demo":
@@ -347,7 +409,7 @@ def run_plan(
                     print(f"  {s.key} {cell.engine.key}: {sample['error']}", file=sys.stderr)
                     continue
                 cell.samples.append(sample)
-                if sample["wall_seconds"] > slow and rep + 1 < min(s.reps, cell.engine.max_reps):
+                if sample["wall_seconds"] > max(slow, s.slow) and rep + 1 < min(s.reps, cell.engine.max_reps):
                     cell.note, cell.done = f"not repeated: one run took {sample['wall_seconds']:.0f} s", True
             print(f"  {s.key}: repetition {rep + 1}/{s.reps} done", file=sys.stderr)
     return cells
@@ -374,7 +436,7 @@ def summarise(plan: list[Scenario], cells: dict[str, dict[str, Cell]]) -> dict[s
                 )
                 starts = [x["startup_seconds"] for x in cell.samples if "startup_seconds" in x]
                 row["startup_seconds"] = statistics.median(starts) if starts else None
-                for extra in ("wall_seconds_e2e", "claim_seconds"):  # f's
+                for extra in ("wall_seconds_e2e", "claim_seconds", "statements", "selects"):  # f's, h's
                     if got := [x[extra] for x in cell.samples if extra in x]:
                         row[extra] = statistics.median(got)
                 if "wall_seconds_e2e" in row:
@@ -399,6 +461,10 @@ def summarise(plan: list[Scenario], cells: dict[str, dict[str, Cell]]) -> dict[s
 def check_targets(summary: dict[str, Any]) -> list[dict[str, str]]:
     def med(key: str, engine: str = "conveyor") -> float | None:
         value = summary.get(key, {}).get("engines", {}).get(engine, {}).get("median")
+        return float(value) if value is not None else None
+
+    def stat(key: str, name: str) -> float | None:
+        value = summary.get(key, {}).get("engines", {}).get("conveyor", {}).get(name)
         return float(value) if value is not None else None
 
     def rss(key: str) -> float | None:
@@ -445,6 +511,13 @@ def check_targets(summary: dict[str, Any]) -> list[dict[str, str]]:
             "{:.3f} s",
         ),
         ("e", "at least 20,000 tasks/s decided", lambda: _pair(med("e"), 20_000), True, "{:,.0f} tasks/s"),
+        (
+            "h",
+            "decides 365 days of table targets in one query",
+            lambda: _pair(stat("h", "selects"), 1),
+            False,
+            "{:.0f} SELECT",
+        ),
         (
             "f1",
             "on PostgreSQL with one scheduler at least 0.5x the embedded SQLite rate",
@@ -519,6 +592,9 @@ def table(sc: dict[str, Any]) -> list[tuple[str, ...]]:
         notes = [f"start-up {row['startup_seconds']:.1f} s, not timed"] if row.get("startup_seconds") else []
         notes += [f"end to end {fmt_value(row['e2e_rate'], 'rate')} tasks/s"] if row.get("e2e_rate") else []
         notes += [f"claimed at {row['claim_seconds']:.2f} s"] if row.get("claim_seconds") else []
+        if "statements" in row:  # h: the same in every sample; the kinds of the first
+            kinds = ", ".join(f"{v:,} {k}" for k, v in row["samples"][0].get("by_kind", {}).items())
+            notes += [f"{row['statements']:,.0f} statements ({kinds})"]
         notes += [row["note"]] if row["note"] else []
         out.append(
             (
@@ -651,7 +727,7 @@ def chart(summary: dict[str, Any], engines: list[Engine], path: Path, title: str
 
 
 # -- the machine -------------------------------------------------------------------------------------
-def machine(python: Path, with_peers: bool) -> dict[str, Any]:
+def machine(python: Path, with_peers: bool, others: Collection[str] = ()) -> dict[str, Any]:
     info: dict[str, Any] = {
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
@@ -681,6 +757,15 @@ def machine(python: Path, with_peers: bool) -> dict[str, Any]:
         env = environment(Path(tempfile.gettempdir()))
         out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True, env=env)
         info["peers"] = json.loads(out.stdout)
+    for other in sorted(o for o in others if (ROOT / o).exists()):  # h's Luigi: its own venv
+        code = (
+            "import importlib.metadata as m, json, luigi, sqlalchemy; "
+            "print(json.dumps({p: m.version(p) for p in ('luigi', 'sqlalchemy')}))"
+        )
+        env = environment(Path(tempfile.gettempdir()))
+        cmd = [str(ROOT / other), "-c", code]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+        info.setdefault("other_pythons", {})[other] = json.loads(out.stdout)
     return info
 
 
@@ -801,8 +886,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Conveyor against Luigi, Dask, Prefect and a process pool.")
     ap.add_argument(
         "--only",
-        help="scenarios, comma-separated: letters (a,b,c,d,e,f,g) or names (fanout, chain, "
-        "wide, cold, idempotent, demo; f's: noop, sleep, spin, takeover)",
+        help="scenarios, comma-separated: letters (a,b,c,d,e,f,g,h) or names (fanout, chain, "
+        "wide, cold, idempotent, demo, tables; f's: noop, sleep, spin, takeover)",
     )
     ap.add_argument(
         "--engines", help=f"engines, comma-separated (default all): {', '.join(e.key for e in ENGINES)}"
@@ -847,7 +932,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = [s for s in all_scenarios if s.letter in wanted or s.key in wanted]
     engine_keys = pick(args.engines, {e.key: e for e in ENGINES}, "engine")
     if "conveyor" in engine_keys:
-        engine_keys += [*HA_ENGINES, *COLD_ENGINES]
+        engine_keys += [*HA_ENGINES, *COLD_ENGINES, *TABLE_ENGINES]
     engines = [e for e in ENGINES if e.key in engine_keys and any(s.takes(e) for s in plan)]
     with_peers = any(e.peer for e in engines)
     if with_peers and not args.python.exists():
@@ -855,7 +940,7 @@ def main(argv: list[str] | None = None) -> int:
             f"bench: {args.python} is missing: `make bench` creates it (or pass --engines conveyor,pool)"
         )
     timeout = args.timeout or (60.0 if args.quick else 180.0)
-    info = machine(args.python, with_peers)
+    info = machine(args.python, with_peers, {e.python for e in engines if e.python})
     print(
         f"bench: {len(plan)} scenarios x {len(engines)} engines; limit {timeout:.0f} s per run",
         file=sys.stderr,

@@ -5,18 +5,27 @@ directory (its working directory), does the scenario once, and prints one line
 ``BENCH-RESULT {json}`` on stdout: ``seconds`` (the timed part), ``tasks``, ``rss_mb`` (the peak
 resident memory of this process, the one that schedules) and, where an engine has one,
 ``startup_seconds`` (starting a cluster or a server, not part of ``seconds``).
+
+Scenario h (``tables``) has its own helpers here: the days of the backfill, the table every
+engine writes them into, and a count of the SQL statements an engine's connections execute.
 """
 
 from __future__ import annotations
 
 import json
 import resource
+import sqlite3
 import sys
+from collections import Counter
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
 MARK = "BENCH-RESULT "
 SCENARIOS = ("fanout", "chain", "wide", "idempotent", "cold")
+#: h: the first day of the backfill, and the table whose daily partitions are its targets
+FIRST_DAY = date(2016, 1, 1)
+TABLE = "sales"
 
 
 @dataclass(frozen=True)
@@ -44,3 +53,36 @@ def peak_rss_mb() -> float:
 def emit(seconds: float, tasks: int, **extra: Any) -> None:
     result = {"seconds": seconds, "tasks": tasks, "rss_mb": peak_rss_mb(), **extra}
     print(MARK + json.dumps(result), flush=True)
+
+
+# -- h: table targets -----------------------------------------------------------------------------
+def days(n: int) -> list[date]:
+    """The backfill's ``n`` days, from FIRST_DAY."""
+    return [FIRST_DAY + timedelta(days=i) for i in range(n)]
+
+
+def create_table(path: str, rows_of: list[date]) -> None:
+    """The data table, with one row for each of ``rows_of`` (empty: the engine writes the rows)."""
+    with sqlite3.connect(path) as db:
+        db.execute(f"CREATE TABLE {TABLE} (day TEXT NOT NULL, amount INTEGER NOT NULL)")
+        db.executemany(f"INSERT INTO {TABLE} VALUES (?, 1)", [(d.isoformat(),) for d in rows_of])
+    db.close()
+
+
+def count_statements(engine: Any) -> Counter[str]:
+    """From now on, the statements ``engine``'s connections send to the database, by their first
+    word (SELECT, PRAGMA, BEGIN, ...): a SQLAlchemy ``before_cursor_execute`` listener."""
+    from sqlalchemy import event
+
+    counts: Counter[str] = Counter()
+
+    def count(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        counts[statement.split(None, 1)[0].upper() if statement.strip() else "?"] += 1
+
+    event.listen(engine, "before_cursor_execute", count)
+    return counts
+
+
+def statements_report(counts: Counter[str]) -> dict[str, Any]:
+    """What a tables sample reports of ``counts``: all statements, the SELECTs, and by kind."""
+    return {"statements": sum(counts.values()), "selects": counts["SELECT"], "by_kind": dict(counts)}

@@ -1,6 +1,7 @@
 """Luigi: the same graphs as ``luigi.Task`` classes, run by ``luigi.build`` with its local scheduler.
 
     .bench-venv/bin/python bench/peers/run_luigi.py {fanout,chain,wide,idempotent,cold} N {1,2}
+    .bench-luigi-venv/bin/python bench/peers/run_luigi.py tables N range
 
 The last argument is Luigi's ``workers``: with 1 the tasks run in this process, one at a time;
 with 2 Luigi forks a process for each task and runs two at once. No lock file. The
@@ -9,17 +10,33 @@ before running a task (``check_unfulfilled_deps = false``); otherwise a task wit
 never counts as complete. idempotent: N tasks whose output files exist (written before timing),
 all passed to ``luigi.build``, which checks each one's ``complete()`` and has nothing to run. The
 time is the ``luigi.build`` call, which includes the in-process scheduler.
+
+tables (h): N daily partitions of one SQLite table, as Luigi keeps them: ``DailySales``, a
+``luigi.contrib.sqla.CopyToTable`` (its output a ``SQLAlchemyTarget``, whose marker rows live in
+``table_updates``), one row per day written untimed, then each day's marker with Luigi's own
+``output().touch()``. ``RangeDaily`` needs ``bulk_complete`` for outputs that are not files
+(its fallback lists files), so the task mixes in Luigi's own ``MixinNaiveBulkComplete``, which
+calls ``complete()`` per task. The time is ``RangeDaily(of=DailySales, start, stop,
+days_back=N).requires()``: what Luigi's worker calls when it schedules the range, which finds
+the missing days (none) with ``missing_datetimes``, and nothing else of ``luigi.build``. Its
+``now`` is the stop day, so ``days_back`` covers the range exactly. The statements are counted
+on Luigi's engine for the file (``SQLAlchemyTarget.engine``). Run it with
+``.bench-luigi-venv``'s Python: the contrib's ``exists()`` calls ``select([table])``, which
+SQLAlchemy 2 refuses, so it needs SQLAlchemy 1.4 (bench/requirements-luigi-sqla.txt).
 """
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, ClassVar
 
 import luigi
 import luigi.configuration
-from common import emit, parse_args
+from common import SCENARIOS, TABLE, count_statements, create_table, days, emit, parse_args, statements_report
 
 TARGETS = Path("targets")
 
@@ -62,8 +79,44 @@ class Touch(luigi.Task):
             pass
 
 
+def tables(n: int) -> None:
+    """h: decide which of n written daily partitions are done (every one of them is)."""
+    from luigi.contrib.sqla import CopyToTable, SQLAlchemyTarget
+    from luigi.task import MixinNaiveBulkComplete
+    from luigi.tools.range import RangeDaily
+
+    class DailySales(MixinNaiveBulkComplete, CopyToTable):
+        connection_string = f"sqlite:///{os.getcwd()}/tables.db"
+        table = TABLE
+        columns: ClassVar[list[Any]] = [(["day", "TEXT"], {}), (["amount", "INTEGER"], {})]
+        day = luigi.DateParameter()
+
+        def rows(self) -> list[tuple[str, int]]:
+            return [(self.day.isoformat(), 1)]
+
+    written = days(n)
+    create_table("tables.db", written)  # untimed: the rows, then each day's marker, Luigi's way
+    for day in written:
+        DailySales(day=day).output().touch()
+    counts = count_statements(SQLAlchemyTarget(DailySales.connection_string, TABLE, "").engine)
+    stop = written[-1] + timedelta(days=1)
+    now = int(datetime(stop.year, stop.month, stop.day, tzinfo=UTC).timestamp())
+    warnings.filterwarnings("ignore", message='.*"param_name" with value "None".*')  # RangeDaily's own
+    t0 = time.perf_counter()
+    missing = RangeDaily(of=DailySales, start=written[0], stop=stop, days_back=n, now=now).requires()
+    seconds = time.perf_counter() - t0
+    if missing:
+        raise SystemExit(f"luigi: RangeDaily found {len(missing)} of the {n} written days missing")
+    emit(seconds, n, **statements_report(counts))
+
+
 def main() -> None:
-    args = parse_args(("1", "2"))
+    args = parse_args(("1", "2", "range"), scenarios=(*SCENARIOS, "tables"))
+    if (args.scenario == "tables") != (args.variant == "range"):
+        raise SystemExit("luigi: the tables scenario runs as `tables N range`, and only it")
+    if args.scenario == "tables":
+        tables(args.n)
+        return
     warnings.filterwarnings("ignore", message=".*without outputs has no custom complete.*")
     luigi.configuration.get_config().set("worker", "check_unfulfilled_deps", "false")
     tasks: list[luigi.Task]
