@@ -84,6 +84,14 @@ def postgres() -> Iterator[object]:
     yield from start_server()
 
 
+@pytest.fixture(scope="session")
+def s3() -> Iterator[str]:
+    """A real S3-compatible server for the session, on loopback (see tests/s3.py): its endpoint."""
+    from s3 import serve
+
+    yield from serve()
+
+
 @pytest.fixture(params=["sqlite", "lite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """The same contract on every store: SQLite, the embedded run's SQLite without SQLAlchemy

@@ -1,8 +1,10 @@
 """Exactly once into a warehouse: the Luigi port of examples/luigi_port, SIGKILLed again and
 again (most kills while an ingest or aggregate holds its rows in an open transaction), then run
-to the end, on SQLite and on PostgreSQL: every day's partition holds the source's rows exactly
-once, one marker each, and the aggregates are the sums of the rows. Also ``--force`` (rows
-replaced, not added) and two stores racing on one warehouse (the loser's rows roll back)."""
+to the end, on SQLite and on PostgreSQL, sharing its totals to a local S3 server: every day's
+partition holds the source's rows exactly once, one marker each, the aggregates are the sums of
+the rows, and every object in the bucket is whole (no partial one, no unfinished upload). Also
+``--force`` (rows replaced, not added) and two stores racing on one warehouse (the loser's rows
+roll back)."""
 
 from __future__ import annotations
 
@@ -46,8 +48,9 @@ PAUSE = 0.3
 # -- running and killing ------------------------------------------------------------------------
 def start(project: Project, db: str, days: int, *args: str, env: dict[str, str] | None = None) -> Any:
     """``conveyor run`` of the port, in a session (process group) of its own."""
+    argv = [sys.executable, "-m", "conveyor", "run", PIPELINE, "-p", f"days={days}", "-p", f"db={db}"]
     return subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "run", PIPELINE, "-p", f"days={days}", "-p", f"db={db}", *args],
+        [*argv, *args],
         cwd=project.root,
         env={**project.env(), **(env or {})},
         stdout=subprocess.PIPE,
@@ -170,12 +173,28 @@ def check_warehouse(url: str, n: int) -> None:
         assert seen == {str(d) for d in days(n)}, f"{table} has rows of other days"
 
 
-def check_dumps(project: Project, n: int) -> None:
-    """No partial object: every dump in place is the whole day (a killed dump leaves at most a
-    hidden temporary file, never a partial CSV under the final name).
+def check_shared(url: str, bucket: str, n: int) -> None:
+    """Every object the port shared is whole: exactly one per day, each the day's totals as the
+    warehouse holds them; nothing else under the bucket (no temporary or partial object) and no
+    unfinished multipart upload."""
+    import csv
+    import io
 
-    S3: when object-store targets land, the port gets an ``upload`` step (the dump to a local
-    S3 server) and this checks every object the same way: complete, or absent."""
+    from s3 import keys, store
+
+    assert keys(bucket) == sorted(f"shared/totals-{day}.csv" for day in days(n))
+    for day in days(n):
+        text = store().cat_file(f"{bucket}/shared/totals-{day}.csv").decode()
+        rows = list(csv.DictReader(io.StringIO(text)))
+        agg = part(url, "daily_totals", day).rows("sku", "orders", "units", "revenue_cents")
+        assert rows == sorted(({k: str(v) for k, v in r.items()} for r in agg), key=lambda r: r["sku"]), day
+    uploads = store().call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", [])
+    assert uploads == [], uploads
+
+
+def check_dumps(project: Project, n: int) -> None:
+    """No partial file: every dump in place is the whole day (a killed dump leaves at most a
+    hidden temporary file, never a partial CSV under the final name)."""
     import csv
 
     for day in days(n):
@@ -189,7 +208,7 @@ def check_dumps(project: Project, n: int) -> None:
 
 
 # -- the kill test --------------------------------------------------------------------------------
-WAREHOUSES = ["sqlite", "postgresql"]  # s3: see check_dumps
+WAREHOUSES = ["sqlite", "postgresql"]
 KILLS = int(os.environ.get("CONVEYOR_TEST_KILLS") or 50)  # per database; more for a longer torture
 DAYS = 40  # 80 table partitions: more than 50 kills let commit, so the kills keep finding work
 
@@ -237,9 +256,10 @@ class Torture:
         )
 
 
-def torture(project: Project, warehouse: Warehouse, seed: int) -> Torture:
+def torture(project: Project, warehouse: Warehouse, seed: int, to: str) -> Torture:
     """Start the port, SIGKILL it and all its workers, KILLS times (four in five aimed inside
-    the pause after an insert, the others anywhere), then run it to the end."""
+    the pause after an insert, the others anywhere), then run it to the end. It shares its
+    totals to ``to``."""
     figures = Torture(warehouse.kind)
     progress = Progress(project.root / "progress.log")
     env = {**warehouse.env, "LUIGI_PORT_PAUSE": str(PAUSE), "LUIGI_PORT_PROGRESS": str(progress.path)}
@@ -247,7 +267,7 @@ def torture(project: Project, warehouse: Warehouse, seed: int) -> Torture:
     began = time.time()
     while figures.kills < KILLS:
         mark, inserts = len(progress.lines()), progress.inserts()
-        proc = start(project, warehouse.given, DAYS, "--workers", "4", env=env)
+        proc = start(project, warehouse.given, DAYS, "--workers", "4", "-p", f"to={to}", env=env)
         figures.runs += 1
         deadline = time.time() + 60
         if rng.random() < 0.8:  # aimed: after an insert, somewhere in the pause that follows it
@@ -268,7 +288,8 @@ def torture(project: Project, warehouse: Warehouse, seed: int) -> Torture:
         for step, day in caught:  # the killed transaction left nothing behind
             target = part(warehouse.url, "sales" if step == "ingest" else "daily_totals", day)
             assert target.marker() is None and target.count() == 0, (step, day, target.rows())
-    final = start(project, warehouse.given, DAYS, "--workers", "4", env={**env, "LUIGI_PORT_PAUSE": "0"})
+    quick = {**env, "LUIGI_PORT_PAUSE": "0"}
+    final = start(project, warehouse.given, DAYS, "--workers", "4", "-p", f"to={to}", env=quick)
     out = final.communicate(timeout=240)[0]
     figures.runs += 1
     assert final.returncode == 0, out
@@ -277,24 +298,31 @@ def torture(project: Project, warehouse: Warehouse, seed: int) -> Torture:
 
 
 def test_sigkill_inside_the_transaction_never_duplicates_or_loses_a_row(
-    tmp_path: Path, request: pytest.FixtureRequest
+    tmp_path: Path, request: pytest.FixtureRequest, s3: str
 ) -> None:
     """KILLS kills on each database, the two databases side by side (a resumed run first waits
-    3 s for the killed attempts to beat, so one database alone takes about 4 s a kill)."""
+    3 s for the killed attempts to beat, so one database alone takes about 4 s a kill); each
+    shares its totals to a bucket of its own on a local S3 server."""
+    from s3 import new_bucket
+
     jobs = []
     for kind in WAREHOUSES:
         (tmp_path / kind).mkdir()
         project = Project(tmp_path / kind)
-        jobs.append((project, open_warehouse(kind, project.root, request)))
+        jobs.append((project, open_warehouse(kind, project.root, request), new_bucket()))
     with ThreadPoolExecutor(len(jobs)) as pool:
-        futures = [pool.submit(torture, p, w, SEED + k) for k, (p, w) in enumerate(jobs)]
+        futures = [
+            pool.submit(torture, p, w, SEED + k, f"s3://{bucket}/shared")
+            for k, (p, w, bucket) in enumerate(jobs)
+        ]
         done = [f.result() for f in futures]
     print("", *done, sep="\n")
-    for (project, warehouse), figures in zip(jobs, done, strict=True):
+    for (project, warehouse, bucket), figures in zip(jobs, done, strict=True):
         assert figures.kills == KILLS, f"{figures}: the pipeline finished early; give it more days"
         assert figures.landed >= KILLS // 2, f"{figures}: too few kills landed inside a transaction"
         check_warehouse(warehouse.url, DAYS)
         check_dumps(project, DAYS)
+        check_shared(warehouse.url, bucket, DAYS)
 
 
 # -- --force, and two stores racing ---------------------------------------------------------------

@@ -6,8 +6,9 @@
         conveyor run examples/luigi_port/pipeline.py:sales -p 'db=$WAREHOUSE_URL'
 
 Per day: ``dump`` writes the day's order lines from the source system to a CSV file,
-``ingest`` loads the CSV into the day's partition of the warehouse table ``sales``, and
-``aggregate`` sums that partition into the day's partition of ``daily_totals``. The warehouse
+``ingest`` loads the CSV into the day's partition of the warehouse table ``sales``,
+``aggregate`` sums that partition into the day's partition of ``daily_totals``, and ``share``
+writes those totals as CSV to a folder or an object store (``-p to=s3://bucket/prefix``). The warehouse
 is any SQLAlchemy URL (SQLite by default), or ``$NAME`` to read it from an environment variable
 when the task runs, so the password is neither in the code nor in the run record.
 
@@ -56,23 +57,6 @@ TOTALS_DDL = """
 """
 
 
-@task
-def create_tables(db: str) -> None:
-    """The warehouse's tables, before any ingest (a step of its own: on PostgreSQL, two
-    transactions creating one table at once collide; the one that loses tries again)."""
-    import sqlalchemy as sa
-
-    for tries in range(3):
-        try:
-            with TableTarget(db, "sales").engine.begin() as conn:
-                conn.exec_driver_sql(SALES_DDL)
-                conn.exec_driver_sql(TOTALS_DDL)
-            return
-        except sa.exc.IntegrityError:
-            if tries == 2:
-                raise
-
-
 @task(output=DUMP)
 def dump(day: date) -> None:
     """The day's order lines from the source system, as CSV (written under a temporary name
@@ -83,7 +67,8 @@ def dump(day: date) -> None:
         writer.writerows(source.sales(day))
 
 
-@task(output=TableTarget("{db}", "sales", partition={"day": "{day}"}))
+# Conveyor makes each table once (create=) before the first task writes into it.
+@task(output=TableTarget("{db}", "sales", partition={"day": "{day}"}, create=SALES_DDL))
 def ingest(day: date, db: str, dumped: FileTarget) -> int:
     """The dump's rows into the day's partition of ``sales``; Conveyor fills in ``day`` and
     commits the rows with the partition's marker once this returns."""
@@ -98,7 +83,7 @@ def ingest(day: date, db: str, dumped: FileTarget) -> int:
     return len(rows)
 
 
-@task(output=TableTarget("{db}", "daily_totals", partition={"day": "{day}"}))
+@task(output=TableTarget("{db}", "daily_totals", partition={"day": "{day}"}, create=TOTALS_DDL))
 def aggregate(day: date, db: str, ingested: TableTarget) -> None:
     """Orders, units and revenue per product for the day, from the ingested partition."""
     totals: dict[str, dict[str, int]] = defaultdict(lambda: {"orders": 0, "units": 0, "revenue_cents": 0})
@@ -113,14 +98,29 @@ def aggregate(day: date, db: str, ingested: TableTarget) -> None:
         _inserted("aggregate", day)
 
 
+TOTALS = ("sku", "orders", "units", "revenue_cents")
+
+
+@task(output="{to}/totals-{day}.csv")
+def share(day: date, to: str, totals: TableTarget) -> None:
+    """The day's totals as CSV where the analysts read them: a folder, or an object store
+    (``s3://bucket/prefix``: the object appears only once complete, after this returned)."""
+    with output().open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=TOTALS)
+        writer.writeheader()
+        writer.writerows(sorted(totals.rows(*TOTALS), key=lambda r: r["sku"]))
+
+
 @pipeline
-def sales(start: date = date(2026, 1, 1), days: int = 7, db: str = WAREHOUSE) -> None:
-    """Dump, ingest and aggregate each of the ``days`` days from ``start``, into the warehouse
-    ``db`` (a SQLAlchemy URL, or ``$NAME``: the URL in that environment variable)."""
-    tables = create_tables(db)
+def sales(
+    start: date = date(2026, 1, 1), days: int = 7, db: str = WAREHOUSE, to: str = "shared"
+) -> None:
+    """Dump, ingest, aggregate and share each of the ``days`` days from ``start``: into the
+    warehouse ``db`` (a SQLAlchemy URL, or ``$NAME``: the URL in that environment variable),
+    the totals shared as CSV in ``to`` (a folder or an fsspec URL such as ``s3://bucket/prefix``)."""
     for n in range(days):
         day = start + timedelta(days=n)
-        aggregate(day, db, ingest(day, db, dump(day), after=tables))
+        share(day, to, aggregate(day, db, ingest(day, db, dump(day))))
 
 
 def _inserted(step: str, day: date) -> None:

@@ -11,59 +11,19 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from conftest import Project
 from conveyor.errors import TargetError
 from conveyor.targets import DIRECT, FileTarget, done_among, objects
-
-SECRET = "s3cr3t-never-printed"
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[str]:
-    """One real S3-compatible server for the module; s3fs (in this process and in the CLI runs,
-    which inherit the environment) finds it through the standard AWS variables."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    _, port = server.get_host_and_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"):
-            mp.delenv(name, raising=False)
-        mp.setenv("AWS_ENDPOINT_URL", endpoint)
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        yield endpoint
-    server.stop()
+from s3 import SECRET, keys, new_bucket, store
 
 
 @pytest.fixture
 def bucket(s3: str) -> str:
-    name = f"b-{uuid.uuid4().hex[:10]}"
-    store().mkdir(name)
-    return name
-
-
-def store() -> Any:
-    """A fresh s3fs client (no listing cached by an earlier one)."""
-    import s3fs
-
-    return s3fs.S3FileSystem(skip_instance_cache=True)
-
-
-def keys(bucket: str) -> list[str]:
-    fs = store()
-    return sorted(k.removeprefix(f"{bucket}/") for k in fs.find(bucket))
+    return new_bucket()
 
 
 def pending_uploads(bucket: str) -> list[str]:
