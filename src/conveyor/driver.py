@@ -244,6 +244,9 @@ class RunDriver:
             for n in self.graph
             if own is None or n.id in own
         ]
+        # Which targets exist, before any worker starts: a store that cannot be reached is a
+        # one-line error that leaves nothing running.
+        done = frozenset() if self.force else self._targets_done(prior)
         # The runners record their attempts themselves, in every mode: an attempt's end lands
         # even if this process dies, and they claim instance ids shared with other runs.
         # Under `conveyor run` its driver claims instance ids and records ends; the runners beat,
@@ -260,7 +263,7 @@ class RunDriver:
         events: list[Event] = []
         if self.retry or any(p.state in (S.FAILED, S.CANCELLED) for p in prior.values()):
             events.append(RetryRequested(now))
-        events.append(Start(now, frozenset() if self.force else self._targets_done(prior)))
+        events.append(Start(now, done))
         # Attempts a dead or stalled driver left running: their runners record their ends, or
         # they never started, or their runners went silent (``_adopted`` tells which).
         adopted = {iid: p.attempts for iid, p in prior.items() if p.state is S.RUNNING}
