@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 MARKERS = "conveyor_targets"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 _FIELD = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-#: Keys per marker query (well under every database's limit of bound parameters).
+#: Keys per marker query (under the limit of bound parameters of PostgreSQL and of SQLite from
+#: 3.32; an older SQLite gets 999).
 CHUNK = 5000
 
 Scalar = str | int | float | bool | date | datetime | None
@@ -270,8 +271,12 @@ class TableTarget(Output):
         keys = list(by_key)
         found: set[str] = set()
         with tables[0].connect() as conn:
-            for i in range(0, len(keys), CHUNK):
-                query = sa.select(markers.c.key).where(markers.c.key.in_(keys[i : i + CHUNK]))
+            chunk = CHUNK
+            version = getattr(conn.dialect.dbapi, "sqlite_version_info", None)
+            if conn.dialect.name == "sqlite" and version is not None and version < (3, 32):
+                chunk = 999  # an older SQLite's limit of bound parameters
+            for i in range(0, len(keys), chunk):
+                query = sa.select(markers.c.key).where(markers.c.key.in_(keys[i : i + chunk]))
                 try:
                     found.update(conn.execute(query).scalars())
                 except sa.exc.DBAPIError as exc:
