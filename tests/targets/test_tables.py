@@ -356,3 +356,16 @@ def test_a_date_partition_fits_a_date_column(warehouse: str) -> None:
     assert done_among([target, TableTarget(warehouse, "events", partition={"day": DAY + timedelta(1)})]) == {
         target
     }
+
+
+def test_a_missing_database_driver_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if conveyor[postgres] were not installed
+    target = TableTarget("postgresql+psycopg://ann:s3cret@127.0.0.1:1/wh", "sales", partition={"day": DAY})
+    with pytest.raises(TargetError) as err:
+        target.check()
+    assert str(err.value) == (
+        "table target sales: the driver for postgresql+psycopg is not installed; "
+        "pip install 'conveyor[postgres]'"
+    )
