@@ -183,14 +183,15 @@ def run_attempt(job: Job, waiting: tuple[Recorder, Holder] | None = None) -> Out
         finals = flatten(node.output)
         staged = [(f, f.stage(replace=job.replace)) for f in finals]
         out = rebuild(node.output, [s for _, s in staged]) if finals else None
+        value = None
         try:
             value = node.task.execute(values, out, node.output)
             outputs = _finish(staged, Writer(job.run_id, job.instance, job.attempt), node.task.name)
         except AlreadyDone as done:  # another attempt of this instance committed it: so is this
-            print(f"{done}", flush=True)
+            print(done, flush=True)
             for target, handle in staged:
                 target.abandon(handle)
-            value, outputs = None, [done.fingerprint]
+            outputs = [done.fingerprint]
         staged = []
         ref = None if value is None else artifacts.save(value, Path(job.artifact_dir), job.instance)
         return Outcome(
@@ -225,7 +226,8 @@ def run_attempt(job: Job, waiting: tuple[Recorder, Holder] | None = None) -> Out
 
 def _finish(staged: list[tuple[Output, Any]], writer: Writer, task: str) -> list[dict[str, Any] | None]:
     """Make the task's targets final, files first and database transactions last (the commit
-    that says "done"); their fingerprints."""
+    that says "done"); their fingerprints. Each one made final is taken off ``staged``: what
+    is left there when this raises is abandoned."""
     out = []
     for target, handle in sorted(staged, key=lambda s: s[0].order):
         try:

@@ -45,8 +45,6 @@ _FIELD = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 #: 3.32; an older SQLite gets 999).
 CHUNK = 5000
 
-Scalar = str | int | float | bool | date | datetime | None
-
 
 class AlreadyDone(TargetError):
     """Another attempt of the same instance committed this partition first."""
