@@ -112,9 +112,7 @@ def share(day: date, to: str, totals: TableTarget) -> None:
 
 
 @pipeline
-def sales(
-    start: date = date(2026, 1, 1), days: int = 7, db: str = WAREHOUSE, to: str = "shared"
-) -> None:
+def sales(start: date = date(2026, 1, 1), days: int = 7, db: str = WAREHOUSE, to: str = "shared") -> None:
     """Dump, ingest, aggregate and share each of the ``days`` days from ``start``: into the
     warehouse ``db`` (a SQLAlchemy URL, or ``$NAME``: the URL in that environment variable),
     the totals shared as CSV in ``to`` (a folder or an fsspec URL such as ``s3://bucket/prefix``)."""
