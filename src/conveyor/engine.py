@@ -102,7 +102,7 @@ def instance_records(
             n.params_json,
             list(n.upstream),
             priority=n.task.priority,
-            targets=[n.output.url]
+            targets=[n.output.describe()]
             if n.output.__class__ is FileTarget
             else [t.describe() for t in flatten(n.output)],
             partition=part.get(n.id, 0),
