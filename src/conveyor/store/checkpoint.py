@@ -101,6 +101,8 @@ def _after_fork_in_parent() -> None:
 def _after_fork_in_child() -> None:
     for c in _FORKING:
         c._stopping, c._thread = True, None  # no thread came along: this copy never checkpoints
+        c.busy = threading.Lock()  # the parent's was held across the fork: a fresh one, free
+        _CHECKPOINTERS.discard(c)  # so that the child's own forks do not wait for it
     _FORKING.clear()
 
 
