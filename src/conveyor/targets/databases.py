@@ -4,13 +4,13 @@ from the environment ("$NAME"), never shown with a password, and failures as one
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import TargetError
+from conveyor.targets import objects
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -101,6 +101,7 @@ def check_driver(url: Any, table: str) -> None:
 
 
 def hide(text: str) -> str:
+    """A database URL without its password (an environment variable's name as written)."""
     if text.startswith("$"):
         return text
     try:
@@ -108,7 +109,7 @@ def hide(text: str) -> str:
 
         return str(make_url(text).render_as_string(hide_password=True))
     except Exception:
-        return re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", text)
+        return objects.hide(text)  # not a URL SQLAlchemy parses: hide what looks like one
 
 
 @contextmanager
