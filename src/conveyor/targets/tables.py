@@ -275,12 +275,10 @@ class TableTarget(Output):
                 chunk = 999  # an older SQLite's limit of bound parameters
             for i in range(0, len(keys), chunk):
                 query = sa.select(markers.c.key).where(markers.c.key.in_(keys[i : i + chunk]))
-                try:
-                    found.update(conn.execute(query).scalars())
-                except sa.exc.DBAPIError as exc:
-                    if _no_markers(conn):
-                        return set()
-                    raise db.failed(tables[0], exc) from None
+                result = _read_markers(conn, tables[0], query)
+                if result is None:
+                    return set()
+                found.update(result.scalars())
         return {by_key[k] for k in found}
 
     # -- the runner's part ------------------------------------------------------------------
@@ -470,20 +468,26 @@ def _marker(conn: Connection, target: TableTarget) -> dict[str, Any] | None:
     import sqlalchemy as sa
 
     markers = _markers_table()
-    try:
-        row = conn.execute(sa.select(markers).where(markers.c.key == target.key)).first()
-    except sa.exc.DBAPIError as exc:
-        if _no_markers(conn):
-            return None
-        raise db.failed(target, exc) from None
+    result = _read_markers(conn, target, sa.select(markers).where(markers.c.key == target.key))
+    row = result.first() if result is not None else None
     return dict(row._mapping) if row is not None else None
 
 
-def _no_markers(conn: Connection) -> bool:
+def _read_markers(conn: Connection, target: TableTarget, query: Any) -> Any:
+    """The query's result, or None when the database has no marker table yet (nothing in it is
+    done). A marker table made by another process between the failed query and the look at the
+    catalog is read again, not reported as a failure."""
     import sqlalchemy as sa
 
-    conn.rollback()  # PostgreSQL refuses more statements in a transaction that failed
-    return not sa.inspect(conn).has_table(MARKERS)
+    for _ in range(2):
+        try:
+            return conn.execute(query)
+        except sa.exc.DBAPIError as exc:
+            failure = exc
+            conn.rollback()  # PostgreSQL refuses more statements in a transaction that failed
+            if not sa.inspect(conn).has_table(MARKERS):
+                return None
+    raise db.failed(target, failure) from None
 
 
 def _begin(target: TableTarget, replace: bool) -> tuple[Connection, RootTransaction]:
