@@ -35,7 +35,7 @@ from conveyor.core import (
     Wake,
 )
 from conveyor.errors import StaleEpochError, StoreError
-from conveyor.executor.local import LocalExecutor, Lost
+from conveyor.executors.local import LocalExecutor, Lost
 from conveyor.graph import Graph
 from conveyor.owners import owner_is_dead, owner_name
 from conveyor.recorder import Recorder

@@ -24,7 +24,8 @@ what to do.
     ├── TargetError            a target template or a target write is wrong
     ├── TransitionError        the scheduling core was asked for an illegal state change (a bug)
     ├── ServerError            a Conveyor server cannot be reached, or answered with an error
-    └── CannotListen           ``conveyor server`` cannot listen on the address and port given
+    ├── CannotListen           ``conveyor server`` cannot listen on the address and port given
+    └── ExecutorError          an executor is unknown, not installed, misconfigured or unreachable
 """
 
 from __future__ import annotations
@@ -133,3 +134,8 @@ class ServerError(ConveyorError):
 
 class CannotListen(ConveyorError):
     """``conveyor server`` cannot listen on the address and port it was given."""
+
+
+class ExecutorError(ConveyorError):
+    """An executor is unknown, its extra is not installed, its settings are wrong, or its engine
+    cannot be reached."""

@@ -28,6 +28,7 @@ class PipelineDef:
     params: tuple[P.Param, ...]
     description: str = ""
     schedule: Schedule | None = None  # fired by scheduler daemons (see ``schedules``)
+    executor: str | None = None  # where its tasks run unless a task says otherwise; None: the project's
 
     @property
     def takes_logical_date(self) -> bool:
@@ -92,8 +93,12 @@ def pipeline(
     schedule: str | None = None,
     timezone: str = "UTC",
     catchup: bool = False,
+    executor: str | None = None,
 ) -> Any:
     """Make a function a pipeline. Use bare (``@pipeline``) or with options.
+
+    ``executor``: where its tasks run (``"dask"``, ``"ray"``, ...) unless a task names its own;
+    by default the project's (``[executor]`` in conveyor.toml), else local worker processes.
 
     ``schedule``: a cron expression (in ``timezone``) on which scheduler daemons start a run;
     each scheduled run gets its logical time as the parameter ``logical_date`` (a ``date`` or
@@ -104,6 +109,8 @@ def pipeline(
     def wrap(f: Callable[..., Any]) -> PipelineDef:
         pname = name or f.__name__
         _check_name(pname, f"pipeline {pname}")
+        if executor is not None:
+            _check_name(executor, f"pipeline {pname}: executor")
         params = P.params_of(f, f"pipeline {pname}")
         sched = None if schedule is None else Schedule.parse(schedule, timezone, catchup, f"pipeline {pname}")
         for p in params:
@@ -120,6 +127,6 @@ def pipeline(
                     "an Enum or a list of these"
                 )
         doc = (f.__doc__ or "").strip().splitlines()
-        return PipelineDef(pname, f, params, doc[0] if doc else "", sched)
+        return PipelineDef(pname, f, params, doc[0] if doc else "", sched, executor)
 
     return wrap(fn) if fn is not None else wrap

@@ -27,7 +27,7 @@ from conveyor import params as P
 from conveyor.driver import RETRY_MAX, Lease, RunDriver
 from conveyor.engine import Submission, default_workers, fit_capacity, submission
 from conveyor.errors import ConveyorError, ParameterError, StaleEpochError, StoreError
-from conveyor.executor.local import LocalExecutor
+from conveyor.executors.local import LocalExecutor
 from conveyor.graph import Graph
 from conveyor.loader import load_pipeline
 from conveyor.owners import owner_name

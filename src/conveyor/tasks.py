@@ -106,6 +106,7 @@ class TaskDef:
     priority: int = 0
     tags: tuple[str, ...] = ()
     param_names: frozenset[str] = frozenset()
+    executor: str | None = None  # where its attempts run (a name in ``conveyor.executors``); None: the run's
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"
@@ -219,7 +220,9 @@ def _check_name(name: str, owner: str) -> str:
     return name
 
 
-_OPTIONS = frozenset({"retries", "retry_delay", "timeout", "resources", "output", "priority", "tags"})
+_OPTIONS = frozenset(
+    {"retries", "retry_delay", "timeout", "resources", "output", "priority", "tags", "executor"}
+)
 
 
 def _check_options(options: Mapping[str, Any], owner: str) -> None:
@@ -244,9 +247,12 @@ def _make(
     output: OutputSpec = None,
     priority: int = 0,
     tags: Sequence[str] = (),
+    executor: str | None = None,
 ) -> TaskDef:
     owner = f"task {name}"
     _check_name(name, owner)
+    if executor is not None:
+        _check_name(executor, f"{owner}: executor")
     _check_common(owner, params, retries, output, priority)
     if kind != "function" and any(isinstance(leaf, TableTarget) for leaf in _leaves(output)):
         raise DefinitionError(
@@ -267,6 +273,7 @@ def _make(
         priority=priority,
         tags=tuple(tags),
         param_names=frozenset(p.name for p in params),
+        executor=executor,
     )
 
 
@@ -281,8 +288,12 @@ def task(
     output: OutputSpec = None,
     priority: int = 0,
     tags: Sequence[str] = (),
+    executor: str | None = None,
 ) -> Any:
-    """Make a function a task. Use bare (``@task``) or with options (``@task(retries=2)``)."""
+    """Make a function a task. Use bare (``@task``) or with options (``@task(retries=2)``).
+
+    ``executor``: where its attempts run (``"local"``, ``"dask"``, ``"ray"``, ``"spark"`` or a
+    third party's), instead of the run's executor."""
 
     def wrap(f: Callable[..., Any]) -> TaskDef:
         if not callable(f):
@@ -300,6 +311,7 @@ def task(
             output=output,
             priority=priority,
             tags=tags,
+            executor=executor,
         )
 
     return wrap(fn) if fn is not None else wrap

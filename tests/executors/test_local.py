@@ -13,7 +13,7 @@ import pytest
 
 import conveyor
 from conftest import Project
-from conveyor.executor.local import LocalExecutor
+from conveyor.executors.local import LocalExecutor
 from conveyor.store import open_store
 
 pytestmark = pytest.mark.timeout(120)
