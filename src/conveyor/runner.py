@@ -205,7 +205,7 @@ def run_attempt(job: Job, waiting: tuple[Recorder, Holder] | None = None) -> Out
             time.time(),
             outputs=json.dumps([o for o in outputs if o]) if any(outputs) else None,
         )
-    except Cancelled:
+    except (Cancelled, KeyboardInterrupt):  # KeyboardInterrupt: an engine's cancel (Ray's)
         return Outcome(
             job.run_id, job.instance, job.attempt, "cancelled", None, "cancelled", started, time.time()
         )
