@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,9 @@ from conveyor.core import (
     Wake,
 )
 from conveyor.errors import StaleEpochError, StoreError
-from conveyor.executors.local import LocalExecutor, Lost
+from conveyor.executors.local import LocalExecutor
+from conveyor.executors.mux import Executors
+from conveyor.executors.port import Executor, Launch, Lost, Ticket, Unknown
 from conveyor.graph import Graph
 from conveyor.owners import owner_is_dead, owner_name
 from conveyor.recorder import Recorder
@@ -128,12 +130,19 @@ class RunDriver:
         lease: Lease | None = None,
         epoch: int | None = None,
         release: bool = True,
-        executor: LocalExecutor | None = None,
+        executor: Executor | None = None,
+        engines: Mapping[str, Executor] | None = None,
+        default_executor: str = "local",
+        tickets: Callable[[Job, str], Ticket | None] | None = None,
     ) -> None:
         """``epoch``: the run's lease, already taken by this process (else ``drive`` takes
         it); ``release=False``: keep it when the run ends (the caller releases it).
         ``executor``: a pool shared with other drivers, which this one does not own (a
-        scheduler's); they are driven turn by turn (``begin``, ``step``, ``feed``, ``end``)."""
+        scheduler's); they are driven turn by turn (``begin``, ``step``, ``feed``, ``end``).
+        ``engines``: executors other than local worker processes, by name, which this driver
+        owns and closes; a task runs on its own ``executor=``, else on ``default_executor``.
+        ``tickets``: how a runner on an engine reports (the execution API's address and its
+        attempt's token), by job and executor name; None: it writes to the store itself."""
         self.store = store
         self.run = run
         self.graph = graph
@@ -167,7 +176,10 @@ class RunDriver:
         self._adopt_since = 0.0
         self._owner = owner_name()
         self._shared = executor
-        self.executor: LocalExecutor | None = None
+        self._engines = dict(engines or {})
+        self._default_executor = default_executor
+        self._tickets = tickets
+        self.executor: Executor | None = None
         self.finished: Finished | None = None
         self._events: list[Event] = []
         self._adopting: dict[str, int] = {}  # attempts a dead or stalled scheduler left running
@@ -255,9 +267,7 @@ class RunDriver:
         # a commit at least this often: it renews the run's lease, and its claims when it has them
         self._commit_every = min(self.lease_ttl, CLAIM_TTL) / 3 if self._claiming else self.lease_ttl / 3
         recorder = Recorder(store.url, lease.heartbeat if lease else 1.0, deferred=self._claiming)
-        executor = self.executor = self._shared or LocalExecutor(
-            self.capacity.cpu, str(self.log_dir), recorder=recorder
-        )
+        executor = self.executor = self._shared or self._own_executor(recorder)
         self.machine = RunMachine(specs, self.capacity, prior, prefetch=executor.prefetch)
         now = time.time()
         events: list[Event] = []
@@ -276,6 +286,20 @@ class RunDriver:
             run_cols = {}  # the store moves a submitted run's state as partitions are claimed and end
         self._events, self._adopting, self._run_cols = events, adopted, run_cols
         self._adopt_poll = self._adopt_since = now
+
+    def _own_executor(self, recorder: Recorder) -> Executor:
+        local = LocalExecutor(self.capacity.cpu, str(self.log_dir), recorder=recorder)
+        if not self._engines:
+            return local
+        return Executors({"local": local, **self._engines})
+
+    def _launch(self, cmd: Execute, job: Job) -> Launch:
+        task = self.graph[cmd.instance].task
+        assert self.machine is not None
+        spec = self.machine.instances[cmd.instance].spec
+        name = task.executor or self._default_executor
+        ticket = None if name == "local" or self._tickets is None else self._tickets(job, name)
+        return Launch(task.timeout, task.resources, spec.queueable, ticket, name)
 
     def step(self) -> bool:
         """One turn: feed the events to the core, commit its changes, then carry out its
@@ -323,15 +347,8 @@ class RunDriver:
         self.finished = finished
         for cmd in commands:  # effects, only after their transitions are durable
             if isinstance(cmd, Execute):
-                task = self.graph[cmd.instance].task
-                spec = machine.instances[cmd.instance].spec
-                executor.submit(
-                    self._job(cmd, holders.get(cmd.instance)),
-                    task.timeout,
-                    now,
-                    cpu=task.resources.cpu,
-                    queueable=spec.queueable,
-                )
+                job = self._job(cmd, holders.get(cmd.instance))
+                executor.submit(job, self._launch(cmd, job), now)
             elif isinstance(cmd, Cancel):
                 executor.cancel(cmd.instance, cmd.attempt, self.grace, now)
         self._turned = now
@@ -356,16 +373,21 @@ class RunDriver:
             self.feed(item)
         self.tick()
 
-    def owns(self, item: Outcome | Lost) -> bool:
+    def owns(self, item: Outcome | Lost | Unknown) -> bool:
         """Is this executor's report about one of this driver's attempts?"""
-        job = item.job if isinstance(item, Lost) else item
+        job = item.job if isinstance(item, Lost | Unknown) else item
         return job.run_id == self.run.id and (self._own is None or job.instance in self._own)
 
     def owns_job(self, job: Job) -> bool:
         return job.run_id == self.run.id and (self._own is None or job.instance in self._own)
 
-    def feed(self, item: Outcome | Lost) -> None:
-        """An attempt of this driver's ended or was lost: an event for its next turn."""
+    def feed(self, item: Outcome | Lost | Unknown) -> None:
+        """An attempt of this driver's ended or was lost: an event for its next turn. One the
+        engine lost track of is adopted: the store tells how it ended (``_adopted``)."""
+        if isinstance(item, Unknown):
+            self._adopting[item.job.instance] = item.job.attempt
+            self._adopt_poll = min(self._adopt_poll, time.time())
+            return
         self._events.append(self._event(item))
 
     def tick(self) -> None:
@@ -388,7 +410,7 @@ class RunDriver:
         elif lease is not None and (self._lost_lease or self._stop):
             executor.detach()  # their runners record what they finish, if still current
         else:
-            executor.shutdown(kill=self.finished is None)
+            executor.close(kill=self.finished is None)
         if self._shared is None:
             GRAPHS.pop(run.id, None)  # a shared executor's owner keeps it while others need it
         if self.finished is not None and lease is None and self._release:
@@ -518,10 +540,10 @@ class RunDriver:
             events.append(AttemptLost(now, iid, adopted.pop(iid), why, blameless=True))
         return events
 
-    def _abort(self, executor: LocalExecutor, now: float) -> list[Event]:
+    def _abort(self, executor: Executor, now: float) -> list[Event]:
         """The second Ctrl-C: kill every attempt at once and record them cancelled."""
         running = executor.running()
-        executor.shutdown(kill=True)
+        executor.close(kill=True)
         evs: list[Event] = [CancelRequested(now, "cancelled by the user (second Ctrl-C)")]
         evs += [AttemptCancelled(now, j.instance, j.attempt) for j in running]
         self._cancel_requested = 1
@@ -599,7 +621,7 @@ class RunDriver:
             return AttemptFailed(now, job.instance, job.attempt, f"timed out after {timeout:g}s")
         if item.reason.startswith("cancelled"):
             return AttemptCancelled(now, job.instance, job.attempt)
-        return AttemptLost(now, job.instance, job.attempt, item.reason)
+        return AttemptLost(now, job.instance, job.attempt, item.reason, blameless=item.blameless)
 
     def _batch(self, changes: list[Change]) -> Batch:
         """The changes as rows: every touched instance's row carries all its changing columns,

@@ -14,7 +14,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,8 @@ from conveyor import params as P
 from conveyor.core import Change
 from conveyor.driver import RunDriver, RunResult, tail
 from conveyor.errors import ConveyorError, GraphError, RunBusy, RunExists
+from conveyor.executors.choice import Choice, choose
+from conveyor.executors.placing import Placement, place
 from conveyor.graph import Graph
 from conveyor.interrupts import interrupts
 from conveyor.loader import load_pipeline, split_target
@@ -45,6 +47,7 @@ class Prepared:
     capacity: Capacity
     epoch: int | None = None  # the run's lease, taken by this process
     unseen: bool = False  # it succeeded moments ago, unreported: show it, run nothing
+    placement: Placement = field(default_factory=Placement)  # its engines, opened
 
 
 def canonical_target(target: str, pipeline: str) -> str:
@@ -128,9 +131,10 @@ def prepare(
     force: bool = False,
     workers: int | None = None,
     resources: Mapping[str, int] | None = None,
+    executor: Choice | None = None,
 ) -> Prepared:
-    """Load and build the pipeline, check it fits the machine, find or create its run, and
-    take the run's lease.
+    """Load and build the pipeline, check it fits the machine (or the engines ``executor``
+    chooses: by default the project's), find or create its run, and take the run's lease.
 
     The same pipeline and parameters never get two unfinished runs: of two processes creating
     it at once, one wins and the other resumes it, or gets ``RunBusy`` (naming the run) while
@@ -145,7 +149,26 @@ def prepare(
         ref = canonical_target(target, pipe.name)
     bound = pipe.bind(params or {}, from_text=from_text)
     graph = pipe.build(bound, workdir=os.getcwd())
-    capacity = fit_capacity(graph, workers, resources)
+    placement, capacity = fit(graph, pipe, executor, workers, resources)
+    try:
+        return _prepare(pipe, ref, bound, graph, capacity, placement, store, db, new, force)
+    except BaseException:
+        placement.close()
+        raise
+
+
+def _prepare(
+    pipe: PipelineDef,
+    ref: str,
+    bound: Mapping[str, Any],
+    graph: Graph,
+    capacity: Capacity,
+    placement: Placement,
+    store: Store | None,
+    db: str | None,
+    new: bool,
+    force: bool,
+) -> Prepared:
     pjson = P.to_json(pipe.params, bound)
     # The graph's instances are part of "the same command": a default like end=None that means
     # today builds another graph tomorrow, which is another run.
@@ -161,16 +184,17 @@ def prepare(
                 epoch = _lease(store, last)
                 if missing:
                     store.add_instances(last.id, instance_records(last.id, graph, missing))
-                return Prepared(store, last, graph, True, capacity, epoch)
+                return Prepared(store, last, graph, True, capacity, epoch, placement=placement)
             if _unseen(last):
                 epoch = _lease(store, last)
+                placement.close()
                 return Prepared(store, last, graph, True, capacity, epoch, unseen=True)
         run = new_run(pipe, ref, pjson, key, graph)
         try:
             store.create_run(run, instance_records(run.id, graph))
         except RunExists:
             continue  # another process created it just now: resume or follow it
-        return Prepared(store, run, graph, False, capacity, _lease(store, run))
+        return Prepared(store, run, graph, False, capacity, _lease(store, run), placement=placement)
     raise RunBusy(f"another process keeps creating runs of {pipe.name} with these parameters; try again")
 
 
@@ -289,6 +313,28 @@ def fit_capacity(graph: Graph, workers: int | None, resources: Mapping[str, int]
     return capacity
 
 
+def fit(
+    graph: Graph,
+    pipe: PipelineDef,
+    executor: Choice | None,
+    workers: int | None,
+    resources: Mapping[str, int] | None,
+) -> tuple[Placement, Capacity]:
+    """Where each task runs, the engines opened, every task checked to fit its executor
+    (before any run exists), and the capacity the run's core admits attempts by."""
+    choice = executor or choose()
+    if pipe.executor is None and choice.default == "local" and all(n.task.executor is None for n in graph):
+        return Placement(), fit_capacity(graph, workers, resources)
+    return place(
+        graph,
+        choice,
+        pipeline_executor=pipe.executor,
+        workers=workers,
+        resources=resources,
+        log_dir=str(home() / "logs"),
+    )
+
+
 LEASE_TTL = 30.0
 
 
@@ -322,6 +368,8 @@ def drive(
         on_change=on_change,
         epoch=prepared.epoch,
         release=release,
+        engines=prepared.placement.engines,
+        default_executor=prepared.placement.default,
     )
     if on_start is not None:
         on_start(driver)
@@ -389,6 +437,7 @@ def reopen(
     db: str | None = None,
     workers: int | None = None,
     resources: Mapping[str, int] | None = None,
+    executor: Choice | None = None,
 ) -> Prepared:
     """An existing run, with its pipeline loaded again from where it was defined."""
     store = store or open_embedded(db)
@@ -407,11 +456,14 @@ def reopen(
     missing = set(graph.nodes) - {i.id for i in stored}
     if missing:
         store.add_instances(record.id, instance_records(record.id, graph, missing))
-    return Prepared(store, record, graph, True, fit_capacity(graph, workers, resources), epoch)
+    with _workdir(record.workdir):
+        placement, capacity = fit(graph, pipe, executor, workers, resources)
+    return Prepared(store, record, graph, True, capacity, epoch, placement=placement)
 
 
 def release(prepared: Prepared) -> None:
     """Give back the run's lease taken by ``prepare`` (after a ``drive(release=False)``)."""
+    prepared.placement.close()  # closed by its driver already, if it drove
     if prepared.epoch is not None:
         prepared.store.release(prepared.run.id, prepared.epoch)
 

@@ -116,7 +116,7 @@ class Scheduler:
                 if self._stopping:
                     self._pool.detach()  # attempts handed over finish; their runners record them
                 else:
-                    self._pool.shutdown()
+                    self._pool.close()
                 self._pool = None
             try:
                 self.store.beat(self.name, time.time(), state="stopped")
@@ -393,7 +393,7 @@ class Scheduler:
         uses them; the next claim forks new ones. (A partition claimed before that runs on the
         old workers.)"""
         if self._stale_pool and self._pool is not None and not self.drivers:
-            self._pool.shutdown()
+            self._pool.close()
             self._pool = None
         if self._pool is None:
             self._stale_pool = False

@@ -16,6 +16,8 @@ from conveyor.cli import project, running, scheduling, server
 from conveyor.cli.common import (
     EXIT,
     DbOpt,
+    ExecutorAddressOpt,
+    ExecutorOpt,
     JsonOpt,
     ParamOpt,
     ResourceOpt,
@@ -71,10 +73,21 @@ def run(
     resource: ResourceOpt = None,
     grace: Annotated[float, typer.Option(help="Seconds a cancelled task gets to stop.")] = 10.0,
     db: DbOpt = None,
+    executor: ExecutorOpt = None,
+    executor_address: ExecutorAddressOpt = None,
 ) -> None:
     """Run a pipeline here and now; re-running resumes what did not finish."""
     code = running.run(
-        target, param, force=force, new=new, workers=workers, resource=resource, grace=grace, db=db
+        target,
+        param,
+        force=force,
+        new=new,
+        workers=workers,
+        resource=resource,
+        grace=grace,
+        db=db,
+        executor=executor,
+        executor_address=executor_address,
     )
     raise typer.Exit(code)
 
@@ -87,6 +100,8 @@ def retry(
     grace: Annotated[float, typer.Option(help="Seconds a cancelled task gets to stop.")] = 10.0,
     db: DbOpt = None,
     server: ServerOpt = None,
+    executor: ExecutorOpt = None,
+    executor_address: ExecutorAddressOpt = None,
 ) -> None:
     """Resume a failed, cancelled or interrupted run; succeeded tasks are not run again."""
     backend = connect(server, db)
@@ -99,7 +114,10 @@ def retry(
         backend.retry(view.id)
         console.print(f"Run {view.id}: {n} partition{'s' if n != 1 else ''} open again for the schedulers.")
         raise typer.Exit(EXIT.get(scheduling.follow(backend, view.id).state, 1))
-    prepared = engine.reopen(run_id, db=db, workers=workers, resources=resources(resource))
+    from conveyor.executors.choice import choose
+
+    chosen = choose(executor, address=executor_address)
+    prepared = engine.reopen(run_id, db=db, workers=workers, resources=resources(resource), executor=chosen)
     if prepared.run.state == "succeeded":
         console.print(f"Run {prepared.run.id} already succeeded; nothing to retry.")
         raise typer.Exit(0)

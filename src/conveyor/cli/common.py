@@ -34,6 +34,25 @@ ParamOpt = Annotated[
 WorkersOpt = Annotated[
     int | None, typer.Option("--workers", "-w", min=1, help="Worker processes (default: one per CPU).")
 ]
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--executor",
+        "-e",
+        metavar="NAME",
+        help="Where tasks run: local (worker processes here), dask, ray, spark, ... (default: the "
+        "project's [executor] default, else local); a task's own executor= wins.",
+    ),
+]
+ExecutorAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--executor-address",
+        metavar="ADDRESS",
+        help="The engine to use (a Dask scheduler tcp://host:8786, a Ray cluster host:6379); "
+        "default: its [executor.NAME] address, else one started here.",
+    ),
+]
 ResourceOpt = Annotated[
     list[str] | None,
     typer.Option("--resource", "-r", help="Capacity of a resource as name=amount (gpu=1, db=2); repeatable."),

@@ -24,6 +24,9 @@ OPTIONS: dict[str, tuple[str, Any]] = {
     "--resource": ("resource", list),
     "-r": ("resource", list),
     "--grace": ("grace", float),
+    "--executor": ("executor", str),
+    "-e": ("executor", str),
+    "--executor-address": ("executor_address", str),
     "--db": ("db", str),
 }
 

@@ -83,13 +83,17 @@ def run(
     resource: list[str] | None = None,
     grace: float = 10.0,
     db: str | None = None,
+    executor: str | None = None,
+    executor_address: str | None = None,
 ) -> int:
     """``conveyor run``: run a pipeline here and now; the exit code. If another process is
     driving the same pipeline with the same parameters, follow that run instead of starting a
     second one; if such a run succeeded moments ago unseen (its process died before saying so),
     show it."""
+    from conveyor.executors.choice import choose
     from conveyor.store import open_embedded
 
+    chosen = choose(executor, address=executor_address)
     values = P.parse_assignments(param or [])
     store = open_embedded(db)
     while True:
@@ -103,6 +107,7 @@ def run(
                 force=force,
                 workers=workers,
                 resources=resources(resource),
+                executor=chosen,
             )
         except RunBusy as busy:
             if busy.run_id is None:

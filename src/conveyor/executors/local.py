@@ -26,12 +26,14 @@ import selectors
 import signal
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, ClassVar
 
+from conveyor.executors.port import Launch, Lost
 from conveyor.recorder import Recorder
+from conveyor.resources import Resources, format_memory, machine_memory
 from conveyor.runner import GRAPHS, Control, Job, Outcome, pack, worker_main
 
 _ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
@@ -123,19 +125,22 @@ class _Worker:
         return [s for s in self.slots if not s.revoked]
 
 
-@dataclass(frozen=True, slots=True)
-class Lost:
-    """A worker died (or was killed for a timeout) while running ``job``."""
-
-    job: Job
-    reason: str
-    timed_out: bool = False
-
-
 class LocalExecutor:
-    def __init__(self, workers: int, log_dir: str, *, recorder: Recorder | None = None) -> None:
+    """The executor port on this machine's processes (see ``conveyor.executors.port``)."""
+
+    name: ClassVar[str] = "local"
+
+    def __init__(
+        self,
+        workers: int,
+        log_dir: str,
+        *,
+        recorder: Recorder | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
         """``recorder``: the workers' runners record attempts in the store themselves (a
-        scheduler's pool: results outlive the scheduler)."""
+        scheduler's pool: results outlive the scheduler). No ``settings``: the pool's size is
+        ``workers``."""
         self.size = workers
         self.log_dir = log_dir
         self.recorder = recorder
@@ -182,7 +187,7 @@ class LocalExecutor:
         self._selector.register(proc.sentinel, selectors.EVENT_READ, (w, False))
         return w
 
-    def shutdown(self, *, kill: bool = False) -> None:
+    def close(self, *, kill: bool = False) -> None:
         for w in self._workers:
             if kill or w.slots:
                 self._kill(w)
@@ -244,14 +249,26 @@ class LocalExecutor:
         """Could it start another attempt now: a worker idle and nothing waiting for one?"""
         return not self._workers or (self.idle > 0 and not self._backlog)
 
-    def submit(
-        self, job: Job, timeout: float | None, now: float, *, cpu: int = 1, queueable: bool = False
-    ) -> None:
-        """Start ``job`` on an idle worker if its ``cpu`` fits, else queue it behind a busy
-        worker if it is ``queueable`` (one cpu, no timeout), else keep it until one frees up."""
+    def check(self, resources: Resources) -> str | None:
+        if resources.cpu > self.size:
+            return f"it asks for cpu={resources.cpu} but there are {self.size} worker slots"
+        memory = machine_memory()
+        if resources.memory > memory:
+            asked, has = format_memory(resources.memory), format_memory(memory)
+            return f"it asks for memory={asked} but this machine has {has}"
+        return None
+
+    def adopt(self, jobs: Sequence[Job]) -> None:
+        """Nothing to do: a previous owner's workers died with it, or run on and record their
+        own ends; the store tells the driver how they ended."""
+
+    def submit(self, job: Job, launch: Launch, now: float) -> None:
+        """Start ``job`` on an idle worker if its cpu fits, else queue it behind a busy worker
+        if it is ``queueable`` (one cpu, no timeout), else keep it until one frees up."""
         if self._selector is None:  # the workers start with the first attempt: none for a run
             self.start()  # whose tasks are all skipped
-        slot = _Slot(job, 0, cpu, timeout, queueable and not timeout)
+        timeout = launch.timeout
+        slot = _Slot(job, 0, launch.resources.cpu, timeout, launch.queueable and not timeout)
         if not self._place(slot, now):
             self._backlog.append(slot)
 

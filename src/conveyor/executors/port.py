@@ -39,6 +39,7 @@ class Launch:
     resources: Resources = field(default_factory=Resources)
     queueable: bool = False  # the local pool only: may wait behind a busy worker
     ticket: Ticket | None = None  # None: the runner writes to the store itself (this machine)
+    executor: str = "local"  # which executor of a run's several (``executors.mux``)
 
 
 @dataclass(frozen=True, slots=True)

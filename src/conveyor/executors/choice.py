@@ -1,0 +1,85 @@
+"""Which executor runs a task, and with which settings.
+
+A task's own ``executor=`` wins, then its pipeline's, then the project's default. The default and
+each executor's settings come from, in order (later wins)::
+
+    # conveyor.toml
+    [executor]
+    default = "dask"              # local unless said
+    [executor.dask]
+    address = "tcp://10.0.0.5:8786"
+
+then ``CONVEYOR_EXECUTOR`` and ``CONVEYOR_<NAME>_<SETTING>`` variables (``CONVEYOR_DASK_ADDRESS``),
+then the flags ``--executor NAME`` and ``--executor-address ADDRESS``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conveyor.errors import ExecutorError
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    default: str = "local"
+    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def of(self, name: str) -> dict[str, Any]:
+        """The settings of executor ``name``."""
+        return dict(self.settings.get(name, {}))
+
+
+def choose(
+    flag: str | None = None,
+    *,
+    address: str | None = None,
+    root: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Choice:
+    """The executor choice from conveyor.toml (found from ``root`` or the current directory),
+    the environment and the flags."""
+    env = os.environ if environ is None else environ
+    default, settings = _from_file(root)
+    default = env.get("CONVEYOR_EXECUTOR") or default
+    default = flag or default
+    names = {default, *settings}
+    prefixes = {f"CONVEYOR_{n.upper().replace('-', '_')}_": n for n in names if n != "local"}
+    for key, value in env.items():
+        for prefix, name in prefixes.items():
+            if key.startswith(prefix) and len(key) > len(prefix):
+                settings.setdefault(name, {})[key[len(prefix) :].lower()] = value
+    if address:
+        if default == "local":
+            raise ExecutorError("--executor-address needs --executor NAME; local workers have no address")
+        settings.setdefault(default, {})["address"] = address
+    return Choice(default, settings)
+
+
+def _from_file(root: Path | None) -> tuple[str, dict[str, dict[str, Any]]]:
+    from conveyor.project import FILE
+
+    here = (root or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        path = folder / FILE
+        if path.is_file():
+            break
+    else:
+        return "local", {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return "local", {}  # reported where the project is read
+    section = data.get("executor", {})
+    if not isinstance(section, dict):
+        raise ExecutorError(f'{path}: [executor] must be a table, like [executor] default = "dask"')
+    default = section.get("default", "local")
+    if not isinstance(default, str):
+        raise ExecutorError(f"{path}: [executor] default must be an executor's name, got {default!r}")
+    settings = {k: dict(v) for k, v in section.items() if isinstance(v, dict)}
+    return default, settings

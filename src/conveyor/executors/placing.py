@@ -1,0 +1,86 @@
+"""Placing a run's tasks on executors before the run exists: each task on its own ``executor=``,
+its pipeline's, or the project's default; every engine they name opened (connected, or started)
+and asked whether it could ever run each task. Anything wrong is one line, and nothing has been
+written yet."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from conveyor.errors import ResourceError
+from conveyor.executors import load
+from conveyor.executors.choice import Choice
+from conveyor.executors.port import Executor
+from conveyor.resources import Capacity
+
+if TYPE_CHECKING:
+    from conveyor.graph import Graph
+    from conveyor.tasks import TaskDef
+
+#: An engine's admission is its own: the run's core admits what the engine's slots allow and
+#: leaves memory, gpu and custom resources to the engine (``check`` refused what never fits).
+UNBOUNDED = 2**62
+
+
+@dataclass
+class Placement:
+    default: str = "local"
+    engines: dict[str, Executor] = field(default_factory=dict)
+
+    def name_of(self, task: TaskDef) -> str:
+        return task.executor or self.default
+
+    def close(self) -> None:
+        engines, self.engines = self.engines, {}
+        for engine in engines.values():
+            try:
+                engine.close()
+            except Exception:  # closing after an error: the first error is the one to show
+                pass
+
+
+def place(
+    graph: Graph,
+    choice: Choice,
+    *,
+    pipeline_executor: str | None,
+    workers: int | None,
+    resources: Mapping[str, int] | None,
+    log_dir: str,
+) -> tuple[Placement, Capacity]:
+    """Open the engines the run's tasks name and check every task fits its executor; the
+    placement and the capacity its core admits attempts by (``workers`` attempts at once, by
+    default the engines' slots, or one per local cpu)."""
+    placement = Placement(pipeline_executor or choice.default)
+    local = workers or max(os.cpu_count() or 1, 1)
+    capacity = Capacity.local(local, resources)
+    first_of_each_task = {node.task.name: node for node in reversed(list(graph))}
+    try:
+        for node in first_of_each_task.values():
+            name = placement.name_of(node.task)
+            if name == "local":
+                capacity.check(node.label, node.task.resources)
+                continue
+            engine = placement.engines.get(name)
+            if engine is None:
+                engine = placement.engines[name] = _open(name, choice, local, log_dir)
+            why = engine.check(node.task.resources)
+            if why is not None:
+                raise ResourceError(f"task {node.label} cannot run on the {name} executor: {why}")
+    except BaseException:
+        placement.close()
+        raise
+    if placement.engines:
+        slots = sum(int(getattr(e, "slots", 0) or 0) for e in placement.engines.values())
+        custom = dict.fromkeys(capacity.custom, UNBOUNDED)
+        capacity = Capacity(workers or max(slots, local), UNBOUNDED, UNBOUNDED, custom)
+    return placement, capacity
+
+
+def _open(name: str, choice: Choice, workers: int, log_dir: str) -> Executor:
+    cls: Any = load(name)
+    engine: Executor = cls(workers, log_dir, recorder=None, settings=choice.of(name))
+    return engine
