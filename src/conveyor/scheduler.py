@@ -18,7 +18,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,11 @@ from conveyor import params as P
 from conveyor.driver import RETRY_MAX, Lease, RunDriver
 from conveyor.engine import Submission, default_workers, fit_capacity, submission
 from conveyor.errors import ConveyorError, ParameterError, StaleEpochError, StoreError
+from conveyor.executors.choice import Choice
 from conveyor.executors.local import LocalExecutor
+from conveyor.executors.mux import Executors
+from conveyor.executors.placing import Placement, place
+from conveyor.executors.port import Executor
 from conveyor.graph import Graph
 from conveyor.loader import load_pipeline
 from conveyor.owners import owner_name
@@ -35,6 +39,7 @@ from conveyor.pipelines import LOGICAL_DATE
 from conveyor.project import Entry, Project
 from conveyor.project import find as find_project
 from conveyor.recorder import Recorder
+from conveyor.resources import Capacity
 from conveyor.runner import GRAPHS
 from conveyor.schedules import Schedule, logical
 from conveyor.store import Store
@@ -62,6 +67,7 @@ class Settings:
     heartbeat: float = 1.0  # runners beat this often while an attempt runs; the registry too
     lost_after: float = 3.0  # an adopted attempt whose runner is silent this long is lost
     partitions: int = 4  # fresh partitions driven at once (takeovers: up to twice as many)
+    executor: Choice = field(default_factory=Choice)  # where tasks run, unless they say
 
     def __post_init__(self) -> None:
         if self.ttl <= 0 or self.poll <= 0 or self.heartbeat <= 0:
@@ -87,7 +93,8 @@ class Scheduler:
         self.name = s.name or owner_name()
         self.workers = s.workers or default_workers()
         self.drivers: list[RunDriver] = []  # the partitions it drives, on one pool
-        self._pool: LocalExecutor | None = None
+        self._pool: Executors | None = None
+        self._engines: dict[str, Executor] = {}  # the engines its runs' tasks use, opened once
         self._stale_pool = False  # forked before a reload
         self._stopping = 0
         self._last_beat = 0.0
@@ -309,7 +316,10 @@ class Scheduler:
         try:
             with _workdir(run.workdir):
                 graph = self._graph(run)
-                capacity = fit_capacity(graph, self.workers, None)
+                pool = self._shared_pool(run)
+                placement, capacity = self._place(run, graph)
+                for name, engine in placement.engines.items():
+                    pool.members.setdefault(name, engine)
                 driver = RunDriver(
                     self.store,
                     run,
@@ -323,7 +333,8 @@ class Scheduler:
                         lost_after=self.settings.lost_after,
                         say=lambda msg: log.warning("run %s partition %d: %s", run.id, part.number, msg),
                     ),
-                    executor=self._shared_pool(run),
+                    executor=pool,
+                    default_executor=placement.default,
                 )
                 driver.begin()
         except (ConveyorError, OSError) as exc:
@@ -395,6 +406,7 @@ class Scheduler:
         if self._stale_pool and self._pool is not None and not self.drivers:
             self._pool.close()
             self._pool = None
+            self._engines = {}
         if self._pool is None:
             self._stale_pool = False
 
@@ -418,14 +430,32 @@ class Scheduler:
         for driver in self.drivers:
             driver.tick()
 
-    def _shared_pool(self, run: RunRecord) -> LocalExecutor:
+    def _place(self, run: RunRecord, graph: Graph) -> tuple[Placement, Capacity]:
+        """Where the run's tasks go: the engines they name, opened once for every run."""
+        pipe = load_pipeline(run.target)
+        choice = self.settings.executor
+        if pipe.executor is None and choice.default == "local" and not any(n.task.executor for n in graph):
+            return Placement(), fit_capacity(graph, self.workers, None)
+        folder = str(_home(run.workdir) / "logs")
+        return place(
+            graph,
+            choice,
+            pipeline_executor=pipe.executor,
+            workers=self.workers,
+            resources=None,
+            log_dir=folder,
+            opened=self._engines,
+        )
+
+    def _shared_pool(self, run: RunRecord) -> Executors:
         """The scheduler's one pool of workers, for every partition it drives; its runners
         record each attempt under the lease the attempt's job carries."""
         if self._pool is None:
             folder = _home(run.workdir) / "logs" / ("scheduler-" + re.sub(r"[^\w.-]", "_", self.name))
             folder.mkdir(parents=True, exist_ok=True)
             recorder = Recorder(self.store.url, self.settings.heartbeat)
-            self._pool = LocalExecutor(self.workers, str(folder), recorder=recorder)
+            local = LocalExecutor(self.workers, str(folder), recorder=recorder)
+            self._pool = Executors({"local": local, **self._engines})
         return self._pool
 
     def _graph(self, run: RunRecord) -> Graph:

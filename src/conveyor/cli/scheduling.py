@@ -18,6 +18,8 @@ from conveyor import params as P
 from conveyor.cli.common import (
     EXIT,
     DbOpt,
+    ExecutorAddressOpt,
+    ExecutorOpt,
     JsonOpt,
     ParamOpt,
     ServerOpt,
@@ -144,14 +146,18 @@ def scheduler(
         ),
     ] = None,
     db: DbOpt = None,
+    executor: ExecutorOpt = None,
+    executor_address: ExecutorAddressOpt = None,
 ) -> None:
     """Run a scheduler: drive the partitions of submitted runs, taking over from dead ones."""
     from conveyor import project
+    from conveyor.executors.choice import choose
     from conveyor.interrupts import signals
     from conveyor.scheduler import Scheduler, Settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    settings = Settings(name or "", workers or 0, lease, poll, heartbeat, lost_after, partitions)
+    chosen = choose(executor, address=executor_address, root=project_dir)
+    settings = Settings(name or "", workers or 0, lease, poll, heartbeat, lost_after, partitions, chosen)
     if project_dir is None:
         found = project.find()
     elif (project_dir / project.FILE).is_file():

@@ -50,11 +50,14 @@ def place(
     workers: int | None,
     resources: Mapping[str, int] | None,
     log_dir: str,
+    opened: dict[str, Executor] | None = None,
 ) -> tuple[Placement, Capacity]:
     """Open the engines the run's tasks name and check every task fits its executor; the
     placement and the capacity its core admits attempts by (``workers`` attempts at once, by
-    default the engines' slots, or one per local cpu)."""
+    default the engines' slots, or one per local cpu). ``opened``: engines already open (a
+    scheduler's, shared by its runs), used and added to, and not closed here."""
     placement = Placement(pipeline_executor or choice.default)
+    shared = opened if opened is not None else placement.engines
     local = workers or max(os.cpu_count() or 1, 1)
     capacity = Capacity.local(local, resources)
     first_of_each_task = {node.task.name: node for node in reversed(list(graph))}
@@ -64,14 +67,16 @@ def place(
             if name == "local":
                 capacity.check(node.label, node.task.resources)
                 continue
-            engine = placement.engines.get(name)
+            engine = shared.get(name)
             if engine is None:
-                engine = placement.engines[name] = _open(name, choice, local, log_dir)
+                engine = shared[name] = _open(name, choice, local, log_dir)
+            placement.engines[name] = engine
             why = engine.check(node.task.resources)
             if why is not None:
                 raise ResourceError(f"task {node.label} cannot run on the {name} executor: {why}")
     except BaseException:
-        placement.close()
+        if opened is None:
+            placement.close()
         raise
     if placement.engines:
         slots = sum(int(getattr(e, "slots", 0) or 0) for e in placement.engines.values())
