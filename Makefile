@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 BENCH_VENV := .bench-venv
 LUIGI_SQLA_VENV := .bench-luigi-venv
 
-.PHONY: demo serve test bench lint clean
+.PHONY: demo serve test bench bench-engines lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ $(LUIGI_SQLA_VENV)/.installed: bench/requirements-luigi-sqla.txt
 # BENCH_QUICK=1 for a smoke run; BENCH_ARGS="--only a,b" and the like for part of it.
 bench: $(VENV)/.demo $(BENCH_VENV)/.installed $(LUIGI_SQLA_VENV)/.installed
 	$(BIN)/python bench/harness.py $(BENCH_ARGS)
+
+# Conveyor on Dask and Ray beside their own APIs, on one local cluster each.
+bench-engines: $(VENV)/.test
+	$(BIN)/python bench/engines.py $(BENCH_ARGS)
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check src tests bench examples

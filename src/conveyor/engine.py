@@ -386,8 +386,10 @@ def run(
     force: bool = False,
     new: bool = False,
     resources: Mapping[str, int] | None = None,
+    executor: Choice | str | None = None,
 ) -> RunResult:
-    """Run a pipeline to its end on this machine and return how it ended.
+    """Run a pipeline to its end on this machine (its tasks on ``executor``: a name like
+    ``"dask"``, or a ``choose(...)``; default: the project's) and return how it ended.
 
     If another process is driving the same pipeline with the same parameters, this follows
     that run to its end instead of starting a second one (and resumes it if that process dies).
@@ -398,7 +400,14 @@ def run(
     while True:
         try:
             prepared = prepare(
-                target, params, store=store, new=new, force=force, workers=workers, resources=resources
+                target,
+                params,
+                store=store,
+                new=new,
+                force=force,
+                workers=workers,
+                resources=resources,
+                executor=choose(executor) if isinstance(executor, str) else executor,
             )
         except RunBusy as busy:
             if busy.run_id is None:

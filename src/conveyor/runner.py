@@ -78,6 +78,8 @@ class Outcome:
 
 #: Graphs by run id; the driver registers them before workers fork, so workers find them here.
 GRAPHS: dict[str, Graph] = {}
+#: The most graphs a worker loads itself before it forgets the oldest.
+GRAPHS_KEPT = 16
 
 
 def graph_for(job: Job) -> Graph:
@@ -88,6 +90,8 @@ def graph_for(job: Job) -> Graph:
 
         pipe = load_pipeline(job.target)
         graph = pipe.build(P.from_json(pipe.params, job.params))  # the run's params, as stored
+        while len(GRAPHS) >= GRAPHS_KEPT:  # a long-lived engine worker serves run after run
+            GRAPHS.pop(next(iter(GRAPHS)))
         GRAPHS[job.run_id] = graph
     return graph
 
