@@ -136,8 +136,9 @@ def test_a_run_beside_a_backfill_of_the_same_date(pipes: Project) -> None:
         done = start_together(
             pipes,
             [
-                ["backfill", "daily", "--from", "2026-11-01", "--to", "2026-11-01"],
-                ["run", "pipes.py:daily", "-p", "logical_date=2026-11-01"],
+                # each fetch long enough that the two overlap however slowly each starts
+                ["backfill", "daily", "--from", "2026-11-01", "--to", "2026-11-01", "-p", "delay=4"],
+                ["run", "pipes.py:daily", "-p", "logical_date=2026-11-01", "-p", "delay=4"],
             ],
         )
     finally:

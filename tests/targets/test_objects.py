@@ -124,9 +124,11 @@ PIPELINE = """
         with output().open("w") as f:
             f.write(f"day,{{day}}\\n")
         effect(f"report-{{day}}")
-        if os.path.exists("slow"):
+        if os.path.exists("slow"):  # the test looks at the bucket, then says go
             open("written", "w").close()
-            time.sleep(3)
+            deadline = time.time() + 60
+            while not os.path.exists("go") and time.time() < deadline:
+                time.sleep(0.05)
 
     @task(output="s3://{bucket}/parts/day={{day}}")
     def parts(day: int) -> None:
@@ -178,6 +180,7 @@ def test_an_object_is_absent_until_its_task_returned(daily: tuple[Project, str])
         assert proc.poll() is None and time.time() < deadline, proc.communicate()
         time.sleep(0.05)
     assert keys(bucket) == []  # written and closed, but the task has not returned
+    (project.root / "go").touch()
     assert proc.wait(timeout=60) == 0, proc.communicate()
     assert "reports/0.csv" in keys(bucket)
 
