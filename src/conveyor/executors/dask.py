@@ -568,7 +568,8 @@ def _executing(key: str, dask_worker: Any = None) -> bool:
     return key in set(dask_worker.active_threads.values())
 
 
-def _die(dask_worker: Any = None) -> None:
+async def _die(dask_worker: Any = None) -> None:
+    """Kill this worker's process (a coroutine: ``client.run(..., wait=False)`` needs one)."""
     os.kill(os.getpid(), signal.SIGKILL)
 
 
