@@ -21,14 +21,14 @@ import pytest
 
 pytest.importorskip("distributed", reason="the dask extra is not installed")
 
-from conveyor import engine  # noqa: E402
-from conveyor.errors import ExecutorError  # noqa: E402
-from conveyor.executors.dask import DaskExecutor, key_of  # noqa: E402
-from conveyor.executors.port import Launch, Lost, Unknown  # noqa: E402
-from conveyor.resources import Resources  # noqa: E402
-from conveyor.runner import Job, Outcome  # noqa: E402
-from conveyor.store import Batch, open_store  # noqa: E402
-from conveyor.store.records import AttemptRecord, TransitionRecord  # noqa: E402
+from conveyor import engine
+from conveyor.errors import ExecutorError
+from conveyor.executors.dask import DaskExecutor, key_of
+from conveyor.executors.port import Launch, Lost, Unknown
+from conveyor.resources import Resources
+from conveyor.runner import Job, Outcome
+from conveyor.store import Batch, open_store
+from conveyor.store.records import AttemptRecord, TransitionRecord
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -87,20 +87,30 @@ class Project:
         submits; a Job per instance, by label (``work(i=0)``...)."""
         store = open_store(self.url)
         try:
-            run = engine.submit(f"{self.root / 'pipeline.py'}:mixed", {"tag": tag, "n": n, "delay": delay},
-                                store=store)  # fmt: skip
+            run = engine.submit(
+                f"{self.root / 'pipeline.py'}:mixed", {"tag": tag, "n": n, "delay": delay}, store=store
+            )
             epoch = store.acquire(run.id, "test", 600.0)
             now, batch, jobs = time.time(), Batch(), {}
             for inst in store.instances(run.id):
                 log = str(self.root / "logs" / run.id / f"{inst.id}-1.log")
-                batch.attempts_started.append(AttemptRecord(run.id, inst.id, 1, "running", now, None, None, log))
+                batch.attempts_started.append(
+                    AttemptRecord(run.id, inst.id, 1, "running", now, None, None, log)
+                )
                 batch.transitions.append(TransitionRecord(inst.id, "ready", "running", now, "test", 1))
                 batch.instances.append({"id": inst.id, "state": "running", "attempts": 1})
                 name = inst.task if inst.task != "work" else f"work{inst.params['i']}"
                 jobs[name] = Job(
-                    run.id, inst.id, 1, log, str(self.root / "artifacts" / run.id), {}, run.target,
-                    run.params, str(self.root),
-                )  # fmt: skip
+                    run.id,
+                    inst.id,
+                    1,
+                    log,
+                    str(self.root / "artifacts" / run.id),
+                    {},
+                    run.target,
+                    run.params,
+                    str(self.root),
+                )
             store.commit(run.id, epoch, batch, lease_until=now + 600.0)
             return jobs
         finally:
@@ -152,8 +162,9 @@ def ex(project: Project) -> Iterator[DaskExecutor]:
     old = os.environ.get("CONVEYOR_DB")
     os.environ["CONVEYOR_DB"] = project.url
     try:
-        executor = DaskExecutor(2, str(project.root / "logs"), recorder=SimpleNamespace(url=project.url),
-                                settings={"grace": 1.5})  # fmt: skip
+        executor = DaskExecutor(
+            2, str(project.root / "logs"), recorder=SimpleNamespace(url=project.url), settings={"grace": 1.5}
+        )
     finally:
         if old is None:
             os.environ.pop("CONVEYOR_DB", None)
@@ -227,8 +238,11 @@ def test_cancel_a_running_attempt_and_one_that_never_started(ex: DaskExecutor, p
     jobs = project.run("cancel", n=3, delay=20)
     for name in ("work0", "work1", "work2"):
         ex.submit(jobs[name], QUICK, time.time())
-    wait_for(lambda: sum(project.attempt(jobs[n]).heartbeat is not None for n in ("work0", "work1", "work2")) == 2,
-             30, "two attempts to begin")  # fmt: skip
+    wait_for(
+        lambda: sum(project.attempt(jobs[n]).heartbeat is not None for n in ("work0", "work1", "work2")) == 2,
+        30,
+        "two attempts to begin",
+    )
     running = [n for n in ("work0", "work1", "work2") if project.attempt(jobs[n]).heartbeat is not None]
     (queued,) = {"work0", "work1", "work2"} - set(running)
     ex.cancel(jobs[queued].instance, 1, 1.5, time.time())
@@ -248,6 +262,19 @@ def test_cancel_a_running_attempt_and_one_that_never_started(ex: DaskExecutor, p
     time.sleep(0.5)
     assert project.effects("cancel") == {}
     assert project.attempt(jobs[queued]).heartbeat is None  # it never began
+    assert ex.running() == []
+
+
+def test_dropped_attempts_run_on_and_record_their_ends(ex: DaskExecutor, project: Project) -> None:
+    jobs = project.run("drop", n=3, delay=1)
+    for name in ("work0", "work1", "work2"):
+        ex.submit(jobs[name], QUICK, time.time())
+    ex.drop(lambda job: job.instance != jobs["work0"].instance)  # one running, one queued in Dask
+    got = reports(ex, 2, 10)
+    assert [(o.instance, o.status) for o in got] == [(jobs["work0"].instance, "succeeded")]
+    for name in ("work1", "work2"):
+        wait_for(lambda name=name: project.attempt(jobs[name]).state == "succeeded", 30, "its end")
+    assert project.effects("drop") == {"drop-0": 1, "drop-1": 1, "drop-2": 1}
     assert ex.running() == []
 
 
@@ -337,8 +364,13 @@ class Cluster:
 
     def _start(self, *args: str) -> subprocess.Popen[bytes]:
         with open(self.root / "cluster.log", "ab") as log:
-            proc = subprocess.Popen([str(Path(sys.executable).parent / "dask"), *args], stdout=log,
-                                    stderr=subprocess.STDOUT, env=self.env, start_new_session=True)  # fmt: skip
+            proc = subprocess.Popen(
+                [str(Path(sys.executable).parent / "dask"), *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+            )
         self.procs.append(proc)
         return proc
 
@@ -346,8 +378,19 @@ class Cluster:
         return self._start("scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard")
 
     def worker(self) -> subprocess.Popen[bytes]:
-        return self._start("worker", self.address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1",
-                           "--resources", "cpu=1", "--death-timeout", "60")  # fmt: skip
+        return self._start(
+            "worker",
+            self.address,
+            "--nthreads",
+            "1",
+            "--no-dashboard",
+            "--host",
+            "127.0.0.1",
+            "--resources",
+            "cpu=1",
+            "--death-timeout",
+            "60",
+        )
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -374,8 +417,12 @@ def _connect(cluster: Cluster, project: Project, workers: int) -> DaskExecutor:
     end = time.time() + 30
     while True:
         try:
-            ex = DaskExecutor(1, str(project.root / "logs"), recorder=SimpleNamespace(url=project.url),
-                              settings={"address": cluster.address, "connect_timeout": 2})  # fmt: skip
+            ex = DaskExecutor(
+                1,
+                str(project.root / "logs"),
+                recorder=SimpleNamespace(url=project.url),
+                settings={"address": cluster.address, "connect_timeout": 2},
+            )
             break
         except ExecutorError:
             assert time.time() < end, "the dask scheduler never listened"
@@ -393,8 +440,11 @@ def test_the_dask_scheduler_dies_mid_run(cluster: Cluster, project: Project) -> 
         names = ["work0", "work1", "work2", "work3"]
         for name in names:
             ex.submit(jobs[name], QUICK, time.time())
-        wait_for(lambda: sum(project.attempt(jobs[n]).heartbeat is not None for n in names) == 2,
-                 30, "two attempts to begin")  # fmt: skip
+        wait_for(
+            lambda: sum(project.attempt(jobs[n]).heartbeat is not None for n in names) == 2,
+            30,
+            "two attempts to begin",
+        )
         os.kill(sched.pid, signal.SIGKILL)
         got = reports(ex, 4, 10)
         assert sorted(type(r).__name__ for r in got) == ["Unknown"] * 4, got
@@ -402,8 +452,11 @@ def test_the_dask_scheduler_dies_mid_run(cluster: Cluster, project: Project) -> 
         assert not ex.has_room and ex.running() == []
         # the running attempts' runners still record their ends (the workers finish them first)
         began = [n for n in names if project.attempt(jobs[n]).heartbeat is not None]
-        wait_for(lambda: all(project.attempt(jobs[n]).state == "succeeded" for n in began), 30,
-                 "the running attempts' ends")  # fmt: skip
+        wait_for(
+            lambda: all(project.attempt(jobs[n]).state == "succeeded" for n in began),
+            30,
+            "the running attempts' ends",
+        )
         assert len(began) == 2
         # a new scheduler on the same address, new workers (the old ones exited): reconnected
         cluster.scheduler()
@@ -419,7 +472,9 @@ def test_the_dask_scheduler_dies_mid_run(cluster: Cluster, project: Project) -> 
         for name in again:
             ex.submit(jobs[name], QUICK, time.time())
         got = reports(ex, 2, 30)
-        assert sorted((o.instance, o.status) for o in got) == sorted((jobs[n].instance, "succeeded") for n in again)
+        assert sorted((o.instance, o.status) for o in got) == sorted(
+            (jobs[n].instance, "succeeded") for n in again
+        )
         assert project.effects("death") == {f"death-{i}": 1 for i in range(4)}  # each exactly once
     finally:
         ex.close()

@@ -14,7 +14,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from conveyor.executors.dask import SECRETS, STARTED
 
 
-class Plugin(WorkerPlugin):  # type: ignore[misc]
+class Plugin(WorkerPlugin):
     idempotent = True
 
     def setup(self, worker: Any) -> None:

@@ -27,6 +27,7 @@ import queue
 import re
 import signal
 import socket
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -118,9 +119,7 @@ class DaskExecutor:
         else:
             self._probe(self.address)
             try:
-                client = distributed.Client(
-                    self.address, timeout=self.connect_timeout, set_as_default=False
-                )
+                client = distributed.Client(self.address, timeout=self.connect_timeout, set_as_default=False)
             except (OSError, TimeoutError) as exc:
                 raise self._unreachable(str(exc)) from None
             conn = _Connection(client)
@@ -269,7 +268,7 @@ class DaskExecutor:
         assert self._conn is not None
         client = self._conn.client
         report = launch.ticket if launch.ticket is not None else self._report()
-        mapped = _mapped(launch.resources, self._conn.workers)
+        mapped = _mapped(launch.resources, self._conn.workers or self._workers())
         held.future = client.submit(
             run_remote, job, report, key=key, pure=False, retries=0, resources=mapped or None
         )
@@ -368,17 +367,17 @@ class DaskExecutor:
                 return Lost(held.job, "timed out", timed_out=True)
             return out
         if status == "error":
-            exc = fut.exception()
+            error = fut.exception()
             self._forget(held)
-            if type(exc).__name__ == "KilledWorker":
-                where = _killed_on(exc)
+            if type(error).__name__ == "KilledWorker":
+                where = _killed_on(error)
                 if held.kill_at is not None:
                     return self._killed(held)
                 if held.started is None:
                     return Lost(held.job, f"the Dask worker holding it died before it started: {where}",
                                 blameless=True)  # fmt: skip
                 return Lost(held.job, f"the Dask worker running it died: {where}")
-            return Lost(held.job, f"Dask could not run it: {_line(exc)}", blameless=True)
+            return Lost(held.job, f"Dask could not run it: {_line(error)}", blameless=True)
         if status == "cancelled":
             if held.cancelled:
                 return None  # ours: reported when we cancelled or killed it
@@ -470,7 +469,7 @@ class DaskExecutor:
             self._let_go(held)
         self._adopted.clear()
         self._out.clear()
-        self._close(kill=False)
+        self._close(kill=False, linger=True)
 
     def close(self, *, kill: bool = False) -> None:
         if kill and self._conn is not None:
@@ -483,16 +482,29 @@ class DaskExecutor:
                 self._forget(held)
         self._close(kill=kill)
 
-    def _close(self, *, kill: bool) -> None:
+    def _close(self, *, kill: bool, linger: bool = False) -> None:
         conn, self._conn = self._conn, None
         self._held.clear()
         self._retry_at = float("inf")  # closed: no reconnecting
-        if conn is not None:
+        if conn is None:
+            return
+        if linger and conn.cluster is not None:
+            # our LocalCluster runs the attempts let go of: close it once they are done
+            threading.Thread(target=_close_when_idle, args=(self, conn), daemon=True).start()
+        else:
             self._close_conn(conn)
 
     def __repr__(self) -> str:
         where = self.address or f"LocalCluster({self.size})"
         return f"<DaskExecutor {where} holding {len(self._held)}>"
+
+
+def _close_when_idle(executor: DaskExecutor, conn: _Connection, patience: float = 24 * 3600.0) -> None:
+    end = time.time() + patience
+    with contextlib.suppress(Exception):
+        while conn.cluster.scheduler.tasks and time.time() < end:
+            time.sleep(1.0)
+    executor._close_conn(conn)
 
 
 _DROPPED = "the Dask scheduler dropped it (its scheduler went away?); the store tells whether it ended"
