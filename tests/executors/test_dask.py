@@ -270,12 +270,12 @@ def test_dropped_attempts_run_on_and_record_their_ends(ex: DaskExecutor, project
     for name in ("work0", "work1", "work2"):
         ex.submit(jobs[name], QUICK, time.time())
     ex.drop(lambda job: job.instance != jobs["work0"].instance)  # one running, one queued in Dask
-    got = reports(ex, 2, 10)
+    got = reports(ex, 1, 10)
     assert [(o.instance, o.status) for o in got] == [(jobs["work0"].instance, "succeeded")]
     for name in ("work1", "work2"):
         wait_for(lambda name=name: project.attempt(jobs[name]).state == "succeeded", 30, "its end")
     assert project.effects("drop") == {"drop-0": 1, "drop-1": 1, "drop-2": 1}
-    assert ex.running() == []
+    assert ex.running() == [] and list(ex.poll(0.5)) == []  # the dropped ones are not reported
 
 
 def test_cancel_a_task_stuck_in_one_call_kills_its_worker_after_the_grace(
@@ -303,7 +303,7 @@ def test_a_timeout_counts_from_the_start_and_reports_timed_out(ex: DaskExecutor,
     got = reports(ex, 1, 15)
     assert len(got) == 1 and isinstance(got[0], Lost), got
     assert got[0].timed_out and got[0].reason == "timed out"
-    assert 1.0 <= time.time() - submitted < 6
+    assert 1.0 <= time.time() - submitted < 10  # a worker new after the last kill imports first
     assert project.effects("slow") == {}
     wait_for(lambda: len(ex._workers()) == 2, 30, "both workers back")
 

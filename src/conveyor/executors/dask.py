@@ -67,6 +67,8 @@ class _Held:
     deadline: float | None = None  # the timeout's end, once started
     kill_at: float | None = None  # a cancel's grace ends
     cancelled: bool = False  # we cancelled it (its future's "cancelled" is ours)
+    interrupted: bool = False  # Cancelled was raised in the thread running it
+    retry_at: float | None = None  # try the interrupt again (its thread was not there yet)
     timed_out: bool = False
 
 
@@ -104,7 +106,7 @@ class DaskExecutor:
         self._adopted: dict[str, _Held] = {}  # by key: attempts another owner launched
         self._done: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._out: list[Report] = []
-        self._retry_at = 0.0
+        self._reconnect_at = 0.0
         self._failures = 0
         self._conn: _Connection | None = None
         self._conn = self._connect(first=True)
@@ -194,19 +196,19 @@ class DaskExecutor:
             if held.future is not None and not held.cancelled:
                 self._out.append(Unknown(held.job, _DROPPED))
         self._held.clear()
-        self._retry_at = time.time() + _BACKOFF[0]
+        self._reconnect_at = time.time() + _BACKOFF[0]
         self._failures = 0
         if conn is not None:
             self._close_conn(conn)
 
     def _reconnect(self) -> None:
-        if self._conn is not None or self.address is None or time.time() < self._retry_at:
+        if self._conn is not None or self.address is None or time.time() < self._reconnect_at:
             return
         try:
             self._conn = self._connect(first=False)
         except ExecutorError as exc:
             self._failures += 1
-            self._retry_at = time.time() + _BACKOFF[min(self._failures, len(_BACKOFF) - 1)]
+            self._reconnect_at = time.time() + _BACKOFF[min(self._failures, len(_BACKOFF) - 1)]
             log.debug("%s", exc)
             return
         self._failures = 0
@@ -294,12 +296,7 @@ class DaskExecutor:
         if self._conn is None:
             return
         client = self._conn.client
-        workers = [held.worker] if held.worker else None  # adopted: ask every worker
-        try:
-            hits = client.run(_interrupt, held.key, workers=workers, on_error="return")
-        except Exception:
-            hits = {}
-        running = [addr for addr, hit in hits.items() if hit is True]
+        running = self._interrupt(held, now)
         held.cancelled = True
         held.timed_out = timed_out
         if held.future is not None and not running and held.started is None:
@@ -307,9 +304,22 @@ class DaskExecutor:
             self._forget(held)
             self._out.append(Lost(held.job, "cancelled before it started", blameless=True))
             return
+        held.kill_at = now + grace
+
+    def _interrupt(self, held: _Held, now: float) -> bool:
+        """Raise ``Cancelled`` where it runs; is it running (or starting) somewhere?"""
+        assert self._conn is not None
+        workers = [held.worker] if held.worker else None  # not known (adopted): ask every worker
+        try:
+            hits = self._conn.client.run(_interrupt, held.key, workers=workers, on_error="return")
+        except Exception:
+            hits = {}
+        running = [addr for addr, hit in hits.items() if hit in ("interrupted", "executing")]
         if running:
             held.worker = running[0]
-        held.kill_at = now + grace
+        held.interrupted = any(hit == "interrupted" for hit in hits.values())
+        held.retry_at = None if held.interrupted else now + 0.2
+        return bool(running)
 
     def adopt(self, jobs: Sequence[Job]) -> None:
         for job in jobs:
@@ -413,10 +423,14 @@ class DaskExecutor:
             elif held.deadline is not None and now >= held.deadline and not held.cancelled:
                 held.deadline = None
                 self._stop(held, now, self.grace, timed_out=True)
+            elif held.retry_at is not None and now >= held.retry_at and self._conn is not None:
+                self._interrupt(held, now)
         for held in list(self._adopted.values()):
             if held.kill_at is not None and now >= held.kill_at:
                 self._kill(held)
                 self._adopted.pop(held.key, None)  # its end comes from the store
+            elif held.retry_at is not None and now >= held.retry_at and self._conn is not None:
+                self._interrupt(held, now)
 
     def _kill(self, held: _Held) -> None:
         """The grace period is over: drop the key, then kill the worker process running it (its
@@ -438,10 +452,13 @@ class DaskExecutor:
 
     def next_deadline(self) -> float | None:
         times = [
-            t for h in [*self._held.values(), *self._adopted.values()] for t in (h.deadline, h.kill_at) if t
+            t
+            for h in [*self._held.values(), *self._adopted.values()]
+            for t in (h.deadline, h.kill_at, h.retry_at)
+            if t
         ]
         if self._conn is None and self.address is not None:
-            times.append(self._retry_at)
+            times.append(self._reconnect_at)
         return min(times) if times else None
 
     def running(self) -> list[Job]:
@@ -485,7 +502,7 @@ class DaskExecutor:
     def _close(self, *, kill: bool, linger: bool = False) -> None:
         conn, self._conn = self._conn, None
         self._held.clear()
-        self._retry_at = float("inf")  # closed: no reconnecting
+        self._reconnect_at = float("inf")  # closed: no reconnecting
         if conn is None:
             return
         if linger and conn.cluster is not None:
@@ -567,13 +584,19 @@ def _allowed_failures(dask_scheduler: Any = None) -> int:
     return int(getattr(dask_scheduler, "allowed_failures", 0))
 
 
-def _interrupt(key: str, dask_worker: Any = None) -> bool:
-    """Raise ``Cancelled`` in the worker thread running ``key`` (at its next bytecode)."""
+def _interrupt(key: str, dask_worker: Any = None) -> str:
+    """Raise ``Cancelled`` in the worker thread running ``key`` (it lands at the next bytecode):
+    ``interrupted``; ``executing`` (its thread is not there yet: ask again), ``waiting`` or
+    ``absent``."""
     for tid, running in list(dask_worker.active_threads.items()):
         if running == key:
             hit = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), ctypes.py_object(Cancelled))
-            return bool(hit == 1)
-    return False
+            if hit == 1:
+                return "interrupted"
+    task = dask_worker.state.tasks.get(key)
+    if task is None:
+        return "absent"
+    return "executing" if task.state in ("executing", "long-running") else "waiting"
 
 
 def _executing(key: str, dask_worker: Any = None) -> bool:
