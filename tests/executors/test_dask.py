@@ -278,6 +278,55 @@ def test_dropped_attempts_run_on_and_record_their_ends(ex: DaskExecutor, project
     assert ex.running() == [] and list(ex.poll(0.5)) == []  # the dropped ones are not reported
 
 
+def second(ex: DaskExecutor, project: Project) -> DaskExecutor:
+    """Another owner's executor on the same Dask scheduler (the module's LocalCluster)."""
+    address = ex._conn.cluster.scheduler_address  # type: ignore[union-attr]
+    return DaskExecutor(
+        1,
+        str(project.root / "logs"),
+        recorder=SimpleNamespace(url=project.url),
+        settings={"address": address, "grace": 1.0},
+    )
+
+
+def test_a_new_owner_adopts_a_running_attempt_and_can_cancel_it(ex: DaskExecutor, project: Project) -> None:
+    jobs = project.run("adopt", n=1, delay=20)
+    job = jobs["work0"]
+    ex.submit(job, QUICK, time.time())
+    wait_for(lambda: project.attempt(job).heartbeat is not None, 30, "the attempt to begin")
+    ex.drop(lambda j: True)  # the old owner lets go: it runs on
+    other = second(ex, project)
+    try:
+        other.adopt([job])
+        assert other.running() == []  # adopted attempts are the store's to report
+        other.cancel(job.instance, 1, 1.0, time.time())
+        wait_for(lambda: project.attempt(job).state == "cancelled", 5, "the runner to record the cancel")
+        assert list(other.poll(1.5)) == [] and list(ex.poll(0.1)) == []
+        assert project.effects("adopt") == {}
+    finally:
+        other.close()
+
+
+def test_close_with_kill_stops_what_it_runs(ex: DaskExecutor, project: Project) -> None:
+    jobs = project.run("close", n=2, delay=20)
+    other = second(ex, project)
+    for name in ("work0", "work1"):
+        other.submit(jobs[name], QUICK, time.time())
+    wait_for(
+        lambda: all(project.attempt(jobs[n]).heartbeat is not None for n in ("work0", "work1")),
+        30,
+        "both attempts to begin",
+    )
+    began = time.time()
+    other.close(kill=True)
+    assert time.time() - began < 5
+    for name in ("work0", "work1"):
+        assert project.attempt(jobs[name]).state == "cancelled"  # its runner had time to say so
+    time.sleep(0.5)
+    assert project.effects("close") == {}
+    assert ex.has_room and len(ex._workers()) == 2  # the cluster itself is not another owner's
+
+
 def test_cancel_a_task_stuck_in_one_call_kills_its_worker_after_the_grace(
     ex: DaskExecutor, project: Project
 ) -> None:

@@ -20,12 +20,10 @@ The module imports without ``distributed``; the constructor imports it.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import queue
 import re
-import signal
 import socket
 import threading
 import time
@@ -39,7 +37,7 @@ from conveyor.executors import need
 from conveyor.executors.port import Launch, Lost, Report, Unknown
 from conveyor.executors.remote import run_remote
 from conveyor.resources import Resources, format_memory
-from conveyor.runner import Cancelled, Job, Outcome
+from conveyor.runner import Job, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +92,9 @@ class DaskExecutor:
     ) -> None:
         self._distributed = need("distributed", "dask")
         need("dask", "dask")
+        from conveyor.executors import _dask_worker
+
+        self._remote = _dask_worker
         settings = dict(settings or {})
         self.log_dir = log_dir
         self.recorder = recorder
@@ -104,7 +105,7 @@ class DaskExecutor:
         self._resources = dict(settings.get("resources") or {})
         self._held: dict[str, _Held] = {}  # by key
         self._adopted: dict[str, _Held] = {}  # by key: attempts another owner launched
-        self._done: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()  # ("", None): wake up
         self._out: list[Report] = []
         self._reconnect_at = 0.0
         self._failures = 0
@@ -126,11 +127,17 @@ class DaskExecutor:
                 raise self._unreachable(str(exc)) from None
             conn = _Connection(client)
         try:
-            conn.client.register_plugin(_plugin(), name=_PLUGIN)
+            try:
+                conn.client.register_plugin(self._remote.Plugin(), name=_PLUGIN)
+            except Exception as exc:
+                raise ExecutorError(
+                    f"the Dask workers at {self.address or 'the LocalCluster'} cannot run Conveyor's"
+                    f" plugin ({_line(exc)}); install conveyor on the Dask scheduler and every worker"
+                ) from None
             conn.client.subscribe_topic(STARTED, self._started)
             conn.workers = dict(conn.client.scheduler_info(n_workers=-1)["workers"])
             if first and self.address is not None:
-                allowed = conn.client.run_on_scheduler(_allowed_failures)
+                allowed = conn.client.run_on_scheduler(self._remote.allowed_failures)
                 if allowed:
                     log.warning(
                         "the Dask scheduler at %s re-runs a task whose worker died (allowed-failures"
@@ -196,6 +203,8 @@ class DaskExecutor:
             if held.future is not None and not held.cancelled:
                 self._out.append(Unknown(held.job, _DROPPED))
         self._held.clear()
+        for adopted in self._adopted.values():  # no engine to reach them through now
+            adopted.kill_at = adopted.retry_at = None
         self._reconnect_at = time.time() + _BACKOFF[0]
         self._failures = 0
         if conn is not None:
@@ -311,7 +320,7 @@ class DaskExecutor:
         assert self._conn is not None
         workers = [held.worker] if held.worker else None  # not known (adopted): ask every worker
         try:
-            hits = self._conn.client.run(_interrupt, held.key, workers=workers, on_error="return")
+            hits = self._conn.client.run(self._remote.interrupt, held.key, workers=workers, on_error="return")
         except Exception:
             hits = {}
         running = [addr for addr, hit in hits.items() if hit in ("interrupted", "executing")]
@@ -348,13 +357,15 @@ class DaskExecutor:
                     items.append(self._done.get_nowait())
                 except queue.Empty:
                     break
+            ended = False
             for key, fut in items:
-                report = self._ended(key, fut)
+                report = self._ended(key, fut) if key else None
                 if report is not None:
+                    ended = True
                     yield report
             yield from self._timers(time.time())
             yield from self._drain_out()
-            if items or time.time() >= end:
+            if ended or time.time() >= end:
                 return
 
     def _drain_out(self) -> Iterator[Report]:
@@ -369,9 +380,9 @@ class DaskExecutor:
         if status == "finished":
             try:
                 out: Outcome = fut.result()
-            except Exception as exc:  # the result could not reach us
+            except Exception as exc:  # the result could not reach us: the runner recorded it
                 self._forget(held)
-                return Lost(held.job, f"Dask lost its result: {_line(exc)}", blameless=True)
+                return Unknown(held.job, f"Dask lost its result ({_line(exc)}); the store has its end")
             self._forget(held)
             if held.kill_at is not None and held.timed_out and out.status == "cancelled":
                 return Lost(held.job, "timed out", timed_out=True)
@@ -388,6 +399,9 @@ class DaskExecutor:
                                 blameless=True)  # fmt: skip
                 return Lost(held.job, f"the Dask worker running it died: {where}")
             return Lost(held.job, f"Dask could not run it: {_line(error)}", blameless=True)
+        if status == "lost":  # the worker holding the result died before we read it
+            self._forget(held)
+            return Unknown(held.job, "Dask lost its result (its worker died); the store has its end")
         if status == "cancelled":
             if held.cancelled:
                 return None  # ours: reported when we cancelled or killed it
@@ -413,6 +427,7 @@ class DaskExecutor:
             held.started, held.worker = when, worker
             if held.timeout:
                 held.deadline = when + held.timeout
+                self._done.put(("", None))  # wake poll: a timer to wait for now
 
     def _timers(self, now: float) -> Iterator[Report]:
         for held in list(self._held.values()):
@@ -442,13 +457,13 @@ class DaskExecutor:
             with contextlib.suppress(Exception):
                 client.cancel(held.future, force=True)
         try:
-            hits = client.run(_executing, held.key, on_error="return")
+            hits = client.run(self._remote.executing, held.key, on_error="return")
         except Exception:
             return
         doomed = [addr for addr, hit in hits.items() if hit is True]
         if doomed:
             with contextlib.suppress(Exception):
-                client.run(_die, workers=doomed, wait=False)
+                client.run(self._remote.die, workers=doomed, wait=False)
 
     def next_deadline(self) -> float | None:
         times = [
@@ -494,8 +509,13 @@ class DaskExecutor:
             for held in list(self._held.values()):
                 if not held.cancelled:
                     self._stop(held, now, 0.0)
+            running = [h.future for h in self._held.values() if h.future is not None]
+            end = time.time() + min(self.grace, 2.0)  # a moment for the runners to record "cancelled"
+            while time.time() < end and not all(f.done() for f in running):
+                time.sleep(0.05)
             for held in list(self._held.values()):
-                self._kill(held)
+                if held.future is None or not held.future.done():
+                    self._kill(held)
                 self._forget(held)
         self._close(kill=kill)
 
@@ -577,38 +597,3 @@ def _killed_on(exc: BaseException) -> str:
 
 def _job(outcome: Outcome) -> Job:
     return Job(outcome.run_id, outcome.instance, outcome.attempt, "", "", {}, "", {})
-
-
-# -- on the Dask scheduler and workers (pickled by reference: conveyor is installed there) ------
-def _allowed_failures(dask_scheduler: Any = None) -> int:
-    return int(getattr(dask_scheduler, "allowed_failures", 0))
-
-
-def _interrupt(key: str, dask_worker: Any = None) -> str:
-    """Raise ``Cancelled`` in the worker thread running ``key`` (it lands at the next bytecode):
-    ``interrupted``; ``executing`` (its thread is not there yet: ask again), ``waiting`` or
-    ``absent``."""
-    for tid, running in list(dask_worker.active_threads.items()):
-        if running == key:
-            hit = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), ctypes.py_object(Cancelled))
-            if hit == 1:
-                return "interrupted"
-    task = dask_worker.state.tasks.get(key)
-    if task is None:
-        return "absent"
-    return "executing" if task.state in ("executing", "long-running") else "waiting"
-
-
-def _executing(key: str, dask_worker: Any = None) -> bool:
-    return key in set(dask_worker.active_threads.values())
-
-
-async def _die(dask_worker: Any = None) -> None:
-    """Kill this worker's process (a coroutine: ``client.run(..., wait=False)`` needs one)."""
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _plugin() -> Any:
-    from conveyor.executors._dask_plugin import Plugin
-
-    return Plugin()
