@@ -357,6 +357,18 @@ def test_a_timeout_counts_from_the_start_and_reports_timed_out(ex: DaskExecutor,
     wait_for(lambda: len(ex._workers()) == 2, 30, "both workers back")
 
 
+def test_a_restarted_worker_cannot_see_the_store_url_either(
+    ex: DaskExecutor, monkeypatch: pytest.MonkeyPatch, project: Project
+) -> None:
+    monkeypatch.setenv("CONVEYOR_DB", project.url)  # the nanny starts its new worker from here
+    client = ex._conn.client  # type: ignore[union-attr]
+    victim = sorted(ex._workers())[0]
+    client.run(ex._remote.die, workers=[victim], wait=False)
+    wait_for(lambda: victim not in ex._workers() and len(ex._workers()) == 2, 30, "a new worker")
+    seen = client.run(lambda: "CONVEYOR_DB" in __import__("os").environ)  # pickled by value
+    assert len(seen) == 2 and not any(seen.values()), seen
+
+
 def test_check_refuses_what_no_worker_offers_in_one_line(ex: DaskExecutor) -> None:
     assert ex.check(Resources()) is None
     assert ex.check(Resources(cpu=1, memory=10**6)) is None
