@@ -5,6 +5,7 @@ real submitted run, so the runners' writes to the store are what is checked."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import signal
 import socket
@@ -211,6 +212,30 @@ def test_a_task_on_dask_cannot_see_the_store_url(ex: DaskExecutor, project: Proj
     (line,) = [x for x in project.side.read_text().splitlines() if x.startswith("env-env")]
     assert "CONVEYOR_DB=False" in line
     assert f"pid={os.getpid()}" not in line  # it ran in a worker process, not here
+
+
+def _explode() -> None:
+    raise RuntimeError("this cannot be unpickled here")
+
+
+class Poison:
+    """Unpickles nowhere: what a job looks like to a Dask scheduler or worker without its code."""
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return (_explode, ())
+
+
+def test_an_attempt_dask_cannot_load_is_lost_not_the_task_s_fault(ex: DaskExecutor, project: Project) -> None:
+    jobs = project.run("poison")
+    job = dataclasses.replace(jobs["env"], inputs={"x": Poison()})  # type: ignore[dict-item]
+    ex.submit(job, QUICK, time.time())
+    (lost,) = reports(ex, 1, 15)
+    assert isinstance(lost, Lost) and lost.blameless and not lost.timed_out, lost
+    assert lost.reason.startswith("Dask could not run it: RuntimeError: Error during deserialization")
+    assert "must be importable on the Dask scheduler and every worker" in lost.reason
+    assert "\n" not in lost.reason
+    assert project.attempt(job).heartbeat is None  # its runner never began
+    assert project.effects("poison") == {}
 
 
 def test_a_killed_worker_loses_the_attempt_and_dask_does_not_run_it_again(

@@ -398,7 +398,10 @@ class DaskExecutor:
                     return Lost(held.job, f"the Dask worker holding it died before it started: {where}",
                                 blameless=True)  # fmt: skip
                 return Lost(held.job, f"the Dask worker running it died: {where}")
-            return Lost(held.job, f"Dask could not run it: {_line(error)}", blameless=True)
+            hint = ""
+            if isinstance(error, ImportError) or "serializ" in str(error):
+                hint = " (conveyor and the project must be importable on the Dask scheduler and every worker)"
+            return Lost(held.job, f"Dask could not run it: {_line(error)}{hint}", blameless=True)
         if status == "lost":  # the worker holding the result died before we read it
             self._forget(held)
             return Unknown(held.job, "Dask lost its result (its worker died); the store has its end")
@@ -582,8 +585,10 @@ def _describe(amounts: Mapping[str, float]) -> str:
 
 # -- errors -------------------------------------------------------------------------------------
 def _line(exc: BaseException | None) -> str:
+    """``Type: the first sentence``: Dask's messages run on over several lines."""
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+    first = text[0].split(". ")[0].rstrip(".") if text else ""
+    return f"{type(exc).__name__}: {first}".rstrip(": ")
 
 
 def _killed_on(exc: BaseException) -> str:
