@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from conveyor.errors import ExecutorError
-from conveyor.executors import need
+from conveyor.executors import fit, need
 from conveyor.executors.port import Launch, Lost, Report, Unknown
 from conveyor.executors.remote import run_remote
-from conveyor.resources import Resources, format_memory
+from conveyor.resources import Resources
 from conveyor.runner import Job, Outcome
 
 log = logging.getLogger(__name__)
@@ -254,15 +254,8 @@ class DaskExecutor:
 
     def check(self, resources: Resources) -> str | None:
         if self._conn is None:
-            return None  # cannot tell now; the request is checked again at the next submit
-        workers = self._workers()
-        if not workers:
-            return None  # none joined yet: nothing to compare with
-        if any(_fits(resources, w) for w in workers.values()):
-            return None
-        asked = _describe(_wanted(resources))
-        offers = "; ".join(sorted({_describe(_offer(w)) for w in workers.values()}))
-        return f"no Dask worker can run a task asking for {asked}: the workers offer {offers}"
+            return None  # cannot tell while the Dask scheduler is away
+        return fit.refusal(resources, [_offer(w) for w in self._workers().values()], "Dask worker")
 
     def _workers(self) -> dict[str, Any]:
         assert self._conn is not None
@@ -551,10 +544,6 @@ _DROPPED = "the Dask scheduler dropped it (its scheduler went away?); the store 
 
 
 # -- resources ----------------------------------------------------------------------------------
-def _wanted(resources: Resources) -> dict[str, int]:
-    return {k: v for k, v in resources.as_dict().items() if v}
-
-
 def _offer(worker: Mapping[str, Any]) -> dict[str, float]:
     offer = {k: float(v) for k, v in (worker.get("resources") or {}).items()}
     offer.setdefault("cpu", float(worker.get("nthreads") or 1))
@@ -563,24 +552,11 @@ def _offer(worker: Mapping[str, Any]) -> dict[str, float]:
     return offer
 
 
-def _fits(resources: Resources, worker: Mapping[str, Any]) -> bool:
-    offer = _offer(worker)
-    return all(n <= offer.get(name, 0) for name, n in _wanted(resources).items())
-
-
 def _mapped(resources: Resources, workers: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
     """Dask resources only exist where workers declare them: a name no worker declares would
     wait forever, so only declared names are asked for (``check`` refused the rest)."""
     declared = {name for w in workers.values() for name in (w.get("resources") or {})}
-    return {name: n for name, n in _wanted(resources).items() if name in declared}
-
-
-def _describe(amounts: Mapping[str, float]) -> str:
-    parts = []
-    for name, n in sorted(amounts.items()):
-        shown = format_memory(int(n)) if name == "memory" else f"{n:g}"
-        parts.append(f"{name}={shown}")
-    return ", ".join(parts) or "nothing"
+    return {name: n for name, n in fit.wanted(resources).items() if name in declared}
 
 
 # -- errors -------------------------------------------------------------------------------------
