@@ -267,7 +267,8 @@ class DaskExecutor:
         key = key_of(job)
         held = _Held(job, key, timeout=launch.timeout)
         if not self._alive():
-            self._out.append(Unknown(job, f"the Dask scheduler at {self.address} is unreachable"))
+            where = self.address or "its LocalCluster"
+            self._out.append(Unknown(job, f"the Dask scheduler at {where} is unreachable"))
             return
         assert self._conn is not None
         client = self._conn.client
@@ -297,6 +298,8 @@ class DaskExecutor:
         """Interrupt it where it runs; not started: take it back. Kill after ``grace``."""
         if self._conn is None:
             return
+        if held.future is not None and held.future.done():
+            return  # it ended already (or the scheduler dropped it): poll reports how
         client = self._conn.client
         running = self._interrupt(held, now)
         held.cancelled = True
@@ -417,9 +420,10 @@ class DaskExecutor:
 
     def _started(self, event: Any) -> None:
         """From the workers' plugin (on the client's loop): an attempt began on a worker."""
-        _, (key, worker, when) = event
+        _, (key, worker, _when) = event
         held = self._held.get(key) or self._adopted.get(key)
         if held is not None and held.started is None:
+            when = time.time()  # this machine's clock, not the worker's
             held.started, held.worker = when, worker
             if held.timeout:
                 held.deadline = when + held.timeout
