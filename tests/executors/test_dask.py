@@ -421,6 +421,12 @@ def test_an_unreachable_address_is_one_line_within_the_connect_timeout(tmp_path:
     assert "dask scheduler" in message
 
 
+def test_the_executor_is_found_by_its_name() -> None:
+    from conveyor.executors import load, names
+
+    assert "dask" in names() and load("dask") is DaskExecutor
+
+
 def test_without_distributed_the_error_names_the_extra(tmp_path: Path) -> None:
     code = (
         "import sys; sys.modules['distributed'] = None\n"
