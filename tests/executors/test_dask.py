@@ -550,6 +550,12 @@ def test_the_dask_scheduler_dies_mid_run(cluster: Cluster, project: Project) -> 
             "the running attempts' ends",
         )
         assert len(began) == 2
+        # meanwhile a submission is not lost silently: unknown at once, for the store to decide
+        again = [n for n in names if n not in began]
+        ex.submit(jobs[again[0]], QUICK, time.time())
+        (unknown,) = reports(ex, 1, 5)
+        assert isinstance(unknown, Unknown) and unknown.reason.endswith("is unreachable")
+        assert ex.check(Resources(gpu=1)) is None  # nothing to compare with while it is away
         # a new scheduler on the same address, new workers (the old ones exited): reconnected
         cluster.scheduler()
         cluster.worker(), cluster.worker()
@@ -559,7 +565,6 @@ def test_the_dask_scheduler_dies_mid_run(cluster: Cluster, project: Project) -> 
             assert list(ex.poll(0.5)) == []
         wait_for(lambda: len(ex._workers()) == 2, 60, "2 new workers")
         # what never began is submitted again (the driver would, after the store said so)
-        again = [n for n in names if n not in began]
         assert all(project.attempt(jobs[n]).heartbeat is None for n in again)
         for name in again:
             ex.submit(jobs[name], QUICK, time.time())
