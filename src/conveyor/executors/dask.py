@@ -394,6 +394,13 @@ class DaskExecutor:
                     return Lost(held.job, f"the Dask worker holding it died before it started: {where}",
                                 blameless=True)  # fmt: skip
                 return Lost(held.job, f"the Dask worker running it died: {where}")
+            if held.kill_at is not None and type(error).__name__ == "Cancelled":
+                # our interrupt landed outside the task (the runner was beginning or recording)
+                return (
+                    Lost(held.job, "timed out", timed_out=True)
+                    if held.timed_out
+                    else Lost(held.job, "cancelled while its runner was not running the task", blameless=True)
+                )
             hint = ""
             if isinstance(error, ImportError) or "serializ" in str(error):
                 hint = " (conveyor and the project must be importable on the Dask scheduler and every worker)"
