@@ -332,6 +332,18 @@ def test_a_new_owner_adopts_a_running_attempt_and_can_cancel_it(ex: DaskExecutor
         other.close()
 
 
+def test_detach_lets_go_and_every_attempt_still_runs_once(ex: DaskExecutor, project: Project) -> None:
+    jobs = project.run("detach", n=3, delay=1)
+    other = second(ex, project)
+    for name in ("work0", "work1", "work2"):  # 2 workers: one waits in Dask
+        other.submit(jobs[name], QUICK, time.time())
+    other.detach()  # its client is gone: the attempts are Dask's own now
+    assert other.running() == [] and not other.has_room
+    for name in ("work0", "work1", "work2"):
+        wait_for(lambda name=name: project.attempt(jobs[name]).state == "succeeded", 30, "its end")
+    assert project.effects("detach") == {"detach-0": 1, "detach-1": 1, "detach-2": 1}
+
+
 def test_close_with_kill_stops_what_it_runs(ex: DaskExecutor, project: Project) -> None:
     jobs = project.run("close", n=2, delay=20)
     other = second(ex, project)
