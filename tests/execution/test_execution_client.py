@@ -3,10 +3,12 @@ the same instance, and a log sent in chunks as it grows."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from pathlib import Path
 
+import pytest
 from started import start_run
 
 from conveyor.execution.client import ApiRecorder
@@ -64,3 +66,15 @@ def test_the_log_is_sent_as_it_grows_and_whole_at_the_end(
     rec.end(job(s.run_id, local), Outcome(s.run_id, "inst", 1, "failed", None, "boom", 1.0, 2.0))
     assert served.read_bytes() == local.read_bytes()
     assert (s.attempt("inst", 1).state, s.attempt("inst", 1).error) == ("failed", "boom")
+
+
+def test_a_runner_whose_api_never_answers_does_not_start(
+    store: Store, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{sock.getsockname()[1]}"  # bound, not listening: refused
+        rec = ApiRecorder(nobody, mint(store, "r1", "inst", 1), patience=1.0)
+        assert rec.begin(job("r1", tmp_path / "r.log")) is False
+    err = capfd.readouterr().err
+    assert "retrying" in err and "did not answer for 1s: not starting" in err

@@ -74,3 +74,20 @@ def test_another_store_knows_no_key_of_this_one(store: Store, tmp_path: Path) ->
             verify(other, mint(store, "r1", "inst", 1), "r1", "inst", 1, kinds=("start",))
     finally:
         other.close()
+
+
+def test_a_key_deleted_from_the_store_verifies_no_more(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlalchemy as sa
+
+    from conveyor.store.schema import signing_keys
+
+    monkeypatch.setattr(tokens, "KEY_CACHE", 0.0)  # servers read keys again at once, not after a minute
+    tok = mint(store, "r1", "inst", 1, kind="run")
+    verify(store, tok, "r1", "inst", 1)
+    with store.engine.begin() as conn:  # type: ignore[attr-defined]
+        conn.execute(sa.delete(signing_keys))
+    with pytest.raises(TokenRefused, match="is unknown to this store"):
+        verify(store, tok, "r1", "inst", 1)
+    fresh = mint(store, "r1", "inst", 1, kind="run")
+    assert fresh.split(".")[1] != tok.split(".")[1]
+    verify(store, fresh, "r1", "inst", 1)

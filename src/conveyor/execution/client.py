@@ -62,6 +62,7 @@ class AttemptApi:
         self.api = api.rstrip("/")
         self.token = token
         self.base = ""
+        self.begun = False  # ``begin`` was answered: the token is a run token
         self._http = httpx.Client(timeout=timeout, trust_env=False)
 
     def attach(self, run_id: str, instance: str, attempt: int) -> None:
@@ -93,7 +94,7 @@ class AttemptApi:
         except Refused as exc:
             _say(f"the attempt may not start: {exc}")
             return STALE
-        self.token = got["token"]
+        self.token, self.begun = got["token"], True
         return None if got["execute"] else Holder(**got["holder"])
 
     def waiting_on(self, instance_id: str, holder: Holder) -> tuple[Holder | None, AttemptStatus | None]:
@@ -184,7 +185,9 @@ class LogShipper:
 
 class ApiRecorder(Recorder):
     """A ``Recorder`` for a runner that holds no store URL: only the execution API's address
-    (``api``) and its attempt's token (``token``). One per attempt: after its end it stops."""
+    (``api``) and its attempt's token (``token``). One per attempt: after its end it stops.
+    Unlike a local runner's, an attempt whose start the API never answered (for ``patience``
+    seconds) does not start: nothing it did could be recorded."""
 
     def __init__(self, api: str, token: str, interval: float = 1.0, patience: float = 120.0) -> None:
         super().__init__(api, interval, patience)
@@ -207,6 +210,11 @@ class ApiRecorder(Recorder):
             self._api.attach(job.run_id, job.instance, job.attempt)
             self._log = LogShipper(self._api, job.log_path)
         got = super().begin(job, take_from)
+        if got is True and not self._api.begun:  # never answered: nothing could be recorded
+            _say(
+                f"the execution API at {self._api.api} did not answer for {self.patience:.0f}s: not starting"
+            )
+            self.current, got = None, False
         if got is False:
             self._stopped.set()
         return got

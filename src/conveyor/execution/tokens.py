@@ -82,34 +82,37 @@ def _unb64(text: str) -> bytes:
 
 
 class _Keys:
-    """Keys already read, by store URL: a key's secret never changes, so remembering it keeps no
-    state (any server reads the same from the store). The current key is read again after
-    ``KEY_CACHE`` seconds, so that all servers move to a rotated key within a minute."""
+    """Keys read from the store lately, by store URL, each for ``KEY_CACHE`` seconds: a server
+    asks its store once a minute, not at every request, and still keeps no state of its own (a
+    key deleted from the store is refused everywhere within a minute)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.secrets: dict[tuple[str, str], bytes] = {}
+        self.secrets: dict[tuple[str, str], tuple[float, bytes]] = {}
         self.current: dict[str, tuple[float, str, bytes]] = {}
 
     def signing(self, store: Store, now: float) -> tuple[str, bytes]:
         with self.lock:
             got = self.current.get(store.url)
-        if got is not None and got[0] > now:
+        if got is not None and now < got[0]:
             return got[1], got[2]
         kid, secret = store.signing_key(now, ROTATE_AFTER, START_TTL + LEEWAY)
         with self.lock:
             self.current[store.url] = (now + KEY_CACHE, kid, secret)
-            self.secrets[(store.url, kid)] = secret
         return kid, secret
 
     def verifying(self, store: Store, kid: str) -> bytes | None:
+        now = time.monotonic()
         with self.lock:
-            secret = self.secrets.get((store.url, kid))
-        if secret is None:
-            secret = store.verifying_key(kid)
-            if secret is not None:
-                with self.lock:
-                    self.secrets[(store.url, kid)] = secret
+            got = self.secrets.get((store.url, kid))
+        if got is not None and now < got[0]:
+            return got[1]
+        secret = store.verifying_key(kid)
+        with self.lock:
+            if secret is None:
+                self.secrets.pop((store.url, kid), None)
+            else:
+                self.secrets[(store.url, kid)] = (now + KEY_CACHE, secret)
         return secret
 
 
