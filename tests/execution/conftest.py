@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from started import Started, start_run
 
 from conveyor.execution.local import Endpoint, serve_locally
 from conveyor.store import Store, open_store
+from execution.started import Started, start_run
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from started import start_run
 
 from conveyor.execution.client import ApiRecorder
 from conveyor.execution.local import Endpoint
@@ -17,6 +16,7 @@ from conveyor.execution.tokens import mint
 from conveyor.runner import Job, Outcome
 from conveyor.store import Store
 from conveyor.store.records import Holder
+from execution.started import start_run
 
 
 def job(run_id: str, log: Path) -> Job:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from started import Started
 
 from conveyor.execution.local import Endpoint, serve_locally
 from conveyor.execution.tokens import mint
 from conveyor.store import open_store
+from execution.started import Started
 
 END = {"status": "succeeded", "ended_at": 1.5e9, "result": "/r.json"}
 
@@ -131,7 +131,7 @@ def test_log_chunks_land_in_the_attempts_log_once(api: Endpoint, started: Starte
 def test_a_token_minted_through_one_server_is_good_on_another(postgres: object, tmp_path: Path) -> None:
     """Two servers, each with its own connection to one PostgreSQL store, keep nothing: a token
     minted by the driver (a third process's store) is good on both, and so are the renewed ones."""
-    from started import start_run
+    from execution.started import start_run
 
     url = postgres.create_database("t_two_servers")  # type: ignore[attr-defined]
     driver, a_store, b_store = open_store(url), open_store(url), open_store(url)

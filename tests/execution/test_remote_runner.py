@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from started import Started, start_run
 
 from conveyor import artifacts
 from conveyor.engine import instance_records
@@ -21,6 +20,7 @@ from conveyor.execution.local import Endpoint, serve_locally
 from conveyor.execution.tokens import mint
 from conveyor.loader import load_pipeline
 from conveyor.store import Store
+from execution.started import Started, start_run
 
 RUNNER = Path(__file__).with_name("remote_runner.py")
 
