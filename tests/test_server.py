@@ -78,6 +78,28 @@ def test_a_triggered_run_succeeds_and_shows_its_tasks_logs_and_result(http: http
     assert http.get("/healthz").json()["schedulers"] == 1
 
 
+def test_the_server_serves_the_execution_api_with_the_stores_keys(
+    http: httpx.Client, served: tuple[ServerProcess, Project]
+) -> None:
+    """A token minted by another process on the server's store (a driver) is the server's to
+    verify; an ended attempt cannot begin again; no token, no entry."""
+    from conveyor.execution.tokens import mint
+    from conveyor.store import open_store
+
+    run_id = _trigger(http, "quick", n="4")
+    [task] = wait_for_run(http, run_id)["tasks"]
+    path = f"/execution/v1/attempts/{run_id}/{task['id']}/1/begin"
+    answer = http.post(path, json={"owner": "elsewhere:1"})
+    assert answer.status_code == 401 and "attempt token is needed" in answer.json()["detail"]
+    store = open_store(served[1].db)
+    try:
+        token = mint(store, run_id, task["id"], 1)
+    finally:
+        store.close()
+    answer = http.post(path, json={"owner": "elsewhere:1"}, headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 409 and "do not start it" in answer.json()["detail"], answer.text
+
+
 def test_a_slow_run_is_cancelled(http: httpx.Client) -> None:
     run_id = _trigger(http, "slow")
     wait_until(lambda: http.get(f"{V1}/runs/{run_id}").json()["state"] == "running", what="the run to start")

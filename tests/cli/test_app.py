@@ -375,5 +375,5 @@ def test_second_ctrl_c_exits_at_once(project: Project) -> None:
 
 def test_db_upgrade_reports_the_schema(project: Project) -> None:
     out = project.cli("db", "upgrade", check=True).stdout
-    assert "schema 0006" in out
-    assert "already at schema 0006" in project.cli("db", "upgrade", check=True).stdout
+    assert "schema 0007" in out
+    assert "already at schema 0007" in project.cli("db", "upgrade", check=True).stdout

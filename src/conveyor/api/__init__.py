@@ -4,6 +4,7 @@
 
 Only this package knows HTTP. The routes are in ``routes``, the mapping of errors to answers in
 ``problems``, the body-size limit in ``limits``, the refusal of other web sites in ``origins``;
+the execution API for remote runners (``conveyor.execution.routes``) is mounted beside them;
 ``reference`` renders docs/api.md from the OpenAPI schema. ``conveyor server``
 (``conveyor.server``) serves the app with uvicorn.
 """
@@ -60,6 +61,9 @@ def create_app(
     app.state.service = service
     app.state.on_reload = on_reload
     ui.mount(app)  # the web UI at / and /ui/, outside the schema
+    from conveyor.execution.routes import mount
+
+    mount(app, service.store)  # the execution API for remote runners, outside the schema
     return app
 
 

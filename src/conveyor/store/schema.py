@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 
 #: The Alembic revision this code expects; a test checks it is the migrations' head.
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 
 metadata = MetaData()
 
@@ -189,4 +189,15 @@ backfills = Table(
     Column("version", Integer, nullable=False, server_default="0"),
     Column("slots", Text, nullable=False),  # JSON: each date with its run key, run and state
     Index("ix_backfills_created", "created_at"),
+)
+
+#: The keys that sign the execution API's attempt tokens (``conveyor.execution.tokens``): kept in
+#: the store so that every server verifies what any other minted. The newest signs; all verify.
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("secret", String(128), nullable=False),  # hex, 32 random bytes
+    Column("created_at", Float, nullable=False),
+    Index("ix_signing_keys_created", "created_at"),
 )

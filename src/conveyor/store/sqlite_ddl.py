@@ -4,7 +4,7 @@
 SQLite's schema as text, for the embedded run's store (``lite``), which imports no SQLAlchemy;
 tests/store/test_lite.py checks it is current."""
 
-REVISION = "0006"
+REVISION = "0007"
 RUN_COLUMNS = (
     "id",
     "pipeline",
@@ -74,6 +74,8 @@ DDL = (
     "CREATE UNIQUE INDEX ux_runs_open_key ON runs (\"key\") WHERE state IN ('pending', 'running')",
     "\nCREATE TABLE schedulers (\n\tname VARCHAR(200) NOT NULL, \n\thost VARCHAR(200) NOT NULL, \n\tpid INTEGER NOT NULL, \n\tstarted_at FLOAT NOT NULL, \n\theartbeat FLOAT NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tworkers INTEGER DEFAULT '0' NOT NULL, \n\tPRIMARY KEY (name)\n)\n\n",
     "\nCREATE TABLE schedules (\n\tpipeline VARCHAR(400) NOT NULL, \n\tlast_tick FLOAT NOT NULL, \n\tpaused_at FLOAT, \n\tPRIMARY KEY (pipeline)\n)\n\n",
+    "\nCREATE TABLE signing_keys (\n\tid VARCHAR(32) NOT NULL, \n\tsecret VARCHAR(128) NOT NULL, \n\tcreated_at FLOAT NOT NULL, \n\tPRIMARY KEY (id)\n)\n\n",
+    "CREATE INDEX ix_signing_keys_created ON signing_keys (created_at)",
     "\nCREATE TABLE task_instances (\n\trun_id VARCHAR(32) NOT NULL, \n\tid VARCHAR(32) NOT NULL, \n\tseq INTEGER NOT NULL, \n\ttask VARCHAR(200) NOT NULL, \n\tlabel TEXT NOT NULL, \n\tparams TEXT NOT NULL, \n\tupstream TEXT NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tattempts INTEGER DEFAULT '0' NOT NULL, \n\tfailures INTEGER DEFAULT '0' NOT NULL, \n\tlost INTEGER DEFAULT '0' NOT NULL, \n\tnot_before FLOAT DEFAULT '0' NOT NULL, \n\tpriority INTEGER DEFAULT '0' NOT NULL, \n\ttargets TEXT DEFAULT '[]' NOT NULL, \n\tresult TEXT, \n\terror TEXT, \n\tstarted_at FLOAT, \n\tended_at FLOAT, \n\tpartition INTEGER DEFAULT '0' NOT NULL, \n\tPRIMARY KEY (run_id, id)\n)\n\n",
     "CREATE INDEX ix_instances_partition ON task_instances (run_id, partition)",
     "\nCREATE TABLE transitions (\n\tid INTEGER NOT NULL, \n\trun_id VARCHAR(32) NOT NULL, \n\tinstance_id VARCHAR(32) NOT NULL, \n\told VARCHAR(16) NOT NULL, \n\tnew VARCHAR(16) NOT NULL, \n\tat FLOAT NOT NULL, \n\tcause TEXT NOT NULL, \n\tattempt INTEGER NOT NULL, \n\tPRIMARY KEY (id)\n)\n\n",
