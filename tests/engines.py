@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-ENGINES = ["local"]
+ENGINES = ["local", "dask"]
 
 
 @dataclass(frozen=True)
@@ -34,4 +39,94 @@ def start_engine(name: str, scratch: Path) -> Iterator[Engine]:
     if name == "local":
         yield Engine("local", ("--executor", "local"))
         return
+    if name == "dask":
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            missing("Dask", "install it with: pip install -e '.[test]'")
+        cluster = DaskCluster(scratch)
+        try:
+            cluster.scheduler()
+            wait_port(cluster.port)
+            for _ in range(2):
+                cluster.worker()
+            cluster.wait_for_workers(2)
+            yield Engine("dask", ("--executor", "dask", "--executor-address", cluster.address))
+        finally:
+            cluster.stop()
+        return
     raise ValueError(f"no such engine in the tests: {name}")
+
+
+def wait_port(port: int, timeout: float = 60.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout:g}s")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class DaskCluster:
+    """A Dask scheduler and workers as CLI processes of our own on 127.0.0.1, stopped by PID."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.port = root, free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.env = {k: v for k, v in os.environ.items() if k != "CONVEYOR_DB"}
+        self.env["DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES"] = "0"
+        self.env["DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION"] = "1.0"
+
+    def _start(self, *args: str) -> subprocess.Popen[bytes]:
+        with open(self.root / "cluster.log", "ab") as log:
+            proc = subprocess.Popen(
+                [str(Path(sys.executable).parent / "dask"), *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+            )
+        self.procs.append(proc)
+        return proc
+
+    def scheduler(self) -> subprocess.Popen[bytes]:
+        return self._start("scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard")
+
+    def worker(self) -> subprocess.Popen[bytes]:
+        return self._start(
+            "worker",
+            self.address,
+            "--nthreads",
+            "1",
+            "--no-dashboard",
+            "--host",
+            "127.0.0.1",
+            "--resources",
+            "cpu=1",
+            "--death-timeout",
+            "60",
+        )
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+
+    def wait_for_workers(self, n: int, timeout: float = 60.0) -> None:
+        from distributed import Client
+
+        with Client(self.address, timeout=30, set_as_default=False) as client:
+            client.wait_for_workers(n, timeout=timeout)

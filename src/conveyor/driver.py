@@ -592,7 +592,7 @@ class RunDriver:
             inputs,
             self.run.target,
             self.run.params,
-            self.run.workdir if self._shared is not None else "",
+            self.run.workdir if self._shared is not None or self._engines else "",
             holder,
             self.force,
         )

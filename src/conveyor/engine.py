@@ -24,6 +24,7 @@ from conveyor.driver import RunDriver, RunResult, tail
 from conveyor.errors import ConveyorError, GraphError, RunBusy, RunExists
 from conveyor.executors.choice import Choice, choose
 from conveyor.executors.placing import Placement, place
+from conveyor.executors.tickets import Tickets
 from conveyor.graph import Graph
 from conveyor.interrupts import interrupts
 from conveyor.loader import load_pipeline, split_target
@@ -355,6 +356,8 @@ def drive(
     """Drive a prepared run to its end on local worker processes. ``release=False`` keeps the
     run's lease when it ends: the caller releases it (``release``) once it has told the user,
     so that a process killed in between leaves a run the next ``prepare`` shows as unseen."""
+    engines = prepared.placement.engines
+    tickets = Tickets(prepared.store.url, prepared.placement.api, home()) if engines else None
     driver = RunDriver(
         prepared.store,
         prepared.run,
@@ -368,13 +371,19 @@ def drive(
         on_change=on_change,
         epoch=prepared.epoch,
         release=release,
-        engines=prepared.placement.engines,
+        engines=engines,
         default_executor=prepared.placement.default,
+        tickets=tickets,
     )
     if on_start is not None:
         on_start(driver)
-    with interrupts(driver):
-        return driver.drive()
+    try:
+        with interrupts(driver):
+            return driver.drive()
+    finally:
+        prepared.placement.close()
+        if tickets is not None:
+            tickets.close()
 
 
 def run(

@@ -147,7 +147,9 @@ def test_results_flow_downstream_and_targets_are_written_once(pipes: Project, en
     assert effects(pipes)["report"] == 1
 
 
-def test_a_failure_is_retried_by_conveyor_and_reported_with_its_reason(pipes: Project, engine: Engine) -> None:
+def test_a_failure_is_retried_by_conveyor_and_reported_with_its_reason(
+    pipes: Project, engine: Engine
+) -> None:
     code, out = run(pipes, engine, "failing")
     assert code == 1, out
     assert "KeyError: 'no such column: price'" in out

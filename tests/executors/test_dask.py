@@ -8,7 +8,6 @@ import collections
 import dataclasses
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+
+from engines import DaskCluster, free_port
 
 pytest.importorskip("distributed", reason="the dask extra is not installed")
 
@@ -422,7 +423,7 @@ def test_check_refuses_what_no_worker_offers_in_one_line(ex: DaskExecutor) -> No
 
 
 def test_an_unreachable_address_is_one_line_within_the_connect_timeout(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     began = time.time()
     with pytest.raises(ExecutorError) as err:
         DaskExecutor(1, str(tmp_path), settings={"address": f"tcp://127.0.0.1:{port}", "connect_timeout": 2})
@@ -451,73 +452,16 @@ def test_without_distributed_the_error_names_the_extra(tmp_path: Path) -> None:
 
 
 # -- the Dask scheduler's death: CLI processes of our own ------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Cluster:
-    def __init__(self, root: Path) -> None:
-        self.root, self.port = root, _free_port()
-        self.address = f"tcp://127.0.0.1:{self.port}"
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.env = {k: v for k, v in os.environ.items() if k != "CONVEYOR_DB"}
-        self.env["DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES"] = "0"
-        self.env["DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION"] = "1.0"
-
-    def _start(self, *args: str) -> subprocess.Popen[bytes]:
-        with open(self.root / "cluster.log", "ab") as log:
-            proc = subprocess.Popen(
-                [str(Path(sys.executable).parent / "dask"), *args],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                start_new_session=True,
-            )
-        self.procs.append(proc)
-        return proc
-
-    def scheduler(self) -> subprocess.Popen[bytes]:
-        return self._start("scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard")
-
-    def worker(self) -> subprocess.Popen[bytes]:
-        return self._start(
-            "worker",
-            self.address,
-            "--nthreads",
-            "1",
-            "--no-dashboard",
-            "--host",
-            "127.0.0.1",
-            "--resources",
-            "cpu=1",
-            "--death-timeout",
-            "60",
-        )
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-
-
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
+def cluster(tmp_path: Path) -> Iterator[DaskCluster]:
+    c = DaskCluster(tmp_path)
     try:
         yield c
     finally:
         c.stop()
 
 
-def _connect(cluster: Cluster, project: Project, workers: int) -> DaskExecutor:
+def _connect(cluster: DaskCluster, project: Project, workers: int) -> DaskExecutor:
     end = time.time() + 30
     while True:
         try:
@@ -535,7 +479,7 @@ def _connect(cluster: Cluster, project: Project, workers: int) -> DaskExecutor:
     return ex
 
 
-def test_the_dask_scheduler_dies_mid_run(cluster: Cluster, project: Project) -> None:
+def test_the_dask_scheduler_dies_mid_run(cluster: DaskCluster, project: Project) -> None:
     sched = cluster.scheduler()
     cluster.worker(), cluster.worker()
     ex = _connect(cluster, project, 2)

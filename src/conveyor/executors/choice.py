@@ -11,6 +11,12 @@ each executor's settings come from, in order (later wins)::
 
 then ``CONVEYOR_EXECUTOR`` and ``CONVEYOR_<NAME>_<SETTING>`` variables (``CONVEYOR_DASK_ADDRESS``),
 then the flags ``--executor NAME`` and ``--executor-address ADDRESS``.
+
+Runners on an engine report through the execution API (they never hold the store's
+credentials): ``[executor] api = "http://conveyor.example:8080"`` (or
+``CONVEYOR_EXECUTION_API``) names a ``conveyor server`` on the same store, whose results outlive
+the process that launched the attempt; without one, that process serves the API itself, on
+loopback (engines on this machine only).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from conveyor.errors import ExecutorError
 class Choice:
     default: str = "local"
     settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    api: str | None = None  # the execution API runners on engines report to (None: serve one here)
 
     def of(self, name: str) -> dict[str, Any]:
         """The settings of executor ``name``."""
@@ -45,8 +52,9 @@ def choose(
     """The executor choice from conveyor.toml (found from ``root`` or the current directory),
     the environment and the flags."""
     env = os.environ if environ is None else environ
-    default, settings = _from_file(root)
+    default, settings, api = _from_file(root)
     default = env.get("CONVEYOR_EXECUTOR") or default
+    api = env.get("CONVEYOR_EXECUTION_API") or api
     default = flag or default
     names = {default, *settings}
     prefixes = {f"CONVEYOR_{n.upper().replace('-', '_')}_": n for n in names if n != "local"}
@@ -58,10 +66,10 @@ def choose(
         if default == "local":
             raise ExecutorError("--executor-address needs --executor NAME; local workers have no address")
         settings.setdefault(default, {})["address"] = address
-    return Choice(default, settings)
+    return Choice(default, settings, api)
 
 
-def _from_file(root: Path | None) -> tuple[str, dict[str, dict[str, Any]]]:
+def _from_file(root: Path | None) -> tuple[str, dict[str, dict[str, Any]], str | None]:
     from conveyor.project import FILE
 
     here = (root or Path.cwd()).resolve()
@@ -70,16 +78,19 @@ def _from_file(root: Path | None) -> tuple[str, dict[str, dict[str, Any]]]:
         if path.is_file():
             break
     else:
-        return "local", {}
+        return "local", {}, None
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError):
-        return "local", {}  # reported where the project is read
+        return "local", {}, None  # reported where the project is read
     section = data.get("executor", {})
     if not isinstance(section, dict):
         raise ExecutorError(f'{path}: [executor] must be a table, like [executor] default = "dask"')
     default = section.get("default", "local")
     if not isinstance(default, str):
         raise ExecutorError(f"{path}: [executor] default must be an executor's name, got {default!r}")
+    api = section.get("api")
+    if api is not None and not (isinstance(api, str) and api.startswith(("http://", "https://"))):
+        raise ExecutorError(f'{path}: [executor] api must be a server\'s URL, like "http://host:8080"')
     settings = {k: dict(v) for k, v in section.items() if isinstance(v, dict)}
-    return default, settings
+    return default, settings, api

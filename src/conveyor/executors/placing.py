@@ -29,6 +29,7 @@ UNBOUNDED = 2**62
 class Placement:
     default: str = "local"
     engines: dict[str, Executor] = field(default_factory=dict)
+    api: str | None = None  # the execution API their runners report to (None: serve one)
 
     def name_of(self, task: TaskDef) -> str:
         return task.executor or self.default
@@ -56,7 +57,7 @@ def place(
     placement and the capacity its core admits attempts by (``workers`` attempts at once, by
     default the engines' slots, or one per local cpu). ``opened``: engines already open (a
     scheduler's, shared by its runs), used and added to, and not closed here."""
-    placement = Placement(pipeline_executor or choice.default)
+    placement = Placement(pipeline_executor or choice.default, api=choice.api)
     shared = opened if opened is not None else placement.engines
     local = workers or max(os.cpu_count() or 1, 1)
     capacity = Capacity.local(local, resources)

@@ -16,7 +16,10 @@ directory while it runs): adapters give each engine worker one slot.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
+import tempfile
 import threading
 import time
 from typing import Any
@@ -37,6 +40,10 @@ def run_remote(job: Job, report: Ticket | str) -> Outcome:
             install_logging()
             _logging = True
         recorder = _recorder(report)
+        scratch = None
+        if isinstance(report, Ticket):  # the log is written here and sent in chunks
+            scratch = tempfile.mkdtemp(prefix="conveyor-attempt-")
+            job = dataclasses.replace(job, log_path=os.path.join(scratch, "attempt.log"))
         try:
             begun = recorder.begin(job)
             if begun is False:
@@ -59,14 +66,13 @@ def run_remote(job: Job, report: Ticket | str) -> Outcome:
             recorder.end(job, out)
             return out
         finally:
-            close = getattr(recorder, "close", None)
-            if close is not None and isinstance(report, Ticket):
-                close()
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _recorder(report: Ticket | str) -> Any:
     if isinstance(report, Ticket):
-        from conveyor.execution.client import ApiRecorder  # type: ignore[import-not-found,unused-ignore]
+        from conveyor.execution.client import ApiRecorder
 
         return ApiRecorder(report.api, report.token)
     rec = _recorders.get(report)
