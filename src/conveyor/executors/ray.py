@@ -173,8 +173,13 @@ class RayExecutor:
         recorder: Any = None,
         settings: Mapping[str, Any] | None = None,
     ) -> None:
-        self._ray = need("ray", "ray")
         s = dict(settings or {})
+        # Ray reads its auth mode once, when it is first imported: set it before
+        if s.get("auth_mode"):
+            os.environ["RAY_AUTH_MODE"] = str(s["auth_mode"])
+        if s.get("auth_token"):
+            os.environ["RAY_AUTH_TOKEN"] = str(s["auth_token"])
+        self._ray = need("ray", "ray")
         self.size = max(1, int(s.get("num_cpus", workers)))
         self.log_dir = log_dir
         self.recorder = recorder
@@ -184,11 +189,10 @@ class RayExecutor:
         self.idle = float(s.get("idle", 60.0))
         self.orphan = float(s.get("orphan", 600.0))
         self.runtime_env: dict[str, Any] | None = s.get("runtime_env")
-        self.auth_mode: str | None = s.get("auth_mode")
-        self.auth_token: str | None = s.get("auth_token")
         self.pool = str(s.get("pool") or _default_pool(recorder, log_dir))
         self._connected = False
         self._owns_ray = False  # this process started the (local) Ray: close() stops it
+        self._joined = False  # this executor joined a cluster at ``address``: detach() leaves it
         self._actor_class: Any = None
         self._actors: dict[str, list[_Actor]] = {}
         self._calls: dict[tuple[str, int], _Call] = {}
@@ -222,10 +226,6 @@ class RayExecutor:
         if self._connected:
             return
         ray = self._ray
-        if self.auth_mode:
-            os.environ["RAY_AUTH_MODE"] = self.auth_mode
-        if self.auth_token:
-            os.environ["RAY_AUTH_TOKEN"] = self.auth_token
         common: dict[str, Any] = {
             "namespace": self.namespace,
             "log_to_driver": False,
@@ -237,10 +237,12 @@ class RayExecutor:
             pass  # this process is a Ray driver already (a notebook, a test): use that cluster
         elif self.address:
             self._join(common)
+            self._joined = True
         else:
             with _scrubbed():  # the local Ray's workers inherit this process's environment
                 try:
                     ray.init(
+                        address="local",  # a new Ray, never one found running on this machine
                         num_cpus=self.size,
                         include_dashboard=False,
                         object_store_memory=100 * 2**20,
@@ -280,11 +282,11 @@ class RayExecutor:
         # ray.init loops for minutes on an auth-token mismatch instead of failing: bound it
         thread = threading.Thread(target=init, name="conveyor-ray-connect", daemon=True)
         thread.start()
-        thread.join(max(self.connect_timeout * 3, 15.0))
+        thread.join(self.connect_timeout * 3)
         if thread.is_alive():
             raise ExecutorError(
                 f"the Ray cluster at {address} answers but did not let this process in within "
-                f"{max(self.connect_timeout * 3, 15.0):g}s; check RAY_AUTH_MODE and the token "
+                f"{self.connect_timeout * 3:g}s; check RAY_AUTH_MODE and the token "
                 "(the same for the cluster and Conveyor)"
             )
         if failed:
@@ -381,7 +383,7 @@ class RayExecutor:
                 handle, key = adopted
                 self._kills.append((now + grace, handle))
                 with contextlib.suppress(Exception):
-                    handle.interrupt.remote(*key)
+                    _control(handle.interrupt).remote(*key)
             return
         if call in self._backlog:
             self._backlog.remove(call)
@@ -393,7 +395,7 @@ class RayExecutor:
         call.cancelling = True
         call.kill_at = now + grace
         job = call.job
-        call.actor.handle.interrupt.remote(job.run_id, job.instance, job.attempt)
+        _control(call.actor.handle.interrupt).remote(job.run_id, job.instance, job.attempt)
 
     def next_deadline(self) -> float | None:
         times = [t for c in self._calls.values() for t in (c.deadline, c.kill_at) if t is not None]
@@ -506,7 +508,7 @@ class RayExecutor:
         for name in names:
             with contextlib.suppress(Exception):
                 handles[name] = ray.get_actor(name, namespace=self.namespace)
-        refs = {h.current.remote(): name for name, h in handles.items()}
+        refs = {_control(h.current).remote(): name for name, h in handles.items()}
         ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=self.connect_timeout)
         for ref in ready:
             with contextlib.suppress(Exception):
@@ -533,7 +535,7 @@ class RayExecutor:
     def detach(self) -> None:
         self.drop(lambda job: True)
         self._kill_idle()
-        if self._connected and not self._owns_ray:
+        if self._connected and self._joined:
             with contextlib.suppress(Exception):
                 self._ray.shutdown()  # disconnects; the detached actors run on
             self._connected = False
@@ -564,7 +566,12 @@ class RayExecutor:
         call = self._calls.get((instance, attempt))
         if call is None or call.actor is None:
             return None
-        return int(self._ray.get(call.actor.handle.current.remote(), timeout=30)[1])
+        return int(self._ray.get(_control(call.actor.handle.current).remote(), timeout=30)[1])
+
+
+def _control(method: Any) -> Any:
+    """An actor method sent to the actor's ``control`` thread: answered while ``run`` runs."""
+    return method.options(concurrency_group="control")
 
 
 def _default_pool(recorder: Any, log_dir: str) -> str:
