@@ -204,7 +204,8 @@ def test_an_actor_killed_under_an_attempt_is_lost_at_once_and_not_run_again(
         os.kill(pid, signal.SIGKILL)
         (lost,) = reports(ex, 1, 20)
         assert isinstance(lost, Lost) and lost.job == slow and not lost.blameless
-        assert lost.reason.startswith("the Ray actor running it died: ")
+        assert lost.reason.startswith("the Ray actor running it died: ActorDiedError: ")
+        assert "\n" not in lost.reason
         assert time.time() - killed < 10
         # a new actor in its place runs the next attempt; Ray ran nothing again
         ex.submit(jobs["ok(i=1)"], Launch(), time.time())
@@ -235,6 +236,32 @@ def test_cancel_interrupts_a_running_attempt_and_its_runner_records_it(
         ex.close()
     assert attempt(project, slow).state == "cancelled"
     assert "slow-end" not in effects(project)
+
+
+def test_cancel_before_an_attempt_began_runs_nothing(cluster: str, project: Project) -> None:
+    jobs = start(project, ["slow", "stubborn", "ok"])
+    ex = executor(project)
+    try:
+        now = time.time()
+        for label in ("slow(seconds=30.0)", "stubborn()", "ok(i=1)"):  # two actors: ok waits
+            ex.submit(jobs[label], Launch(), now)
+        waiting = jobs["ok(i=1)"]
+        ex.cancel(waiting.instance, 1, 10.0, now)
+        (lost,) = list(ex.poll(0))
+        assert isinstance(lost, Lost) and lost.job == waiting and lost.reason == "cancelled before it started"
+        # cancelled the moment it went to an actor still starting: it never begins there, or is
+        # interrupted (in the task: the runner records it; before the task: the call fails)
+        slow = jobs["slow(seconds=30.0)"]
+        asked = time.time()
+        ex.cancel(slow.instance, 1, 10.0, asked)
+        (out,) = reports(ex, 1, 20)  # stubborn() runs on
+        stopped = (Lost(slow, "cancelled before it started", blameless=True), Lost(slow, "cancelled"))
+        assert out in stopped or (isinstance(out, Outcome) and out.status == "cancelled"), out
+        assert time.time() - asked < 10
+    finally:
+        ex.close(kill=True)
+    assert not any(e.startswith(("ok-", "slow-end")) for e in effects(project))
+    assert attempt(project, slow).state in ("running", "cancelled")
 
 
 def test_an_attempt_that_ignores_the_cancel_is_killed_after_the_grace_period(

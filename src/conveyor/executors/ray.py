@@ -52,6 +52,10 @@ log = logging.getLogger("conveyor.executors.ray")
 _SECRET = re.compile(r"^CONVEYOR_(DB|.*(TOKEN|PASSWORD|SECRET|KEY).*)$")
 
 
+#: What an actor answers for an attempt cancelled before it began there.
+NOT_STARTED = "cancelled before it started"
+
+
 class _Runner:
     """The actor's class (made remote lazily: this module imports without ``ray``). Picklable by
     reference, so every node imports it from the ``conveyor`` installed there."""
@@ -60,13 +64,18 @@ class _Runner:
         self._lock = threading.Lock()
         self._current: tuple[str, str, int] | None = None
         self._thread: int | None = None
+        self._cancelled: set[tuple[str, str, int]] = set()  # interrupted before they began here
         self._idle_since = time.time()
         if orphan > 0:
             threading.Thread(target=self._reap, args=(orphan,), daemon=True).start()
 
-    def run(self, job: Job, report: Ticket | str) -> Outcome:
+    def run(self, job: Job, report: Ticket | str) -> Outcome | str:
+        key = (job.run_id, job.instance, job.attempt)
         with self._lock:
-            self._current = (job.run_id, job.instance, job.attempt)
+            if key in self._cancelled:
+                self._cancelled.discard(key)
+                return NOT_STARTED
+            self._current = key
             self._thread = threading.get_ident()
         try:
             return run_remote(job, report)
@@ -85,6 +94,8 @@ class _Runner:
         at the next Python instruction: a long blocking call ends first)."""
         with self._lock:
             if self._current != (run_id, instance, attempt) or self._thread is None:
+                if len(self._cancelled) < 1000:
+                    self._cancelled.add((run_id, instance, attempt))  # it may not have begun yet
                 return False
             ctypes.pythonapi.PyThreadState_SetAsyncExc(
                 ctypes.c_ulong(self._thread), ctypes.py_object(KeyboardInterrupt)
@@ -295,6 +306,7 @@ class RayExecutor:
     # -- resources ------------------------------------------------------------------------------
     def check(self, resources: Resources) -> str | None:
         self.connect()
+        self._nodes = [n["Resources"] for n in self._ray.nodes() if n.get("Alive")]  # nodes come and go
         req = ray_request(resources)
         if not self._nodes:
             return "the Ray cluster has no live node"
@@ -388,7 +400,7 @@ class RayExecutor:
         if call in self._backlog:
             self._backlog.remove(call)
             del self._calls[instance, attempt]
-            self._lost.append(Lost(call.job, "cancelled before it started", blameless=True))
+            self._lost.append(Lost(call.job, NOT_STARTED, blameless=True))
             return
         if call.cancelling or call.actor is None:
             return
@@ -447,9 +459,11 @@ class RayExecutor:
         exc = fut.exception()
         if exc is None:
             out = fut.result()
+            if out == NOT_STARTED:
+                return Lost(call.job, NOT_STARTED, blameless=True)
             return out if isinstance(out, Outcome) else Lost(call.job, f"the runner returned {out!r}")
         errors = self._ray.exceptions
-        if isinstance(exc, errors.RayActorError | errors.WorkerCrashedError):
+        if isinstance(exc, errors.RayActorError | errors.WorkerCrashedError | errors.NodeDiedError):
             self._retire(actor)
             return Lost(call.job, f"the Ray actor running it died: {_line(exc)}")
         if call.cancelling:  # the interrupt landed outside the runner's own handling
