@@ -285,7 +285,7 @@ def test_an_attempt_that_ignores_the_cancel_is_killed_after_the_grace_period(
 
 
 def test_a_timeout_kills_the_attempt(cluster: str, project: Project) -> None:
-    jobs = start(project, ["slow"])
+    jobs = start(project, ["slow", "ok"])
     slow = jobs["slow(seconds=30.0)"]
     ex = executor(project)
     try:
@@ -295,7 +295,10 @@ def test_a_timeout_kills_the_attempt(cluster: str, project: Project) -> None:
         (lost,) = reports(ex, 1, 15)
         assert isinstance(lost, Lost) and lost.timed_out and lost.reason == "timed out"
         assert 3.0 <= time.time() - submitted < 8
-        time.sleep(1)
+        # the next attempt goes to a new actor at once, never to the one being killed
+        ex.submit(jobs["ok(i=1)"], Launch(), time.time())
+        (out,) = reports(ex, 1, 60)
+        assert isinstance(out, Outcome) and out.status == "succeeded", out
     finally:
         ex.close()
     assert "slow-end" not in effects(project)

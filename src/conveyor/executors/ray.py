@@ -212,6 +212,8 @@ class RayExecutor:
         self._done: queue.SimpleQueue[tuple[_Call, Any]] = queue.SimpleQueue()
         self._nodes: list[dict[str, float]] = []
         self._foreign: set[str] = set()  # pool actors busy with attempts this executor does not hold
+        self._killed: dict[str, float] = {}  # names of actors it killed, and when: Ray frees a name
+        # only once the actor is gone, and get_if_exists would hand back the dying actor
         self._adopted: dict[tuple[str, int], tuple[Any, tuple[str, str, int]]] = {}  # its actor
         self._kills: list[tuple[float, Any]] = []  # adopted attempts' actors to kill after a grace
 
@@ -351,7 +353,9 @@ class RayExecutor:
         return True
 
     def _new_actor(self, shape: str, resources: Resources) -> _Actor:
-        taken = {a.name for a in self._actors.get(shape, [])} | self._foreign
+        now = time.time()
+        self._killed = {n: t for n, t in self._killed.items() if now - t < 60.0}
+        taken = {a.name for a in self._actors.get(shape, [])} | self._foreign | set(self._killed)
         i = 0
         while f"{self.pool}-{shape}-{i}" in taken:
             i += 1
@@ -384,6 +388,7 @@ class RayExecutor:
         if actor in actors:
             actors.remove(actor)
         if kill:
+            self._killed[actor.name] = time.time()
             with contextlib.suppress(Exception):
                 self._ray.kill(actor.handle, no_restart=True)
 
