@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-ENGINES = ["local", "dask"]
+ENGINES = ["local", "dask", "ray"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,49 @@ def start_engine(name: str, scratch: Path) -> Iterator[Engine]:
         finally:
             cluster.stop()
         return
+    if name == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            missing("Ray", "install it with: pip install -e '.[test]'")
+        with ray_head(scratch) as address:
+            yield Engine("ray", ("--executor", "ray", "--executor-address", address))
+        return
     raise ValueError(f"no such engine in the tests: {name}")
+
+
+@contextlib.contextmanager
+def ray_head(scratch: Path, cpus: int = 2) -> Iterator[str]:
+    """A Ray head of our own (``ray start --head --block``, never ``ray stop``: that stops every
+    Ray of the machine), on 127.0.0.1 without token authentication, stopped by its PID."""
+    port = free_port()
+    while 10002 <= port <= 19999:  # Ray's own worker ports
+        port = free_port()
+    old = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # the head, and every process the tests start
+    env = {k: v for k, v in os.environ.items() if k != "CONVEYOR_DB"}
+    with open(scratch / "ray.log", "ab") as log:
+        head = subprocess.Popen(
+            [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--port", str(port),
+             "--num-cpus", str(cpus), "--node-ip-address", "127.0.0.1", "--include-dashboard", "false",
+             "--disable-usage-stats"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=scratch, start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_port(port)
+        yield f"127.0.0.1:{port}"
+    finally:
+        if head.poll() is None:
+            os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(timeout=10)
+        if old is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = old
 
 
 def wait_port(port: int, timeout: float = 60.0) -> None:

@@ -210,6 +210,7 @@ class RayExecutor:
         self._backlog: deque[_Call] = deque()
         self._lost: list[Lost] = []
         self._done: queue.SimpleQueue[tuple[_Call, Any]] = queue.SimpleQueue()
+        self._ready: queue.SimpleQueue[_Call] = queue.SimpleQueue()  # new actors up: timeouts start
         self._nodes: list[dict[str, float]] = []
         self._foreign: set[str] = set()  # pool actors busy with attempts this executor does not hold
         self._killed: dict[str, float] = {}  # names of actors it killed, and when: Ray frees a name
@@ -242,7 +243,7 @@ class RayExecutor:
         common: dict[str, Any] = {
             "namespace": self.namespace,
             "log_to_driver": False,
-            "logging_level": logging.WARNING,
+            "logging_level": logging.ERROR,  # not its warnings (a SIGTERM handler from a thread)
         }
         if self.runtime_env:
             common["runtime_env"] = self.runtime_env
@@ -339,6 +340,7 @@ class RayExecutor:
     def _start(self, call: _Call, now: float) -> bool:
         actors = self._actors.setdefault(call.shape, [])
         actor = next((a for a in actors if a.call is None), None)
+        fresh = actor is None
         if actor is None:
             if len(actors) >= self._cap(call.launch.resources):
                 return False
@@ -346,7 +348,10 @@ class RayExecutor:
             actor = self._new_actor(call.shape, call.launch.resources)
             actors.append(actor)
         actor.call, call.actor = call, actor
-        call.deadline = now + call.launch.timeout if call.launch.timeout else None
+        call.deadline = now + call.launch.timeout if call.launch.timeout and not fresh else None
+        if call.launch.timeout and fresh:  # a task's timeout does not count the actor's start
+            ready = _control(actor.handle.current).remote()
+            ready.future().add_done_callback(lambda _fut, c=call: self._ready.put(c))
         ref = actor.handle.run.remote(call.job, call.report)
         done = self._done
         ref.future().add_done_callback(lambda fut, c=call: done.put((c, fut)))
@@ -433,6 +438,13 @@ class RayExecutor:
                 if out is not None:
                     reports.append(out)
             now = time.time()
+            while True:
+                try:
+                    started = self._ready.get_nowait()
+                except queue.Empty:
+                    break
+                if started.deadline is None and started.launch.timeout:
+                    started.deadline = now + started.launch.timeout
             reports += self._timers(now)
             self._dispatch(now)
             self._reap(now)

@@ -16,6 +16,7 @@ directory while it runs): adapters give each engine worker one slot.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -25,7 +26,7 @@ import time
 from typing import Any
 
 from conveyor.executors.port import Ticket
-from conveyor.runner import Job, Outcome, install_logging, run_attempt, short_error
+from conveyor.runner import Cancelled, Job, Outcome, install_logging, run_attempt, short_error
 
 _lock = threading.Lock()  # one attempt per process at a time (see above)
 _recorders: dict[str, Any] = {}
@@ -64,6 +65,12 @@ def run_remote(job: Job, report: Ticket | str) -> Outcome:
                 short_error(out.error), out.started, out.ended, out.waited_for, out.outputs,
             )  # fmt: skip
             recorder.end(job, out)
+            return out
+        except (Cancelled, KeyboardInterrupt):  # an engine's cancel that landed outside the task
+            now = time.time()
+            out = Outcome(job.run_id, job.instance, job.attempt, "cancelled", None, "cancelled", now, now)
+            with contextlib.suppress(Exception):
+                recorder.end(job, out)
             return out
         finally:
             if scratch is not None:
