@@ -316,3 +316,59 @@ def test_bad_settings_are_one_line() -> None:
     with pytest.raises(ExecutorError, match="has no setting 'mastr'"):
         S.configure({"mastr": "local[2]"})
     S.configure({})
+
+
+COUNT = """
+    from conveyor import pipeline, task
+
+
+    @task(executor="spark")
+    def count(spark, n: int = 3) -> int:
+        return spark.range(n).count()
+
+
+    @pipeline
+    def counting(n: int = 3):
+        count(n=n)
+"""
+
+
+def test_a_spark_task_called_as_a_plain_function_gets_a_local_session(tmp_path: Path) -> None:
+    write(tmp_path, "counting.py", COUNT)
+    env = {**os.environ, **spark_env(tmp_path)}
+    code = "from counting import count; print('count', count(n=5)); print('again', count(2))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert "count 5\nagain 2" in out.stdout, out.stderr[-3000:]
+
+
+def test_a_spark_task_without_java_fails_with_the_line_that_says_what_to_install(project: Project) -> None:
+    project.write("counting.py", COUNT)
+    empty = project.root / "no-jdk"
+    empty.mkdir()
+    env = {**project.env(), "JAVA_HOME": str(empty), "PATH": os.path.dirname(sys.executable)}
+    out = subprocess.run(
+        [sys.executable, "-m", "conveyor", "run", "counting.py:counting", "--workers", "1"],
+        cwd=project.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode != 0
+    line = f"ExecutorError: the spark executor needs Java 17+: JAVA_HOME={empty} has no bin/java"
+    assert line in out.stdout
+
+
+def test_without_pyspark_the_executor_names_the_extra(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['pyspark'] = None\n"
+        "from conveyor.errors import ExecutorError\n"
+        "from conveyor.executors.spark import SparkExecutor\n"
+        "try:\n    SparkExecutor(1, '.')\nexcept ExecutorError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    line = out.stdout.strip()
+    assert "\n" not in line and line.startswith("the spark executor needs 'pyspark'")
+    assert line.endswith("install it with: pip install 'conveyor[spark]'")
