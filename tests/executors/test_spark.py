@@ -11,6 +11,7 @@ Outside CI they are skipped without them; in CI (``CI=true``) a missing one fail
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -372,3 +373,61 @@ def test_without_pyspark_the_executor_names_the_extra(tmp_path: Path) -> None:
     line = out.stdout.strip()
     assert "\n" not in line and line.startswith("the spark executor needs 'pyspark'")
     assert line.endswith("install it with: pip install 'conveyor[spark]'")
+
+
+PROBE = """
+    from conveyor import pipeline, task
+
+
+    @task(executor="spark", resources={"memory": "600MiB"})
+    def probe(spark) -> list:
+        conf = spark.sparkContext.getConf()
+        heap = spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory() // 2**20
+        return [spark.sparkContext.master, conf.get("spark.conveyor.probe"), heap]
+
+
+    @pipeline
+    def probing():
+        probe()
+"""
+
+
+def test_the_executors_settings_reach_its_workers_sessions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Driven directly (until the driver builds executors from ``[executor.spark]``): a worker
+    forked by the executor makes its session with the executor's master and conf, and the
+    task's memory is the driver JVM's heap."""
+    from conveyor import artifacts
+    from conveyor.executors.local import LocalExecutor
+    from conveyor.executors.port import Launch
+    from conveyor.loader import load_pipeline
+    from conveyor.runner import GRAPHS, Job
+
+    write(tmp_path, "probe.py", PROBE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
+    graph = load_pipeline(f"{tmp_path / 'probe.py'}:probing").build({})
+    (node,) = list(graph)
+    GRAPHS["probe-run"] = graph
+    conf = {"spark.ui.enabled": False, "spark.driver.host": "127.0.0.1", "spark.conveyor.probe": "yes"}
+    executor = S.SparkExecutor(2, str(tmp_path / "logs"), settings={"master": "local[1]", "conf": conf})
+    job = Job(
+        "probe-run", node.id, 1, str(tmp_path / "1.log"), str(tmp_path / "art"), {}, "", {}, str(tmp_path)
+    )
+    new_port = "launch" in inspect.signature(LocalExecutor.submit).parameters
+    try:
+        executor.submit(job, Launch() if new_port else None, time.time())
+        outcomes: list[Any] = []
+        deadline = time.monotonic() + 300
+        while not outcomes and time.monotonic() < deadline:
+            outcomes += list(executor.poll(1.0))
+    finally:
+        executor.shutdown()
+        GRAPHS.pop("probe-run", None)
+        S.configure({})
+    (outcome,) = outcomes
+    assert outcome.status == "succeeded", outcome.error
+    master, probe, heap = artifacts.load(outcome.result)
+    assert (master, probe) == ("local[1]", "yes")
+    assert 500 <= heap <= 600  # spark.driver.memory=600m: the JVM's max heap (less a survivor space)
