@@ -6,7 +6,7 @@ a failed stage, a killed driver JVM and its retry, and ``spark_submit`` of a scr
 and of one that fails. The other tests need no JVM (refusals, the missing-Java line).
 
 Needs Java 17+ and pyspark (``pip install -e '.[test]'``; Debian: openjdk-17-jre-headless).
-Outside CI they are skipped without them; in CI (``CI=true``) a missing one fails.
+Outside CI they are skipped without them; in CI (``CI`` set) a missing one fails.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def _problem() -> str | None:
 
 
 PROBLEM = _problem()
-if PROBLEM and os.environ.get("CI") != "true":
+if PROBLEM and not os.environ.get("CI"):
     pytest.skip(f"Spark tests need Java 17+ and pyspark: {PROBLEM}", allow_module_level=True)
 
 
@@ -67,6 +67,8 @@ PIPELINE = """
     @task(executor="spark", output="totals.json")
     def totals(spark: SparkSession, src: str = "sales.csv") -> int:
         df = spark.read.csv(src, header=True, inferSchema=True)
+        df.createOrReplaceTempView("sales")  # this attempt's own: the next one does not see it
+        spark.conf.set("spark.sql.shuffle.partitions", "7")
         rows = df.groupBy("region").sum("amount").collect()
         output().write_text(json.dumps({r["region"]: r["sum(amount)"] for r in rows}))
         return len(rows)
@@ -88,6 +90,9 @@ PIPELINE = """
         pid = spark.sparkContext._gateway.proc.pid  # this attempt's own driver JVM
         with open("jvm-pids", "a") as f:
             f.write(f"{pid}\\n")
+        with open("seen", "a") as f:  # what an earlier attempt on this JVM left: nothing
+            partitions = spark.conf.get("spark.sql.shuffle.partitions")
+            f.write(f"{spark.catalog.tableExists('sales')} {partitions}\\n")
         if not os.path.exists("crashed"):
             open("crashed", "w").close()
             os.kill(pid, signal.SIGKILL)
@@ -234,6 +239,12 @@ def test_a_killed_driver_fails_the_attempt_and_the_retry_gets_a_new_jvm(ran: Ran
     assert second.state == "succeeded"
     killed, fresh = _pids(ran.project.root)
     assert killed != fresh
+
+
+def test_each_attempt_has_a_session_of_its_own_on_the_workers_jvm(ran: Ran) -> None:
+    # crash's first attempt ran on the JVM that totals used, after it: no view, no conf left
+    first = (ran.project.root / "seen").read_text().splitlines()[0]
+    assert first == "False 1"
 
 
 def test_spark_submit_runs_a_script_with_its_log_in_the_attempts_log(ran: Ran) -> None:

@@ -222,8 +222,11 @@ def session(resources: Resources | None = None, conf: Mapping[str, str] | None =
     if _cached is not None:
         pid, have, spark = _cached
         if pid == os.getpid() and have == key and _alive():
-            return spark
-        forget(stop=pid == os.getpid())
+            if spark.sparkContext._jsc is not None:
+                return spark
+            _cached = None  # the task stopped it: a new one on the same JVM (same static conf)
+        else:
+            forget(stop=pid == os.getpid())
     require_once()
     from pyspark.sql import SparkSession
 
@@ -408,7 +411,7 @@ def call(task: TaskDef, values: Mapping[str, Any]) -> Any:
     kwargs = dict(values)
     name = session_parameter(task.fn)
     if name is not None and name not in kwargs:
-        kwargs[name] = session(task.resources)
+        kwargs[name] = _fresh(session(task.resources))
     copy = _Copy()
     try:
         return task.fn(**kwargs)
@@ -419,6 +422,21 @@ def call(task: TaskDef, values: Mapping[str, Any]) -> Any:
         raise translated from None
     finally:
         copy()
+
+
+def _fresh(base: Any) -> Any:
+    """A session of its own for one attempt on the worker's JVM and SparkContext: the SQL conf
+    it sets, its temporary views and UDFs do not leak into the next attempt. It is the active
+    one, so ``SparkSession.getActiveSession()`` in the task's code finds it."""
+    spark = base.newSession()
+    try:
+        from pyspark.sql import SparkSession
+
+        SparkSession._activeSession = spark
+        spark._jvm.SparkSession.setActiveSession(spark._jsparkSession)
+    except Exception:
+        pass
+    return spark
 
 
 _PY_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)\b[^\n]*)$", re.M)
