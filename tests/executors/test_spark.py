@@ -58,6 +58,7 @@ SALES = "region,amount\nnorth,10\nsouth,5\nnorth,7\neast,1\nsouth,20\n"
 PIPELINE = """
     import os
     import signal
+    import time
 
     from pyspark.sql import SparkSession
 
@@ -100,6 +101,13 @@ PIPELINE = """
         return spark.range(10).count()
 
 
+    @task(executor="spark", timeout=15)
+    def stuck(spark) -> None:
+        with open("stuck-pid", "w") as f:
+            f.write(str(spark.sparkContext._gateway.proc.pid))
+        time.sleep(600)
+
+
     agg = spark_submit("jobs/agg.py", ["{output}"], output="by-region", conf={"spark.sql.ansi.enabled": True})
     broken = spark_submit("jobs/broken.py", name="broken")
 
@@ -108,7 +116,7 @@ PIPELINE = """
     def sales():
         done = totals()
         divide()
-        crash(after=[done])
+        stuck(after=[crash(after=[done])])
         agg()
         broken()
 """
@@ -239,6 +247,16 @@ def test_a_killed_driver_fails_the_attempt_and_the_retry_gets_a_new_jvm(ran: Ran
     assert second.state == "succeeded"
     killed, fresh = _pids(ran.project.root)
     assert killed != fresh
+
+
+def test_a_timeout_kills_the_worker_and_its_driver_jvm(ran: Ran) -> None:
+    (attempt,) = ran.attempts["stuck"]
+    assert attempt.state != "succeeded" and "timed out after 15s" in (attempt.error or ""), attempt
+    pid = int((ran.project.root / "stuck-pid").read_text())
+    deadline = time.monotonic() + 30
+    while _state(pid) != "Z" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _state(pid) == "Z", f"the timed-out attempt's JVM {pid} lives on"
 
 
 def test_each_attempt_has_a_session_of_its_own_on_the_workers_jvm(ran: Ran) -> None:
