@@ -178,7 +178,7 @@ class TaskDef:
                 assert self.fn is not None
                 return self.fn(**values)
             if self.kind == "spark_submit":
-                from conveyor.executors.spark import run_submit
+                from conveyor.executors.spark_submit import run_submit
 
                 return run_submit(self, values, out)
             from conveyor.runner import run_command
