@@ -8,7 +8,7 @@ from conveyor.errors import ConveyorError
 from conveyor.graph import Graph, Promise
 from conveyor.pipelines import PipelineDef, pipeline
 from conveyor.targets import FileTarget, TableTarget, Target
-from conveyor.tasks import TaskDef, output, script, shell, task
+from conveyor.tasks import TaskDef, output, script, shell, spark_submit, task
 
 if TYPE_CHECKING:
     from conveyor.client import Client
@@ -31,6 +31,7 @@ __all__ = [
     "run",
     "script",
     "shell",
+    "spark_submit",
     "task",
 ]
 

@@ -277,8 +277,9 @@ class Param:
         return f"{self.name}: {self.type.name}{default}"
 
 
-def params_of(fn: Callable[..., Any], owner: str) -> tuple[Param, ...]:
-    """The parameters of ``fn``, with their types resolved; raise for what cannot be a parameter."""
+def params_of(fn: Callable[..., Any], owner: str, *, skip: str | None = None) -> tuple[Param, ...]:
+    """The parameters of ``fn``, with their types resolved; raise for what cannot be a parameter.
+    ``skip``: one the runner fills itself (a spark task's session), not a parameter."""
     from conveyor.errors import DefinitionError
 
     try:
@@ -287,6 +288,8 @@ def params_of(fn: Callable[..., Any], owner: str) -> tuple[Param, ...]:
         raise DefinitionError(f"{owner}: cannot resolve its type hints ({exc})") from None
     out: list[Param] = []
     for p in inspect.signature(fn).parameters.values():
+        if p.name == skip:
+            continue
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             raise DefinitionError(
                 f"{owner}: parameter *{p.name} is not supported; declare each parameter by name"

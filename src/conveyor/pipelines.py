@@ -65,7 +65,7 @@ class PipelineDef:
         for node in builder.nodes.values():
             for target in flatten(node.output):
                 target.check()
-            if workdir is not None and node.task.kind == "script":
+            if workdir is not None and node.task.kind in ("script", "spark_submit"):
                 _check_script(node.task.name, str(node.task.command[0]), workdir)
         return Graph(self.name, builder.nodes.values())
 

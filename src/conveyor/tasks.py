@@ -1,4 +1,4 @@
-"""``@task``, ``script`` and ``shell``: frozen, validated task definitions.
+"""``@task``, ``script``, ``shell`` and ``spark_submit``: frozen, validated task definitions.
 
 A decorated function is still a plain function: called outside a pipeline it runs at once (its
 ``output()`` then points at the final targets). Called inside a ``@pipeline`` it records a node
@@ -21,7 +21,7 @@ from conveyor.errors import DefinitionError, TargetError
 from conveyor.resources import Resources
 from conveyor.targets import FileTarget, Output, TableTarget
 
-Kind = Literal["function", "script", "shell"]
+Kind = Literal["function", "script", "shell", "spark_submit"]
 Leaf = str | Output  # a path or URL template, or a target (TableTarget) with templates inside
 OutputSpec = Leaf | Sequence[Leaf] | Mapping[str, Leaf] | None
 RESERVED = frozenset({"after", "output"})
@@ -107,6 +107,7 @@ class TaskDef:
     tags: tuple[str, ...] = ()
     param_names: frozenset[str] = frozenset()
     executor: str | None = None  # where its attempts run (a name in ``conveyor.executors``); None: the run's
+    options: tuple[str, ...] = ()  # spark_submit: spark-submit's options before the script (templates)
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"
@@ -169,9 +170,17 @@ class TaskDef:
         """Run the task body here, with ``output()`` pointing at ``out`` (staged targets)."""
         token = _output.set((out, final))
         try:
+            if self.kind == "function" and self.executor == "spark":
+                from conveyor.executors.spark import call
+
+                return call(self, values)  # with its SparkSession; Spark's failures in one line
             if self.kind == "function":
                 assert self.fn is not None
                 return self.fn(**values)
+            if self.kind == "spark_submit":
+                from conveyor.executors.spark_submit import run_submit
+
+                return run_submit(self, values, out)
             from conveyor.runner import run_command
 
             return run_command(self, values, out)
@@ -248,6 +257,7 @@ def _make(
     priority: int = 0,
     tags: Sequence[str] = (),
     executor: str | None = None,
+    options: Sequence[str] = (),
 ) -> TaskDef:
     owner = f"task {name}"
     _check_name(name, owner)
@@ -274,6 +284,7 @@ def _make(
         tags=tuple(tags),
         param_names=frozenset(p.name for p in params),
         executor=executor,
+        options=tuple(options),
     )
 
 
@@ -293,16 +304,23 @@ def task(
     """Make a function a task. Use bare (``@task``) or with options (``@task(retries=2)``).
 
     ``executor``: where its attempts run (``"local"``, ``"dask"``, ``"ray"``, ``"spark"`` or a
-    third party's), instead of the run's executor."""
+    third party's), instead of the run's executor. With ``executor="spark"``, a parameter named
+    ``spark`` (or annotated ``SparkSession``) receives the worker's session; it is not one of
+    the task's parameters."""
 
     def wrap(f: Callable[..., Any]) -> TaskDef:
         if not callable(f):
             raise DefinitionError(f"@task decorates a function, got {f!r}")
         tname = name or f.__name__
+        skip = None
+        if executor == "spark":
+            from conveyor.executors.spark import session_parameter
+
+            skip = session_parameter(f)
         return _make(
             name=tname,
             kind="function",
-            params=P.params_of(f, f"task {tname}"),
+            params=P.params_of(f, f"task {tname}", skip=skip),
             fn=f,
             retries=retries,
             retry_delay=retry_delay,
@@ -361,6 +379,39 @@ def shell(command: str, *, name: str, params: Mapping[str, Any] | None = None, *
     ps = _placeholder_params([command, *_templates(options.get("output"))], params, owner)
     _check_output_placeholder([command], options.get("output"), owner)
     return _make(name=name, kind="shell", params=ps, command=command, **options)
+
+
+def spark_submit(
+    path: str | Path,
+    args: Sequence[str] = (),
+    *,
+    conf: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    master: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> TaskDef:
+    """An existing PySpark script as a task, run with ``spark-submit`` (pyspark's own).
+
+    ``conf``: Spark settings (``--conf k=v``), after those of ``[executor.spark]`` and the
+    task's resources; ``master``: instead of the executor's; ``{placeholders}`` in ``args`` and
+    in conf values are the task's parameters, ``{output}`` the staged output target's path.
+    The task's attempts run on the ``spark`` executor unless ``executor=`` says otherwise.
+    """
+    tname = name or Path(path).stem
+    owner = f"task {tname}"
+    _check_options(options, owner)
+    texts = [str(a) for a in args]
+    submit: list[str] = [] if master is None else ["--master", str(master)]
+    submit += ["--name", tname]
+    for k, v in (conf or {}).items():
+        submit += ["--conf", f"{k}={'true' if v is True else 'false' if v is False else v}"]
+    ps = _placeholder_params(texts + submit + _templates(options.get("output")), params, owner)
+    _check_output_placeholder(texts + submit, options.get("output"), owner)
+    options.setdefault("executor", "spark")
+    return _make(
+        name=tname, kind="spark_submit", params=ps, command=(str(path), *texts), options=submit, **options
+    )
 
 
 def _check_output_placeholder(texts: Sequence[str], output: OutputSpec, owner: str) -> None:
