@@ -78,3 +78,19 @@ def test_a_runner_whose_api_never_answers_does_not_start(
         assert rec.begin(job("r1", tmp_path / "r.log")) is False
     err = capfd.readouterr().err
     assert "retrying" in err and "did not answer for 1s: not starting" in err
+
+
+def test_a_server_with_a_small_body_limit_gets_smaller_chunks(store: Store, tmp_path: Path) -> None:
+    from conveyor.execution.local import serve_locally
+
+    endpoint = serve_locally(store, tmp_path / "home", max_body=65536)  # as `conveyor server --max-body`
+    try:
+        s = start_run(store, tmp_path / "logs")
+        local = tmp_path / "runner.log"
+        local.write_text("y" * 300_000 + "\n")
+        rec = ApiRecorder(endpoint.url, mint(store, s.run_id, "inst", 1), interval=0.1)
+        assert rec.begin(job(s.run_id, local)) is True
+        rec.end(job(s.run_id, local), Outcome(s.run_id, "inst", 1, "succeeded", None, None, 1.0, 2.0))
+        assert s.log_path("inst", 1).read_bytes() == local.read_bytes()
+    finally:
+        endpoint.close()

@@ -156,6 +156,7 @@ class LogShipper:
         self.api = api
         self.path = path
         self.sent = 0
+        self.chunk = CHUNK  # smaller if the server's body limit is (413)
         self.refused = False
         self._lock = threading.Lock()
 
@@ -168,7 +169,7 @@ class LogShipper:
                 try:
                     with open(self.path, "rb") as f:
                         f.seek(self.sent)
-                        data = f.read(CHUNK)
+                        data = f.read(self.chunk)
                 except FileNotFoundError:
                     return
                 if not data:
@@ -176,6 +177,9 @@ class LogShipper:
                 try:
                     held = self.api.send_log(self.sent, data)
                 except Refused as exc:
+                    if exc.status == 413 and self.chunk > 4096:
+                        self.chunk //= 4  # a server with a smaller --max-body: smaller chunks
+                        continue
                     _say(f"the attempt's log is refused: {exc}")
                     self.refused = True
                     return

@@ -41,8 +41,9 @@ class Endpoint:
         self.close()
 
 
-def app_for(store: Store, home: Path | None = None) -> Any:
-    """A FastAPI app serving only the execution API over ``store``."""
+def app_for(store: Store, home: Path | None = None, max_body: int | None = None) -> Any:
+    """A FastAPI app serving only the execution API over ``store``; ``max_body``: the largest
+    request body in bytes (default: the REST API's)."""
     from fastapi import FastAPI
 
     from conveyor.api import problems
@@ -52,15 +53,21 @@ def app_for(store: Store, home: Path | None = None) -> Any:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     problems.install(app)
     mount(app, store, home)
-    app.add_middleware(BodyLimit, max_body=MAX_BODY)
+    app.add_middleware(BodyLimit, max_body=max_body or MAX_BODY)
     return app
 
 
 def serve_locally(
-    store: Store, home: Path | None = None, *, host: str = "127.0.0.1", port: int = 0
+    store: Store,
+    home: Path | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    max_body: int | None = None,
 ) -> Endpoint:
-    """Serve the execution API over ``store`` on ``host`` (loopback) and a free port, in a
-    background thread; ``home``: where logs go for attempts the store has no log file for."""
+    """Serve the execution API over ``store`` on ``host`` (loopback) and ``port`` (default: a
+    free one), in a background thread; ``home``: where logs go for attempts the store has no
+    log file for; ``max_body``: the largest request body (bytes)."""
     import uvicorn
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -72,7 +79,7 @@ def serve_locally(
         raise CannotListen(
             f"the execution API cannot listen on {host}:{port}: {exc.strerror or exc}"
         ) from None
-    config = uvicorn.Config(app_for(store, home), log_level="warning", lifespan="off")
+    config = uvicorn.Config(app_for(store, home, max_body), log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="conveyor-execution-api", daemon=True
