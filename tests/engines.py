@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-ENGINES = ["local", "dask", "ray"]
+ENGINES = ["local", "dask", "ray", "spark"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,15 @@ def start_engine(name: str, scratch: Path) -> Iterator[Engine]:
             missing("Ray", "install it with: pip install -e '.[test]'")
         with ray_head(scratch) as address:
             yield Engine("ray", ("--executor", "ray", "--executor-address", address))
+        return
+    if name == "spark":
+        try:
+            import pyspark  # noqa: F401
+        except ImportError:
+            missing("PySpark", "install it with: pip install -e '.[test]'")
+        if not shutil.which("java") and not os.environ.get("JAVA_HOME"):
+            missing("Java", "install it with: apt-get install openjdk-17-jre-headless")
+        yield Engine("spark", ("--executor", "spark"))
         return
     raise ValueError(f"no such engine in the tests: {name}")
 

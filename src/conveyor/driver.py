@@ -37,6 +37,7 @@ from conveyor.core import (
 from conveyor.errors import StaleEpochError, StoreError
 from conveyor.executors.local import LocalExecutor
 from conveyor.executors.mux import Executors
+from conveyor.executors.placing import lend
 from conveyor.executors.port import Executor, Launch, Lost, Ticket, Unknown
 from conveyor.graph import Graph
 from conveyor.owners import owner_is_dead, owner_name
@@ -291,6 +292,7 @@ class RunDriver:
         local = LocalExecutor(self.capacity.cpu, str(self.log_dir), recorder=recorder)
         if not self._engines:
             return local
+        lend(self._engines, recorder)
         return Executors({"local": local, **self._engines})
 
     def _launch(self, cmd: Execute, job: Job) -> Launch:
@@ -298,7 +300,8 @@ class RunDriver:
         assert self.machine is not None
         spec = self.machine.instances[cmd.instance].spec
         name = task.executor or self._default_executor
-        ticket = None if name == "local" or self._tickets is None else self._tickets(job, name)
+        local = name == "local" or isinstance(self._engines.get(name), LocalExecutor)  # Spark's drivers
+        ticket = None if local or self._tickets is None else self._tickets(job, name)
         return Launch(task.timeout, task.resources, spec.queueable, ticket, name)
 
     def step(self) -> bool:

@@ -30,7 +30,7 @@ from conveyor.errors import ConveyorError, ParameterError, StaleEpochError, Stor
 from conveyor.executors.choice import Choice
 from conveyor.executors.local import LocalExecutor
 from conveyor.executors.mux import Executors
-from conveyor.executors.placing import Placement, place
+from conveyor.executors.placing import Placement, lend, place
 from conveyor.executors.port import Executor
 from conveyor.graph import Graph
 from conveyor.loader import load_pipeline
@@ -95,6 +95,7 @@ class Scheduler:
         self.drivers: list[RunDriver] = []  # the partitions it drives, on one pool
         self._pool: Executors | None = None
         self._engines: dict[str, Executor] = {}  # the engines its runs' tasks use, opened once
+        self._recorder = Recorder(store.url, self.settings.heartbeat)  # its workers' runners write
         self._stale_pool = False  # forked before a reload
         self._stopping = 0
         self._last_beat = 0.0
@@ -318,6 +319,7 @@ class Scheduler:
                 graph = self._graph(run)
                 pool = self._shared_pool(run)
                 placement, capacity = self._place(run, graph)
+                lend(placement.engines, self._recorder)
                 for name, engine in placement.engines.items():
                     pool.members.setdefault(name, engine)
                 driver = RunDriver(
@@ -453,8 +455,7 @@ class Scheduler:
         if self._pool is None:
             folder = _home(run.workdir) / "logs" / ("scheduler-" + re.sub(r"[^\w.-]", "_", self.name))
             folder.mkdir(parents=True, exist_ok=True)
-            recorder = Recorder(self.store.url, self.settings.heartbeat)
-            local = LocalExecutor(self.workers, str(folder), recorder=recorder)
+            local = LocalExecutor(self.workers, str(folder), recorder=self._recorder)
             self._pool = Executors({"local": local, **self._engines})
         return self._pool
 

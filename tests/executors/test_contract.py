@@ -97,7 +97,7 @@ PIPELINE = """
     def cancellable():
         long()
 
-    @task(resources={"cpu": 64})
+    @task(resources={"gpu": 8})
     def greedy() -> None:
         effect("greedy")
 
@@ -202,7 +202,7 @@ def test_a_task_no_worker_can_hold_is_refused_before_any_run(pipes: Project, eng
     code, out = run(pipes, engine, "too_big")
     assert code == 2, out
     lines = [line for line in out.splitlines() if line.strip()]
-    assert len(lines) == 1 and "greedy" in lines[0] and "cpu" in lines[0], out
+    assert len(lines) == 1 and "greedy" in lines[0] and "gpu" in lines[0], out
     assert not (pipes.root / ".conveyor" / "conveyor.db").exists() or not open_store(pipes.db).list_runs()
     assert effects(pipes) == {}
 

@@ -18,6 +18,7 @@ from conveyor.resources import Capacity
 
 if TYPE_CHECKING:
     from conveyor.graph import Graph
+    from conveyor.recorder import Recorder
     from conveyor.tasks import TaskDef
 
 #: An engine's admission is its own: the run's core admits what the engine's slots allow and
@@ -62,6 +63,7 @@ def place(
     local = workers or max(os.cpu_count() or 1, 1)
     capacity = Capacity.local(local, resources)
     first_of_each_task = {node.task.name: node for node in reversed(list(graph))}
+    widest = 1  # the most cpu one engine task asks for: the run's core must be able to admit it
     try:
         for node in first_of_each_task.values():
             name = placement.name_of(node.task)
@@ -72,6 +74,7 @@ def place(
             if engine is None:
                 engine = shared[name] = _open(name, choice, local, log_dir)
             placement.engines[name] = engine
+            widest = max(widest, node.task.resources.cpu)
             why = engine.check(node.task.resources)
             if why is not None:
                 raise ResourceError(f"task {node.label} cannot run on the {name} executor: {why}")
@@ -82,7 +85,7 @@ def place(
     if placement.engines:
         slots = sum(int(getattr(e, "slots", 0) or 0) for e in placement.engines.values())
         custom = dict.fromkeys(capacity.custom, UNBOUNDED)
-        capacity = Capacity(workers or max(slots, local), UNBOUNDED, UNBOUNDED, custom)
+        capacity = Capacity(max(workers or max(slots, local), widest), UNBOUNDED, UNBOUNDED, custom)
     return placement, capacity
 
 
@@ -90,3 +93,13 @@ def _open(name: str, choice: Choice, workers: int, log_dir: str) -> Executor:
     cls: Any = load(name)
     engine: Executor = cls(workers, log_dir, recorder=None, settings=choice.of(name))
     return engine
+
+
+def lend(engines: Mapping[str, Executor], recorder: Recorder) -> None:
+    """Engines that run attempts in worker processes of this machine (Spark's drivers) write to
+    the store as local workers do: with the driver's recorder."""
+    from conveyor.executors.local import LocalExecutor
+
+    for engine in engines.values():
+        if isinstance(engine, LocalExecutor) and engine.recorder is None:
+            engine.recorder = recorder

@@ -40,8 +40,10 @@ from typing import Any, ClassVar
 
 from conveyor.errors import ConveyorError, ExecutorError
 from conveyor.executors.local import LocalExecutor
+from conveyor.executors.port import Launch
 from conveyor.recorder import Recorder
 from conveyor.resources import Resources
+from conveyor.runner import Job
 
 if typing.TYPE_CHECKING:
     from conveyor.tasks import TaskDef
@@ -494,25 +496,10 @@ class SparkExecutor(LocalExecutor):
     def check(self, resources: Resources) -> str | None:
         return refusal(resources, self.settings)
 
-    def submit(self, job: Any, *args: Any, **kwargs: Any) -> None:
+    def submit(self, job: Job, launch: Launch, now: float) -> None:
         """As the local pool's, but every attempt takes one driver slot: its cpu is Spark's."""
-        args = tuple(_one_slot(a) for a in args)
-        if "cpu" in kwargs:
-            kwargs["cpu"] = 1
-        if "launch" in kwargs:
-            kwargs["launch"] = _one_slot(kwargs["launch"])
-        super().submit(job, *args, **kwargs)
-
-    def close(self, *, kill: bool = False) -> None:
-        self.shutdown(kill=kill)
-
-
-def _one_slot(arg: Any) -> Any:
-    from conveyor.executors.port import Launch
-
-    if isinstance(arg, Launch):
-        return dataclasses.replace(arg, resources=dataclasses.replace(arg.resources, cpu=1))
-    return arg
+        one = dataclasses.replace(launch, resources=dataclasses.replace(launch.resources, cpu=1))
+        super().submit(job, one, now)
 
 
 __all__ = [
