@@ -32,6 +32,7 @@ from conveyor.executors.local import LocalExecutor
 from conveyor.executors.mux import Executors
 from conveyor.executors.placing import Placement, lend, place
 from conveyor.executors.port import Executor
+from conveyor.executors.tickets import Tickets
 from conveyor.graph import Graph
 from conveyor.loader import load_pipeline
 from conveyor.owners import owner_name
@@ -96,6 +97,7 @@ class Scheduler:
         self._pool: Executors | None = None
         self._engines: dict[str, Executor] = {}  # the engines its runs' tasks use, opened once
         self._recorder = Recorder(store.url, self.settings.heartbeat)  # its workers' runners write
+        self._tickets: Tickets | None = None
         self._stale_pool = False  # forked before a reload
         self._stopping = 0
         self._last_beat = 0.0
@@ -126,6 +128,9 @@ class Scheduler:
                 else:
                     self._pool.close()
                 self._pool = None
+            if self._tickets is not None:
+                self._tickets.close()
+                self._tickets = None
             try:
                 self.store.beat(self.name, time.time(), state="stopped")
             except StoreError:
@@ -337,6 +342,7 @@ class Scheduler:
                     ),
                     executor=pool,
                     default_executor=placement.default,
+                    tickets=self._tickets_for(run) if placement.engines else None,
                 )
                 driver.begin()
         except (ConveyorError, OSError) as exc:
@@ -448,6 +454,20 @@ class Scheduler:
             log_dir=folder,
             opened=self._engines,
         )
+
+    def _tickets_for(self, run: RunRecord) -> Tickets:
+        """How its runners on engines report: the configured execution API (a server on the
+        same store, which outlives this scheduler), else one it serves itself on loopback."""
+        if self._tickets is None:
+            api = self.settings.executor.api
+            if api is None:
+                log.warning(
+                    "no [executor] api: runners on engines report to this scheduler's own execution "
+                    "API; attempts it launched cannot record their ends after it dies. Set "
+                    "CONVEYOR_EXECUTION_API to a conveyor server's URL for results that outlive it"
+                )
+            self._tickets = Tickets(self.store.url, api, _home(run.workdir))
+        return self._tickets
 
     def _shared_pool(self, run: RunRecord) -> Executors:
         """The scheduler's one pool of workers, for every partition it drives; its runners

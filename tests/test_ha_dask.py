@@ -1,0 +1,98 @@
+"""High availability on an engine, for real: three Conveyor schedulers on a real PostgreSQL drive
+a run whose attempts execute on a real Dask cluster (a `dask scheduler` and workers, processes of
+our own), their runners reporting through a `conveyor server`'s execution API (they never see
+the store's URL). The scheduler owning the run is SIGKILLed mid-run: a survivor takes the
+partition over and adopts the attempts still running on Dask instead of launching them again.
+Every task's side effect appears once, and no completed task runs again.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import Project
+from engines import DaskCluster, free_port, missing, wait_port
+from test_ha import Cluster
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+@pytest.fixture
+def dask_cluster(tmp_path: Path) -> Iterator[DaskCluster]:
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        missing("Dask", "install it with: pip install -e '.[test]'")
+    dask = DaskCluster(tmp_path)
+    try:
+        dask.scheduler()
+        wait_port(dask.port)
+        dask.worker()
+        dask.worker()
+        dask.wait_for_workers(2)
+        yield dask
+    finally:
+        dask.stop()
+
+
+@pytest.fixture
+def api(project: Project, postgres: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    """The cluster of schedulers (from test_ha), and a `conveyor server` without a scheduler of
+    its own serving the execution API over the same store, named to the schedulers."""
+    cluster = Cluster(project, postgres)
+    port = free_port()
+    with open(project.root / "server.log", "ab") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "conveyor", "server", "--no-scheduler", "--db", cluster.url,
+             "--host", "127.0.0.1", "--port", str(port)],
+            cwd=project.root, env=project.env(), stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_port(port)
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+        monkeypatch.setenv("CONVEYOR_EXECUTION_API", f"http://127.0.0.1:{port}")
+        yield cluster
+    finally:
+        cluster.stop_all()
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+
+
+def test_sigkill_of_the_owning_scheduler_mid_run_on_dask(api: Cluster, dask_cluster: DaskCluster) -> None:
+    cluster = api
+    run_id = cluster.submit(n=12, groups=1, delay=2.0, partition_size=13)
+    for k in (1, 2, 3):
+        cluster.scheduler(f"s{k}", "--executor", "dask", "--executor-address", dask_cluster.address)
+    cluster.wait_for_lines(2)  # attempts have ended on Dask; others run there now
+    victim, number, epoch = cluster.busy_partition(at_least=5)
+    running = [a for a in cluster.store.attempts(run_id) if a.state == "running"]
+    cluster.procs[victim].kill()
+    assert cluster.procs[victim].wait(timeout=10) == -signal.SIGKILL
+    killed = time.time()
+
+    assert cluster.wait_for_end() == "succeeded", cluster.logs()
+    repeats = cluster.check_every_task_ran_and_none_ran_again()
+    assert repeats == [], f"side effects repeated: {repeats}\n{cluster.logs()}"
+    part = cluster.partition(number)
+    assert part.state == "done" and part.epoch > epoch and part.taken_from == victim, part
+    # the attempts running on Dask when their scheduler died were adopted, not launched again
+    after = {(a.instance_id, a.number): a for a in cluster.store.attempts(run_id)}
+    adopted = [after[a.instance_id, a.number] for a in running if a.started_at < killed]
+    assert adopted and all(a.state == "succeeded" for a in adopted), [(a.number, a.state) for a in adopted]
+    survivors = [name for name in cluster.procs if name != victim]
+    assert any(f"took over from {victim}" in cluster.log(s) for s in survivors), cluster.logs()
+    worker_logs = (dask_cluster.root / "cluster.log").read_text(errors="replace")
+    assert cluster.url not in worker_logs  # the store's URL never reached the engine
