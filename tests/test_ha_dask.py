@@ -96,3 +96,37 @@ def test_sigkill_of_the_owning_scheduler_mid_run_on_dask(api: Cluster, dask_clus
     assert any(f"took over from {victim}" in cluster.log(s) for s in survivors), cluster.logs()
     worker_logs = (dask_cluster.root / "cluster.log").read_text(errors="replace")
     assert cluster.url not in worker_logs  # the store's URL never reached the engine
+
+
+ON_DASK = """
+    from conveyor import pipeline, task
+
+    @task
+    def where() -> str:
+        from distributed import get_worker
+
+        return get_worker().address
+
+    @pipeline
+    def placed():
+        where()
+"""
+
+
+def test_a_run_submitted_to_dask_runs_there(
+    project: Project, dask_cluster: DaskCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.write("placed.py", ON_DASK)
+    refused = project.cli("submit", "placed.py:placed", "--executor", "nope")
+    assert refused.returncode == 2 and "unknown executor 'nope'" in refused.stderr + refused.stdout
+    run_id = project.cli("submit", "placed.py:placed", "--executor", "dask", check=True).stdout.strip()
+    monkeypatch.setenv("CONVEYOR_DASK_ADDRESS", dask_cluster.address)  # the scheduler's setting
+    project.cli("scheduler", "--until-idle", "--poll", "0.1", check=True, timeout=120)
+    shown = project.cli("show", run_id, "--json", check=True).stdout
+    from conveyor import artifacts
+    from conveyor.store import open_store
+
+    store = open_store(project.db)
+    assert store.get_run(run_id).state == "succeeded", shown
+    (inst,) = store.instances(run_id)
+    assert str(artifacts.load(inst.result)).startswith("tcp://127.0.0.1:")

@@ -9,6 +9,7 @@ run of the same pipeline and parameters), and drives it with a pool of local wor
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import secrets
@@ -22,6 +23,7 @@ from conveyor import params as P
 from conveyor.core import Change
 from conveyor.driver import RunDriver, RunResult, tail
 from conveyor.errors import ConveyorError, GraphError, RunBusy, RunExists
+from conveyor.executors import load
 from conveyor.executors.choice import Choice, choose
 from conveyor.executors.placing import Placement, place
 from conveyor.executors.tickets import Tickets
@@ -243,12 +245,21 @@ def submit(
     db: str | None = None,
     from_text: bool = False,
     partition_size: int = BOUND,
+    executor: str | None = None,
 ) -> RunRecord:
     """Record a new run for the schedulers (``conveyor scheduler``) to drive, its graph split
-    into partitions that several schedulers can lease at once. Nothing runs here."""
+    into partitions that several schedulers can lease at once; its tasks run on ``executor``
+    unless they (or their pipeline) name one (default: the schedulers'). Nothing runs here."""
+    if executor is not None:
+        load(executor)  # an unknown name, or one not installed: one line, before anything is stored
     pipe = load_pipeline(target)
     run, instances, partitions = submission(
-        pipe, canonical_target(target, pipe.name), params, from_text=from_text, partition_size=partition_size
+        pipe,
+        canonical_target(target, pipe.name),
+        params,
+        from_text=from_text,
+        partition_size=partition_size,
+        executor=executor,
     )
     return record(store or open_store(db), run, instances, partitions)
 
@@ -281,6 +292,7 @@ def submission(
     partition_size: int = BOUND,
     workdir: str | None = None,
     graphs: list[Graph] | None = None,
+    executor: str | None = None,
 ) -> Submission:
     """A new submitted run of ``pipe`` (loadable as ``ref``) as records: the run, its instances
     and its partitions, ready for the store (the graph is appended to ``graphs`` if given)."""
@@ -293,6 +305,8 @@ def submission(
     number = {iid: k for k, ids in enumerate(parts) for iid in ids}
     key = run_key(ref, {"params": pjson, "instances": sorted(graph.nodes), "submitted": True})
     run = new_run(pipe, ref, pjson, key, graph, workdir, partitions=len(parts))
+    if executor is not None:
+        run = dataclasses.replace(run, executor=executor)
     records = [
         PartitionRecord(
             run.id,

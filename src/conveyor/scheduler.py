@@ -11,6 +11,7 @@ backoff, never fatal.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -442,6 +443,8 @@ class Scheduler:
         """Where the run's tasks go: the engines they name, opened once for every run."""
         pipe = load_pipeline(run.target)
         choice = self.settings.executor
+        if run.executor is not None:  # conveyor submit --executor
+            choice = dataclasses.replace(choice, default=run.executor)
         if pipe.executor is None and choice.default == "local" and not any(n.task.executor for n in graph):
             return Placement(), fit_capacity(graph, self.workers, None)
         folder = str(_home(run.workdir) / "logs")

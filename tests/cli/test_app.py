@@ -11,6 +11,7 @@ import time
 import pytest
 
 from conftest import Project
+from conveyor.store.schema import SCHEMA_REVISION
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -375,5 +376,5 @@ def test_second_ctrl_c_exits_at_once(project: Project) -> None:
 
 def test_db_upgrade_reports_the_schema(project: Project) -> None:
     out = project.cli("db", "upgrade", check=True).stdout
-    assert "schema 0007" in out
-    assert "already at schema 0007" in project.cli("db", "upgrade", check=True).stdout
+    assert f"schema {SCHEMA_REVISION}" in out
+    assert f"already at schema {SCHEMA_REVISION}" in project.cli("db", "upgrade", check=True).stdout

@@ -154,7 +154,8 @@ def test_an_older_schema_names_the_upgrade_command(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.execute("UPDATE alembic_version SET version_num = '0000'")
     with pytest.raises(
-        SchemaError, match=r"has schema 0000, this Conveyor needs 0007; run: conveyor db upgrade"
+        SchemaError,
+        match=rf"has schema 0000, this Conveyor needs {SCHEMA_REVISION}; run: conveyor db upgrade",
     ):
         open_store(f"sqlite:///{path}")
 

@@ -32,7 +32,7 @@ from conveyor.cli.common import (
     when,
 )
 from conveyor.driver import RunResult, tail
-from conveyor.errors import LoadError
+from conveyor.errors import LoadError, ParameterError
 from conveyor.partitions import BOUND
 from conveyor.store import open_store
 
@@ -55,16 +55,21 @@ def submit(
     ] = BOUND,
     db: DbOpt = None,
     server: ServerOpt = None,
+    executor: ExecutorOpt = None,
 ) -> None:
     """Record a run for the schedulers to drive and print its id."""
     values = P.parse_assignments(param or [])
     if server:  # the server's project names its pipelines
+        if executor:
+            raise ParameterError("--executor with --server: the server's schedulers choose; set it there")
         backend = connect(server, db)
         view = backend.trigger(target, values)
         run_id, pipeline, total, parts = view.id, view.pipeline, view.total, view.partitions
     else:
         store = open_store(db)
-        run = engine.submit(target, values, store=store, from_text=True, partition_size=partition_size)
+        run = engine.submit(
+            target, values, store=store, from_text=True, partition_size=partition_size, executor=executor
+        )
         run_id, pipeline, total, parts = run.id, run.pipeline, run.total, run.partitions
         backend = connect(None, db)
     if not wait:

@@ -25,6 +25,7 @@ class RunRecord:
     total: int = 0
     partitions: int = 0  # submitted to the schedulers in this many partitions; 0: driven by `run`
     cancel_requested: float | None = None  # a submitted run asked to stop (`conveyor cancel`)
+    executor: str | None = None  # where its tasks run unless they say (submit --executor)
     counts: dict[str, int] = field(default_factory=dict)
 
 

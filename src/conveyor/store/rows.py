@@ -49,6 +49,7 @@ def run_row(r: RunRecord) -> tuple[Any, ...]:
         r.total,
         r.partitions,
         r.cancel_requested,
+        r.executor,
     )
 
 

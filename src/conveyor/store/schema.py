@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 
 #: The Alembic revision this code expects; a test checks it is the migrations' head.
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 
 metadata = MetaData()
 
@@ -43,6 +43,7 @@ runs = Table(
     Column("total", Integer, nullable=False, server_default="0"),
     Column("partitions", Integer, nullable=False, server_default="0"),  # >0: submitted to schedulers
     Column("cancel_requested", Float),  # when `conveyor cancel` asked a submitted run to stop
+    Column("executor", String(64)),  # where its tasks run unless they say (None: the scheduler's)
     Index("ix_runs_key", "key"),
     Index("ix_runs_created", "created_at"),
     Index("ix_runs_pipeline", "pipeline", "created_at"),

@@ -4,7 +4,7 @@
 SQLite's schema as text, for the embedded run's store (``lite``), which imports no SQLAlchemy;
 tests/store/test_lite.py checks it is current."""
 
-REVISION = "0007"
+REVISION = "0008"
 RUN_COLUMNS = (
     "id",
     "pipeline",
@@ -23,6 +23,7 @@ RUN_COLUMNS = (
     "total",
     "partitions",
     "cancel_requested",
+    "executor",
 )
 INSTANCE_COLUMNS = (
     "run_id",
@@ -67,7 +68,7 @@ DDL = (
     "\nCREATE TABLE claims (\n\tinstance_id VARCHAR(32) NOT NULL, \n\trun_id VARCHAR(32) NOT NULL, \n\tattempt INTEGER NOT NULL, \n\towner VARCHAR(200) NOT NULL, \n\tclaimed_at FLOAT NOT NULL, \n\texpires FLOAT NOT NULL, \n\tstate VARCHAR(16) DEFAULT 'running' NOT NULL, \n\tresult TEXT, \n\tended_at FLOAT, \n\tPRIMARY KEY (instance_id)\n)\n\n",
     "\nCREATE TABLE partitions (\n\trun_id VARCHAR(32) NOT NULL, \n\tnumber INTEGER NOT NULL, \n\tsize INTEGER NOT NULL, \n\tneeds TEXT DEFAULT '[]' NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\towner VARCHAR(200), \n\tepoch INTEGER DEFAULT '0' NOT NULL, \n\tlease_expires FLOAT, \n\ttakeovers INTEGER DEFAULT '0' NOT NULL, \n\ttaken_from VARCHAR(200), \n\ttaken_at FLOAT, \n\tstarted_at FLOAT, \n\tended_at FLOAT, \n\terror TEXT, \n\tPRIMARY KEY (run_id, number)\n)\n\n",
     "CREATE INDEX ix_partitions_state ON partitions (state)",
-    "\nCREATE TABLE runs (\n\tid VARCHAR(32) NOT NULL, \n\tpipeline VARCHAR(200) NOT NULL, \n\ttarget TEXT NOT NULL, \n\tparams TEXT NOT NULL, \n\t\"key\" VARCHAR(64) NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tworkdir TEXT DEFAULT '' NOT NULL, \n\tcreated_at FLOAT NOT NULL, \n\tstarted_at FLOAT, \n\tended_at FLOAT, \n\terror TEXT, \n\towner VARCHAR(200), \n\tepoch INTEGER DEFAULT '0' NOT NULL, \n\tlease_expires FLOAT, \n\ttotal INTEGER DEFAULT '0' NOT NULL, \n\tpartitions INTEGER DEFAULT '0' NOT NULL, \n\tcancel_requested FLOAT, \n\tPRIMARY KEY (id)\n)\n\n",
+    "\nCREATE TABLE runs (\n\tid VARCHAR(32) NOT NULL, \n\tpipeline VARCHAR(200) NOT NULL, \n\ttarget TEXT NOT NULL, \n\tparams TEXT NOT NULL, \n\t\"key\" VARCHAR(64) NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tworkdir TEXT DEFAULT '' NOT NULL, \n\tcreated_at FLOAT NOT NULL, \n\tstarted_at FLOAT, \n\tended_at FLOAT, \n\terror TEXT, \n\towner VARCHAR(200), \n\tepoch INTEGER DEFAULT '0' NOT NULL, \n\tlease_expires FLOAT, \n\ttotal INTEGER DEFAULT '0' NOT NULL, \n\tpartitions INTEGER DEFAULT '0' NOT NULL, \n\tcancel_requested FLOAT, \n\texecutor VARCHAR(64), \n\tPRIMARY KEY (id)\n)\n\n",
     "CREATE INDEX ix_runs_created ON runs (created_at)",
     'CREATE INDEX ix_runs_key ON runs ("key")',
     "CREATE INDEX ix_runs_pipeline ON runs (pipeline, created_at)",
