@@ -130,3 +130,40 @@ def test_a_run_submitted_to_dask_runs_there(
     assert store.get_run(run_id).state == "succeeded", shown
     (inst,) = store.instances(run_id)
     assert str(artifacts.load(inst.result)).startswith("tcp://127.0.0.1:")
+
+
+RESULTS = """
+    from conveyor import pipeline, task
+
+    @task
+    def numbers(n: int) -> list:
+        return list(range(n))
+
+    @task
+    def total(values: list) -> int:
+        return sum(values)
+
+    @pipeline
+    def summed():
+        total(numbers(10))
+"""
+
+
+def test_results_go_to_the_configured_storage(project: Project, s3: str, dask_cluster: DaskCluster) -> None:
+    """`[executor] storage`: runners on the engine save results there (an object store both the
+    engine and Conveyor reach), and the downstream task reads its input from there."""
+    from s3 import keys, new_bucket
+
+    bucket = new_bucket()
+    project.write("summed.py", RESULTS)
+    project.write("conveyor.toml", f'[executor]\ndefault = "dask"\nstorage = "s3://{bucket}/conveyor"\n')
+    project.cli("run", "summed.py:summed", "--executor-address", dask_cluster.address, check=True)
+    from conveyor import artifacts
+    from conveyor.store import open_store
+
+    store = open_store(project.db)
+    (run,) = store.list_runs()
+    results = {i.task: i.result for i in store.instances(run.id)}
+    assert all(str(ref).startswith(f"s3://{bucket}/conveyor/artifacts/{run.id}/") for ref in results.values())
+    assert artifacts.load(results["total"]) == 45
+    assert len(keys(bucket)) == 2

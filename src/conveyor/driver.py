@@ -6,6 +6,7 @@ One loop, one thread: feed events to the core, persist the changes it made in on
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
@@ -135,6 +136,7 @@ class RunDriver:
         engines: Mapping[str, Executor] | None = None,
         default_executor: str = "local",
         tickets: Callable[[Job, str], Ticket | None] | None = None,
+        storage: str | None = None,
     ) -> None:
         """``epoch``: the run's lease, already taken by this process (else ``drive`` takes
         it); ``release=False``: keep it when the run ends (the caller releases it).
@@ -143,7 +145,9 @@ class RunDriver:
         ``engines``: executors other than local worker processes, by name, which this driver
         owns and closes; a task runs on its own ``executor=``, else on ``default_executor``.
         ``tickets``: how a runner on an engine reports (the execution API's address and its
-        attempt's token), by job and executor name; None: it writes to the store itself."""
+        attempt's token), by job and executor name; None: it writes to the store itself.
+        ``storage``: where runners on engines save results (an fsspec URL they and this
+        process both reach); None: the run's artifacts folder."""
         self.store = store
         self.run = run
         self.graph = graph
@@ -180,6 +184,7 @@ class RunDriver:
         self._engines = dict(engines or {})
         self._default_executor = default_executor
         self._tickets = tickets
+        self._storage = f"{storage.rstrip('/')}/artifacts/{run.id}" if storage else None
         self.executor: Executor | None = None
         self.finished: Finished | None = None
         self._events: list[Event] = []
@@ -295,14 +300,20 @@ class RunDriver:
         lend(self._engines, recorder)
         return Executors({"local": local, **self._engines})
 
-    def _launch(self, cmd: Execute, job: Job) -> Launch:
+    def _launch(self, cmd: Execute, job: Job) -> tuple[Job, Launch]:
+        """The job as its executor gets it, and how to launch it."""
         task = self.graph[cmd.instance].task
         assert self.machine is not None
         spec = self.machine.instances[cmd.instance].spec
         name = task.executor or self._default_executor
-        local = name == "local" or isinstance(self._engines.get(name), LocalExecutor)  # Spark's drivers
+        member = self._engines.get(name)
+        if member is None and isinstance(self.executor, Executors):  # a scheduler's shared pool
+            member = self.executor.members.get(name)
+        local = name == "local" or isinstance(member, LocalExecutor)  # Spark's drivers are local too
         ticket = None if local or self._tickets is None else self._tickets(job, name)
-        return Launch(task.timeout, task.resources, spec.queueable, ticket, name)
+        if not local and self._storage is not None:
+            job = dataclasses.replace(job, artifact_dir=self._storage)
+        return job, Launch(task.timeout, task.resources, spec.queueable, ticket, name)
 
     def step(self) -> bool:
         """One turn: feed the events to the core, commit its changes, then carry out its
@@ -350,8 +361,8 @@ class RunDriver:
         self.finished = finished
         for cmd in commands:  # effects, only after their transitions are durable
             if isinstance(cmd, Execute):
-                job = self._job(cmd, holders.get(cmd.instance))
-                executor.submit(job, self._launch(cmd, job), now)
+                job, launch = self._launch(cmd, self._job(cmd, holders.get(cmd.instance)))
+                executor.submit(job, launch, now)
             elif isinstance(cmd, Cancel):
                 executor.cancel(cmd.instance, cmd.attempt, self.grace, now)
         self._turned = now

@@ -388,6 +388,7 @@ def drive(
         engines=engines,
         default_executor=prepared.placement.default,
         tickets=tickets,
+        storage=prepared.placement.storage,
     )
     if on_start is not None:
         on_start(driver)

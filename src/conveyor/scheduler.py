@@ -344,6 +344,7 @@ class Scheduler:
                     executor=pool,
                     default_executor=placement.default,
                     tickets=self._tickets_for(run) if placement.engines else None,
+                    storage=placement.storage,
                 )
                 driver.begin()
         except (ConveyorError, OSError) as exc:

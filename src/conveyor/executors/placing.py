@@ -31,6 +31,7 @@ class Placement:
     default: str = "local"
     engines: dict[str, Executor] = field(default_factory=dict)
     api: str | None = None  # the execution API their runners report to (None: serve one)
+    storage: str | None = None  # where their runners save results (None: the run's home)
 
     def name_of(self, task: TaskDef) -> str:
         return task.executor or self.default
@@ -58,7 +59,7 @@ def place(
     placement and the capacity its core admits attempts by (``workers`` attempts at once, by
     default the engines' slots, or one per local cpu). ``opened``: engines already open (a
     scheduler's, shared by its runs), used and added to, and not closed here."""
-    placement = Placement(pipeline_executor or choice.default, api=choice.api)
+    placement = Placement(pipeline_executor or choice.default, api=choice.api, storage=choice.storage)
     shared = opened if opened is not None else placement.engines
     local = workers or max(os.cpu_count() or 1, 1)
     capacity = Capacity.local(local, resources)
