@@ -50,3 +50,23 @@ def test_the_demo_ingests_every_line_once_and_its_report_adds_up(project: Projec
     assert _counts(db, "SELECT day, COUNT(*) FROM daily_sales WHERE sku = 'ALL' GROUP BY day") == {
         day: 1 for day in lines
     }
+
+
+@pytest.mark.parametrize("engine", ["dask", "ray"])
+def test_the_demo_on_an_engine_gives_the_same_report(
+    project: Project, tmp_path: Path, engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`conveyor run examples/sales/pipeline.py:daily_sales --executor dask` (and ray), each engine
+    started by Conveyor itself (a LocalCluster, a local Ray): the same report, byte for byte."""
+    pytest.importorskip("distributed" if engine == "dask" else "ray")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    reports = {}
+    for where, flags in (("local", ()), (engine, ("--executor", engine))):
+        root = tmp_path / where
+        shutil.copytree(EXAMPLE, root / "examples" / "sales")
+        here = Project(root)
+        run = here.cli("run", "examples/sales/pipeline.py:daily_sales", "-p", "end=2026-11-01", *flags)
+        assert run.returncode == 0 and "14 succeeded" in run.stdout, run.stdout + run.stderr
+        assert run.stderr.strip() == "", run.stderr  # no engine's warnings or tracebacks
+        reports[where] = {p.name: p.read_bytes() for p in (root / "demo-output" / "report").iterdir()}
+    assert reports[engine] == reports["local"] and len(reports["local"]) == 3

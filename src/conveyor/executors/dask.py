@@ -169,7 +169,7 @@ class DaskExecutor:
                     threads_per_worker=1,
                     processes=True,
                     host="127.0.0.1",
-                    dashboard_address=None,
+                    dashboard_address=":0",  # a free port: never a warning that 8787 is taken
                     resources=resources,
                     silence_logs=logging.WARNING,
                 )
