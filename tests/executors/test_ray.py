@@ -255,9 +255,13 @@ def test_cancel_before_an_attempt_began_runs_nothing(cluster: str, project: Proj
         asked = time.time()
         ex.cancel(slow.instance, 1, 10.0, asked)
         (out,) = reports(ex, 1, 20)  # stubborn() runs on
-        stopped = (Lost(slow, "cancelled before it started", blameless=True), Lost(slow, "cancelled"))
+        stopped = (
+            Lost(slow, "cancelled before it started", blameless=True),
+            Lost(slow, "cancelled"),
+            Lost(slow, "cancelled; killed after the grace period"),  # an actor slow to start, loaded
+        )
         assert out in stopped or (isinstance(out, Outcome) and out.status == "cancelled"), out
-        assert time.time() - asked < 10
+        assert time.time() - asked < 15
     finally:
         ex.close(kill=True)
     assert not any(e.startswith(("ok-", "slow-end")) for e in effects(project))
@@ -291,10 +295,10 @@ def test_a_timeout_kills_the_attempt(cluster: str, project: Project) -> None:
     try:
         submitted = time.time()
         ex.submit(slow, Launch(timeout=3.0), submitted)
-        assert ex.next_deadline() == pytest.approx(submitted + 3.0)
-        (lost,) = reports(ex, 1, 15)
+        assert ex.next_deadline() is None  # it counts from the moment its new actor is up, not before
+        (lost,) = reports(ex, 1, 30)
         assert isinstance(lost, Lost) and lost.timed_out and lost.reason == "timed out"
-        assert 3.0 <= time.time() - submitted < 8
+        assert 3.0 <= time.time() - submitted < 20
         # the next attempt goes to a new actor at once, never to the one being killed
         ex.submit(jobs["ok(i=1)"], Launch(), time.time())
         (out,) = reports(ex, 1, 60)

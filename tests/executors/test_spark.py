@@ -11,7 +11,6 @@ Outside CI they are skipped without them; in CI (``CI`` set) a missing one fails
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import subprocess
@@ -386,9 +385,9 @@ def test_a_spark_task_without_java_fails_with_the_line_that_says_what_to_install
         text=True,
         timeout=120,
     )
-    assert out.returncode != 0
-    line = f"ExecutorError: the spark executor needs Java 17+: JAVA_HOME={empty} has no bin/java"
-    assert line in out.stdout
+    assert out.returncode == 2, out.stdout + out.stderr  # refused before any run exists
+    line = f"the spark executor needs Java 17+: JAVA_HOME={empty} has no bin/java"
+    assert line in out.stderr and out.stderr.count("\n") == 1, out.stderr
 
 
 def test_without_pyspark_the_executor_names_the_extra(tmp_path: Path) -> None:
@@ -424,11 +423,9 @@ PROBE = """
 def test_the_executors_settings_reach_its_workers_sessions(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Driven directly (until the driver builds executors from ``[executor.spark]``): a worker
-    forked by the executor makes its session with the executor's master and conf, and the
-    task's memory is the driver JVM's heap."""
+    """Driven directly: a worker forked by the executor makes its session with the executor's
+    master and conf (``[executor.spark]``), and the task's memory is the driver JVM's heap."""
     from conveyor import artifacts
-    from conveyor.executors.local import LocalExecutor
     from conveyor.executors.port import Launch
     from conveyor.loader import load_pipeline
     from conveyor.runner import GRAPHS, Job
@@ -444,15 +441,14 @@ def test_the_executors_settings_reach_its_workers_sessions(
     job = Job(
         "probe-run", node.id, 1, str(tmp_path / "1.log"), str(tmp_path / "art"), {}, "", {}, str(tmp_path)
     )
-    new_port = "launch" in inspect.signature(LocalExecutor.submit).parameters
     try:
-        executor.submit(job, Launch() if new_port else None, time.time())
+        executor.submit(job, Launch(), time.time())
         outcomes: list[Any] = []
         deadline = time.monotonic() + 300
         while not outcomes and time.monotonic() < deadline:
             outcomes += list(executor.poll(1.0))
     finally:
-        executor.shutdown()
+        executor.close()
         GRAPHS.pop("probe-run", None)
         S.configure({})
     (outcome,) = outcomes

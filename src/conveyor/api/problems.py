@@ -112,6 +112,8 @@ async def _conveyor_error(request: Request, exc: Exception) -> JSONResponse:
     status = status_of(exc)
     if status == 503:
         log.warning("%s %s: %s", request.method, request.url.path, exc)
+        if request.url.path.startswith("/execution/"):  # a runner on an engine: not the store's URL
+            return SafeJSON({"detail": "the store does not answer; retry"}, status_code=503)
     return SafeJSON({"detail": str(exc)}, status_code=status)
 
 
