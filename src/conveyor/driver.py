@@ -310,7 +310,14 @@ class RunDriver:
         if member is None and isinstance(self.executor, Executors):  # a scheduler's shared pool
             member = self.executor.members.get(name)
         local = name == "local" or isinstance(member, LocalExecutor)  # Spark's drivers are local too
-        ticket = None if local or self._tickets is None else self._tickets(job, name)
+        ticket = None
+        if local or self._tickets is None:
+            pass
+        elif self._claiming and getattr(self._tickets, "local", False):  # see ``Ticket.deferred``
+            minted = self._tickets(job, name) if job.holder is not None else None  # only to wait
+            ticket = Ticket(minted.api if minted else "", minted.token if minted else "", deferred=True)
+        else:
+            ticket = self._tickets(job, name)
         if not local and self._storage is not None:
             job = dataclasses.replace(job, artifact_dir=self._storage)
         return job, Launch(task.timeout, task.resources, spec.queueable, ticket, name)

@@ -35,7 +35,6 @@ from typing import Any, ClassVar
 from conveyor.errors import ExecutorError
 from conveyor.executors import fit, need
 from conveyor.executors.port import Launch, Lost, Report, Unknown
-from conveyor.executors.remote import run_remote
 from conveyor.resources import Resources
 from conveyor.runner import Job, Outcome
 
@@ -45,6 +44,8 @@ log = logging.getLogger(__name__)
 SECRETS = ("CONVEYOR_DB",)
 #: The topic the workers' plugin reports attempts starting on (key, worker address).
 STARTED = "conveyor-started"
+#: The topic the runners' outcomes arrive on (key, the outcome's fields), beside their results.
+ENDED = "conveyor-ended"
 _PLUGIN = "conveyor"
 _BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)
 
@@ -106,6 +107,7 @@ class DaskExecutor:
         self._held: dict[str, _Held] = {}  # by key
         self._adopted: dict[str, _Held] = {}  # by key: attempts another owner launched
         self._done: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()  # ("", None): wake up
+        self._outcomes: dict[str, Outcome] = {}  # by key: fetched in Dask's callback thread
         self._out: list[Report] = []
         self._reconnect_at = 0.0
         self._failures = 0
@@ -135,6 +137,7 @@ class DaskExecutor:
                     f" plugin ({_line(exc)}); install conveyor on the Dask scheduler and every worker"
                 ) from None
             conn.client.subscribe_topic(STARTED, self._started)
+            conn.client.subscribe_topic(ENDED, self._ended_event)
             conn.workers = dict(conn.client.scheduler_info(n_workers=-1)["workers"])
             if first and self.address is not None:
                 allowed = conn.client.run_on_scheduler(self._remote.allowed_failures)
@@ -241,12 +244,21 @@ class DaskExecutor:
 
     # -- the port -----------------------------------------------------------------------------
     @property
+    def slots(self) -> int:
+        """Attempts the cluster runs at once: its workers' threads (one attempt each)."""
+        workers = self._conn.workers if self._conn is not None else {}
+        return sum(int(w.get("nthreads", 1)) for w in workers.values()) or self.size
+
+    @property
     def prefetch(self) -> int:
-        return 0
+        """Four times as many as the cluster runs wait in Dask's queue, so a worker that finishes one
+        starts the next without waiting for Conveyor's turn (they are RUNNING in the store;
+        if the Dask scheduler dies before they begin, they are lost through no fault of theirs)."""
+        return 32 * self.slots
 
     @property
     def quick(self) -> bool:
-        return False
+        return True
 
     @property
     def has_room(self) -> bool:
@@ -275,10 +287,26 @@ class DaskExecutor:
         report = launch.ticket if launch.ticket is not None else self._report()
         mapped = _mapped(launch.resources, self._conn.workers or self._workers())
         held.future = client.submit(
-            run_remote, job, report, key=key, pure=False, retries=0, resources=mapped or None
+            self._remote.run, job, report, key=key, pure=False, retries=0, resources=mapped or None
         )
         self._held[key] = held
-        held.future.add_done_callback(lambda fut, key=key: self._done.put((key, fut)))
+        held.future.add_done_callback(lambda fut, key=key: self._arrived(key, fut))
+
+    def _arrived(self, key: str, fut: Any) -> None:
+        """In Dask's callback thread: wake ``poll``, which fetches the outcomes of every attempt
+        that finished meanwhile in one request (``_fetch``)."""
+        self._done.put((key, fut))
+
+    def _fetch(self, items: list[tuple[str, Any]]) -> None:
+        """The outcomes of the finished attempts among ``items``, gathered at once: one round
+        trip to the cluster, not one per attempt."""
+        finished = [(k, f) for k, f in items if k and f is not None and f.status == "finished"]
+        if len(finished) < 2 or self._conn is None:
+            return  # one: ``fut.result()`` costs the same
+        with contextlib.suppress(Exception):
+            outcomes = self._conn.client.gather([f for _, f in finished], errors="skip")
+            if len(outcomes) == len(finished):
+                self._outcomes.update((k, out) for (k, _), out in zip(finished, outcomes, strict=True))
 
     def _report(self) -> str:
         url = getattr(self.recorder, "url", None)
@@ -354,6 +382,7 @@ class DaskExecutor:
                 except queue.Empty:
                     break
             ended = False
+            self._fetch(items)
             for key, fut in items:
                 report = self._ended(key, fut) if key else None
                 if report is not None:
@@ -372,10 +401,10 @@ class DaskExecutor:
         held = self._held.get(key)
         if held is None or held.future is not fut:
             return None  # let go of, or reported already
-        status = fut.status
+        status = "finished" if key in self._outcomes else fut.status
         if status == "finished":
             try:
-                out: Outcome = fut.result()
+                out: Outcome = self._outcomes.pop(key) if key in self._outcomes else fut.result()
             except Exception as exc:  # the result could not reach us: the runner recorded it
                 self._forget(held)
                 return Unknown(held.job, f"Dask lost its result ({_line(exc)}); the store has its end")
@@ -424,6 +453,16 @@ class DaskExecutor:
         if held.future is not None:
             with contextlib.suppress(Exception):
                 held.future.release()
+
+    def _ended_event(self, event: Any) -> None:
+        """From a runner (on the client's loop): its attempt's outcome, usually before Dask says
+        the task finished; ``poll`` reports it at once."""
+        with contextlib.suppress(Exception):
+            _, (key, fields) = event
+            held = self._held.get(key)
+            if held is not None:
+                self._outcomes[key] = Outcome(*fields)
+                self._done.put((key, held.future))
 
     def _started(self, event: Any) -> None:
         """From the workers' plugin (on the client's loop): an attempt began on a worker."""
@@ -567,7 +606,10 @@ def _mapped(resources: Resources, workers: Mapping[str, Mapping[str, Any]]) -> d
     """Dask resources only exist where workers declare them: a name no worker declares would
     wait forever, so only declared names are asked for (``check`` refused the rest)."""
     declared = {name for w in workers.values() for name in (w.get("resources") or {})}
-    return {name: n for name, n in fit.wanted(resources).items() if name in declared}
+    mapped = {name: n for name, n in fit.wanted(resources).items() if name in declared}
+    if mapped == {"cpu": 1} and all(int(w.get("nthreads", 1)) == 1 for w in workers.values()):
+        return {}  # a worker of one thread runs one at a time anyway; Dask schedules faster without
+    return mapped
 
 
 # -- errors -------------------------------------------------------------------------------------

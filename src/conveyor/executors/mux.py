@@ -24,13 +24,11 @@ class Executors:
 
     @property
     def prefetch(self) -> int:
-        local = self.members.get("local")
-        return local.prefetch if local is not None else 0
+        return sum(m.prefetch for m in self.members.values() if m.quick)
 
     @property
     def quick(self) -> bool:
-        local = self.members.get("local")
-        return local is not None and local.quick
+        return any(m.quick for m in self.members.values())
 
     @property
     def has_room(self) -> bool:
@@ -58,8 +56,10 @@ class Executors:
             m.adopt(jobs)
 
     def poll(self, timeout: float) -> Iterator[Report]:
-        if len(self.members) == 1:
-            for report in next(iter(self.members.values())).poll(timeout):
+        busy = [m for m in self.members.values() if m.running() or m.next_deadline() is not None]
+        if len(busy) <= 1:  # one member has work (the usual case): wait on it alone
+            only = busy[0] if busy else next(iter(self.members.values()))
+            for report in only.poll(timeout):
                 self._forget(report)
                 yield report
             return

@@ -28,6 +28,11 @@ class Tickets:
         self.home = home
         self._endpoint: Any = None
 
+    @property
+    def local(self) -> bool:
+        """Does this process serve the API its runners report to?"""
+        return self.api is None or self._endpoint is not None
+
     def url(self) -> str:
         if self.api is None:
             from conveyor.execution.local import serve_locally
