@@ -221,11 +221,18 @@ class RayExecutor:
     # -- port properties ------------------------------------------------------------------------
     @property
     def prefetch(self) -> int:
-        return 0
+        """Attempts handed over beyond the free slots wait in this executor's backlog and go to
+        the next actor that frees up, without waiting for the driver's turn."""
+        return 4 * self.slots
+
+    @property
+    def slots(self) -> int:
+        """Attempts of the default shape (one cpu) the cluster's nodes hold at once."""
+        return self._cap(Resources()) if self._nodes else self.size
 
     @property
     def quick(self) -> bool:
-        return False
+        return True
 
     @property
     def has_room(self) -> bool:
