@@ -11,7 +11,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,10 +77,14 @@ def test_sigkill_of_the_owning_scheduler_mid_run_on_dask(api: Cluster, dask_clus
         cluster.scheduler(f"s{k}", "--executor", "dask", "--executor-address", dask_cluster.address)
     cluster.wait_for_lines(2)  # attempts have ended on Dask; others run there now
     victim, number, epoch = cluster.busy_partition(at_least=5)
-    running = [a for a in cluster.store.attempts(run_id) if a.state == "running"]
+    # began on Dask (their runners beat); others handed over wait in Dask's queue and are dropped
+    # with the dead scheduler's client: never started, they are lost through no fault of theirs
+    began = cluster.wait_for(
+        "attempts executing on Dask",
+        lambda: [a for a in cluster.store.attempts(run_id) if a.state == "running" and a.heartbeat],
+    )
     cluster.procs[victim].kill()
     assert cluster.procs[victim].wait(timeout=10) == -signal.SIGKILL
-    killed = time.time()
 
     assert cluster.wait_for_end() == "succeeded", cluster.logs()
     repeats = cluster.check_every_task_ran_and_none_ran_again()
@@ -90,8 +93,10 @@ def test_sigkill_of_the_owning_scheduler_mid_run_on_dask(api: Cluster, dask_clus
     assert part.state == "done" and part.epoch > epoch and part.taken_from == victim, part
     # the attempts running on Dask when their scheduler died were adopted, not launched again
     after = {(a.instance_id, a.number): a for a in cluster.store.attempts(run_id)}
-    adopted = [after[a.instance_id, a.number] for a in running if a.started_at < killed]
+    adopted = [after[a.instance_id, a.number] for a in began]
     assert adopted and all(a.state == "succeeded" for a in adopted), [(a.number, a.state) for a in adopted]
+    relaunched = [a for a in after.values() if a.number > 1]
+    assert all(after[a.instance_id, 1].state == "lost" for a in relaunched), relaunched
     survivors = [name for name in cluster.procs if name != victim]
     assert any(f"took over from {victim}" in cluster.log(s) for s in survivors), cluster.logs()
     worker_logs = (dask_cluster.root / "cluster.log").read_text(errors="replace")
