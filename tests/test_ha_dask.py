@@ -8,6 +8,7 @@ Every task's side effect appears once, and no completed task runs again.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -172,3 +173,22 @@ def test_results_go_to_the_configured_storage(project: Project, s3: str, dask_cl
     assert all(str(ref).startswith(f"s3://{bucket}/conveyor/artifacts/{run.id}/") for ref in results.values())
     assert artifacts.load(results["total"]) == 45
     assert len(keys(bucket)) == 2
+
+
+def test_two_runs_on_dask_sharing_a_task_execute_it_once(project: Project, dask_cluster: DaskCluster) -> None:
+    """Two `conveyor run`s whose pipelines share task instances, both on the same Dask cluster:
+    one executes each shared instance, the other's runner waits for it through the execution API
+    and takes its outcome."""
+    from test_once import PIPELINES, effects, start_together, twice
+
+    project.write("pipes.py", PIPELINES)
+    flags = ["--executor", "dask", "--executor-address", dask_cluster.address]
+    done = start_together(project, [["run", "pipes.py:daily", *flags], ["run", "pipes.py:charts", *flags]])
+    for proc in done:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    counts = effects(project)
+    assert [counts[f"fetch-2026-11-0{d}"] for d in (1, 2, 3)] == [1, 1, 1], counts
+    assert not twice(project) and sum(counts.values()) == 9
+    runs = json.loads(project.cli("runs", "--json", check=True).stdout)
+    shown = [project.cli("show", r["id"], check=True).stdout for r in runs]
+    assert any("waited for run" in text for text in shown), shown

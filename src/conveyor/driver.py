@@ -39,7 +39,8 @@ from conveyor.errors import StaleEpochError, StoreError
 from conveyor.executors.local import LocalExecutor
 from conveyor.executors.mux import Executors
 from conveyor.executors.placing import lend
-from conveyor.executors.port import Executor, Launch, Lost, Ticket, Unknown
+from conveyor.executors.port import Executor, Launch, Lost, Unknown
+from conveyor.executors.tickets import Tickets
 from conveyor.graph import Graph
 from conveyor.owners import owner_is_dead, owner_name
 from conveyor.recorder import Recorder
@@ -135,7 +136,7 @@ class RunDriver:
         executor: Executor | None = None,
         engines: Mapping[str, Executor] | None = None,
         default_executor: str = "local",
-        tickets: Callable[[Job, str], Ticket | None] | None = None,
+        tickets: Tickets | None = None,
         storage: str | None = None,
     ) -> None:
         """``epoch``: the run's lease, already taken by this process (else ``drive`` takes
@@ -145,7 +146,7 @@ class RunDriver:
         ``engines``: executors other than local worker processes, by name, which this driver
         owns and closes; a task runs on its own ``executor=``, else on ``default_executor``.
         ``tickets``: how a runner on an engine reports (the execution API's address and its
-        attempt's token), by job and executor name; None: it writes to the store itself.
+        attempt's token); None: it writes to the store itself.
         ``storage``: where runners on engines save results (an fsspec URL they and this
         process both reach); None: the run's artifacts folder."""
         self.store = store
@@ -310,14 +311,7 @@ class RunDriver:
         if member is None and isinstance(self.executor, Executors):  # a scheduler's shared pool
             member = self.executor.members.get(name)
         local = name == "local" or isinstance(member, LocalExecutor)  # Spark's drivers are local too
-        ticket = None
-        if local or self._tickets is None:
-            pass
-        elif self._claiming and getattr(self._tickets, "local", False):  # see ``Ticket.deferred``
-            minted = self._tickets(job, name) if job.holder is not None else None  # only to wait
-            ticket = Ticket(minted.api if minted else "", minted.token if minted else "", deferred=True)
-        else:
-            ticket = self._tickets(job, name)
+        ticket = None if local or self._tickets is None else self._tickets(job, deferred=self._claiming)
         if not local and self._storage is not None:
             job = dataclasses.replace(job, artifact_dir=self._storage)
         return job, Launch(task.timeout, task.resources, spec.queueable, ticket, name)

@@ -32,8 +32,8 @@ class Ticket:
     #: The API is the launching process's own (``conveyor run`` with an engine on this machine):
     #: that process records the attempt from the engine's answer in its group commit, as it does
     #: for its local workers, so the runner writes nothing per attempt (its log goes straight to
-    #: the run's log file) and uses the API only to wait for another run's attempt of the same
-    #: instance. The API would die with that process anyway.
+    #: the run's log file; ``api`` and ``token`` are empty). The API would die with that process
+    #: anyway.
     deferred: bool = False
 
 

@@ -41,7 +41,7 @@ def run_remote(job: Job, report: Ticket | str) -> Outcome:
             install_logging()
             _logging = True
         if isinstance(report, Ticket) and report.deferred:
-            return _deferred(job, report)
+            return _deferred(job)
         recorder = _recorder(report)
         scratch = None
         if isinstance(report, Ticket):  # the log is written here and sent in chunks
@@ -79,15 +79,13 @@ def run_remote(job: Job, report: Ticket | str) -> Outcome:
                 shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _deferred(job: Job, ticket: Ticket) -> Outcome:
-    """An attempt its launching process records (see ``Ticket.deferred``): only a wait for
-    another run's attempt of the instance goes through the API."""
-    waiting = None if job.holder is None else (_recorder(ticket), job.holder)
+def _deferred(job: Job) -> Outcome:
+    """An attempt its launching process records (see ``Ticket.deferred``)."""
     cwd = os.getcwd()
     if job.workdir and os.path.isdir(job.workdir):
         os.chdir(job.workdir)
     try:
-        out = run_attempt(job, waiting)
+        out = run_attempt(job)
     except (Cancelled, KeyboardInterrupt):  # an engine's cancel that landed outside the task
         now = time.time()
         return Outcome(job.run_id, job.instance, job.attempt, "cancelled", None, "cancelled", now, now)

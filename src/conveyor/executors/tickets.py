@@ -42,11 +42,19 @@ class Tickets:
             log.info("runners on engines report to this process's execution API at %s", self.api)
         return self.api
 
-    def __call__(self, job: Job, executor: str) -> Ticket:
+    def __call__(self, job: Job, *, deferred: bool = False) -> Ticket:
+        """The ticket of ``job``'s attempt. ``deferred`` (``conveyor run``, which records its
+        attempts in its own commits): when this process serves the API, the runner writes
+        nothing per attempt (``Ticket.deferred``), unless it must first wait for another run's
+        attempt of the same instance (``job.holder``): that goes through the API."""
+        if deferred and self.local and job.holder is None:
+            return Ticket("", "", deferred=True)
+        return Ticket(self.api or self.url(), self._mint(job))
+
+    def _mint(self, job: Job) -> str:
         from conveyor.execution.tokens import mint
 
-        url = self.api or self.url()
-        return Ticket(url, mint(self.store, job.run_id, job.instance, job.attempt))
+        return mint(self.store, job.run_id, job.instance, job.attempt)
 
     def close(self) -> None:
         endpoint, self._endpoint = self._endpoint, None
