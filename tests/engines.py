@@ -41,20 +41,8 @@ def start_engine(name: str, scratch: Path) -> Iterator[Engine]:
         yield Engine("local", ("--executor", "local"))
         return
     if name == "dask":
-        try:
-            import distributed  # noqa: F401
-        except ImportError:
-            missing("Dask", "install it with: pip install -e '.[test]'")
-        cluster = DaskCluster(scratch)
-        try:
-            cluster.scheduler()
-            wait_port(cluster.port)
-            for _ in range(2):
-                cluster.worker()
-            cluster.wait_for_workers(2)
+        with dask_cluster(scratch) as cluster:
             yield Engine("dask", ("--executor", "dask", "--executor-address", cluster.address))
-        finally:
-            cluster.stop()
         return
     if name == "ray":
         try:
@@ -74,6 +62,25 @@ def start_engine(name: str, scratch: Path) -> Iterator[Engine]:
         yield Engine("spark", ("--executor", "spark"))
         return
     raise ValueError(f"no such engine in the tests: {name}")
+
+
+@contextlib.contextmanager
+def dask_cluster(scratch: Path, workers: int = 2) -> Iterator[DaskCluster]:
+    """A `dask scheduler` and ``workers`` single-thread `dask worker`s, up and connected."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        missing("Dask", "install it with: pip install -e '.[test]'")
+    cluster = DaskCluster(scratch)
+    try:
+        cluster.scheduler()
+        wait_port(cluster.port)
+        for _ in range(workers):
+            cluster.worker()
+        cluster.wait_for_workers(workers)
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @contextlib.contextmanager

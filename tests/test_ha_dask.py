@@ -20,28 +20,16 @@ import httpx
 import pytest
 
 from conftest import Project
-from engines import DaskCluster, free_port, missing, wait_port
+from engines import DaskCluster, dask_cluster, free_port, wait_port
 from test_ha import Cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
-@pytest.fixture
-def dask_cluster(tmp_path: Path) -> Iterator[DaskCluster]:
-    try:
-        import distributed  # noqa: F401
-    except ImportError:
-        missing("Dask", "install it with: pip install -e '.[test]'")
-    dask = DaskCluster(tmp_path)
-    try:
-        dask.scheduler()
-        wait_port(dask.port)
-        dask.worker()
-        dask.worker()
-        dask.wait_for_workers(2)
-        yield dask
-    finally:
-        dask.stop()
+@pytest.fixture(name="dask_cluster")
+def started_dask_cluster(tmp_path: Path) -> Iterator[DaskCluster]:
+    with dask_cluster(tmp_path) as cluster:
+        yield cluster
 
 
 @pytest.fixture
