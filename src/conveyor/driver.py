@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.core import (
     AttemptCancelled,
@@ -40,7 +40,6 @@ from conveyor.executors.local import LocalExecutor
 from conveyor.executors.mux import Executors
 from conveyor.executors.placing import lend
 from conveyor.executors.port import Executor, Launch, Lost, Unknown
-from conveyor.executors.tickets import Tickets
 from conveyor.graph import Graph
 from conveyor.owners import owner_is_dead, owner_name
 from conveyor.recorder import Recorder
@@ -57,6 +56,9 @@ from conveyor.store.records import (
 )
 from conveyor.targets import FileTarget, done_among, flatten
 from conveyor.tasks import TaskDef
+
+if TYPE_CHECKING:
+    from conveyor.executors.tickets import Tickets
 
 S = State
 _TERMINAL = frozenset(st for st in State if st.terminal)

@@ -514,14 +514,20 @@ def _attempt(job: Job) -> Outcome:
         return out
     begun = rec.begin(job)
     if begun is False:
-        now = time.time()
-        return Outcome(
-            job.run_id, job.instance, job.attempt, "failed", None,
-            "the attempt was no longer current: its run's new driver declared it lost", now, now,
-        )  # fmt: skip
+        return stale(job)
     out = run_attempt(job, None if begun is True else (rec, begun))
     rec.end(job, out)
     return out
+
+
+def stale(job: Job) -> Outcome:
+    """What a runner answers for an attempt its store refused to begin: another owner of the
+    run declared it lost (or it was cancelled) meanwhile."""
+    now = time.time()
+    return Outcome(
+        job.run_id, job.instance, job.attempt, "failed", None,
+        "the attempt was no longer current: its run's new owner declared it lost", now, now,
+    )  # fmt: skip
 
 
 def _enter(workdir: str) -> None:

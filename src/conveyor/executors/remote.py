@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 from conveyor.executors.port import Ticket
-from conveyor.runner import Cancelled, Job, Outcome, install_logging, run_attempt, short_error
+from conveyor.runner import Cancelled, Job, Outcome, install_logging, run_attempt, short_error, stale
 
 _lock = threading.Lock()  # one attempt per process at a time (see above)
 _recorders: dict[str, Any] = {}
@@ -50,11 +50,7 @@ def run_remote(job: Job, report: Ticket | str) -> Outcome:
         try:
             begun = recorder.begin(job)
             if begun is False:
-                now = time.time()
-                return Outcome(
-                    job.run_id, job.instance, job.attempt, "failed", None,
-                    "the attempt was no longer current: its run's new owner declared it lost", now, now,
-                )  # fmt: skip
+                return stale(job)
             cwd = os.getcwd()
             if job.workdir and os.path.isdir(job.workdir):
                 os.chdir(job.workdir)
