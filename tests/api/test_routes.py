@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import pickle
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -223,8 +224,12 @@ def test_health_and_metrics(api: Api) -> None:
 def scheduler(api: Api) -> Iterator[None]:
     proc = api.project.popen("scheduler", "--workers", "1", "--poll", "0.1")
     yield
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=30)
+    proc.send_signal(signal.SIGTERM)  # it waits for an attempt still running ...
+    try:
+        proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)  # ... unless told again
+        proc.communicate(timeout=30)
 
 
 def test_follow_streams_a_log_while_its_attempt_runs(api: Api, scheduler: None) -> None:

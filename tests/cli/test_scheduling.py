@@ -139,6 +139,52 @@ def test_a_scheduler_hands_its_partition_over_when_stopped(project: Project) -> 
     assert json.loads(project.cli("show", run_id, "--json").stdout)["state"] == "succeeded"
 
 
+LONG = """
+    import time
+    from pathlib import Path
+    from conveyor import pipeline, task
+
+    @task
+    def long() -> str:
+        Path("began").touch()
+        time.sleep(6)
+        with open("side.txt", "a") as f:
+            f.write("0\\n")
+        return "done"
+
+    @pipeline
+    def one():
+        long()
+"""
+
+
+def test_a_stopped_scheduler_waits_for_its_running_attempt_and_a_second_signal_leaves_it(
+    project: Project,
+) -> None:
+    project.write("long.py", LONG)
+    run_id = project.cli("submit", "long.py:one", check=True).stdout.strip()
+    first = project.popen("scheduler", "--name", "first", "--workers", "1", "--poll", "0.1")
+    deadline = time.time() + 30
+    while not (project.root / "began").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    first.send_signal(signal.SIGTERM)
+    time.sleep(1.5)
+    assert first.poll() is None  # the attempt still runs: its scheduler waits for it
+    [part] = json.loads(project.cli("show", run_id, "--json", check=True).stdout)["partition_states"]
+    assert part["owner"] is None and part["state"] == "open"  # handed over already
+    first.send_signal(signal.SIGTERM)  # again: exit now
+    _, err = first.communicate(timeout=10)
+    assert "waiting for 1 running attempt to end and record it: run " + run_id in err, err
+    assert _lines(project) == []  # left running, in its worker
+    second = project.cli("scheduler", "--name", "second", "--until-idle", "--poll", "0.1", check=True)
+    assert "Traceback" not in second.stderr
+    shown = json.loads(project.cli("show", run_id, "--json", check=True).stdout)
+    assert shown["state"] == "succeeded"
+    [attempt] = shown["tasks"][0]["attempt_log"]  # adopted, never launched again
+    assert attempt["state"] == "succeeded"
+    assert _lines(project) == [0]
+
+
 def test_bad_input_to_the_scheduling_commands(project: Project) -> None:
     project.write("pipes.py", PIPELINE)
     url = "postgresql+psycopg://conveyor:s3cret@127.0.0.1:9/nowhere"

@@ -20,6 +20,7 @@ worker frees up.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
 import selectors
@@ -38,6 +39,8 @@ from conveyor.runner import GRAPHS, Control, Job, Outcome, pack, worker_main
 
 _ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
 _FORKED = _ctx.get_start_method() == "fork"  # workers inherit the driver's GRAPHS
+
+log = logging.getLogger(__name__)
 
 #: Attempts a busy worker may hold queued behind the one it runs.
 QUEUE_DEPTH = 4
@@ -211,11 +214,28 @@ class LocalExecutor:
     def detach(self) -> None:
         """Let go of the workers without killing them (this process lost the right to act for
         their attempts): queued attempts are taken back, each worker finishes the attempt it
-        runs (its runner records the end, if it is still current) and then exits."""
+        runs (its runner records the end, if it is still current) and then exits.
+
+        This process exits only once those workers have: a SQLite store's last connection to
+        close deletes its write-ahead log, and a forked worker's connection does not count (its
+        locks are not inherited), so the worker's end would be written into a deleted file. A
+        process killed before it closes its connections deletes nothing: a second SIGTERM is safe."""
+        going_on = []
         for w in self._workers:
             for slot in w.active():
-                w.control.revoke(slot.seq)
+                if not w.control.revoke(slot.seq):  # started: it goes on
+                    job = slot.job
+                    going_on.append(f"run {job.run_id} instance {job.instance} (worker pid {w.process.pid})")
             w.conn.close()
+        if going_on:
+            log.info(
+                "waiting for %d running attempt%s to end and record it: %s; "
+                "SIGTERM again to exit now and leave %s running",
+                len(going_on),
+                "" if len(going_on) == 1 else "s",
+                ", ".join(going_on),
+                "it" if len(going_on) == 1 else "them",
+            )
         self._workers = []
         self._backlog.clear()
         if self._selector is not None:
