@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Float,
     Index,
@@ -16,7 +17,7 @@ from sqlalchemy import (
 )
 
 #: The Alembic revision this code expects; a test checks it is the migrations' head.
-SCHEMA_REVISION = "0008"
+SCHEMA_REVISION = "0010"
 
 metadata = MetaData()
 
@@ -201,4 +202,76 @@ signing_keys = Table(
     Column("secret", String(128), nullable=False),  # hex, 32 random bytes
     Column("created_at", Float, nullable=False),
     Index("ix_signing_keys_created", "created_at"),
+)
+
+# -- team quotas (``conveyor.quotas``) -------------------------------------------------------
+#: What each admitted attempt holds of its team's quota until it ends. Taking one and moving the
+#: team's counters (``quota_use``) happen in one transaction, conditional on the limit, so no
+#: number of schedulers can admit past a quota; releasing deletes the row first, so a holding
+#: returns exactly once, whoever releases it (the scheduler that took it, or any other's sweep
+#: once the attempt's end is recorded).
+quota_holdings = Table(
+    "quota_holdings",
+    metadata,
+    Column("run_id", String(32), nullable=False),
+    Column("instance_id", String(32), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("team", String(100), nullable=False),
+    Column("user", String(100), nullable=False, server_default=""),
+    Column("amounts", Text, nullable=False),  # JSON: resource -> amount
+    Column("borrowed", Text, nullable=False, server_default="{}"),  # JSON: the part over its own limits
+    Column("ledgers", Text, nullable=False, server_default="[]"),  # JSON: where it is counted
+    Column("scheduler", String(200), nullable=False),
+    Column("taken_at", Float, nullable=False),
+    PrimaryKeyConstraint("run_id", "instance_id", "attempt"),
+    Index("ix_quota_holdings_team", "team"),
+)
+
+#: In use now, per team and resource (team "*": the whole cluster's capacity).
+quota_use = Table(
+    "quota_use",
+    metadata,
+    Column("team", String(100), nullable=False),
+    Column("resource", String(100), nullable=False),
+    Column("in_use", BigInteger, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("team", "resource"),
+)
+
+#: What each scheduler has waiting for quota, per team and user, refreshed as it turns: the
+#: picture every scheduler's fair-share order is computed from.
+quota_demands = Table(
+    "quota_demands",
+    metadata,
+    Column("scheduler", String(200), nullable=False),
+    Column("team", String(100), nullable=False),
+    Column("user", String(100), nullable=False, server_default=""),
+    Column("waiting", Integer, nullable=False),
+    Column("amounts", Text, nullable=False),  # JSON: one waiting attempt's typical amounts
+    Column("oldest", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    PrimaryKeyConstraint("scheduler", "team", "user"),
+)
+
+#: Why a ready task instance waits (a team's quota, fair share, borrowing), written when the
+#: reason changes and removed when it is admitted: ``conveyor show``, the API and the UI read it.
+quota_waits = Table(
+    "quota_waits",
+    metadata,
+    Column("run_id", String(32), nullable=False),
+    Column("instance_id", String(32), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("since", Float, nullable=False),
+    PrimaryKeyConstraint("run_id", "instance_id"),
+)
+
+#: Decayed usage per team (user "") and per user of a team, in dominant-share seconds.
+team_usage = Table(
+    "team_usage",
+    metadata,
+    Column("team", String(100), nullable=False),
+    Column("user", String(100), nullable=False, server_default=""),
+    Column("usage", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    PrimaryKeyConstraint("team", "user"),
 )

@@ -4,7 +4,7 @@
 SQLite's schema as text, for the embedded run's store (``lite``), which imports no SQLAlchemy;
 tests/store/test_lite.py checks it is current."""
 
-REVISION = "0008"
+REVISION = "0010"
 RUN_COLUMNS = (
     "id",
     "pipeline",
@@ -68,6 +68,11 @@ DDL = (
     "\nCREATE TABLE claims (\n\tinstance_id VARCHAR(32) NOT NULL, \n\trun_id VARCHAR(32) NOT NULL, \n\tattempt INTEGER NOT NULL, \n\towner VARCHAR(200) NOT NULL, \n\tclaimed_at FLOAT NOT NULL, \n\texpires FLOAT NOT NULL, \n\tstate VARCHAR(16) DEFAULT 'running' NOT NULL, \n\tresult TEXT, \n\tended_at FLOAT, \n\tPRIMARY KEY (instance_id)\n)\n\n",
     "\nCREATE TABLE partitions (\n\trun_id VARCHAR(32) NOT NULL, \n\tnumber INTEGER NOT NULL, \n\tsize INTEGER NOT NULL, \n\tneeds TEXT DEFAULT '[]' NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\towner VARCHAR(200), \n\tepoch INTEGER DEFAULT '0' NOT NULL, \n\tlease_expires FLOAT, \n\ttakeovers INTEGER DEFAULT '0' NOT NULL, \n\ttaken_from VARCHAR(200), \n\ttaken_at FLOAT, \n\tstarted_at FLOAT, \n\tended_at FLOAT, \n\terror TEXT, \n\tPRIMARY KEY (run_id, number)\n)\n\n",
     "CREATE INDEX ix_partitions_state ON partitions (state)",
+    "\nCREATE TABLE quota_demands (\n\tscheduler VARCHAR(200) NOT NULL, \n\tteam VARCHAR(100) NOT NULL, \n\tuser VARCHAR(100) DEFAULT '' NOT NULL, \n\twaiting INTEGER NOT NULL, \n\tamounts TEXT NOT NULL, \n\toldest FLOAT NOT NULL, \n\tupdated_at FLOAT NOT NULL, \n\tPRIMARY KEY (scheduler, team, user)\n)\n\n",
+    "\nCREATE TABLE quota_holdings (\n\trun_id VARCHAR(32) NOT NULL, \n\tinstance_id VARCHAR(32) NOT NULL, \n\tattempt INTEGER NOT NULL, \n\tteam VARCHAR(100) NOT NULL, \n\tuser VARCHAR(100) DEFAULT '' NOT NULL, \n\tamounts TEXT NOT NULL, \n\tborrowed TEXT DEFAULT '{}' NOT NULL, \n\tledgers TEXT DEFAULT '[]' NOT NULL, \n\tscheduler VARCHAR(200) NOT NULL, \n\ttaken_at FLOAT NOT NULL, \n\tPRIMARY KEY (run_id, instance_id, attempt)\n)\n\n",
+    "CREATE INDEX ix_quota_holdings_team ON quota_holdings (team)",
+    "\nCREATE TABLE quota_use (\n\tteam VARCHAR(100) NOT NULL, \n\tresource VARCHAR(100) NOT NULL, \n\tin_use BIGINT DEFAULT '0' NOT NULL, \n\tPRIMARY KEY (team, resource)\n)\n\n",
+    "\nCREATE TABLE quota_waits (\n\trun_id VARCHAR(32) NOT NULL, \n\tinstance_id VARCHAR(32) NOT NULL, \n\tkind VARCHAR(32) NOT NULL, \n\ttext TEXT NOT NULL, \n\tsince FLOAT NOT NULL, \n\tPRIMARY KEY (run_id, instance_id)\n)\n\n",
     "\nCREATE TABLE runs (\n\tid VARCHAR(32) NOT NULL, \n\tpipeline VARCHAR(200) NOT NULL, \n\ttarget TEXT NOT NULL, \n\tparams TEXT NOT NULL, \n\t\"key\" VARCHAR(64) NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tworkdir TEXT DEFAULT '' NOT NULL, \n\tcreated_at FLOAT NOT NULL, \n\tstarted_at FLOAT, \n\tended_at FLOAT, \n\terror TEXT, \n\towner VARCHAR(200), \n\tepoch INTEGER DEFAULT '0' NOT NULL, \n\tlease_expires FLOAT, \n\ttotal INTEGER DEFAULT '0' NOT NULL, \n\tpartitions INTEGER DEFAULT '0' NOT NULL, \n\tcancel_requested FLOAT, \n\texecutor VARCHAR(64), \n\tPRIMARY KEY (id)\n)\n\n",
     "CREATE INDEX ix_runs_created ON runs (created_at)",
     'CREATE INDEX ix_runs_key ON runs ("key")',
@@ -79,6 +84,7 @@ DDL = (
     "CREATE INDEX ix_signing_keys_created ON signing_keys (created_at)",
     "\nCREATE TABLE task_instances (\n\trun_id VARCHAR(32) NOT NULL, \n\tid VARCHAR(32) NOT NULL, \n\tseq INTEGER NOT NULL, \n\ttask VARCHAR(200) NOT NULL, \n\tlabel TEXT NOT NULL, \n\tparams TEXT NOT NULL, \n\tupstream TEXT NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tattempts INTEGER DEFAULT '0' NOT NULL, \n\tfailures INTEGER DEFAULT '0' NOT NULL, \n\tlost INTEGER DEFAULT '0' NOT NULL, \n\tnot_before FLOAT DEFAULT '0' NOT NULL, \n\tpriority INTEGER DEFAULT '0' NOT NULL, \n\ttargets TEXT DEFAULT '[]' NOT NULL, \n\tresult TEXT, \n\terror TEXT, \n\tstarted_at FLOAT, \n\tended_at FLOAT, \n\tpartition INTEGER DEFAULT '0' NOT NULL, \n\tPRIMARY KEY (run_id, id)\n)\n\n",
     "CREATE INDEX ix_instances_partition ON task_instances (run_id, partition)",
+    "\nCREATE TABLE team_usage (\n\tteam VARCHAR(100) NOT NULL, \n\tuser VARCHAR(100) DEFAULT '' NOT NULL, \n\tusage FLOAT NOT NULL, \n\tupdated_at FLOAT NOT NULL, \n\tPRIMARY KEY (team, user)\n)\n\n",
     "\nCREATE TABLE transitions (\n\tid INTEGER NOT NULL, \n\trun_id VARCHAR(32) NOT NULL, \n\tinstance_id VARCHAR(32) NOT NULL, \n\told VARCHAR(16) NOT NULL, \n\tnew VARCHAR(16) NOT NULL, \n\tat FLOAT NOT NULL, \n\tcause TEXT NOT NULL, \n\tattempt INTEGER NOT NULL, \n\tPRIMARY KEY (id)\n)\n\n",
     "CREATE INDEX ix_transitions_instance ON transitions (run_id, instance_id)",
     "CREATE INDEX ix_transitions_run ON transitions (run_id, id)",
