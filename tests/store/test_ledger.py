@@ -33,13 +33,17 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
 
 
 def _held(i: int, team: str = "a", cpu: int = 2, memory: int = GiB, user: str = "ann") -> Held:
-    return Held("run1", f"i{i}", 1, team, user, {"cpu": cpu, "memory": memory}, scheduler="s1", taken_at=100.0)
+    return Held(
+        "run1", f"i{i}", 1, team, user, {"cpu": cpu, "memory": memory}, scheduler="s1", taken_at=100.0
+    )
 
 
 def _attempt(store: SqlStore, iid: str, state: str, number: int = 1) -> None:
     with store.engine.begin() as conn:
         conn.execute(
-            sa.insert(t.attempts).values(run_id="run1", instance_id=iid, number=number, state=state, started_at=1.0)
+            sa.insert(t.attempts).values(
+                run_id="run1", instance_id=iid, number=number, state=state, started_at=1.0
+            )
         )
 
 
@@ -68,7 +72,9 @@ def test_the_cluster_ledger_bounds_every_team_together(store: SqlStore) -> None:
 def test_a_holding_returns_once_and_charges_decayed_usage(store: SqlStore) -> None:
     limits = {"cpu": 4}
     store.hold(_held(1), limits)
-    charged = store.give_back([("run1", "i1", 1)], 160.0, charge=lambda h, now: now - h.taken_at, half_life=60)
+    charged = store.give_back(
+        [("run1", "i1", 1)], 160.0, charge=lambda h, now: now - h.taken_at, half_life=60
+    )
     again = store.give_back([("run1", "i1", 1)], 170.0, charge=lambda h, now: 1000.0)
     assert (charged, again) == (1, 0)
     assert store.in_use() == {}
