@@ -33,6 +33,7 @@ from conveyor.executors.local import LocalExecutor
 from conveyor.executors.mux import Executors
 from conveyor.executors.placing import Placement, lend, place
 from conveyor.executors.port import Executor
+from conveyor.quotas.gate import Gate
 from conveyor.executors.tickets import Tickets
 from conveyor.graph import Graph
 from conveyor.loader import load_pipeline
@@ -104,6 +105,7 @@ class Scheduler:
         self._last_beat = 0.0
         self._outage: float | None = None  # since when the store has not answered
         self._graphs: dict[str, Graph] = {}
+        self._gate = Gate(store, self.name)  # team quotas
 
     # -- the loop -----------------------------------------------------------------------------
     def serve(self, *, until_idle: bool = False) -> None:
@@ -132,6 +134,7 @@ class Scheduler:
             if self._tickets is not None:
                 self._tickets.close()
                 self._tickets = None
+            self._gate.close()
             try:
                 self.store.beat(self.name, time.time(), state="stopped")
             except StoreError:
@@ -168,6 +171,7 @@ class Scheduler:
                     next_claim = now  # there may be more: claim again on the next turn
             if not self.drivers:
                 continue
+            self._gate.turn(self.drivers, now)
             for driver in list(self.drivers):
                 self._step(driver)
             self._wait(next_claim)
@@ -347,6 +351,7 @@ class Scheduler:
                     storage=placement.storage,
                 )
                 driver.begin()
+                self._gate.enter(driver)
         except (ConveyorError, OSError) as exc:
             self._failed(driver, run, part.number, part.epoch, exc)
             return

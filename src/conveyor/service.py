@@ -38,7 +38,8 @@ from conveyor.project import Entry, Project
 from conveyor.project import find as find_project
 from conveyor.schedules import Schedule
 from conveyor.store import Store
-from conveyor.store.records import BackfillRecord, InstanceRecord
+from conveyor.quotas.pending import why
+from conveyor.store.records import BackfillRecord, InstanceRecord, RunRecord
 from conveyor.views import (
     GROUPINGS,
     BackfillView,
@@ -58,6 +59,7 @@ from conveyor.views import (
     SchedulerView,
     ScheduleView,
     TaskView,
+    WhyView,
     stamp,
 )
 
@@ -192,11 +194,25 @@ class Service:
         for a in self.store.attempts(r.id):
             attempts.setdefault(a.instance_id, []).append(a)
         parts = self.store.partitions(r.id) if r.partitions else []
+        instances = self.store.instances(r.id)
         return RunDetail(
             **RunView.of(r).model_dump(),
-            tasks=[TaskView.of(i, attempts.get(i.id, [])) for i in self.store.instances(r.id)],
+            tasks=[TaskView.of(i, attempts.get(i.id, []), w) for i, w in zip(instances, self._why(r, instances))],
             partition_states=[PartitionView.of(p) for p in parts],
         )
+
+    def _why(self, r: RunRecord, instances: list[InstanceRecord]) -> list[WhyView | None]:
+        """Why each instance waits (None for one that does not), while the run is not over."""
+        if r.state not in ("pending", "running"):
+            return [None] * len(instances)
+        states = {i.id: i.state for i in instances}
+        labels = {i.id: i.label for i in instances}
+        recorded = self.store.waits(r.id)
+        out: list[WhyView | None] = []
+        for i in instances:
+            p = why(i.state, i.upstream, i.not_before, states, labels, recorded.get(i.id))
+            out.append(None if p is None else WhyView(kind=p.kind, text=p.text, since=stamp(p.since)))
+        return out
 
     def cancel(self, run_id: str) -> RunView:
         """Cancel a run: a submitted one through its schedulers (nothing new starts, running

@@ -179,6 +179,15 @@ class AttemptView(View):
         )
 
 
+class WhyView(View):
+    kind: str = Field(
+        description="upstream, backoff, no_executor, quota_full, runs_full, borrow_limit, lender_busy, "
+        "fair_share or no_capacity"
+    )
+    text: str = Field(description="One line for people")
+    since: dt.datetime | None = Field(None, description="Since when this reason holds (quota reasons)")
+
+
 class TaskView(View):
     id: str = Field(description="The task instance's id: a hash of its task and parameters")
     task: str
@@ -201,10 +210,14 @@ class TaskView(View):
     outputs: list[dict[str, Any]] | None = Field(
         None, description="What its targets held when its last successful attempt ended (fingerprints)"
     )
+    why: WhyView | None = Field(
+        None, description="Why it waits (pending, ready or in backoff): upstream, quota, fair share, capacity"
+    )
 
     @classmethod
-    def of(cls, i: InstanceRecord, attempts: list[AttemptRecord]) -> TaskView:
+    def of(cls, i: InstanceRecord, attempts: list[AttemptRecord], why: WhyView | None = None) -> TaskView:
         return cls(
+            why=why,
             id=i.id,
             task=i.task,
             label=i.label,

@@ -662,3 +662,18 @@ def test_random_hostile_event_streams_never_break_the_invariants() -> None:
                     assert run.m.instances[command.instance].attempts == command.attempt
                 elif isinstance(command, Cancel):
                     assert run.state(command.instance) is S.RUNNING
+
+
+def test_under_team_quotas_only_granted_instances_start_and_the_rest_ask_in_order() -> None:
+    run = Run([spec("a"), spec("b", priority=5), spec("c"), spec("d")], cpu=3)
+    run.m.granted = set()
+    assert run(Start(0)) == []  # ready, fitting the workers, but nothing granted yet
+    assert run.m.asking == ["b", "a", "c"]  # by priority, then age; "d" does not fit the 3 cpu anyway
+    run.m.granted.update({"c"})
+    assert run(Tick(1)) == [Execute("c", 1)]
+    assert run.m.granted == set() and run.m.asking == ["b", "a"]  # a grant is used once
+    run.m.granted.update({"a", "b"})
+    assert run(Tick(2)) == [Execute("b", 1), Execute("a", 1)]
+    assert run.m.asking == []
+    assert run(ok(1, "c")) == []
+    assert run.m.asking == ["d"]

@@ -220,14 +220,18 @@ def show(
     table.add_column("TASK", overflow="fold")
     for col in ("STATE", "ATTEMPTS", "DURATION", "ID"):
         table.add_column(col, no_wrap=True)
+    waiting = any(i.why for i in r.tasks)
+    if waiting:
+        table.add_column("WHY IT WAITS", overflow="fold")
     for i in r.tasks:
-        table.add_row(
+        row = [
             escape(i.label),
             state_text(i.state),
             str(i.attempts),
             duration(epoch(i.started_at), epoch(i.ended_at)) if i.state != "pending" else "",
             i.id,
-        )
+        ]
+        table.add_row(*row, *([escape(i.why.text) if i.why else ""] if waiting else []))
     print_table(table)
     for i in r.tasks:
         if i.waited_for:

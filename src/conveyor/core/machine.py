@@ -173,6 +173,12 @@ class RunMachine:
         self._started = False
         self._finished: Finished | None = None
         self._now = 0.0
+        #: Team quotas: None, or the instances granted their next attempt (the scheduler took
+        #: their resources from the team's ledger); only those are admitted.
+        self.granted: set[str] | None = None
+        #: Ready instances that fit the executor but wait for a grant, in the order admission
+        #: would take them (refreshed by each ``handle``).
+        self.asking: list[str] = []
 
     # -- the one entry point ------------------------------------------------------------------
     def handle(self, *events: Event) -> list[Command]:
@@ -349,6 +355,8 @@ class RunMachine:
         cpu, mem, gpu = self.free_cpu, self.free_memory, self.free_gpu
         custom = dict(self.free_custom) if self.free_custom else self.free_custom
         skipped: list[tuple[int, int, str]] = []
+        ungranted: list[tuple[int, int, str]] = []
+        granted = self.granted
         floor = 1 - self.prefetch  # the least free cpu a queueable instance may still start at
         while ready and (cpu > 0 or (cpu >= floor and not skipped)):
             item = heapq.heappop(ready)
@@ -366,11 +374,18 @@ class RunMachine:
             cpu, mem, gpu = cpu - r.cpu, mem - r.memory, gpu - r.gpu
             if r.custom:
                 custom = {k: v - r.custom.get(k, 0) for k, v in custom.items()}
+            if granted is not None and inst.id not in granted:
+                ungranted.append(item)  # it fits: its team's quota decides (it asks for a grant)
+                continue
             self._acquire(r)
+            if granted is not None:
+                granted.discard(inst.id)
             inst.attempts += 1
             self._move(inst, S.RUNNING, f"attempt {inst.attempts} admitted")
             out.append(Execute(inst.id, inst.attempts))
-        for item in skipped:
+        if granted is not None:
+            self.asking = [item[2] for item in ungranted]
+        for item in skipped + ungranted:
             heapq.heappush(ready, item)
 
     def _acquire(self, r: Resources) -> None:

@@ -7,7 +7,7 @@ adapter. Only this package knows SQL.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -25,6 +25,7 @@ from conveyor.store.records import (
 if TYPE_CHECKING:
     from conveyor.store.attempts import AttemptStatus
     from conveyor.store.leases import Claim
+    from conveyor.store.ledger import Held, Waiting
     from conveyor.store.records import Holder
     from conveyor.store.stats import StoreStats
 
@@ -163,6 +164,33 @@ class Store(Protocol):
 
     # figures for /metrics (``stats``)
     def stats(self, buckets: Sequence[float]) -> StoreStats: ...
+
+    # team quotas (``ledger``)
+    def hold(self, held: Held, limits: Mapping[str, int], capacity: Mapping[str, int] | None = None) -> bool: ...
+    def give_back(
+        self,
+        keys: Sequence[tuple[str, str, int]],
+        now: float,
+        charge: Callable[[Held, float], float] | None = None,
+        half_life: float = 3600.0,
+    ) -> int: ...
+    def sweep_holdings(
+        self,
+        now: float,
+        *,
+        unused_after: float = 60.0,
+        charge: Callable[[Held, float], float] | None = None,
+        half_life: float = 3600.0,
+    ) -> int: ...
+    def holdings(self, team: str | None = None) -> list[Held]: ...
+    def in_use(self) -> dict[str, dict[str, int]]: ...
+    def team_quota_rows(self) -> dict[str, tuple[float, dict[str, Any]]]: ...
+    def publish_waiting(self, scheduler: str, rows: Sequence[Waiting], now: float) -> None: ...
+    def waiting(self, fresh_after: float) -> list[Waiting]: ...
+    def set_waits(self, run_id: str, waits: Mapping[str, tuple[str, str]], now: float) -> None: ...
+    def clear_waits(self, run_id: str, instances: Sequence[str] | None = None) -> None: ...
+    def waits(self, run_id: str) -> dict[str, tuple[str, str, float]]: ...
+    def usage(self, now: float, half_life: float = 3600.0) -> dict[tuple[str, str], float]: ...
 
 
 def home() -> Path:

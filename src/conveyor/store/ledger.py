@@ -183,6 +183,14 @@ class Ledger(Part):
                     out.setdefault(str(team), {})[str(resource)] = int(n)
         return out
 
+    def team_quota_rows(self) -> dict[str, tuple[float, dict[str, Any]]]:
+        """Each team's weight and quota as stored (``conveyor teams quota``): name -> (weight,
+        {"limits": ..., "runs": ..., "borrow": ..., "users": ...}); team ``"*"`` is the cluster."""
+        tm = t.teams
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(tm.c.name, tm.c.weight, tm.c.quota)).all()
+        return {str(r[0]): (float(r[1]), json.loads(r[2] or "{}")) for r in rows if r[2] not in (None, "", "{}")}
+
     # -- the schedulers' waiting demands --------------------------------------------------------
     def publish_waiting(self, scheduler: str, rows: Sequence[Waiting], now: float) -> None:
         """Replace what ``scheduler`` has waiting for quota."""
