@@ -66,11 +66,13 @@ class Usage:
     ) -> Usage:
         """Decay what is recorded to ``now`` and add what ``holdings`` held from ``since`` to ``now``.
 
+        ``holdings``: everything held during the interval, attempts that ended at ``now``
+        included (charge whenever holdings change, before dropping the ended ones): a team whose
+        short attempts end between charges uncharged gets more than its share, shift after shift.
         ``since`` is normally the previous charge's ``now`` (``self.at``); a holding admitted later
         is charged from its own ``since``. ``capacity`` is the denominator of shares (see
-        ``shares.denominator``); ``half_life`` defaults to this usage's own. Charge whenever
-        holdings change, or often enough that an attempt that ended between two charges matters
-        little; a clock that went backwards charges nothing.
+        ``shares.denominator``); ``half_life`` defaults to this usage's own. A clock that went
+        backwards charges nothing.
         """
         half_life = self.half_life if half_life is None else half_life
         if not half_life > 0:
