@@ -9,6 +9,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conveyor.errors import DefinitionError
 from conveyor.quotas import (
@@ -409,3 +411,86 @@ def test_ten_thousand_demands_over_twenty_teams_are_decided_well_under_a_second(
     spent = time.process_time() - start
     assert len(out.admitted) + len(out.waiting) == 10_000
     assert spent < 0.5, f"{spent:.3f}s of cpu for 10,000 demands"
+
+
+# -- the invariants, for any world -----------------------------------------------------------------
+
+RESOURCES = ("cpu", "gpu")
+
+
+@st.composite
+def worlds(draw: st.DrawFn) -> tuple[dict[str, TeamQuota], dict[str, int] | None, list[list[Demand]]]:
+    """A few teams with random limits, borrow limits and runs limits, maybe a capacity, and three
+    rounds of pending demands (from those teams and from one without a quota)."""
+    amounts = st.dictionaries(st.sampled_from(RESOURCES), st.integers(0, 8))
+    names = [f"t{i}" for i in range(draw(st.integers(1, 4)))]
+    qs = {
+        name: TeamQuota(
+            name,
+            draw(amounts),
+            runs=draw(st.none() | st.integers(0, 3)),
+            weight=draw(st.sampled_from([0.5, 1.0, 3.0])),
+            borrow=draw(amounts),
+        )
+        for name in names
+    }
+    capacity = draw(st.none() | st.dictionaries(st.sampled_from(RESOURCES), st.integers(0, 20)))
+    demand = st.tuples(
+        st.sampled_from([*names, "stranger"]),
+        st.sampled_from(["ann", "bob"]),
+        st.integers(0, 4),
+        st.integers(0, 3),
+        st.integers(0, 2),
+        st.integers(-1, 1),
+    )
+    rounds = [
+        [
+            Demand(f"{n}.{i}", team, user, f"r{run}", {"cpu": c, "gpu": g}, priority=p, since=float(i))
+            for i, (team, user, run, c, g, p) in enumerate(draw(st.lists(demand, max_size=25)))
+        ]
+        for n in range(3)
+    ]
+    return qs, capacity, rounds
+
+
+def own(held: Sequence[Holding], team: str, resource: str) -> int:
+    return sum(h.amounts.get(resource, 0) - h.borrowed.get(resource, 0) for h in held if h.team == team)
+
+
+@given(worlds(), st.integers(0, 5))
+@settings(max_examples=300, deadline=None)
+def test_no_team_goes_over_its_limits_and_borrowing_and_the_cluster_never_over_capacity(
+    world: tuple[dict[str, TeamQuota], dict[str, int] | None, list[list[Demand]]], ended: int
+) -> None:
+    qs, capacity, rounds = world
+    held: list[Holding] = []
+    waiting: list[Demand] = []
+    for fresh in rounds:
+        pending = [*waiting, *fresh]
+        busy = {d.team for d in pending}
+        lendable = {
+            r: sum(
+                max(0, q.limits[r] - own(held, t, r))
+                for t, q in qs.items()
+                if t not in busy and r in q.limits
+            )
+            for r in RESOURCES
+        }
+        out = admit(pending, held, qs, capacity, NO_USAGE)
+
+        assert sorted([*(d.key for d, _ in out.admitted), *out.waiting]) == sorted(d.key for d in pending)
+        held += [Holding(d.key, d.team, d.user, d.run_id, d.amounts, b) for d, b in out.admitted]
+        for r in RESOURCES:
+            if capacity is not None and r in capacity:
+                assert sum(h.amounts.get(r, 0) for h in held) <= capacity[r]
+            if any(b.get(r, 0) for _, b in out.admitted):  # borrowed now: only idle teams' quota
+                assert sum(h.borrowed.get(r, 0) for h in held) <= lendable[r]
+            for team, q in qs.items():
+                if r in q.limits:
+                    assert own(held, team, r) <= q.limits[r]
+                assert sum(h.borrowed.get(r, 0) for h in held if h.team == team) <= q.borrow.get(r, 0)
+        for team, q in qs.items():
+            if q.runs is not None:
+                assert len({h.run_id for h in held if h.team == team}) <= q.runs
+        waiting = [d for d in pending if d.key in out.waiting]
+        held = held[ended:]  # some attempts end before the next round
