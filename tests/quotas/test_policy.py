@@ -375,7 +375,7 @@ def simulate(
 
 def test_weights_one_one_two_converge_to_a_quarter_a_quarter_and_a_half() -> None:
     qs = quotas(TeamQuota("a"), TeamQuota("b"), TeamQuota("c", weight=2.0))
-    measured = simulate(qs, {"a": 3, "b": 7, "c": 5}, capacity=40, ticks=600, depth=40)
+    measured = simulate(qs, {"a": 3, "b": 7, "c": 5}, capacity=30, ticks=600, depth=30)
     for team, target in {"a": 0.25, "b": 0.25, "c": 0.5}.items():
         assert measured[team] == pytest.approx(target, abs=0.05), measured
 
