@@ -27,6 +27,7 @@ from conveyor.quotas import (
     Usage,
     admit,
     denominator,
+    preempt,
 )
 from conveyor.resources import Resources
 
@@ -39,17 +40,34 @@ def cpu(n: int, memory: int = 0) -> dict[str, int]:
     return Resources(cpu=n, memory=memory).as_dict()
 
 
-def demands(team: str, n: int, amounts: Mapping[str, int] | None = None, **kw: object) -> list[Demand]:
-    user = str(kw.pop("user", "ann"))
-    run = str(kw.pop("run", f"{team}-run"))
+def demands(
+    team: str,
+    n: int,
+    amounts: Mapping[str, int] | None = None,
+    *,
+    user: str = "ann",
+    run: str = "",
+    priority: int = 0,
+    since: float = 0.0,
+) -> list[Demand]:
+    """``n`` demands of one user of ``team``, one a second from ``since``, keyed team/user/i."""
     return [
-        Demand(f"{team}/{user}/{i}", team, user, run, amounts or cpu(1), since=float(i), **kw)  # type: ignore[arg-type]
+        Demand(f"{team}/{user}/{i}", team, user, run or f"{team}-run", amounts or cpu(1), priority, since + i)
         for i in range(n)
     ]
 
 
-def holding(key: str, team: str, amounts: Mapping[str, int], **kw: object) -> Holding:
-    return Holding(key, team, str(kw.pop("user", "ann")), str(kw.pop("run", f"{team}-run")), amounts, **kw)  # type: ignore[arg-type]
+def holding(
+    key: str,
+    team: str,
+    amounts: Mapping[str, int],
+    *,
+    user: str = "ann",
+    run: str = "",
+    borrowed: Mapping[str, int] | None = None,
+    since: float = 0.0,
+) -> Holding:
+    return Holding(key, team, user, run or f"{team}-run", amounts, borrowed or {}, since)
 
 
 def teams_of(out: Admission) -> Counter[str]:
@@ -494,3 +512,35 @@ def test_no_team_goes_over_its_limits_and_borrowing_and_the_cluster_never_over_c
                 assert len({h.run_id for h in held if h.team == team}) <= q.runs
         waiting = [d for d in pending if d.key in out.waiting]
         held = held[ended:]  # some attempts end before the next round
+
+
+# -- docs/quotas.md ----------------------------------------------------------------------------------
+
+
+def test_the_worked_example_of_the_docs() -> None:
+    qs = quotas(
+        TeamQuota("ml", {"cpu": 16, "memory": 64 * GiB}, weight=2.0, borrow={"cpu": 8, "memory": 32 * GiB}),
+        TeamQuota("etl", {"cpu": 12, "memory": 32 * GiB}),
+        TeamQuota("bi", {"cpu": 4, "memory": 32 * GiB}),
+    )
+    capacity = {"cpu": 32, "memory": 128 * GiB}
+    pending = [*demands("ml", 20, cpu(2, 8 * GiB)), *demands("etl", 20, cpu(1, GiB))]
+    out = admit(pending, [], qs, capacity, NO_USAGE)
+
+    assert teams_of(out) == {"ml": 10, "etl": 12}
+    assert [d.team for d, _ in out.admitted[:4]] == ["etl", "ml", "etl", "ml"]
+    assert [b for d, b in out.admitted if b] == [{"cpu": 2, "memory": 8 * GiB}] * 2
+    assert out.waiting["etl/ann/12"].text() == "team quota: cpu 12 of 12 in use by team etl (runs etl-run)"
+    assert out.waiting["ml/ann/10"].text() == "team quota: cpu 16 of 16 in use by team ml (runs ml-run)"
+
+    held = [Holding(d.key, d.team, d.user, d.run_id, d.amounts, b) for d, b in out.admitted]
+    bi = demands("bi", 4, cpu(1, GiB), since=100.0)
+    later = admit([*bi, *(d for d in pending if d.key in out.waiting)], held, qs, capacity, NO_USAGE)
+    assert later.admitted == []
+    assert later.waiting["bi/ann/0"].text() == "cluster full: cpu 32 of 32 in use"
+    assert isinstance(later.waiting["ml/ann/10"], LenderBusy)
+    assert preempt(held, bi, qs, now=650.0, grace=600.0) == []
+    stopped = preempt(held, bi, qs, now=750.0, grace=600.0)
+    assert sorted(stopped) == ["ml/ann/8", "ml/ann/9"]
+    rest = [h for h in held if h.key not in stopped]
+    assert teams_of(admit(bi, rest, qs, capacity, NO_USAGE)) == {"bi": 4}

@@ -75,16 +75,17 @@ def admit(
         if isinstance(verdict, dict):
             state.take(team, user, demand, verdict)
             out.admitted.append((demand, verdict))
-        else:
-            out.waiting[demand.key] = verdict
         team.requeue(user)
         if team.queued:
             heapq.heappush(heap, (team.place(), name))
-    for team in state.teams.values():  # left over by ``limit``: say what they would meet first
-        for user in team.users.values():
-            for demand in user.queue[user.next :]:
-                verdict = state.check(team, demand)
-                out.waiting[demand.key] = state.behind(team) if isinstance(verdict, dict) else verdict
+    # Why the others wait, told from where the round ended (what is said holds until the next
+    # round): a demand refused on the way is refused still, one left over by ``limit`` is behind.
+    admitted = {d.key for d, _ in out.admitted}
+    for demand in pending:
+        if demand.key not in admitted:
+            team = state.teams[demand.team]
+            verdict = state.check(team, demand)
+            out.waiting[demand.key] = state.behind(team) if isinstance(verdict, dict) else verdict
     return out
 
 
