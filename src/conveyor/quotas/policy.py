@@ -3,13 +3,14 @@
 ``admit`` is progressive filling (the order DRF and HTCondor's fair share both come down to):
 take the team furthest below its share, inside it the user furthest below theirs, inside the user
 the highest priority, oldest first; admit that demand if the quotas and the cluster allow it, else
-record why it waits; repeat. A team's place is ``(dominant share now + decayed usage) / weight``,
-so a team that used a lot lately yields to one that did not, and weights split a contended cluster
-in their ratio.
+leave it waiting; repeat. Why each one waits is told at the end, from where the round ended.
+A team's place is ``(dominant share now + decayed usage) / weight``, so a team that used a lot
+lately yields to one that did not, and weights split a contended cluster in their ratio.
 
 Everything that can only shrink in one round (free quota, lendable quota, free capacity, room for
 runs) does only shrink, so a demand refused once stays refused this round: each demand is looked
-at once, teams and users sit in heaps, and a round over n demands costs O(n log n).
+at once (and once more for its reason), teams and users sit in heaps, and a round over n demands
+costs O(n log n).
 
 Borrowing (Kueue's cohorts, narrowed): a team past its own limit may use other teams' idle quota,
 up to its ``borrow`` limit, but only the idle quota of teams with nothing pending: a team that

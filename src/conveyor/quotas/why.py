@@ -19,7 +19,7 @@ from conveyor.resources import format_memory
 _LISTED = 3
 
 
-def amount(resource: str, value: int) -> str:
+def _amount(resource: str, value: int) -> str:
     """An amount of a resource as people read it: memory in KiB/MiB/GiB, others as counts."""
     return format_memory(value) if resource == "memory" else str(value)
 
@@ -41,7 +41,7 @@ class QuotaFull:
     runs: tuple[str, ...] = ()
 
     def text(self) -> str:
-        held = f"{amount(self.resource, self.used)} of {amount(self.resource, self.limit)}"
+        held = f"{_amount(self.resource, self.used)} of {_amount(self.resource, self.limit)}"
         by = f" (runs {_listed(self.runs)})" if self.runs else ""
         return f"team quota: {self.resource} {held} in use by team {self.team}{by}"
 
@@ -71,7 +71,7 @@ class BorrowLimit:
     limit: int
 
     def text(self) -> str:
-        held = f"{amount(self.resource, self.borrowed)} of the {amount(self.resource, self.limit)}"
+        held = f"{_amount(self.resource, self.borrowed)} of the {_amount(self.resource, self.limit)}"
         return f"borrow limit: team {self.team} borrows {self.resource} {held} it may beyond its quota"
 
 
@@ -119,7 +119,7 @@ class NoCapacity:
     capacity: int
 
     def text(self) -> str:
-        held = f"{amount(self.resource, self.used)} of {amount(self.resource, self.capacity)}"
+        held = f"{_amount(self.resource, self.used)} of {_amount(self.resource, self.capacity)}"
         return f"cluster full: {self.resource} {held} in use"
 
 
