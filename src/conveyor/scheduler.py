@@ -33,7 +33,6 @@ from conveyor.executors.local import LocalExecutor
 from conveyor.executors.mux import Executors
 from conveyor.executors.placing import Placement, lend, place
 from conveyor.executors.port import Executor
-from conveyor.quotas.gate import Gate
 from conveyor.executors.tickets import Tickets
 from conveyor.graph import Graph
 from conveyor.loader import load_pipeline
@@ -41,6 +40,7 @@ from conveyor.owners import owner_name
 from conveyor.pipelines import LOGICAL_DATE
 from conveyor.project import Entry, Project
 from conveyor.project import find as find_project
+from conveyor.quotas.gate import Gate
 from conveyor.recorder import Recorder
 from conveyor.resources import Capacity
 from conveyor.runner import GRAPHS

@@ -36,9 +36,9 @@ from conveyor.loader import load_pipeline
 from conveyor.pipelines import PipelineDef
 from conveyor.project import Entry, Project
 from conveyor.project import find as find_project
+from conveyor.quotas.pending import why
 from conveyor.schedules import Schedule
 from conveyor.store import Store
-from conveyor.quotas.pending import why
 from conveyor.store.records import BackfillRecord, InstanceRecord, RunRecord
 from conveyor.views import (
     GROUPINGS,
@@ -197,7 +197,10 @@ class Service:
         instances = self.store.instances(r.id)
         return RunDetail(
             **RunView.of(r).model_dump(),
-            tasks=[TaskView.of(i, attempts.get(i.id, []), w) for i, w in zip(instances, self._why(r, instances))],
+            tasks=[
+                TaskView.of(i, attempts.get(i.id, []), w)
+                for i, w in zip(instances, self._why(r, instances), strict=True)
+            ],
             partition_states=[PartitionView.of(p) for p in parts],
         )
 

@@ -116,16 +116,22 @@ class Gate:
                 key = f"{d.run.id}/{iid}/{attempt}"
                 since = self._since.setdefault(key, now)
                 amounts = {k: v for k, v in inst.spec.resources.as_dict().items() if v}
-                mine.append((d, Demand(key, team, user, d.run.id, amounts, inst.spec.priority, since), attempt))
+                mine.append(
+                    (d, Demand(key, team, user, d.run.id, amounts, inst.spec.priority, since), attempt)
+                )
         self._publish(mine, now)
         if not mine:
             self._forget(gated)
             return
         held = store.holdings()
-        holdings = [Holding(_key(h), h.team, h.user, h.run_id, h.amounts, h.borrowed, h.taken_at) for h in held]
+        holdings = [
+            Holding(_key(h), h.team, h.user, h.run_id, h.amounts, h.borrowed, h.taken_at) for h in held
+        ]
         others = self._others(now)
         usage = self._usage(now)
-        decided = admit([m[1] for m in mine] + others, holdings, self.quotas, self.capacity, usage)
+        limited = any(q.runs is not None for q in self.quotas.values())
+        open_runs = store.open_runs() if limited else {}
+        decided = admit([m[1] for m in mine] + others, holdings, self.quotas, self.capacity, usage, open_runs)
         by_key = {demand.key: (d, attempt) for d, demand, attempt in mine}
         granted: set[str] = set()
         refused: dict[str, tuple[str, str]] = {}
@@ -225,7 +231,12 @@ class Gate:
                 )
             else:
                 rows[demand.team, demand.user] = Waiting(
-                    self.scheduler, got.team, got.user, got.waiting + 1, got.amounts, min(got.oldest, demand.since)
+                    self.scheduler,
+                    got.team,
+                    got.user,
+                    got.waiting + 1,
+                    got.amounts,
+                    min(got.oldest, demand.since),
                 )
         listed = sorted(rows.values(), key=lambda w: (w.team, w.user))
         if listed == self._published and now - self._published_at < FRESH / 3:

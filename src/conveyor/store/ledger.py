@@ -189,7 +189,21 @@ class Ledger(Part):
         tm = t.teams
         with self._tx() as conn:
             rows = conn.execute(sa.select(tm.c.name, tm.c.weight, tm.c.quota)).all()
-        return {str(r[0]): (float(r[1]), json.loads(r[2] or "{}")) for r in rows if r[2] not in (None, "", "{}")}
+        return {
+            str(r[0]): (float(r[1]), json.loads(r[2] or "{}")) for r in rows if r[2] not in (None, "", "{}")
+        }
+
+    def open_runs(self) -> dict[str, set[str]]:
+        """Per team, its unfinished runs that have started work (an attempt recorded): what a
+        team's limit on runs at once counts."""
+        r, a = t.runs, t.attempts
+        started = sa.exists().where(a.c.run_id == r.c.id)
+        query = sa.select(r.c.team, r.c.id).where(r.c.state == "running", r.c.team.is_not(None), started)
+        out: dict[str, set[str]] = {}
+        with self._tx() as conn:
+            for team, run_id in conn.execute(query):
+                out.setdefault(str(team), set()).add(str(run_id))
+        return out
 
     # -- the schedulers' waiting demands --------------------------------------------------------
     def publish_waiting(self, scheduler: str, rows: Sequence[Waiting], now: float) -> None:
