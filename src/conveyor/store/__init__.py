@@ -7,19 +7,23 @@ adapter. Only this package knows SQL.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from conveyor.store.records import (
     AttemptRecord,
+    AuditRecord,
     BackfillRecord,
     Batch,
     InstanceRecord,
     PartitionRecord,
     RunRecord,
     SchedulerRecord,
+    TeamRecord,
+    TokenRecord,
     TransitionRecord,
+    UserRecord,
 )
 
 if TYPE_CHECKING:
@@ -39,7 +43,7 @@ class Store(Protocol):
         partitions: Sequence[PartitionRecord] = (),
     ) -> None: ...
     def add_instances(self, run_id: str, instances: Sequence[InstanceRecord]) -> None: ...
-    def get_run(self, run_id: str) -> RunRecord: ...
+    def get_run(self, run_id: str, *, teams: Sequence[str] | None = None) -> RunRecord: ...
     def latest_run(self, key: str) -> RunRecord | None: ...
     def list_runs(
         self,
@@ -50,6 +54,7 @@ class Store(Protocol):
         state: str | None = None,
         since: float | None = None,
         until: float | None = None,
+        teams: Sequence[str] | None = None,
     ) -> list[RunRecord]: ...
     def count_runs(
         self,
@@ -58,6 +63,7 @@ class Store(Protocol):
         state: str | None = None,
         since: float | None = None,
         until: float | None = None,
+        teams: Sequence[str] | None = None,
     ) -> int: ...
     def instances(self, run_id: str) -> list[InstanceRecord]: ...
     def attempts(self, run_id: str, instance_id: str | None = None) -> list[AttemptRecord]: ...
@@ -164,6 +170,35 @@ class Store(Protocol):
     # figures for /metrics (``stats``)
     def stats(self, buckets: Sequence[float]) -> StoreStats: ...
 
+    # people: users, tokens, teams, members, the audit (``people``)
+    def count_users(self) -> int: ...
+    def add_user(self, name: str, *, admin: bool, now: float) -> UserRecord: ...
+    def get_user(self, name: str) -> UserRecord | None: ...
+    def list_users(self) -> list[UserRecord]: ...
+    def disable_user(self, name: str, now: float) -> UserRecord: ...
+    def add_token(self, rec: TokenRecord) -> None: ...
+    def token_by_hash(self, digest: str) -> tuple[TokenRecord, UserRecord] | None: ...
+    def list_tokens(self, user: str | None = None) -> list[TokenRecord]: ...
+    def get_token(self, token_id: str) -> TokenRecord | None: ...
+    def revoke_token(self, token_id: str, now: float) -> TokenRecord: ...
+    def touch_token(self, token_id: str, now: float, *, every: float = 60.0) -> None: ...
+    def add_team(self, name: str, *, weight: float = 1.0, now: float) -> TeamRecord: ...
+    def get_team(self, name: str) -> TeamRecord | None: ...
+    def list_teams(self) -> list[TeamRecord]: ...
+    def set_team(
+        self, name: str, *, weight: float | None = None, quota: Mapping[str, Any] | None = None
+    ) -> TeamRecord: ...
+    def grant(self, team: str, user: str, role: str) -> None: ...
+    def revoke(self, team: str, user: str) -> None: ...
+    def members(self, team: str) -> list[tuple[str, str]]: ...
+    def roles_of(self, user: str) -> dict[str, str]: ...
+    def record_audit(
+        self, actor: str, action: str, *, team: str | None, target: str, detail: str = "", now: float
+    ) -> None: ...
+    def audit_log(
+        self, *, teams: Sequence[str] | None = None, actor: str | None = None, limit: int = 200
+    ) -> list[AuditRecord]: ...
+
 
 def home() -> Path:
     """Where Conveyor keeps its store, logs and artifacts: ``$CONVEYOR_HOME`` or ``.conveyor``."""
@@ -191,6 +226,7 @@ def open_embedded(url: str | None = None) -> Store:
 
 __all__ = [
     "AttemptRecord",
+    "AuditRecord",
     "BackfillRecord",
     "Batch",
     "InstanceRecord",
@@ -198,7 +234,10 @@ __all__ = [
     "RunRecord",
     "SchedulerRecord",
     "Store",
+    "TeamRecord",
+    "TokenRecord",
     "TransitionRecord",
+    "UserRecord",
     "default_url",
     "home",
     "open_embedded",
