@@ -294,8 +294,8 @@ class LiteStore(LiteAttempts):
         """The run with this id, or the only one whose id starts with it (``teams``: among the
         runs of these teams, which ``SqlStore`` looks up)."""
         if teams is not None:
-            found: RunRecord = self.__getattr__("get_run")(run_id, teams=teams)
-            return found
+            among: RunRecord = self.__getattr__("get_run")(run_id, teams=teams)
+            return among
         with self._cursor() as cur:
             cur.execute(_GET_RUN, (run_id,))
             row = cur.fetchone()

@@ -220,7 +220,7 @@ class People(Part):
             return [AuditRecord(**dict(r)) for r in conn.execute(q).mappings()]
 
 
-def _user(row: Mapping[str, Any]) -> UserRecord:
+def _user(row: Any) -> UserRecord:
     return UserRecord(
         name=row["name"],
         admin=bool(row["admin"]),
@@ -229,7 +229,7 @@ def _user(row: Mapping[str, Any]) -> UserRecord:
     )
 
 
-def _team(row: Mapping[str, Any]) -> TeamRecord:
+def _team(row: Any) -> TeamRecord:
     return TeamRecord(
         name=row["name"],
         created_at=row["created_at"],
