@@ -117,7 +117,7 @@ def authorize(request: Request) -> Iterator[None]:
         return
     who = access.authenticate(request)
     request.state.principal = who
-    if who is None and not (rule.need == "public" or (rule.need == "metrics" and access.public_metrics)):
+    if who is None and not (rule.need == "metrics" and access.public_metrics):
         raise Unauthenticated(SIGN_IN)
     team = _team(rule, who, svc, request)
     verdict, why = decide(rule, who, team, public_metrics=access.public_metrics)
