@@ -1,4 +1,4 @@
-"""Every route × every role over real HTTP: the matrix below is what a user may expect; the routes
+"""Every route and every role over real HTTP: the matrix below is what a user may expect; the routes
 are read from the OpenAPI schema, so a new route without a rule (or a row here) fails."""
 
 from __future__ import annotations
