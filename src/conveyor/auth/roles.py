@@ -76,7 +76,7 @@ class Rule:
     need: Need
     on: On = "none"
     hide: bool = False  # addressed by name or id in the path: another team's is 404, not 403
-    audit: bool = False  # a change: one audit row per success
+    audit: bool = False  # a change to runs or the project: ``access`` audits each success
 
 
 def _read(on: On, hide: bool = True) -> Rule:
@@ -117,24 +117,25 @@ RULES: dict[str, Rule] = {
     "pause_schedule": _act(Role.LEAD, "project"),
     "resume_schedule": _act(Role.LEAD, "project"),
     "list_schedulers": Rule("signed_in"),
-    # people: sessions, users, tokens, teams, members, quotas, the audit
+    # people: sessions, users, tokens, teams, members, quotas, the audit (``auth.people`` audits
+    # their changes itself, with what changed)
     "start_session": Rule("public"),
     "end_session": Rule("signed_in"),
     "whoami": Rule("signed_in"),
     "list_users": Rule("admin"),
-    "add_user": Rule("admin", audit=True),
-    "disable_user": Rule("admin", audit=True),
+    "add_user": Rule("admin"),
+    "disable_user": Rule("admin"),
     "list_tokens": Rule("signed_in"),  # their own; an admin's: everyone's
-    "create_token": Rule("signed_in", audit=True),  # for themselves; an admin: for anyone
-    "revoke_token": Rule("signed_in", audit=True),  # their own; an admin: anyone's
+    "create_token": Rule("signed_in"),  # for themselves; an admin: for anyone
+    "revoke_token": Rule("signed_in"),  # their own; an admin: anyone's
     "list_teams": Rule("signed_in"),  # their teams; an admin's: every team
-    "add_team": Rule("admin", audit=True),
+    "add_team": Rule("admin"),
     "list_members": _read("team"),
-    "grant_role": _act(Role.LEAD, "team"),
-    "revoke_role": _act(Role.LEAD, "team"),
+    "grant_role": Rule(Role.LEAD, "team", hide=True),
+    "revoke_role": Rule(Role.LEAD, "team", hide=True),
     "get_quota": _read("team"),
-    "set_quota": Rule("admin", "team", hide=True, audit=True),
-    "set_user_weights": _act(Role.LEAD, "team"),
+    "set_quota": Rule("admin", "team", hide=True),
+    "set_user_weights": Rule(Role.LEAD, "team", hide=True),
     "list_audit": Rule("signed_in"),  # the rows of their teams, and their own
 }
 
