@@ -60,7 +60,7 @@ def _actor(who: Principal | None) -> str:
     tags=["people"],
     summary="Sign in the web UI: trade an API token for a session cookie (12 hours)",
     response_model=Me,
-    responses=responses(413, 422),
+    responses=responses(400, 413, 422),
 )
 def start_session(
     store: St, request: Request, response: Response, body: Annotated[SessionRequest, Body()]
@@ -127,7 +127,7 @@ def list_users(store: St) -> list[UserView]:
     summary="Add a user (admins)",
     status_code=201,
     response_model=UserView,
-    responses=responses(409, 413, 422),
+    responses=responses(400, 409, 413, 422),
 )
 def add_user(store: St, who: Who, body: UserRequest) -> UserView:
     return UserView.of(people.add_user(store, _actor(who), body.name, admin=body.admin))
@@ -168,7 +168,7 @@ def list_tokens(
     summary="Create a token: its secret is in this answer only",
     status_code=201,
     response_model=NewToken,
-    responses=responses(404, 413, 422),
+    responses=responses(400, 404, 413, 422),
 )
 def create_token(store: St, who: Who, body: TokenRequest) -> NewToken:
     user = body.user or (who.user if who is not None else None)
@@ -213,7 +213,7 @@ def list_teams(store: St, who: Who) -> list[TeamView]:
     summary="Add a team (admins)",
     status_code=201,
     response_model=TeamView,
-    responses=responses(409, 413, 422),
+    responses=responses(400, 409, 413, 422),
 )
 def add_team(store: St, who: Who, body: TeamRequest) -> TeamView:
     return TeamView.of(people.add_team(store, _actor(who), body.name, weight=body.weight))
@@ -236,7 +236,7 @@ def list_members(store: St, team: TeamName) -> list[MemberView]:
     tags=["people"],
     summary="Give a user a role in the team (its leads; admins)",
     response_model=list[MemberView],
-    responses=responses(404, 413, 422),
+    responses=responses(400, 404, 413, 422),
 )
 def grant_role(store: St, who: Who, team: TeamName, body: GrantRequest) -> list[MemberView]:
     people.grant(store, _actor(who), team, body.user, body.role)
@@ -271,7 +271,7 @@ def get_quota(store: St, team: TeamName) -> TeamView:
     tags=["people"],
     summary="Set a team's quota and weight (admins)",
     response_model=TeamView,
-    responses=responses(404, 413, 422),
+    responses=responses(400, 404, 413, 422),
 )
 def set_quota(store: St, who: Who, team: TeamName, body: QuotaRequest) -> TeamView:
     quota = people.quota_of(limits=body.limits, runs=body.runs, borrow=body.borrow)
@@ -285,7 +285,7 @@ def set_quota(store: St, who: Who, team: TeamName, body: QuotaRequest) -> TeamVi
     tags=["people"],
     summary="Set the members' weights inside the team (its leads; admins)",
     response_model=TeamView,
-    responses=responses(404, 413, 422),
+    responses=responses(400, 404, 413, 422),
 )
 def set_user_weights(store: St, who: Who, team: TeamName, body: WeightsRequest) -> TeamView:
     return TeamView.of(people.set_user_weights(store, _actor(who), team, body.users))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from conveyor.auth.roles import Principal
 from conveyor.store.records import AuditRecord, TeamRecord, TokenRecord, UserRecord
@@ -120,7 +120,7 @@ class Me(View):
 # -- request bodies ------------------------------------------------------------------------------
 class UserRequest(View):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
-    admin: bool = False
+    admin: StrictBool = False
 
 
 class TokenRequest(View):
