@@ -139,3 +139,14 @@ def test_through_a_server_the_token_comes_from_the_environment_or_the_credential
     finally:
         server.stop()
     assert Path(creds).read_text().count("[servers.") == 1
+
+
+def test_a_run_submitted_on_the_store_is_its_projects_teams_and_audited(project: Project) -> None:
+    make_project(project)
+    project.write("conveyor.toml", '[project]\npipelines = ["pipes.py"]\nteam = "analytics"\n')
+    run_id = ok(project, "submit", "pipes.py:quick", "-p", "n=3").strip()
+    runs = json.loads(ok(project, "runs", "--json"))
+    assert [(r["id"], r["team"]) for r in runs if r["id"] == run_id] == [(run_id, "analytics")]
+    (row,) = json.loads(ok(project, "audit", "--json"))
+    assert row["action"] == "trigger" and row["target"] == run_id and row["team"] == "analytics"
+    assert row["actor"].startswith("local:")
