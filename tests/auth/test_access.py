@@ -149,3 +149,47 @@ def test_another_teams_run_is_answered_exactly_as_a_run_that_does_not_exist(worl
     assert theirs.json()["detail"].replace(world.run_a, "ID") == missing.json()["detail"].replace(
         "20991231-000000-ffffff", "ID"
     )
+
+
+def test_the_uis_files_and_sign_in_page_are_public_and_what_they_fetch_is_not(world: World) -> None:
+    with world.client(None) as http:
+        for path in ("/", "/ui/signin", "/ui/app.js", "/ui/signin.js", "/docs"):
+            assert http.get(path).status_code == 200, path
+        assert http.get("/api/v1/me").status_code == 401
+
+
+def test_a_session_cookie_cannot_change_anything_from_another_web_site(world: World) -> None:
+    with world.client(None) as http:
+        signed = http.post("/api/v1/session", json={"token": world.tokens["member"]})
+        assert signed.status_code == 200 and signed.json()["user"] == "member"
+        cookie = signed.cookies["conveyor_session"]
+        assert "httponly" in signed.headers["set-cookie"].lower()
+        assert "samesite=strict" in signed.headers["set-cookie"].lower()
+    with world.client(None) as http:
+        http.cookies.set("conveyor_session", cookie)
+        assert http.get("/api/v1/me").json()["user"] == "member"
+        forged = http.post(f"/api/v1/runs/{world.run_a}/cancel", headers={"Origin": "http://evil.example"})
+        assert forged.status_code == 403 and "may not change anything" in forged.json()["detail"]
+        assert http.post(f"/api/v1/runs/{world.run_a}/cancel").status_code == 200
+        assert http.post("/api/v1/session/end").status_code == 204
+        http.cookies.set("conveyor_session", cookie)
+        assert http.get("/api/v1/me").status_code == 401  # the session was revoked
+
+
+def test_the_python_client_sends_its_token(world: World, monkeypatch: Any) -> None:
+    from conveyor import Client
+    from conveyor.errors import Unauthenticated
+
+    monkeypatch.delenv("CONVEYOR_TOKEN", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(world.project.root / "no-config"))
+    with_token = Client(world.url, token=world.tokens["other"])
+    assert [r.id for r in with_token.runs()] == [world.run_b]
+    monkeypatch.setenv("CONVEYOR_TOKEN", world.tokens["viewer"])
+    assert world.run_a in {r.id for r in Client(world.url).runs()}
+    monkeypatch.delenv("CONVEYOR_TOKEN")
+    try:
+        Client(world.url).runs()
+    except Unauthenticated as exc:
+        assert "set CONVEYOR_TOKEN or run conveyor login --server" in str(exc)
+    else:
+        raise AssertionError("a client without a token was let in")

@@ -10,9 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from conveyor.auth.roles import Principal
 from conveyor.store.records import AuditRecord, TeamRecord, TokenRecord, UserRecord
-from conveyor.views import stamp
 
 RoleName = Literal["lead", "member", "viewer"]
+
+
+def stamp(t: float | None) -> dt.datetime | None:
+    """A time as the API shows it: ISO 8601 in UTC (as ``conveyor.views``)."""
+    return None if t is None else dt.datetime.fromtimestamp(t, dt.UTC)
 
 
 class View(BaseModel):
