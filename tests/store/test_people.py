@@ -42,6 +42,11 @@ def test_tokens_are_found_by_hash_revoked_and_touched(store: Store) -> None:
     with pytest.raises(PeopleNotFound):
         store.revoke_token("nope", 30.0)
     assert store.list_tokens("bob") == []
+    for n, (expires, revoked) in enumerate([(50.0, None), (500.0, None), (500.0, 40.0)]):
+        session = TokenRecord(id=f"s{n}", user="alice", hash=f"{n}" * 64, created_at=1.0, kind="session")
+        store.add_token(dataclasses.replace(session, expires_at=expires, revoked_at=revoked))
+    assert store.drop_sessions(100.0) == 2  # expired, and signed out; API tokens are kept
+    assert sorted(k.id for k in store.list_tokens("alice")) == ["s1", "t1"]
 
 
 def test_teams_members_and_quotas(store: Store) -> None:

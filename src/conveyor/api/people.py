@@ -71,6 +71,7 @@ def start_session(
             "that token is unknown, expired or revoked; create one with conveyor tokens create"
         )
     who, _ = found
+    store.drop_sessions(time.time())  # the ended ones: a signed-in browser's cookie is one row
     issued = tokens.create(
         store, who.user, now=time.time(), label="web UI", kind="session", expires_in=tokens.SESSION_TTL
     )

@@ -105,6 +105,14 @@ class People(Part):
             raise PeopleNotFound(f"no token {token_id!r}; see: conveyor tokens list")
         return TokenRecord(**dict(row))
 
+    def drop_sessions(self, now: float) -> int:
+        """Delete the web UI's sessions that ended (expired or signed out): how many. API tokens
+        are kept, revoked or not, for the audit."""
+        k = t.tokens
+        ended = sa.or_(k.c.revoked_at.is_not(None), k.c.expires_at <= now)
+        with self._tx() as conn:
+            return int(conn.execute(k.delete().where(k.c.kind == "session", ended)).rowcount or 0)
+
     def touch_token(self, token_id: str, now: float, *, every: float = 60.0) -> None:
         """Record that the token was used, at most once per ``every`` seconds (one write, none
         when it was recorded recently)."""
