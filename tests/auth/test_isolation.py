@@ -54,3 +54,11 @@ def test_a_triggered_run_records_its_team_and_creator_and_the_audit_says_who(wor
     assert any(a["action"] == "trigger" and a["actor"] == "member" and a["team"] == "a" for a in audit)
     with world.client("other") as http:
         assert not any(a["team"] == "a" for a in http.get("/api/v1/audit").json())
+
+
+def test_a_backfills_runs_are_the_projects_teams(world: World) -> None:
+    with world.client("viewer") as http:
+        daily = http.get("/api/v1/runs", params={"pipeline": "daily"}).json()["items"]
+    assert daily and {r["team"] for r in daily} == {"a"}
+    with world.client("other") as http:
+        assert http.get("/api/v1/runs", params={"pipeline": "daily"}).json()["items"] == []
