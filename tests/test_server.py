@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.live import ServerProcess, make_project, start_server, wait_for_run, wait_until
+from api.live import ServerProcess, free_port, make_project, start_server, wait_for_run, wait_until
 from conftest import Project
 from conveyor.server import is_loopback
 
@@ -325,3 +325,38 @@ def test_a_server_on_postgresql_runs_pipelines_and_reports_an_outage(project: Pr
         assert server.stop() == 0
     assert "Traceback" not in server.log(), server.log()
     assert json.dumps(url) not in server.log()  # the URL is in the child's environment, not logged whole
+
+
+def test_a_server_without_users_refuses_an_address_beyond_loopback_before_binding(project: Project) -> None:
+    make_project(project)
+    port = free_port()
+    out = project.cli("server", "--host", "0.0.0.0", "--port", str(port), "--no-scheduler", timeout=60)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), out.stderr
+    assert (
+        "create an admin first: conveyor users add NAME --admin; then conveyor tokens create NAME" in lines[0]
+    )
+    with socket.socket() as s:  # it never bound the port
+        s.bind(("0.0.0.0", port))
+
+
+def test_a_server_with_users_asks_for_a_token_except_for_health(project: Project) -> None:
+    make_project(project)
+    project.cli("users", "add", "root", "--admin", check=True)
+    token = project.cli("tokens", "create", "root", check=True).stdout.strip()
+    server = start_server(project, "--no-scheduler")
+    try:
+        with server.client() as http:
+            assert http.get("/healthz").status_code == 200
+            assert http.get("/metrics").status_code == 401
+            assert http.get(f"{V1}/runs").status_code == 401
+            assert http.get(f"{V1}/runs", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    finally:
+        assert server.stop() == 0
+    public = start_server(project, "--no-scheduler", "--public-metrics", name="public")
+    try:
+        with public.client() as http:
+            assert http.get("/metrics").status_code == 200
+    finally:
+        assert public.stop() == 0

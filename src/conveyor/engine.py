@@ -80,7 +80,10 @@ def new_run(
     *,
     partitions: int = 0,
 ) -> RunRecord:
-    """A new pending run of ``pipe``: driven here (``partitions=0``) or by the schedulers."""
+    """A new pending run of ``pipe``: driven here (``partitions=0``) or by the schedulers; of the
+    team of the project whose ``conveyor.toml`` is beside its code (``project.team_of``)."""
+    from conveyor.project import team_of
+
     return RunRecord(
         id=new_run_id(),
         pipeline=pipe.name,
@@ -92,6 +95,7 @@ def new_run(
         workdir=workdir or os.getcwd(),
         total=len(graph),
         partitions=partitions,
+        team=team_of(ref, workdir),
     )
 
 

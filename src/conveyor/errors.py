@@ -14,10 +14,14 @@ what to do.
     ├── StoreError             the store cannot be opened, read or written
     │   ├── SchemaError        the store's schema is older or newer than the code
     │   └── StaleEpochError    a write carried an epoch that is no longer the lease's (fencing)
-    ├── NotFound               no such run, pipeline or backfill
+    ├── NotFound               no such run, pipeline, backfill, user, team or token
     │   ├── RunNotFound
     │   ├── PipelineNotFound
-    │   └── BackfillNotFound
+    │   ├── BackfillNotFound
+    │   └── PeopleNotFound     no such user, team, membership or token
+    ├── Exists                 a user or team of that name exists already
+    ├── Unauthenticated        no token, or one that is unknown, expired, revoked or disabled
+    ├── Forbidden              the caller's role is not enough for what was asked
     ├── RunBusy                another live process drives the run
     │   └── RunExists          an unfinished run of the same pipeline and parameters exists
     ├── NameInUse              another live scheduler has registered under this name
@@ -97,6 +101,23 @@ class PipelineNotFound(NotFound):
 
 class BackfillNotFound(NotFound):
     """No backfill has this id."""
+
+
+class PeopleNotFound(NotFound):
+    """No user, team, membership or token by this name."""
+
+
+class Exists(ConveyorError):
+    """A user or team of that name exists already."""
+
+
+class Unauthenticated(ConveyorError):
+    """The request carries no token, or one that is unknown, expired, revoked, or whose user is
+    disabled: sign in (``CONVEYOR_TOKEN``, ``conveyor login``, the web UI's sign-in page)."""
+
+
+class Forbidden(ConveyorError):
+    """The caller is signed in, but their role is not enough for what they asked."""
 
 
 class RunBusy(ConveyorError):

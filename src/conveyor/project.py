@@ -5,7 +5,8 @@
     pipelines = ["pipelines/sales.py", "mypackage.reports", "etl.py:nightly"]
 
 Each entry is a file or module (every pipeline it defines) or ``TARGET:NAME`` (that one). Paths
-are relative to the project's directory.
+are relative to the project's directory. ``team = "analytics"`` (in ``[project]``) names the
+team that owns the project: its runs are that team's (``conveyor.auth``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Entry:
 class Project:
     root: Path
     sources: tuple[str, ...]
+    team: str | None = None  # the team that owns it: its runs are the team's
 
     def reread(self) -> Project:
         """The project as its ``conveyor.toml`` says now (a reload sees entries added)."""
@@ -78,4 +80,20 @@ def read(path: Path) -> Project:
     sources = section.get("pipelines", []) if isinstance(section, dict) else None
     if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
         raise LoadError(f'{path}: [project] pipelines must be a list of strings, like ["pipelines/sales.py"]')
-    return Project(path.parent.resolve(), tuple(sources))
+    team = section.get("team", data.get("team")) if isinstance(section, dict) else data.get("team")
+    if team is not None and (not isinstance(team, str) or not team.strip()):
+        raise LoadError(f'{path}: [project] team must be a team\'s name, like team = "analytics"')
+    return Project(path.parent.resolve(), tuple(sources), team)
+
+
+def team_of(target: str, workdir: str | None = None) -> str | None:
+    """The team of the project a pipeline's code belongs to: the ``conveyor.toml`` beside its
+    file or above it (a module's: above ``workdir``, else the current directory); None when
+    there is none, or it names no team."""
+    where, _ = split_target(target)
+    start = Path(where).parent if where.endswith(".py") else Path(workdir or Path.cwd())
+    try:
+        found = find(start)
+    except LoadError:
+        return None
+    return None if found is None else found.team

@@ -55,6 +55,7 @@ class Options:
     workers: int | None = None  # the scheduler's worker processes (default: one per CPU)
     scheduler: bool = True  # run a scheduler child
     max_body: int = MAX_BODY
+    public_metrics: bool = False  # /metrics answers without a token
 
 
 # -- listening ----------------------------------------------------------------------------------
@@ -243,7 +244,10 @@ class _Uvicorn(uvicorn.Server):
 
 
 def serve(options: Options) -> None:
-    """Serve the API (and run the scheduler child) until SIGINT, SIGTERM or SIGHUP."""
+    """Serve the API (and run the scheduler child) until SIGINT, SIGTERM or SIGHUP. Refuses to
+    listen beyond loopback while the store has no user (nobody could be asked to sign in)."""
+    if not is_loopback(options.host):
+        refuse_open(options)
     sock = listen(options.host, options.port)
     try:
         _serve(options, sock)
@@ -251,14 +255,23 @@ def serve(options: Options) -> None:
         sock.close()
 
 
+def refuse_open(options: Options) -> None:
+    """``CannotListen`` when the store has no user: auth would be off on a public address."""
+    store = open_store(absolute_url(options.db or default_url()))
+    try:
+        users = store.count_users()
+    finally:
+        store.close()
+    if users == 0:
+        raise CannotListen(
+            f"--host {options.host} is not loopback and the store has no user, so anyone could run "
+            "pipelines; create an admin first: conveyor users add NAME --admin; then conveyor tokens "
+            "create NAME"
+        )
+
+
 def _serve(options: Options, sock: socket.socket) -> None:
     base = url_of(sock, options.host)
-    if not is_loopback(options.host):
-        log.warning(
-            "listening on %s: the API has no authentication, so anyone who can reach this address can "
-            "run and cancel pipelines; serve it on a trusted network or behind an authenticating proxy",
-            options.host,
-        )
     found = _project(options.project)
     store = open_store(absolute_url(options.db or default_url()))
     try:
@@ -283,7 +296,12 @@ def _serve(options: Options, sock: socket.socket) -> None:
             max_body=options.max_body,
             on_reload=child.reload if child else None,
             listen=options.host,
+            public_metrics=options.public_metrics,
         )
+        if store.count_users():
+            log.info("sign-in required: every request but /healthz needs a token (conveyor tokens create)")
+        else:
+            log.info("no user in the store: nobody is asked to sign in (conveyor users add NAME --admin)")
         config = uvicorn.Config(
             app,
             host=options.host,

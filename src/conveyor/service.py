@@ -9,6 +9,7 @@ Everything it returns is a view (``conveyor.views``); everything wrong with a re
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import signal
@@ -16,7 +17,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,14 +151,18 @@ class Service:
         )
 
     # -- runs ---------------------------------------------------------------------------------
-    def trigger(self, name: str, params: Mapping[str, Any], *, from_text: bool = True) -> RunView:
+    def trigger(
+        self, name: str, params: Mapping[str, Any], *, from_text: bool = True, created_by: str | None = None
+    ) -> RunView:
         """Submit a run of the pipeline for the schedulers; ``from_text``: strings are parsed by
         the parameters' types (JSON and the command line). An unfinished run of the pipeline with
-        the same parameters is returned instead of a second one."""
+        the same parameters is returned instead of a second one. ``created_by``: the user asking."""
         entry = self.entry(name)
         run, instances, partitions = engine.submission(
             entry.pipeline, entry.target, params, from_text=from_text, workdir=self._workdir(entry)
         )
+        if created_by is not None:
+            run = dataclasses.replace(run, created_by=created_by)
         return RunView.of(engine.record(self.store, run, instances, partitions))
 
     def runs(
@@ -169,7 +174,9 @@ class Service:
         until: dt.datetime | None = None,
         limit: int = 20,
         offset: int = 0,
+        teams: Sequence[str] | None = None,
     ) -> RunPage:
+        """A page of runs, newest first; ``teams``: only runs of these teams (None: every run)."""
         if not 1 <= limit <= MAX_PAGE:
             raise ParameterError(f"limit {limit} must be between 1 and {MAX_PAGE}", {"limit": "out of range"})
         if offset < 0:
@@ -179,6 +186,7 @@ class Service:
             "state": state,
             "since": _epoch(since),
             "until": _epoch(until),
+            "teams": teams,
         }
         items = self.store.list_runs(limit=limit, offset=offset, **window)
         total = self.store.count_runs(**window)

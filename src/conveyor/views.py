@@ -111,6 +111,8 @@ class RunView(View):
         None, description="host:pid of the conveyor run driving it (not submitted runs)"
     )
     workdir: str = ""
+    team: str | None = Field(None, description="The team of the project it was created through")
+    created_by: str | None = Field(None, description="The user who created it")
 
     @classmethod
     def of(cls, r: RunRecord) -> RunView:
@@ -133,6 +135,8 @@ class RunView(View):
             cancel_requested=r.cancel_requested is not None,
             owner=None if r.partitions else r.owner,
             workdir=r.workdir,
+            team=r.team,
+            created_by=r.created_by,
         )
 
 

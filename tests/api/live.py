@@ -132,7 +132,10 @@ def wait_for_run(client: httpx.Client, run_id: str, timeout: float = 30) -> dict
     """The run once it has ended."""
 
     def ended() -> dict[str, Any] | None:
-        run: dict[str, Any] = client.get(f"/api/v1/runs/{run_id}").json()
+        answer = client.get(f"/api/v1/runs/{run_id}")
+        if answer.status_code == 503:  # a connection the store kept across a restart: replaced
+            return None
+        run: dict[str, Any] = answer.json()
         return run if run["state"] in ("succeeded", "failed", "cancelled") else None
 
     return dict(wait_until(ended, timeout=timeout, every=0.1, what=f"run {run_id} to end"))

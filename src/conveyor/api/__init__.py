@@ -2,7 +2,8 @@
 
     app = create_app(Service(open_store(url), project))
 
-Only this package knows HTTP. The routes are in ``routes``, the mapping of errors to answers in
+Only this package knows HTTP. The routes are in ``routes`` (people's in ``people``), who may
+call them in ``access`` (every route gets its ``authorize``), the mapping of errors to answers in
 ``problems``, the body-size limit in ``limits``, the refusal of other web sites in ``origins``;
 the execution API for remote runners (``conveyor.execution.routes``) is mounted beside them;
 ``reference`` renders docs/api.md from the OpenAPI schema. ``conveyor server``
@@ -19,7 +20,8 @@ from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
 from conveyor import ui
-from conveyor.api import problems, routes
+from conveyor.api import people, problems, routes
+from conveyor.api.access import Access
 from conveyor.api.limits import MAX_BODY, BodyLimit
 from conveyor.api.origins import SameOrigin, allowed_hosts
 from conveyor.service import Service
@@ -28,8 +30,18 @@ DESCRIPTION = """\
 Trigger, follow and manage the runs of a Conveyor project's pipelines. Runs are driven by the
 scheduler daemons that share the server's store (`conveyor server` runs one).
 
-Errors are `{"detail": "..."}` (404, 409, 413, 400, 503), or FastAPI's list of bad fields (422).
-The API has no authentication: serve it on a trusted network only.
+Errors are `{"detail": "..."}` (401, 403, 404, 409, 413, 400, 503), or FastAPI's list of bad
+fields (422).
+
+Authentication is on as soon as one user exists in the server's store (`conveyor users add`):
+send a token as `Authorization: Bearer cvy_...` (`conveyor tokens create`), or the web UI's
+session cookie. Without one the answer is 401; with a role too weak for the route, 403 naming
+the role needed; a run, pipeline, backfill or team of a team the caller is not in is 404, as if
+it did not exist. Roles per team: viewer (reads), member (triggers, cancels, retries,
+backfills), lead (reloads, pauses schedules, manages members); admins manage users, teams and
+quotas. `/healthz` is public, `/metrics` too when the server was started with
+`--public-metrics`. With no user at all the API asks no one to sign in, and `conveyor server`
+listens on loopback only.
 """
 
 #: Where the interactive docs' scripts and styles are served.
@@ -42,6 +54,7 @@ TAGS = [
     {"name": "schedules", "description": "Pipelines that start on a cron schedule"},
     {"name": "schedulers", "description": "The scheduler daemons that drive the runs"},
     {"name": "service", "description": "Health and metrics"},
+    {"name": "people", "description": "Sign-in, users, tokens, teams, roles, quotas and the audit"},
 ]
 
 
@@ -51,15 +64,17 @@ def create_app(
     max_body: int = MAX_BODY,
     on_reload: Callable[[], None] | None = None,
     listen: str | None = None,
+    public_metrics: bool = False,
 ) -> FastAPI:
     """The API over ``service``. ``max_body``: the largest request body in bytes (413 beyond);
     ``on_reload``: called after the pipelines were reloaded (the server signals its scheduler);
     ``listen``: the address the server listens on (requests must name it, or a loopback name:
-    ``origins``)."""
+    ``origins``); ``public_metrics``: ``/metrics`` answers without a token."""
     app = _app(max_body)
     app.add_middleware(SameOrigin, hosts=allowed_hosts(listen))
     app.state.service = service
     app.state.on_reload = on_reload
+    app.state.access = Access(service.store, public_metrics=public_metrics)
     ui.mount(app)  # the web UI at / and /ui/, outside the schema
     from conveyor.execution.routes import mount
 
@@ -92,7 +107,12 @@ def _app(max_body: int) -> FastAPI:
     problems.install(app)
     app.include_router(routes.service_router)
     app.include_router(routes.router)
-    app.state.routes = [*routes.service_router.routes, *routes.router.routes]  # for 405's Allow
+    app.include_router(people.router)
+    app.state.routes = [
+        *routes.service_router.routes,
+        *routes.router.routes,
+        *people.router.routes,
+    ]  # 405's Allow
     app.add_middleware(BodyLimit, max_body=max_body)
     return app
 

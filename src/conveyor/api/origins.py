@@ -1,6 +1,7 @@
-"""Requests from other web sites are refused: the API has no authentication, so a page open in
-the user's browser must not be able to change runs (cross-site request forgery), nor read them
-through a domain name that points at this server (DNS rebinding).
+"""Requests from other web sites are refused: a page open in the user's browser must not be able
+to change runs with the browser's session cookie, or at all while the server has no users
+(cross-site request forgery), nor read them through a domain name that points at this server
+(DNS rebinding).
 
 - ``Host`` must name this server: a loopback name or address, this machine's name, or the
   ``--host`` it listens on (anything, when it listens on every address).

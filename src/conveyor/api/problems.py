@@ -1,8 +1,10 @@
 """How errors become HTTP answers: one table, and the shapes the OpenAPI schema documents.
 
+    Unauthenticated   401 {"detail": "..."}, WWW-Authenticate: Bearer
+    Forbidden         403 {"detail": "..."}
     NotFound (RunNotFound, PipelineNotFound, BackfillNotFound)   404 {"detail": "..."}
     ParameterError    422 in FastAPI's own shape, one entry per bad field (``problems``)
-    RunBusy           409 {"detail": "..."}
+    RunBusy, Exists   409 {"detail": "..."}
     StoreError        503 {"detail": "..."}
     other ConveyorError (LoadError, GraphError, ...)             400 {"detail": "..."}
     a body over the limit (``limits``)                            413 {"detail": "..."}
@@ -28,12 +30,28 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from conveyor.errors import ConveyorError, NotFound, ParameterError, RunBusy, StoreError
+from conveyor.errors import (
+    ConveyorError,
+    Exists,
+    Forbidden,
+    NotFound,
+    ParameterError,
+    RunBusy,
+    StoreError,
+    Unauthenticated,
+)
 
 log = logging.getLogger("conveyor.api")
 
 #: Each kind of error and its status; the first that matches wins (ParameterError: 422, apart).
-STATUS: tuple[tuple[type[ConveyorError], int], ...] = ((NotFound, 404), (RunBusy, 409), (StoreError, 503))
+STATUS: tuple[tuple[type[ConveyorError], int], ...] = (
+    (NotFound, 404),
+    (RunBusy, 409),
+    (Exists, 409),
+    (StoreError, 503),
+    (Unauthenticated, 401),
+    (Forbidden, 403),
+)
 
 
 class Problem(BaseModel):
@@ -55,6 +73,8 @@ class Invalid(BaseModel):
 
 
 DESCRIPTIONS = {
+    401: "No token, or one that is unknown, expired or revoked: sign in",
+    403: "The caller's role is not enough; the answer names the role needed",
     400: "The request cannot be carried out: the project's code does not load, the graph is wrong, ...",
     404: "No such run, pipeline, backfill or task",
     409: "The run is busy: it is going, or driven elsewhere",
@@ -114,6 +134,8 @@ async def _conveyor_error(request: Request, exc: Exception) -> JSONResponse:
         log.warning("%s %s: %s", request.method, request.url.path, exc)
         if request.url.path.startswith("/execution/"):  # a runner on an engine: not the store's URL
             return SafeJSON({"detail": "the store does not answer; retry"}, status_code=503)
+    if status == 401:
+        return SafeJSON({"detail": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
     return SafeJSON({"detail": str(exc)}, status_code=status)
 
 

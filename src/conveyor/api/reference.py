@@ -24,7 +24,9 @@ HEADER = """\
 
 `conveyor server` serves this API (see [server.md](server.md)); the running server also serves
 the schema at `/openapi.json` and interactive docs at `/docs`. Times are ISO 8601 in UTC,
-durations are seconds. The API has no authentication.
+durations are seconds. Once the server's store has a user, every route but `/healthz` needs a
+token (`Authorization: Bearer cvy_...`) and a role in the team it acts on: see
+[teams.md](teams.md).
 """
 
 PROBLEM = '`{"detail": "..."}`'
@@ -38,12 +40,24 @@ ERRORS = [
         PROBLEM,
     ),
     (
+        "401",
+        "no token, or one unknown, expired or revoked (only once the store has a user); "
+        "`WWW-Authenticate: Bearer`",
+        PROBLEM,
+    ),
+    ("403", "the caller's role is not enough: the answer names the role needed", PROBLEM),
+    (
         "404",
-        "no such run, pipeline, backfill or task (an unknown pipeline's answer lists the known ones)",
+        "no such run, pipeline, backfill or task (an unknown pipeline's answer lists the known ones), "
+        "or one of a team the caller is not in",
         PROBLEM,
     ),
     ("405", "the path has no such method (`Allow` lists those it has)", PROBLEM),
-    ("409", "the run is busy: still going, or driven by `conveyor run` elsewhere", PROBLEM),
+    (
+        "409",
+        "the run is busy: still going, or driven by `conveyor run` elsewhere; the user or team exists",
+        PROBLEM,
+    ),
     ("413", "the request body is larger than the server's `--max-body` (default 1 MiB)", PROBLEM),
     (
         "422",

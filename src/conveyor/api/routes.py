@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from conveyor import metrics
 from conveyor.api import problems
+from conveyor.api.access import Who, authorize, user_of, visible_teams
 from conveyor.api.problems import responses
 from conveyor.errors import BackfillNotFound, ConveyorError, ParameterError, RunNotFound
 from conveyor.service import GROUP_ABOVE, Service
@@ -134,7 +135,7 @@ def check_values(value: Any, loc: list[str | int]) -> None:
 
 
 # -- the service ----------------------------------------------------------------------------------
-service_router = APIRouter(tags=["service"])
+service_router = APIRouter(tags=["service"], dependencies=[Depends(authorize)])
 
 
 @service_router.get(
@@ -165,7 +166,7 @@ def prometheus(svc: Svc) -> Response:
 
 
 # -- pipelines ------------------------------------------------------------------------------------
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(authorize)], responses=responses(401, 403))
 
 
 @router.get(
@@ -219,6 +220,7 @@ def get_pipeline(svc: Svc, name: PipelineName) -> PipelineView:
 )
 def trigger(
     svc: Svc,
+    who: Who,
     name: PipelineName,
     body: Annotated[
         TriggerRequest | None, Body(description="The run's parameters; strings are parsed")
@@ -227,7 +229,7 @@ def trigger(
     params = body.params if body is not None else {}
     svc.entry(name)  # an unknown pipeline is 404 before anything else
     check_values(params, ["body", "params"])
-    return svc.trigger(name, params, from_text=True)
+    return svc.trigger(name, params, from_text=True, created_by=user_of(who))
 
 
 # -- runs -----------------------------------------------------------------------------------------
@@ -240,6 +242,7 @@ def trigger(
 )
 def list_runs(
     svc: Svc,
+    who: Who,
     pipeline: Annotated[str | None, Query(description="Only runs of this pipeline")] = None,
     state: Annotated[RunState | None, Query(description="Only runs in this state")] = None,
     since: Annotated[
@@ -251,7 +254,15 @@ def list_runs(
 ) -> RunPage:
     if pipeline is not None and not storable(pipeline):
         return RunPage(items=[], total=0, offset=offset, limit=limit)  # no pipeline has that name
-    return svc.runs(pipeline=pipeline, state=state, since=since, until=until, limit=limit, offset=offset)
+    return svc.runs(
+        pipeline=pipeline,
+        state=state,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
+        teams=visible_teams(who),
+    )
 
 
 @router.get(

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from conveyor import engine
 from conveyor import params as P
-from conveyor.cli import project, running, scheduling, server
+from conveyor.cli import people, project, running, scheduling, server
 from conveyor.cli.common import (
     EXIT,
     DbOpt,
@@ -56,6 +56,11 @@ app.command()(project.backfill)
 app.command()(project.backfills)
 app.command()(project.schedules)
 app.command()(server.server)
+app.add_typer(people.users_app, name="users")
+app.add_typer(people.tokens_app, name="tokens")
+app.add_typer(people.teams_app, name="teams")
+app.command()(people.audit)
+app.command()(people.login)
 
 
 # -- run and retry ----------------------------------------------------------------------------

@@ -71,6 +71,9 @@ def submit(
             target, values, store=store, from_text=True, partition_size=partition_size, executor=executor
         )
         run_id, pipeline, total, parts = run.id, run.pipeline, run.total, run.partitions
+        from conveyor.auth.people import local_actor
+
+        store.record_audit(local_actor(), "trigger", team=run.team, target=run.id, now=time.time())
         backend = connect(None, db)
     if not wait:
         print(run_id)

@@ -14,7 +14,9 @@ from conveyor.cli.common import DbOpt, WorkersOpt
 def server(
     host: Annotated[
         str,
-        typer.Option(help="The address to listen on. The API has no authentication: keep it on loopback."),
+        typer.Option(
+            help="The address to listen on. Beyond loopback only once the store has a user (sign-in is on)."
+        ),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="The port to listen on.")] = 8080,
     db: DbOpt = None,
@@ -36,6 +38,10 @@ def server(
             "--max-body", min=1, help="The largest request body in bytes, 413 beyond (default: 1 MiB)."
         ),
     ] = None,
+    public_metrics: Annotated[
+        bool,
+        typer.Option("--public-metrics", help="Serve /metrics without a token (for a Prometheus scraper)."),
+    ] = False,
 ) -> None:
     """Serve the REST API and run a scheduler: one command for a working service."""
     from conveyor.api.limits import MAX_BODY  # FastAPI and uvicorn are imported for this command only
@@ -51,5 +57,6 @@ def server(
             workers=workers,
             scheduler=not no_scheduler,
             max_body=max_body or MAX_BODY,
+            public_metrics=public_metrics,
         )
     )

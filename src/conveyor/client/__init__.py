@@ -35,7 +35,8 @@ class Client:
     ``Client()``: the local store (``db``, else ``$CONVEYOR_DB``, else the project's
     ``.conveyor/conveyor.db``) and project (``project``, else the ``conveyor.toml`` here or
     above); a pipeline is named by its name in ``conveyor.toml`` or by a target like
-    ``pipes.py:hello``. ``Client(url)``: a ``conveyor server``; pipelines by name only.
+    ``pipes.py:hello``. ``Client(url)``: a ``conveyor server``; pipelines by name only; its
+    ``token`` (default: ``$CONVEYOR_TOKEN``, else the one ``conveyor login`` kept for ``url``).
     """
 
     def __init__(
@@ -45,6 +46,7 @@ class Client:
         db: str | None = None,
         project: str | Path | None = None,
         timeout: float = 30.0,
+        token: str | None = None,
     ) -> None:
         self.url = url
         self.transport: Transport
@@ -57,7 +59,7 @@ class Client:
                 {"db" if db is not None else "project": "not with a url"},
             )
         else:
-            self.transport = Http(url, timeout)
+            self.transport = Http(url, timeout, token=token)
 
     @property
     def scheduler(self) -> subprocess.Popen[bytes] | None:

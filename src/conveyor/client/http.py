@@ -14,6 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 from conveyor.errors import (
     BackfillNotFound,
     ConveyorError,
+    Forbidden,
     NotFound,
     ParameterError,
     PipelineNotFound,
@@ -21,6 +22,7 @@ from conveyor.errors import (
     RunNotFound,
     ServerError,
     StoreError,
+    Unauthenticated,
 )
 from conveyor.service import Artifact
 from conveyor.views import (
@@ -59,12 +61,18 @@ API = "/api/v1"
 class Http:
     """The service behind a server's REST API."""
 
-    def __init__(self, url: str, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, timeout: float = 30.0, *, token: str | None = None) -> None:
+        """``token``: sent as ``Authorization: Bearer`` (default: ``$CONVEYOR_TOKEN``, else the
+        one ``conveyor login`` kept for this server, ``credentials``)."""
         import httpx
 
+        from conveyor.client.credentials import token_for
+
         self.url = url.rstrip("/")
+        token = token or token_for(self.url)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
-            self._http = httpx.Client(base_url=self.url, timeout=timeout)
+            self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
         except httpx.InvalidURL as exc:
             raise ServerError(
                 f"the server URL {url!r} is not a URL ({exc}); write it like http://127.0.0.1:8080"
@@ -205,6 +213,13 @@ class Http:
         if status < 400:
             return answer
         detail = _detail(answer)
+        if status == 401:
+            raise Unauthenticated(
+                f"the server at {self.url} asks to sign in; set CONVEYOR_TOKEN or run conveyor login "
+                f"--server {self.url}"
+            )
+        if status == 403:
+            raise Forbidden(f"the server at {self.url} refused: {detail}")
         if status == 404:
             raise _not_found(path)(detail if isinstance(detail, str) else f"{path}: not found")
         if status == 422:

@@ -1,20 +1,24 @@
 """The local transport: the service over the local store, which starts a scheduler in the
-background when submitted work needs one and none runs."""
+background when submitted work needs one and none runs. What it changes is audited as
+``local:<os user>``, and the runs it triggers record that as their creator."""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from conveyor import project as projects
 from conveyor.errors import ConveyorError, LoadError
 from conveyor.service import Service
 from conveyor.store import open_store
+from conveyor.views import BackfillView, RunView, ScheduleView
 
 
 class Background:
@@ -116,6 +120,51 @@ class Local(Service):
         super().__init__(open_store(url), project, targets=True)
         self.home = home
         self.background = Background(url, None if project is None else project.root, home / "scheduler.log")
+
+    # -- changes, each audited as local:<os user>, as the server audits its callers' -----------------
+    @functools.cached_property
+    def actor(self) -> str:
+        from conveyor.auth.people import local_actor
+
+        return local_actor()
+
+    def _audit(self, action: str, target: str, team: str | None) -> None:
+        self.store.record_audit(self.actor, action, team=team, target=target, now=time.time())
+
+    def trigger(
+        self, name: str, params: Mapping[str, Any], *, from_text: bool = True, created_by: str | None = None
+    ) -> RunView:
+        run = super().trigger(name, params, from_text=from_text, created_by=created_by or self.actor)
+        self._audit("trigger", run.id, run.team)
+        return run
+
+    def cancel(self, run_id: str) -> RunView:
+        run = super().cancel(run_id)
+        self._audit("cancel_run", run.id, run.team)
+        return run
+
+    def retry(self, run_id: str) -> RunView:
+        run = super().retry(run_id)
+        self._audit("retry_run", run.id, run.team)
+        return run
+
+    def backfill(self, pipeline: str, *args: Any, **kwargs: Any) -> BackfillView:
+        made = super().backfill(pipeline, *args, **kwargs)
+        self._audit("create_backfill", made.id, self._team())
+        return made
+
+    def cancel_backfill(self, backfill_id: str) -> BackfillView:
+        done = super().cancel_backfill(backfill_id)
+        self._audit("cancel_backfill", done.id, self._team())
+        return done
+
+    def pause(self, pipeline: str, paused: bool = True) -> ScheduleView:
+        view = super().pause(pipeline, paused)
+        self._audit("pause_schedule" if paused else "resume_schedule", pipeline, self._team())
+        return view
+
+    def _team(self) -> str | None:
+        return None if self.project is None else self.project.team
 
     def kick(self, *, submitted: bool = False, backfill: str | None = None) -> None:
         if backfill is not None:

@@ -290,8 +290,12 @@ class LiteStore(LiteAttempts):
             found = dict(zip(ddl.RUN_COLUMNS, row, strict=True))
             return run_record(found, self._counts(cur, found["id"]))
 
-    def get_run(self, run_id: str) -> RunRecord:
-        """The run with this id, or the only one whose id starts with it."""
+    def get_run(self, run_id: str, *, teams: Sequence[str] | None = None) -> RunRecord:
+        """The run with this id, or the only one whose id starts with it (``teams``: among the
+        runs of these teams, which ``SqlStore`` looks up)."""
+        if teams is not None:
+            among: RunRecord = self.__getattr__("get_run")(run_id, teams=teams)
+            return among
         with self._cursor() as cur:
             cur.execute(_GET_RUN, (run_id,))
             row = cur.fetchone()

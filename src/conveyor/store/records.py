@@ -26,6 +26,8 @@ class RunRecord:
     partitions: int = 0  # submitted to the schedulers in this many partitions; 0: driven by `run`
     cancel_requested: float | None = None  # a submitted run asked to stop (`conveyor cancel`)
     executor: str | None = None  # where its tasks run unless they say (submit --executor)
+    team: str | None = None  # the team of the project it was created through
+    created_by: str | None = None  # the user who created it
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -191,3 +193,44 @@ class Batch:
         return bool(
             self.instances or self.attempts_started or self.attempts_ended or self.transitions or self.run
         )
+
+
+# -- people (``store.people``, ``conveyor.auth``) ---------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    name: str
+    admin: bool
+    created_at: float
+    disabled_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    id: str  # short and public: how a token is listed and revoked
+    user: str
+    hash: str  # sha256 of the secret, hex; the secret itself is never stored
+    created_at: float
+    label: str = ""
+    kind: str = "api"  # api | session (the web UI's, behind a cookie)
+    expires_at: float | None = None
+    revoked_at: float | None = None
+    last_used_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TeamRecord:
+    name: str
+    created_at: float
+    weight: float = 1.0
+    quota: dict[str, Any] = field(default_factory=dict)  # {"limits": {...}, "runs": N, ...}
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    id: int
+    at: float
+    actor: str  # a user, or local:<os user> for a command on the store itself
+    action: str  # users.add, tokens.create, runs.trigger, ...
+    team: str | None
+    target: str
+    detail: str

@@ -50,6 +50,8 @@ def run_row(r: RunRecord) -> tuple[Any, ...]:
         r.partitions,
         r.cancel_requested,
         r.executor,
+        r.team,
+        r.created_by,
     )
 
 

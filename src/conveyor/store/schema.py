@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     Index,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     text,
 )
 
@@ -45,9 +47,12 @@ runs = Table(
     Column("partitions", Integer, nullable=False, server_default="0"),  # >0: submitted to schedulers
     Column("cancel_requested", Float),  # when `conveyor cancel` asked a submitted run to stop
     Column("executor", String(64)),  # where its tasks run unless they say (None: the scheduler's)
+    Column("team", String(100)),  # the team of the project it was created through (``auth``)
+    Column("created_by", String(100)),  # the user who created it (None: no user, or a schedule)
     Index("ix_runs_key", "key"),
     Index("ix_runs_created", "created_at"),
     Index("ix_runs_pipeline", "pipeline", "created_at"),
+    Index("ix_runs_team", "team", "created_at"),
     # One unfinished run per key: two `conveyor run` of the same command never both create one.
     Index("ux_runs_open_key", "key", unique=True, sqlite_where=OPEN, postgresql_where=OPEN),
 )
@@ -274,4 +279,68 @@ team_usage = Table(
     Column("usage", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     PrimaryKeyConstraint("team", "user"),
+)
+
+# -- people: users, their tokens, teams and roles, and what they did (``conveyor.auth``) -----------
+#: Who may sign in. Users are disabled, never deleted: the audit names them.
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("admin", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", Float, nullable=False),
+    Column("disabled_at", Float),
+)
+
+#: API and session tokens: only the sha256 of the secret is kept (a token is 256 random bits).
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("user", String(100), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("label", String(200), nullable=False, server_default=""),
+    Column("kind", String(16), nullable=False, server_default="api"),  # api | session
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float),
+    Column("revoked_at", Float),
+    Column("last_used_at", Float),
+    UniqueConstraint("hash", name="ux_tokens_hash"),
+    Index("ix_tokens_user", "user"),
+)
+
+#: Teams own runs and quota. ``quota`` is JSON: {"limits": {...}, "runs": N, "borrow": {...},
+#: "users": {"alice": 2.0}} (``conveyor teams quota``).
+teams = Table(
+    "teams",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("weight", Float, nullable=False, server_default="1"),
+    Column("quota", Text, nullable=False, server_default="{}"),
+    Column("created_at", Float, nullable=False),
+)
+
+#: Who is in which team, as what: lead | member | viewer.
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("team", String(100), nullable=False),
+    Column("user", String(100), nullable=False),
+    Column("role", String(16), nullable=False),
+    PrimaryKeyConstraint("team", "user"),
+    Index("ix_memberships_user", "user"),
+)
+
+#: What was done, by whom: every change of people, teams and quota, and every action on runs.
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("team", String(100)),
+    Column("target", Text, nullable=False, server_default=""),
+    Column("detail", Text, nullable=False, server_default=""),
+    Index("ix_audit_team", "team", "id"),
 )

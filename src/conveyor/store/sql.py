@@ -46,6 +46,7 @@ from conveyor.store.daemons import Daemons
 from conveyor.store.keys import Keys
 from conveyor.store.leases import Leases, stale_partition
 from conveyor.store.ledger import Ledger
+from conveyor.store.people import People
 from conveyor.store.records import (
     AttemptRecord,
     Batch,
@@ -75,7 +76,7 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 CREATE_LOCK = 0x636F6E7665796F72  # "conveyor"
 
 
-class SqlStore(Leases, Claims, Attempts, Daemons, Backfills, Changes, Stats, Keys, Ledger):
+class SqlStore(Leases, Claims, Attempts, Daemons, Backfills, Changes, Stats, Keys, People, Ledger):
     """Runs, task instances, attempts and transitions in a SQL database."""
 
     def __init__(self, url: str, *, migrate: bool = True, check: bool = True) -> None:
@@ -357,15 +358,19 @@ class SqlStore(Leases, Claims, Attempts, Daemons, Backfills, Changes, Stats, Key
             )
             cur.executemany(ins.text, ins.rows([instance_row(r, start + i) for i, r in enumerate(rows)]))
 
-    def get_run(self, run_id: str) -> RunRecord:
-        """The run with this id, or the only one whose id starts with it."""
+    def get_run(self, run_id: str, *, teams: Sequence[str] | None = None) -> RunRecord:
+        """The run with this id, or the only one whose id starts with it; ``teams``: only runs of
+        these teams are looked at (the others do not exist for this caller)."""
 
         def read(conn: Connection) -> RunRecord:
-            row = conn.execute(sa.select(t.runs).where(t.runs.c.id == run_id)).mappings().first()
+            seen = sa.true() if teams is None else t.runs.c.team.in_(list(teams))
+            row = conn.execute(sa.select(t.runs).where(t.runs.c.id == run_id, seen)).mappings().first()
             if row is None and run_id:
                 found = (
                     conn.execute(
-                        sa.select(t.runs).where(t.runs.c.id.startswith(run_id, autoescape=True)).limit(2)
+                        sa.select(t.runs)
+                        .where(t.runs.c.id.startswith(run_id, autoescape=True), seen)
+                        .limit(2)
                     )
                     .mappings()
                     .all()
@@ -445,12 +450,13 @@ class SqlStore(Leases, Claims, Attempts, Daemons, Backfills, Changes, Stats, Key
         state: str | None = None,
         since: float | None = None,
         until: float | None = None,
+        teams: Sequence[str] | None = None,
     ) -> list[RunRecord]:
         """Runs newest first, filtered by pipeline, state and creation time (``since`` included,
-        ``until`` excluded)."""
+        ``until`` excluded), and by team (``teams``; None: every run)."""
 
         def read(conn: Connection) -> list[RunRecord]:
-            q = _runs_where(sa.select(t.runs), pipeline, state, since, until)
+            q = _runs_where(sa.select(t.runs), pipeline, state, since, until, teams)
             q = q.order_by(t.runs.c.created_at.desc(), t.runs.c.id.desc()).limit(limit).offset(offset)
             rows = conn.execute(q).mappings().all()
             return [run_record(r, self._counts(conn, r["id"])) for r in rows]
@@ -464,8 +470,9 @@ class SqlStore(Leases, Claims, Attempts, Daemons, Backfills, Changes, Stats, Key
         state: str | None = None,
         since: float | None = None,
         until: float | None = None,
+        teams: Sequence[str] | None = None,
     ) -> int:
-        q = _runs_where(sa.select(sa.func.count()).select_from(t.runs), pipeline, state, since, until)
+        q = _runs_where(sa.select(sa.func.count()).select_from(t.runs), pipeline, state, since, until, teams)
         return int(self._read(lambda conn: conn.execute(q).scalar_one()))
 
     def _counts(self, conn: Connection, run_id: str) -> dict[str, int]:
@@ -604,9 +611,16 @@ class SqlStore(Leases, Claims, Attempts, Daemons, Backfills, Changes, Stats, Key
 
 
 def _runs_where(
-    q: Any, pipeline: str | None, state: str | None, since: float | None, until: float | None
+    q: Any,
+    pipeline: str | None,
+    state: str | None,
+    since: float | None,
+    until: float | None,
+    teams: Sequence[str] | None = None,
 ) -> Any:
     r = t.runs
+    if teams is not None:
+        q = q.where(r.c.team.in_(list(teams)))
     if pipeline:
         q = q.where(r.c.pipeline == pipeline)
     if state:

@@ -24,6 +24,8 @@ RUN_COLUMNS = (
     "partitions",
     "cancel_requested",
     "executor",
+    "team",
+    "created_by",
 )
 INSTANCE_COLUMNS = (
     "run_id",
@@ -63,9 +65,13 @@ ATTEMPT_COLUMNS = (
 TRANSITION_COLUMNS = ("run_id", "instance_id", "old", "new", "at", "cause", "attempt")
 DDL = (
     "\nCREATE TABLE attempts (\n\trun_id VARCHAR(32) NOT NULL, \n\tinstance_id VARCHAR(32) NOT NULL, \n\tnumber INTEGER NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tstarted_at FLOAT NOT NULL, \n\tended_at FLOAT, \n\terror TEXT, \n\tlog_path TEXT, \n\tworker VARCHAR(64), \n\theartbeat FLOAT, \n\twaited_for VARCHAR(32), \n\toutputs TEXT, \n\tPRIMARY KEY (run_id, instance_id, number)\n)\n\n",
+    "\nCREATE TABLE audit (\n\tid INTEGER NOT NULL, \n\tat FLOAT NOT NULL, \n\tactor VARCHAR(200) NOT NULL, \n\taction VARCHAR(64) NOT NULL, \n\tteam VARCHAR(100), \n\ttarget TEXT DEFAULT '' NOT NULL, \n\tdetail TEXT DEFAULT '' NOT NULL, \n\tPRIMARY KEY (id)\n)\n\n",
+    "CREATE INDEX ix_audit_team ON audit (team, id)",
     "\nCREATE TABLE backfills (\n\tid VARCHAR(32) NOT NULL, \n\tpipeline VARCHAR(200) NOT NULL, \n\ttarget TEXT NOT NULL, \n\tparams TEXT NOT NULL, \n\tevery VARCHAR(8) NOT NULL, \n\tmax_parallel INTEGER NOT NULL, \n\tworkdir TEXT DEFAULT '' NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tcreated_at FLOAT NOT NULL, \n\tended_at FLOAT, \n\tversion INTEGER DEFAULT '0' NOT NULL, \n\tslots TEXT NOT NULL, \n\tPRIMARY KEY (id)\n)\n\n",
     "CREATE INDEX ix_backfills_created ON backfills (created_at)",
     "\nCREATE TABLE claims (\n\tinstance_id VARCHAR(32) NOT NULL, \n\trun_id VARCHAR(32) NOT NULL, \n\tattempt INTEGER NOT NULL, \n\towner VARCHAR(200) NOT NULL, \n\tclaimed_at FLOAT NOT NULL, \n\texpires FLOAT NOT NULL, \n\tstate VARCHAR(16) DEFAULT 'running' NOT NULL, \n\tresult TEXT, \n\tended_at FLOAT, \n\tPRIMARY KEY (instance_id)\n)\n\n",
+    "\nCREATE TABLE memberships (\n\tteam VARCHAR(100) NOT NULL, \n\tuser VARCHAR(100) NOT NULL, \n\trole VARCHAR(16) NOT NULL, \n\tPRIMARY KEY (team, user)\n)\n\n",
+    "CREATE INDEX ix_memberships_user ON memberships (user)",
     "\nCREATE TABLE partitions (\n\trun_id VARCHAR(32) NOT NULL, \n\tnumber INTEGER NOT NULL, \n\tsize INTEGER NOT NULL, \n\tneeds TEXT DEFAULT '[]' NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\towner VARCHAR(200), \n\tepoch INTEGER DEFAULT '0' NOT NULL, \n\tlease_expires FLOAT, \n\ttakeovers INTEGER DEFAULT '0' NOT NULL, \n\ttaken_from VARCHAR(200), \n\ttaken_at FLOAT, \n\tstarted_at FLOAT, \n\tended_at FLOAT, \n\terror TEXT, \n\tPRIMARY KEY (run_id, number)\n)\n\n",
     "CREATE INDEX ix_partitions_state ON partitions (state)",
     "\nCREATE TABLE quota_demands (\n\tscheduler VARCHAR(200) NOT NULL, \n\tteam VARCHAR(100) NOT NULL, \n\tuser VARCHAR(100) DEFAULT '' NOT NULL, \n\twaiting INTEGER NOT NULL, \n\tamounts TEXT NOT NULL, \n\toldest FLOAT NOT NULL, \n\tupdated_at FLOAT NOT NULL, \n\tPRIMARY KEY (scheduler, team, user)\n)\n\n",
@@ -73,10 +79,11 @@ DDL = (
     "CREATE INDEX ix_quota_holdings_team ON quota_holdings (team)",
     "\nCREATE TABLE quota_use (\n\tteam VARCHAR(100) NOT NULL, \n\tresource VARCHAR(100) NOT NULL, \n\tin_use BIGINT DEFAULT '0' NOT NULL, \n\tPRIMARY KEY (team, resource)\n)\n\n",
     "\nCREATE TABLE quota_waits (\n\trun_id VARCHAR(32) NOT NULL, \n\tinstance_id VARCHAR(32) NOT NULL, \n\tkind VARCHAR(32) NOT NULL, \n\ttext TEXT NOT NULL, \n\tsince FLOAT NOT NULL, \n\tPRIMARY KEY (run_id, instance_id)\n)\n\n",
-    "\nCREATE TABLE runs (\n\tid VARCHAR(32) NOT NULL, \n\tpipeline VARCHAR(200) NOT NULL, \n\ttarget TEXT NOT NULL, \n\tparams TEXT NOT NULL, \n\t\"key\" VARCHAR(64) NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tworkdir TEXT DEFAULT '' NOT NULL, \n\tcreated_at FLOAT NOT NULL, \n\tstarted_at FLOAT, \n\tended_at FLOAT, \n\terror TEXT, \n\towner VARCHAR(200), \n\tepoch INTEGER DEFAULT '0' NOT NULL, \n\tlease_expires FLOAT, \n\ttotal INTEGER DEFAULT '0' NOT NULL, \n\tpartitions INTEGER DEFAULT '0' NOT NULL, \n\tcancel_requested FLOAT, \n\texecutor VARCHAR(64), \n\tPRIMARY KEY (id)\n)\n\n",
+    "\nCREATE TABLE runs (\n\tid VARCHAR(32) NOT NULL, \n\tpipeline VARCHAR(200) NOT NULL, \n\ttarget TEXT NOT NULL, \n\tparams TEXT NOT NULL, \n\t\"key\" VARCHAR(64) NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tworkdir TEXT DEFAULT '' NOT NULL, \n\tcreated_at FLOAT NOT NULL, \n\tstarted_at FLOAT, \n\tended_at FLOAT, \n\terror TEXT, \n\towner VARCHAR(200), \n\tepoch INTEGER DEFAULT '0' NOT NULL, \n\tlease_expires FLOAT, \n\ttotal INTEGER DEFAULT '0' NOT NULL, \n\tpartitions INTEGER DEFAULT '0' NOT NULL, \n\tcancel_requested FLOAT, \n\texecutor VARCHAR(64), \n\tteam VARCHAR(100), \n\tcreated_by VARCHAR(100), \n\tPRIMARY KEY (id)\n)\n\n",
     "CREATE INDEX ix_runs_created ON runs (created_at)",
     'CREATE INDEX ix_runs_key ON runs ("key")',
     "CREATE INDEX ix_runs_pipeline ON runs (pipeline, created_at)",
+    "CREATE INDEX ix_runs_team ON runs (team, created_at)",
     "CREATE UNIQUE INDEX ux_runs_open_key ON runs (\"key\") WHERE state IN ('pending', 'running')",
     "\nCREATE TABLE schedulers (\n\tname VARCHAR(200) NOT NULL, \n\thost VARCHAR(200) NOT NULL, \n\tpid INTEGER NOT NULL, \n\tstarted_at FLOAT NOT NULL, \n\theartbeat FLOAT NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tworkers INTEGER DEFAULT '0' NOT NULL, \n\tPRIMARY KEY (name)\n)\n\n",
     "\nCREATE TABLE schedules (\n\tpipeline VARCHAR(400) NOT NULL, \n\tlast_tick FLOAT NOT NULL, \n\tpaused_at FLOAT, \n\tPRIMARY KEY (pipeline)\n)\n\n",
@@ -85,8 +92,12 @@ DDL = (
     "\nCREATE TABLE task_instances (\n\trun_id VARCHAR(32) NOT NULL, \n\tid VARCHAR(32) NOT NULL, \n\tseq INTEGER NOT NULL, \n\ttask VARCHAR(200) NOT NULL, \n\tlabel TEXT NOT NULL, \n\tparams TEXT NOT NULL, \n\tupstream TEXT NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tattempts INTEGER DEFAULT '0' NOT NULL, \n\tfailures INTEGER DEFAULT '0' NOT NULL, \n\tlost INTEGER DEFAULT '0' NOT NULL, \n\tnot_before FLOAT DEFAULT '0' NOT NULL, \n\tpriority INTEGER DEFAULT '0' NOT NULL, \n\ttargets TEXT DEFAULT '[]' NOT NULL, \n\tresult TEXT, \n\terror TEXT, \n\tstarted_at FLOAT, \n\tended_at FLOAT, \n\tpartition INTEGER DEFAULT '0' NOT NULL, \n\tPRIMARY KEY (run_id, id)\n)\n\n",
     "CREATE INDEX ix_instances_partition ON task_instances (run_id, partition)",
     "\nCREATE TABLE team_usage (\n\tteam VARCHAR(100) NOT NULL, \n\tuser VARCHAR(100) DEFAULT '' NOT NULL, \n\tusage FLOAT NOT NULL, \n\tupdated_at FLOAT NOT NULL, \n\tPRIMARY KEY (team, user)\n)\n\n",
+    "\nCREATE TABLE teams (\n\tname VARCHAR(100) NOT NULL, \n\tweight FLOAT DEFAULT '1' NOT NULL, \n\tquota TEXT DEFAULT '{}' NOT NULL, \n\tcreated_at FLOAT NOT NULL, \n\tPRIMARY KEY (name)\n)\n\n",
+    "\nCREATE TABLE tokens (\n\tid VARCHAR(16) NOT NULL, \n\tuser VARCHAR(100) NOT NULL, \n\thash VARCHAR(64) NOT NULL, \n\tlabel VARCHAR(200) DEFAULT '' NOT NULL, \n\tkind VARCHAR(16) DEFAULT 'api' NOT NULL, \n\tcreated_at FLOAT NOT NULL, \n\texpires_at FLOAT, \n\trevoked_at FLOAT, \n\tlast_used_at FLOAT, \n\tPRIMARY KEY (id), \n\tCONSTRAINT ux_tokens_hash UNIQUE (hash)\n)\n\n",
+    "CREATE INDEX ix_tokens_user ON tokens (user)",
     "\nCREATE TABLE transitions (\n\tid INTEGER NOT NULL, \n\trun_id VARCHAR(32) NOT NULL, \n\tinstance_id VARCHAR(32) NOT NULL, \n\told VARCHAR(16) NOT NULL, \n\tnew VARCHAR(16) NOT NULL, \n\tat FLOAT NOT NULL, \n\tcause TEXT NOT NULL, \n\tattempt INTEGER NOT NULL, \n\tPRIMARY KEY (id)\n)\n\n",
     "CREATE INDEX ix_transitions_instance ON transitions (run_id, instance_id)",
     "CREATE INDEX ix_transitions_run ON transitions (run_id, id)",
+    "\nCREATE TABLE users (\n\tname VARCHAR(100) NOT NULL, \n\tadmin BOOLEAN DEFAULT false NOT NULL, \n\tcreated_at FLOAT NOT NULL, \n\tdisabled_at FLOAT, \n\tPRIMARY KEY (name)\n)\n\n",
     "\nCREATE TABLE alembic_version (\n\tversion_num VARCHAR(32) NOT NULL, \n\tCONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)\n)\n\n",
 )

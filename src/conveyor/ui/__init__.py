@@ -2,6 +2,10 @@
 
     GET /          the page (static/index.html); hash routes #/pipelines, #/runs, #/runs/ID, ...
     GET /ui/NAME   its scripts and style sheet, from static/ in this package
+    GET /ui/signin the sign-in page (static/signin.html): a token traded for a session cookie
+
+The page and its files are public; everything they fetch from the API is authorized (a 401
+sends the page to the sign-in page; ``conveyor.api.access``).
 
 Nothing here is in the OpenAPI schema. The page builds its DOM from the API's JSON with
 ``textContent`` and ``createElement`` only, and is served with a Content-Security-Policy that
@@ -53,6 +57,10 @@ def mount(app: FastAPI) -> None:
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8", headers=HEADERS)
+
+    @app.get("/ui/signin", include_in_schema=False)
+    def signin() -> FileResponse:
+        return FileResponse(STATIC / "signin.html", media_type="text/html; charset=utf-8", headers=HEADERS)
 
     app.mount("/ui", _Static(directory=STATIC), name="ui")
 

@@ -30,8 +30,9 @@ export class ApiError extends Error {
   }
 }
 
-/** Call the API: api("/runs?limit=5"), api("/runs/ID/cancel", {method: "POST"}). */
-export async function api(path, { method = "GET", body, signal } = {}) {
+/** Call the API: api("/runs?limit=5"), api("/runs/ID/cancel", {method: "POST"}). A 401 (not
+ * signed in, or the session ended) goes to the sign-in page, unless `signIn` is false. */
+export async function api(path, { method = "GET", body, signal, signIn = true } = {}) {
   const init = { method, headers: { accept: "application/json" }, signal };
   if (body !== undefined) {
     init.headers["content-type"] = "application/json";
@@ -47,6 +48,7 @@ export async function api(path, { method = "GET", body, signal } = {}) {
       data = text;
     }
   }
+  if (response.status === 401 && signIn) location.assign("/ui/signin");
   if (!response.ok) throw ApiError.of(response.status, data);
   return data;
 }

@@ -3,8 +3,9 @@
 
 import { isAbort, send } from "./api.js";
 import { fill, h, redraw } from "./dom.js";
-import { backfillsPage, pipelinesPage, runsPage, schedulersPage, schedulesPage } from "./pages.js";
+import { auditPage, backfillsPage, pipelinesPage, runsPage, schedulersPage, schedulesPage } from "./pages.js";
 import { runPage } from "./run.js";
+import { load as loadMe, me, signOut } from "./session.js";
 
 /** What a page gets: where to draw, a signal that aborts when it is left, and polling. */
 export class Page {
@@ -57,6 +58,7 @@ const ROUTES = [
   [/^\/backfills$/, backfillsPage, "Backfills"],
   [/^\/schedules$/, schedulesPage, "Schedules"],
   [/^\/schedulers$/, schedulersPage, "Schedulers"],
+  [/^\/audit$/, auditPage, "Audit"],
 ];
 
 let current = null;
@@ -143,8 +145,21 @@ function zone() {
     `Times are in ${name} (UTC${sign}${String(Math.floor(a / 60)).padStart(2, "0")}:${String(a % 60).padStart(2, "0")}); logical dates are UTC days`;
 }
 
+/** The signed-in user and a sign-out button in the header (nothing when the server has no users). */
+async function who() {
+  try {
+    await loadMe();
+  } catch (err) {
+    return; // a 401 went to the sign-in page; anything else: the pages say it
+  }
+  if (!me.auth) return;
+  const out = document.getElementById("who");
+  fill(out, h("span", { class: "user" }, me.user, me.admin ? " (admin)" : ""), " ", h("button", { type: "button", class: "link signout", onclick: signOut }, "Sign out"));
+  out.hidden = false;
+}
+
 zone();
 window.addEventListener("hashchange", route);
-route();
+who().then(route);
 health();
 setInterval(health, 10000);

@@ -58,9 +58,9 @@ export async function pipelinesPage(page) {
         h(
           "div",
           { class: "actions" },
-          h("button", { type: "button", class: "primary", onclick: () => runForm(p), "aria-label": `Run ${p.name}…` }, "Run…"),
+          h("button", { type: "button", class: "primary act", onclick: () => runForm(p), "aria-label": `Run ${p.name}…` }, "Run…"),
           backfillable(p)
-            ? h("button", { type: "button", onclick: () => backfillForm(p), "aria-label": `Backfill ${p.name}…` }, "Backfill…")
+            ? h("button", { type: "button", class: "act", onclick: () => backfillForm(p), "aria-label": `Backfill ${p.name}…` }, "Backfill…")
             : null,
         ),
       ),
@@ -260,6 +260,7 @@ export async function backfillsPage(page) {
             "button",
             {
               type: "button",
+              class: "act",
               disabled: b.state !== "running",
               "aria-label": `Cancel backfill ${b.id}`,
               onclick: async () => {
@@ -305,6 +306,7 @@ export async function schedulesPage(page) {
             "button",
             {
               type: "button",
+              class: "act",
               "aria-label": `${s.paused ? "Resume" : "Pause"} the schedule of ${s.pipeline}`,
               onclick: async () => {
                 if (await act(status, `${s.paused ? "Resuming" : "Pausing"} ${s.pipeline}`, () => api(`/schedules/${seg(s.pipeline)}/${verb}`, { method: "POST" }))) {
@@ -362,4 +364,23 @@ export async function schedulersPage(page) {
   };
   await load();
   page.every(2000, load);
+}
+
+// -- the audit ---------------------------------------------------------------------------------
+export async function auditPage(page) {
+  const list = h("div", {});
+  fill(page.main, h("h1", {}, "Audit"), h("p", { class: "muted" }, "What was done, newest first: in your teams, and by you (an admin sees everything)."), list);
+  const rows = (await api("/audit?limit=200", { signal: page.signal })).map((a) =>
+    h(
+      "tr",
+      { dataset: { action: a.action } },
+      h("td", { class: "nowrap" }, when(a.at)),
+      h("td", {}, a.actor),
+      h("td", { class: "mono" }, a.action),
+      h("td", {}, a.team || ""),
+      h("td", { class: "mono" }, a.target),
+      h("td", {}, a.detail),
+    ),
+  );
+  fill(list, table("Audit", ["When", "Who", "Action", "Team", "Target", "Detail"], rows, "Nothing recorded yet."));
 }

@@ -6,6 +6,7 @@ import { badge, countBadges, duration, fill, glyph, h, stateWord, valueText, whe
 import { gantt } from "./gantt.js";
 import { Graph } from "./graph.js";
 import { TaskPanel } from "./panel.js";
+import { canAct } from "./session.js";
 
 const GOING = new Set(["pending", "running"]);
 const GROUPINGS = { auto: "automatic", tasks: "one node per task", instances: "one node per instance" };
@@ -33,6 +34,7 @@ export async function runPage(page, id) {
   const cancel = h("button", { type: "button", class: "danger", onclick: () => act("Cancelling the run", "cancel") }, "⊘ Cancel run");
   const retry = h("button", { type: "button", onclick: () => act("Retrying the run", "retry") }, "↻ Retry failed tasks");
   const actions = h("div", { class: "actions run-actions" }, cancel, retry, status);
+  cancel.hidden = retry.hidden = !canAct(run.team); // a viewer: the server would refuse
   const enable = () => {
     cancel.disabled = !GOING.has(run.state) || run.cancel_requested;
     cancel.title = cancel.disabled ? "Only a pending or running run can be cancelled" : "";
