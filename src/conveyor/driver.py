@@ -340,6 +340,8 @@ class RunDriver:
         if self._cancel_requested >= 2:
             events.extend(self._abort(executor, now))
         machine.prefetch = executor.prefetch if executor.quick else 0
+        if machine.granted:  # team quotas granted attempts since the last turn: they start now
+            events.append(Tick(now))
         commands = machine.handle(*events)
         self._events = []
         batch = self._batch(machine.drain_changes())

@@ -171,7 +171,6 @@ class Scheduler:
                     next_claim = now  # there may be more: claim again on the next turn
             if not self.drivers:
                 continue
-            self._gate.turn(self.drivers, now)
             for driver in list(self.drivers):
                 self._step(driver)
             self._wait(next_claim)
@@ -221,6 +220,7 @@ class Scheduler:
         """Between claims, and on every turn of a driver's loop: beat, fire due schedules and
         step the backfills."""
         self.beat(now)
+        self._gate.turn(self.drivers, now)  # team quotas: grants, reasons, holdings returned
         if self._reload:
             self.reload()
         if now - self._last_fire >= self.settings.poll:

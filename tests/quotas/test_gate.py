@@ -5,6 +5,7 @@ within 5 points of the weights', and a waiting task says why."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import signal
 import threading
@@ -48,6 +49,10 @@ def _team_project(root: Path, team: str) -> Project:
     return p
 
 
+def _epoch(stamp: str) -> float:
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
 def _runs(p: Project, url: str) -> list[dict[str, Any]]:
     return list(json.loads(p.cli("runs", "--json", "--db", url, check=True).stdout))
 
@@ -65,18 +70,21 @@ def test_three_teams_share_a_capacity_by_weight_across_three_schedulers(
     admin.cli("teams", "add", "*", "--db", url, check=True)
     admin.cli("teams", "quota", "*", "--cpu", str(CAPACITY), "--db", url, check=True)
     for team, p in teams.items():
-        p.cli("submit", "load", "-p", f"team={team}", "--db", url, check=True)
+        p.cli("submit", "pipes.py:load", "-p", f"team={team}", "--db", url, check=True)
 
     store = SqlStore(url)
     samples: list[dict[str, int]] = []
+    keyed: list[tuple[float, set[tuple[str, str, int]]]] = []
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
             held: dict[str, int] = defaultdict(int)
-            for h in store.holdings():
+            hs = store.holdings()
+            for h in hs:
                 held[h.team] += h.amounts.get("cpu", 0)
             samples.append(dict(held))
+            keyed.append((time.time(), {(h.run_id, h.instance_id, h.attempt) for h in hs}))
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -111,14 +119,19 @@ def test_three_teams_share_a_capacity_by_weight_across_three_schedulers(
     # the capacity and each team's quota held at every moment sampled ...
     assert samples and max(sum(s.values()) for s in samples) <= CAPACITY
     assert max(s.get(t, 0) for s in samples for t in WEIGHTS) <= 3
-    # ... and over every attempt recorded: never more than CAPACITY running at once
-    edges = []
+    # ... and over every attempt recorded: never more than CAPACITY running at once, and each
+    # attempt's holding present at every moment sampled while it ran
+    edges: list[tuple[float, int]] = []
     for r in runs:
         for t in json.loads(admin.cli("show", r["id"], "--json", "--db", url, check=True).stdout)["tasks"]:
             for a in t["attempt_log"]:
-                edges += [(a["started_at"], 1), (a["ended_at"], -1)]
+                began, ended = _epoch(a["started_at"]), _epoch(a["ended_at"])
+                edges += [(began, 1), (ended, -1)]
+                key = (r["id"], t["id"], a["number"])
+                during = [held for at, held in keyed if began + 0.05 < at < ended - 0.05]
+                assert all(key in held for held in during), f"{t['label']} ran without its holding"
     running = peak = 0
-    for _, step in sorted(edges, key=lambda e: (e[0], e[1])):
+    for _, step in sorted(edges):
         running += step
         peak = max(peak, running)
     assert peak <= CAPACITY

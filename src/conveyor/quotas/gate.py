@@ -17,6 +17,7 @@ A run takes part when its team has a quota or the cluster has a capacity (the qu
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -35,8 +36,7 @@ log = logging.getLogger(__name__)
 
 #: How often a scheduler asks (seconds): the quota picture is read, decided and written this often.
 EVERY = 0.25
-#: How often it sweeps the holdings of ended attempts, and re-reads the teams' quotas.
-SWEEP_EVERY = 1.0
+#: How often it re-reads the teams' quotas. (Each turn sweeps the holdings of ended attempts.)
 QUOTAS_EVERY = 5.0
 #: Another scheduler's waiting demands count while it refreshed them this recently.
 FRESH = 10.0
@@ -61,7 +61,6 @@ class Gate:
         self.quotas: dict[str, TeamQuota] = {}
         self.capacity: dict[str, int] | None = None
         self._next = 0.0
-        self._next_sweep = 0.0
         self._next_quotas = 0.0
         self._since: dict[str, float] = {}
         self._asked: dict[str, _Asked] = {}
@@ -94,13 +93,13 @@ class Gate:
         if now >= self._next_quotas:
             self._next_quotas = now + QUOTAS_EVERY
             self._read_quotas()
-        if now >= self._next_sweep:
-            self._next_sweep = now + SWEEP_EVERY
-            store.sweep_holdings(now, charge=self._charge, half_life=self.half_life)
         gated = [d for d in drivers if self._gates(d)]
         for d in drivers:
             if d.machine is not None and d not in gated:
                 d.machine.granted = None
+        if not self.quotas and self.capacity is None:
+            return  # no team has a quota: nothing to decide, nothing held
+        store.sweep_holdings(now, charge=self._charge, half_life=self.half_life)
         mine: list[tuple[RunDriver, Demand, int]] = []
         for d in gated:
             machine = d.machine
@@ -254,7 +253,11 @@ class Gate:
         self._since = {k: v for k, v in self._since.items() if k.startswith(prefixes)}
 
     def close(self) -> None:
+        """The scheduler stops: what its attempts that ended held returns now (not at the next
+        scheduler's turn), and it has nothing waiting any more."""
         try:
+            if self.quotas or self.capacity is not None:
+                self.store.sweep_holdings(time.time(), charge=self._charge, half_life=self.half_life)
             self.store.publish_waiting(self.scheduler, [], 0.0)
         except StoreError:
             pass
