@@ -3,7 +3,8 @@
     app = create_app(Service(open_store(url), project))
 
 Only this package knows HTTP. The routes are in ``routes``, the mapping of errors to answers in
-``problems``, the body-size limit in ``limits``, the refusal of other web sites in ``origins``;
+``problems``, the body-size limit in ``limits``, the refusal of other web sites in ``origins``,
+the interactive docs in ``docs``, ``nosniff`` on every answer in ``headers``;
 the execution API for remote runners (``conveyor.execution.routes``) is mounted beside them;
 ``reference`` renders docs/api.md from the OpenAPI schema. ``conveyor server``
 (``conveyor.server``) serves the app with uvicorn.
@@ -19,7 +20,8 @@ from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
 from conveyor import ui
-from conveyor.api import problems, routes
+from conveyor.api import docs, problems, routes
+from conveyor.api.headers import NoSniff
 from conveyor.api.limits import MAX_BODY, BodyLimit
 from conveyor.api.origins import SameOrigin, allowed_hosts
 from conveyor.service import Service
@@ -58,12 +60,14 @@ def create_app(
     ``origins``)."""
     app = _app(max_body)
     app.add_middleware(SameOrigin, hosts=allowed_hosts(listen))
+    app.add_middleware(NoSniff)  # outermost: on every answer, the refusals too
     app.state.service = service
     app.state.on_reload = on_reload
     ui.mount(app)  # the web UI at / and /ui/, outside the schema
     from conveyor.execution.routes import mount
 
-    mount(app, service.store)  # the execution API for remote runners, outside the schema
+    # the execution API for remote runners, outside the schema
+    mount(app, service.store, log_limit=service.limits.log_limit)
     return app
 
 
@@ -82,6 +86,8 @@ def _app(max_body: int) -> FastAPI:
     # /docs and /redoc with Swagger UI's and ReDoc's files from the package, not a CDN: the docs
     # work on a machine without internet access
     app = FastAPIOffline(
+        docs_url=None,  # served by ``docs``: with the web UI's policy, and no inline script
+        redoc_url=None,
         static_url=DOCS_ASSETS,
         title="Conveyor",
         version=__version__,
@@ -89,6 +95,7 @@ def _app(max_body: int) -> FastAPI:
         openapi_tags=TAGS,
         generate_unique_id_function=_operation_id,
     )
+    docs.mount(app, DOCS_ASSETS)
     problems.install(app)
     app.include_router(routes.service_router)
     app.include_router(routes.router)

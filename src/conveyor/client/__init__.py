@@ -36,6 +36,10 @@ class Client:
     ``.conveyor/conveyor.db``) and project (``project``, else the ``conveyor.toml`` here or
     above); a pipeline is named by its name in ``conveyor.toml`` or by a target like
     ``pipes.py:hello``. ``Client(url)``: a ``conveyor server``; pipelines by name only.
+
+    A task's result that is not JSON is a pickle, and loading a pickle runs the code it names:
+    the local store's are loaded, a server's only with ``trust_pickles=True`` (else
+    ``Run.result`` raises ``UntrustedResult``, saying so).
     """
 
     def __init__(
@@ -45,6 +49,7 @@ class Client:
         db: str | None = None,
         project: str | Path | None = None,
         timeout: float = 30.0,
+        trust_pickles: bool = False,
     ) -> None:
         self.url = url
         self.transport: Transport
@@ -57,7 +62,7 @@ class Client:
                 {"db" if db is not None else "project": "not with a url"},
             )
         else:
-            self.transport = Http(url, timeout)
+            self.transport = Http(url, timeout, trust_pickles=trust_pickles)
 
     @property
     def scheduler(self) -> subprocess.Popen[bytes] | None:

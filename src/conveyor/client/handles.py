@@ -65,8 +65,8 @@ class Run:
         return LogText("".join(parts))
 
     def result(self, task: str) -> Any:
-        """The value ``task`` returned: JSON decoded, or unpickled (which trusts the store, or
-        the server, it comes from)."""
+        """The value ``task`` returned: JSON decoded, or unpickled: from the local store, or from
+        a server the client trusts (``Client(url, trust_pickles=True)``; else ``UntrustedResult``)."""
         return decode(self._transport.result(self.id, task), f"{task} of run {self.id}")
 
     def wait(self, progress: bool = True, timeout: float | None = None, poll: float = 0.5) -> RunDetail:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from conveyor import ids
 from conveyor.errors import RunBusy, RunExists, RunNotFound, StaleEpochError, StoreError
 from conveyor.store import sqlite_ddl as ddl
 from conveyor.store.checkpoint import Checkpointer
@@ -292,6 +293,8 @@ class LiteStore(LiteAttempts):
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run with this id, or the only one whose id starts with it."""
+        if not ids.plausible(run_id):  # never asked of the store: no LIKE of 70,000 characters
+            raise RunNotFound(f"no run {ids.shown(run_id)!r}: {ids.RULE}; see: conveyor runs")
         with self._cursor() as cur:
             cur.execute(_GET_RUN, (run_id,))
             row = cur.fetchone()

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError as SAArgumentError
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
 
+from conveyor import ids
 from conveyor.errors import RunBusy, RunExists, RunNotFound, SchemaError, StaleEpochError, StoreError
 from conveyor.store import schema as t
 from conveyor.store import statements
@@ -358,6 +359,8 @@ class SqlStore(Leases, Claims, Attempts, Daemons, Backfills, Changes, Stats, Key
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run with this id, or the only one whose id starts with it."""
+        if not ids.plausible(run_id):  # never asked of the store: no LIKE of 70,000 characters
+            raise RunNotFound(f"no run {ids.shown(run_id)!r}: {ids.RULE}; see: conveyor runs")
 
         def read(conn: Connection) -> RunRecord:
             row = conn.execute(sa.select(t.runs).where(t.runs.c.id == run_id)).mappings().first()
