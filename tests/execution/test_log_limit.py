@@ -11,12 +11,15 @@ import pytest
 
 from conveyor.execution.client import AttemptApi, LogShipper
 from conveyor.execution.local import serve_locally
-from conveyor.logfiles import cut_marker
 from conveyor.store import Store, open_store
 from execution.started import Started, start_run
 from execution.test_execution_routes import bearer, begin, path
 
 KiB = 1024
+
+
+def cut_marker(limit: str) -> bytes:
+    return f"[conveyor: log cut at {limit}; the task went on]\n".encode()
 
 
 @pytest.fixture
@@ -41,8 +44,8 @@ def test_chunks_past_the_servers_limit_are_dropped_after_one_marker(
             offset = int(r.json()["size"])
         assert offset == 32 * KiB  # the runner is told to send on, never to send again
     log = s.log_path("inst", 1).read_bytes()
-    assert log.startswith(b"0000") and log.endswith(b"\n" + cut_marker(10 * KiB))
-    assert len(log) == 10 * KiB + 1 + len(cut_marker(10 * KiB)) and log.count(b"[conveyor: log cut") == 1
+    assert log.startswith(b"0000") and log.endswith(b"\n" + cut_marker("10 KiB"))
+    assert len(log) == 10 * KiB + 1 + len(cut_marker("10 KiB")) and log.count(b"[conveyor: log cut") == 1
 
 
 def test_a_runners_shipper_sends_a_long_log_once_and_the_server_keeps_its_limit(
@@ -61,5 +64,5 @@ def test_a_runners_shipper_sends_a_long_log_once_and_the_server_keeps_its_limit(
         attempt.close()
     assert shipper.sent == local.stat().st_size and not shipper.refused
     log = s.log_path("inst", 1).read_bytes()
-    assert log.endswith(cut_marker(64 * KiB)) and len(log) <= 64 * KiB + 1 + len(cut_marker(64 * KiB))
+    assert log.endswith(cut_marker("64 KiB")) and len(log) <= 64 * KiB + 1 + len(cut_marker("64 KiB"))
     assert log.startswith(b"line 000000 of a chatty task\n")
