@@ -511,7 +511,7 @@ class Service:
             text = value if isinstance(value, str) else json.dumps(value, default=str)
             n = len(text.encode("utf-8", "surrogatepass"))
             if n > cap:
-                big[str(name)] = f"{human(n)}, over the limit of {human(cap)}: pass a path or URL to the data"
+                big[str(name)] = f"{n} bytes, over the limit of {human(cap)}: pass a path or URL to the data"
         if big:
             first = next(iter(big))
             raise ParameterError(
