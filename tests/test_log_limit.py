@@ -72,6 +72,25 @@ def test_a_task_printing_past_the_limit_is_cut_with_one_marker_and_goes_on(
     assert b"still going" not in logs["chatty"] and b"shell done" not in logs["loud"]  # past the cut
 
 
+@pytest.mark.parametrize(
+    "setting, error",
+    [
+        (
+            '[logs]\nlimit = "lots"\n',
+            '[logs] limit: \'lots\' is not a size; write it like "64 KiB" or "100 MiB"',
+        ),
+        ("[logs]\nkeep_days = -1\n", "[logs] keep_days: -1 must be a number of days above 0, like 30"),
+    ],
+)
+def test_a_bad_setting_is_one_line(project: Project, setting: str, error: str) -> None:
+    project.write("talk.py", PIPES)
+    project.write("conveyor.toml", '[project]\npipelines = ["talk.py"]\n' + setting)
+    run = project.cli("run", "talk.py:talk", "-p", "n=1")
+    assert run.returncode == 2
+    [line] = run.stderr.strip().splitlines()
+    assert line == f"Error: {project.root / 'conveyor.toml'}: {error}"
+
+
 def test_prune_deletes_the_logs_of_runs_that_ended_before_the_cutoff(project: Project) -> None:
     project.write("talk.py", PIPES)
     project.cli("run", "talk.py:talk", "-p", "n=3", check=True)

@@ -69,7 +69,7 @@ def test_a_parameter_over_the_limit_is_a_422_naming_it(served: Served) -> None:
     trigger = f"{V1}/pipelines/note/runs"
     big = "x" * (64 * KiB + 1)
     assert _problems(served.http.post(trigger, json={"params": {"text": big}})) == {
-        ("body", "params", "text"): "64 KiB, over the limit of 64 KiB: pass a path or URL to the data",
+        ("body", "params", "text"): "65537 bytes, over the limit of 64 KiB: pass a path or URL to the data",
     }
     many = ["y" * 1000] * 70  # a list counts as its JSON
     problems = _problems(served.http.post(trigger, json={"params": {"text": "ok", "tags": many}}))
@@ -85,7 +85,7 @@ def test_the_limit_is_set_in_conveyor_toml(project: Project) -> None:
     for served in _serve(project):
         answer = served.http.post(f"{V1}/pipelines/note/runs", json={"params": {"text": "x" * 1100}})
         assert _problems(answer) == {
-            ("body", "params", "text"): "1.1 KiB, over the limit of 1 KiB: pass a path or URL to the data"
+            ("body", "params", "text"): "1100 bytes, over the limit of 1 KiB: pass a path or URL to the data"
         }
 
 

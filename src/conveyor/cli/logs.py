@@ -46,7 +46,7 @@ def show(
     """Print the captured output (stdout, stderr, logging) of a run's tasks."""
     found = connect(server, db).logs(run_id, task, attempt=attempt, tail=tail)
     for log in found:
-        cut = " (last lines)" if log.truncated else ""
+        cut = (" (last lines)" if tail else " (its end)") if log.truncated else ""
         console.print(f"[bold]── {escape(log.task)} · attempt {log.attempt} · {log.state}{cut}[/]")
         text = log.text or "(no output)"
         sys.stdout.write(text if text.endswith("\n") else text + "\n")

@@ -59,7 +59,7 @@ class Run:
         under a header line ``==> label attempt N (state) <==``; ``tail``: its last lines only."""
         parts = []
         for log in self._transport.logs(self.id, task, attempt=attempt, tail=tail):
-            cut = f", last {tail} lines" if log.truncated else ""
+            cut = (f", last {tail} lines" if tail else ", its end") if log.truncated else ""
             body = log.text if not log.text or log.text.endswith("\n") else log.text + "\n"
             parts.append(f"==> {log.task} attempt {log.attempt} ({log.state}{cut}) <==\n{body}")
         return LogText("".join(parts))
