@@ -399,7 +399,7 @@ class Service:
         if len(found) > 1:
             labels = ", ".join(i.label for i in found[:5])
             raise ParameterError(
-                f"task {task!r} of run {r.id} has {len(found)} instances ({labels}); name one"
+                f"task {ids.shown(task)!r} of run {r.id} has {len(found)} instances ({labels}); name one"
             )
         inst = found[0]
         if inst.state not in ("succeeded", "skipped"):

@@ -8,7 +8,7 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from api.live import ServerProcess
+from api.live import ServerProcess, wait_for_run
 
 V1 = "/api/v1"
 
@@ -28,6 +28,8 @@ def test_the_runs_page_shows_a_long_parameters_preview_and_the_run_page_shows_it
     assert "…" in text and len(text) < 400 and "te" not in text.split("note=")[1]
     page.goto(f"/#/runs/{run_id}")
     expect(page.locator(".chip[data-param=note]")).to_have_text(f"note = {note}")
+    with ui_server.client() as http:
+        wait_for_run(http, run_id)  # its workers free for the next tests
 
 
 def _console(page: Any) -> list[str]:

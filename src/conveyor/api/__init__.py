@@ -30,8 +30,9 @@ DESCRIPTION = """\
 Trigger, follow and manage the runs of a Conveyor project's pipelines. Runs are driven by the
 scheduler daemons that share the server's store (`conveyor server` runs one).
 
-Errors are `{"detail": "..."}` (404, 409, 413, 400, 503), or FastAPI's list of bad fields (422).
-The API has no authentication: serve it on a trusted network only.
+Errors are `{"detail": "..."}` (404, 406, 409, 413, 400, 503), or FastAPI's list of bad fields
+(422). The API has no authentication: serve it on a trusted network only. Its limits (logs,
+parameters, ids, bodies) are in docs/security.md.
 """
 
 #: Where the interactive docs' scripts and styles are served.
