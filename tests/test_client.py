@@ -24,6 +24,7 @@ from conveyor.errors import (
     RunBusy,
     RunNotFound,
     ServerError,
+    UntrustedResult,
 )
 
 pytestmark = pytest.mark.timeout(180)
@@ -350,7 +351,10 @@ def test_the_client_over_http_is_the_client_on_the_store(server: str, pipes: Pro
         )
         assert "hello 3 times" in run.logs("greet", tail=5)
         assert run.result("greet") == {"n": 3, "greeting": "hi"}
-        assert run.result("shapes") == {0, 1, 2}  # a pickle, over HTTP
+        with pytest.raises(UntrustedResult, match="trust_pickles=True"):  # a pickle, over HTTP
+            run.result("shapes")
+        with Client(server, trust_pickles=True) as trusting:  # loaded from a server it trusts
+            assert trusting.get(run.id).result("shapes") == {0, 1, 2}
         typed = client.run(
             "typed", day=dt.date(2026, 11, 1), colour=Colour.RED, where=Path("a/b.csv"), sizes=[4]
         )

@@ -200,7 +200,8 @@ def test_the_interactive_docs_need_no_internet(http: httpx.Client) -> None:
         assert assets and all(a.startswith("/") and not a.startswith("//") for a in assets), assets
         for asset in assets:
             answer = http.get(asset)
-            assert answer.status_code == 200 and len(answer.content) > 1000, asset
+            assert answer.status_code == 200, asset
+            assert len(answer.content) > 1000 or asset.startswith("/docs/"), asset  # /docs/: their start
     assert "SwaggerUIBundle" in http.get("/docs-assets/swagger-ui-bundle.js").text
 
 

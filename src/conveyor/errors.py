@@ -28,6 +28,7 @@ what to do.
     ├── TargetError            a target template or a target write is wrong
     ├── TransitionError        the scheduling core was asked for an illegal state change (a bug)
     ├── ServerError            a Conveyor server cannot be reached, or answered with an error
+    │   └── UntrustedResult    a server sent a pickle the client was not told to load
     ├── CannotListen           ``conveyor server`` cannot listen on the address and port given
     └── ExecutorError          an executor is unknown, not installed, misconfigured or unreachable
 """
@@ -151,6 +152,11 @@ class TransitionError(ConveyorError):
 
 class ServerError(ConveyorError):
     """A Conveyor server cannot be reached, or answered with an error."""
+
+
+class UntrustedResult(ServerError):
+    """A task's result is a pickle, and the client was not told to trust the server that sends it:
+    unpickling runs whatever code the pickle names (``Client(url, trust_pickles=True)``)."""
 
 
 class CannotListen(ConveyorError):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
-import io
 import json
 import logging
 import os
@@ -22,10 +21,11 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor import artifacts
 from conveyor.errors import ConveyorError, TargetError
+from conveyor.logfiles import AttemptLog
 from conveyor.store.records import Holder
 from conveyor.targets import Output, Writer, flatten, rebuild
 from conveyor.targets.base import NotWritten
@@ -96,39 +96,8 @@ def graph_for(job: Job) -> Graph:
     return graph
 
 
-class _LazyLog(io.TextIOBase):
-    """A text sink that opens the attempt's log file on its first write."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._f: IO[str] | None = None
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, s: str) -> int:
-        if self._f is None:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._f = open(self.path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
-        return self._f.write(s)
-
-    def flush(self) -> None:
-        if self._f is not None:
-            self._f.flush()
-
-    def fileno(self) -> int:
-        self.write("")
-        assert self._f is not None
-        return self._f.fileno()
-
-    def close(self) -> None:
-        if self._f is not None:
-            self._f.close()
-            self._f = None
-
-
 class _SinkHandler(logging.Handler):
-    sink: _LazyLog | None = None
+    sink: AttemptLog | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.sink is not None:
@@ -166,7 +135,7 @@ def run_attempt(job: Job, waiting: tuple[Recorder, Holder] | None = None) -> Out
     """Run ``job``; with ``waiting`` (this runner's recorder and the attempt that holds the
     instance's claim), first wait for that attempt and take its outcome if it has one."""
     started = time.time()
-    sink = _LazyLog(job.log_path)
+    sink = AttemptLog(job.log_path)
     old_out, old_err = sys.stdout, sys.stderr
     sys.stdout = sys.stderr = sink
     _handler.sink = sink
@@ -273,8 +242,8 @@ def run_command(task: TaskDef, values: Mapping[str, Any], out: Any) -> int:
         argv = [_fill(str(task.command), fill, quote=True)]
         shell = True
     sys.stdout.flush()
-    log = sys.stdout
-    fd = log.fileno() if isinstance(log, _LazyLog) else None
+    log = sys.stdout if isinstance(sys.stdout, AttemptLog) else None
+    fd = log.fileno() if log is not None else None  # a pipe: the log's limit holds for it too
     proc = subprocess.Popen(
         argv[0] if shell else argv,
         shell=shell,
@@ -291,22 +260,18 @@ def run_command(task: TaskDef, values: Mapping[str, Any], out: Any) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
         raise
+    finally:
+        if log is not None:
+            log.drain()  # its output is in the log before anything written after it
     if code != 0:
         what = f"script {task.command[0]}" if task.kind == "script" else "shell command"
         reason = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
-        raise ConveyorError(f"{what} {reason}{_tail(fd)}")
+        raise ConveyorError(f"{what} {reason}{_tail(log)}")
     return 0
 
 
-def _tail(fd: int | None, lines: int = 5) -> str:
-    if fd is None:
-        return ""
-    try:
-        with open(f"/proc/self/fd/{fd}", encoding="utf-8", errors="replace") as f:
-            text = f.read()[-4000:]
-    except OSError:
-        return ""
-    tail = [line for line in text.splitlines() if line.strip()][-lines:]
+def _tail(log: AttemptLog | None, lines: int = 5) -> str:
+    tail = log.last_lines(lines) if log is not None else []
     return (":\n" + "\n".join(tail)) if tail else ""
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conveyor import backfills
+from conveyor import backfills, logfiles
 from conveyor import params as P
 from conveyor.driver import RETRY_MAX, Lease, RunDriver
 from conveyor.engine import Submission, default_workers, fit_capacity, submission
@@ -35,6 +35,8 @@ from conveyor.executors.placing import Placement, lend, place
 from conveyor.executors.port import Executor
 from conveyor.executors.tickets import Tickets
 from conveyor.graph import Graph
+from conveyor.limits import human
+from conveyor.limits import read as read_limits
 from conveyor.loader import load_pipeline
 from conveyor.owners import owner_name
 from conveyor.pipelines import LOGICAL_DATE
@@ -56,6 +58,9 @@ GRAPHS_KEPT = 8
 
 #: ``conveyor schedulers`` lists stopped and dead schedulers this long (seconds), then forgets them.
 FORGET_AFTER = 24 * 3600.0
+
+#: Seconds between two prunes of old runs' logs, when ``[logs] keep_days`` is set.
+PRUNE_EVERY = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +111,8 @@ class Scheduler:
         self._outage: float | None = None  # since when the store has not answered
         self._graphs: dict[str, Graph] = {}
         self._gate = Gate(store, self.name)  # team quotas
+        self._keep_days = _keep_days(project)
+        self._last_prune = 0.0
 
     # -- the loop -----------------------------------------------------------------------------
     def serve(self, *, until_idle: bool = False) -> None:
@@ -218,7 +225,7 @@ class Scheduler:
 
     def turn(self, now: float) -> None:
         """Between claims, and on every turn of a driver's loop: beat, fire due schedules and
-        step the backfills."""
+        step the backfills; once an hour, prune old logs (``[logs] keep_days``)."""
         self.beat(now)
         self._gate.turn(self.drivers, now)  # team quotas: grants, reasons, holdings returned
         if self._reload:
@@ -231,6 +238,23 @@ class Scheduler:
                 self.step_backfills()
             except StoreError as exc:
                 log.warning("schedules and backfills not stepped: store unreachable (%s)", exc)
+        if self._keep_days is not None and now - self._last_prune >= PRUNE_EVERY:
+            self._last_prune = now
+            self.prune_logs(now)
+
+    def prune_logs(self, now: float) -> None:
+        """Delete the logs of runs that ended more than ``[logs] keep_days`` ago."""
+        assert self._keep_days is not None
+        try:
+            done = logfiles.prune(self.store, now - self._keep_days * 86400)
+        except StoreError as exc:
+            log.warning("old logs not pruned: store unreachable (%s)", exc)
+            return
+        if done.files:
+            log.info(
+                "pruned %d log files (%s) of %d runs ended over %g days ago",
+                done.files, human(done.bytes), done.runs, self._keep_days,
+            )  # fmt: skip
 
     def request_reload(self) -> None:
         """Load the project's pipelines anew on the next turn (SIGHUP; ``conveyor server``'s
@@ -525,6 +549,15 @@ class Scheduler:
         end = time.monotonic() + seconds
         while not self._stopping and time.monotonic() < end:
             time.sleep(min(0.05, end - time.monotonic()))
+
+
+def _keep_days(project: Project | None) -> float | None:
+    """``[logs] keep_days`` (or ``$CONVEYOR_LOG_KEEP_DAYS``): logs kept that long, then pruned."""
+    try:
+        return read_limits(project.root if project is not None else None).keep_days
+    except ConveyorError as exc:
+        log.error("old logs are not pruned: %s", exc)
+        return None
 
 
 def _at(tick: float, sched: Schedule) -> str:

@@ -30,6 +30,7 @@ from types import FrameType
 
 import uvicorn
 
+from conveyor import ids
 from conveyor import project as projects
 from conveyor.api import MAX_BODY, create_app
 from conveyor.errors import CannotListen, LoadError
@@ -207,6 +208,21 @@ def scheduler_command(root: Path | None, workers: int | None) -> list[str]:
 
 
 # -- the server -----------------------------------------------------------------------------------
+class ShortPaths(logging.Filter):
+    """uvicorn's access log lines with their paths cut to ``PATH_SHOWN`` characters: a request
+    for a run id of 70,000 characters is logged in one short line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            record.args = (*args[:2], ids.shown(args[2], PATH_SHOWN), *args[3:])
+        return True
+
+
+#: The characters of a request's path (and query) an access log line shows.
+PATH_SHOWN = 120
+
+
 class _Uvicorn(uvicorn.Server):
     """uvicorn, with the server's own signal handling: SIGINT, SIGTERM and SIGHUP stop it
     gracefully (a second Ctrl-C at once), and are not raised again once it has stopped (uvicorn
@@ -302,6 +318,9 @@ def _serve(options: Options, sock: socket.socket) -> None:
             log.info("sign-in required: every request but /healthz needs a token (conveyor tokens create)")
         else:
             log.info("no user in the store: nobody is asked to sign in (conveyor users add NAME --admin)")
+        access = logging.getLogger("uvicorn.access")
+        if not any(isinstance(f, ShortPaths) for f in access.filters):
+            access.addFilter(ShortPaths())
         config = uvicorn.Config(
             app,
             host=options.host,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import os
 import signal
 import socket
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conveyor import backfills, engine
+from conveyor import backfills, engine, ids, logfiles
 from conveyor.errors import (
     ConveyorError,
     LoadError,
@@ -33,6 +34,8 @@ from conveyor.errors import (
     StoreError,
 )
 from conveyor.layout import Drawing, graph_of, layout, tally, worst
+from conveyor.limits import Limits, human
+from conveyor.limits import read as read_limits
 from conveyor.loader import load_pipeline
 from conveyor.pipelines import PipelineDef
 from conveyor.project import Entry, Project
@@ -56,6 +59,7 @@ from conveyor.views import (
     PipelineView,
     RunDetail,
     RunPage,
+    RunSummary,
     RunView,
     SchedulerView,
     ScheduleView,
@@ -76,6 +80,12 @@ GROUP_ABOVE = 300
 #: Layouts kept, the most recently used (a run's graph does not change while it runs).
 LAYOUTS = 32
 
+#: A log answer holds at most this many logs' worth of ``limits.log_read`` bytes.
+LOG_READS = 4
+
+#: The text of a log left out of an answer that holds enough already.
+_UNREAD = "[conveyor: not read: this answer holds enough logs already; ask for this task alone]\n"
+
 
 @dataclass(frozen=True, slots=True)
 class Artifact:
@@ -93,15 +103,19 @@ class Service:
         *,
         targets: bool = False,
         where: Path | None = None,
+        limits: Limits | None = None,
     ) -> None:
         """``project``: its pipelines are the ones asked for by name. ``targets``: also accept
         a pipeline given as ``path/to/file.py:name`` or ``module:name`` (the local client and
         CLI; never the API, which loads only the project's code). ``where``: without a project,
-        where a reload looks for a ``conveyor.toml`` created since (there, or above)."""
+        where a reload looks for a ``conveyor.toml`` created since (there, or above).
+        ``limits``: the sizes of logs and parameters (default: the project's settings)."""
         self.store = store
         self.project = project
         self.where = where
         self.targets = targets
+        root = project.root if project is not None else where
+        self.limits = limits if limits is not None else read_limits(root)
         self._entries: dict[str, Entry] = {}
         self._layouts: OrderedDict[tuple[str, bool, int], Drawing] = OrderedDict()
         self._layouts_lock = threading.Lock()
@@ -158,6 +172,7 @@ class Service:
         the parameters' types (JSON and the command line). An unfinished run of the pipeline with
         the same parameters is returned instead of a second one. ``created_by``: the user asking."""
         entry = self.entry(name)
+        self._check_sizes(params)
         run, instances, partitions = engine.submission(
             entry.pipeline, entry.target, params, from_text=from_text, workdir=self._workdir(entry)
         )
@@ -190,7 +205,7 @@ class Service:
         }
         items = self.store.list_runs(limit=limit, offset=offset, **window)
         total = self.store.count_runs(**window)
-        return RunPage(items=[RunView.of(r) for r in items], total=total, offset=offset, limit=limit)
+        return RunPage(items=[RunSummary.of(r) for r in items], total=total, offset=offset, limit=limit)
 
     def run(self, run_id: str, *, tasks: bool = True) -> RunDetail:
         """The run; with ``tasks``, its task instances with their attempts, and its partitions
@@ -356,35 +371,40 @@ class Service:
         found = exact or [i for i in instances if i.id.startswith(task)]
         if not found:
             names = sorted({i.task for i in instances})
-            raise RunNotFound(f"run {run_id} has no task {task!r}; its tasks are: {', '.join(names)}")
+            raise RunNotFound(
+                f"run {run_id} has no task {ids.shown(task)!r}; its tasks are: {', '.join(names)}"
+            )
         return found
 
     def logs(
         self, run_id: str, task: str | None = None, *, attempt: int | None = None, tail: int | None = None
     ) -> list[LogView]:
         """The captured output (stdout, stderr, logging) of each attempt of the chosen tasks;
-        ``tail``: only the last lines of each."""
+        ``tail``: only the last lines of each. Each log is read from its end, at most
+        ``limits.log_read`` bytes of it (a marker says what is left out), and the answer holds
+        at most ``LOG_READS`` times that: the logs past it come back empty, marked truncated."""
         if tail is not None and tail < 1:
             raise ParameterError(f"tail {tail} must be at least 1", {"tail": "must be at least 1"})
         run_id = self.store.get_run(run_id).id
         out = []
+        budget = self.limits.log_read * LOG_READS
         for inst in self.instances(run_id, task):
             for a in self.store.attempts(run_id, inst.id):
                 if attempt is not None and a.number != attempt:
                     continue
-                text = _read(a.log_path)
-                lines = text.splitlines(keepends=True)
-                cut = tail is not None and len(lines) > tail
-                if cut:
-                    text = "".join(lines[-(tail or 0) :])
+                if budget > 0:
+                    found = logfiles.end(a.log_path, min(self.limits.log_read, budget), tail)
+                    budget -= len(found.text)
+                else:
+                    found = logfiles.End(_UNREAD, True)
                 out.append(
                     LogView(
                         task=inst.label,
                         instance=inst.id,
                         attempt=a.number,
                         state=a.state,
-                        text=text,
-                        truncated=cut,
+                        text=found.text,
+                        truncated=found.truncated,
                     )
                 )
         return out
@@ -406,7 +426,7 @@ class Service:
         if len(found) > 1:
             labels = ", ".join(i.label for i in found[:5])
             raise ParameterError(
-                f"task {task!r} of run {r.id} has {len(found)} instances ({labels}); name one"
+                f"task {ids.shown(task)!r} of run {r.id} has {len(found)} instances ({labels}); name one"
             )
         inst = found[0]
         if inst.state not in ("succeeded", "skipped"):
@@ -436,6 +456,7 @@ class Service:
         """Record a backfill: one run per logical date from ``start`` to ``end``; the schedulers
         step it (``backfills``)."""
         entry = self.entry(pipeline)
+        self._check_sizes(params or {})
         first = backfills.parse_when(start, "--from") if isinstance(start, str) else start
         last = backfills.parse_when(end, "--to") if isinstance(end, str) else end
         times = backfills.dates(first, last, every)
@@ -509,6 +530,23 @@ class Service:
         return Health(status="ok", store="ok", schedulers=len(live), version=__version__)
 
     # -- plumbing -------------------------------------------------------------------------------
+    def _check_sizes(self, params: Mapping[str, Any]) -> None:
+        """Refuse a parameter larger than ``limits.param_max_size`` (as JSON, or as text)."""
+        cap = self.limits.param_max_size
+        big = {}
+        for name, value in params.items():
+            text = value if isinstance(value, str) else json.dumps(value, default=str)
+            n = len(text.encode("utf-8", "surrogatepass"))
+            if n > cap:
+                big[str(name)] = f"{n} bytes, over the limit of {human(cap)}: pass a path or URL to the data"
+        if big:
+            first = next(iter(big))
+            raise ParameterError(
+                f"parameter {first!r} is {big[first]} ([params] max_size in conveyor.toml, or "
+                "CONVEYOR_PARAM_MAX_SIZE, sets the limit)",
+                big,
+            )
+
     def _workdir(self, entry: Entry) -> str:
         """Where a run's relative targets resolve: the project's root, else here."""
         if self.project is not None and entry.pipeline.name in self._entries:
@@ -537,16 +575,6 @@ def _epoch(t: dt.datetime | None) -> float | None:
     if t is None:
         return None
     return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp()
-
-
-def _read(path: str | None) -> str:
-    if not path:
-        return ""
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()
-    except OSError:
-        return ""
 
 
 __all__ = ["Artifact", "ConveyorError", "Service"]

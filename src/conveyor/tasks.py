@@ -19,7 +19,7 @@ from typing import Any, Literal
 from conveyor import params as P
 from conveyor.errors import DefinitionError, TargetError
 from conveyor.resources import Resources
-from conveyor.targets import FileTarget, Output, TableTarget
+from conveyor.targets import FileTarget, Output, TableTarget, templates
 
 Kind = Literal["function", "script", "shell", "spark_submit"]
 Leaf = str | Output  # a path or URL template, or a target (TableTarget) with templates inside
@@ -153,7 +153,7 @@ class TaskDef:
             try:
                 if isinstance(leaf, Output):
                     return leaf.render(values)
-                return FileTarget(leaf.format(**values))
+                return FileTarget(templates.render(leaf, values, f"task {self.name}"))
             except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
                 what = f"output template {leaf!r}" if isinstance(leaf, str) else f"output {leaf!r}"
                 raise TargetError(

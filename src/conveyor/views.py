@@ -38,6 +38,11 @@ def took(start: float | None, end: float | None) -> float | None:
     return None if start is None or end is None else round(end - start, 6)
 
 
+def _utc(t: dt.datetime) -> dt.datetime:
+    """A logical date (kept as UTC without a zone) with its zone, as every time in an answer."""
+    return t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)
+
+
 class View(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -116,32 +121,69 @@ class RunView(View):
 
     @classmethod
     def of(cls, r: RunRecord) -> RunView:
-        created = stamp(r.created_at)
-        assert created is not None
-        return cls(
-            id=r.id,
-            pipeline=r.pipeline,
-            target=r.target,
-            params=r.params,
-            state=r.state,  # type: ignore[arg-type]
-            created_at=created,
-            started_at=stamp(r.started_at),
-            ended_at=stamp(r.ended_at),
-            duration=took(r.started_at, r.ended_at),
-            error=r.error,
-            total=r.total,
-            counts=r.counts,
-            partitions=r.partitions,
-            cancel_requested=r.cancel_requested is not None,
-            owner=None if r.partitions else r.owner,
-            workdir=r.workdir,
-            team=r.team,
-            created_by=r.created_by,
-        )
+        return cls(**_run_fields(r, r.params))
+
+
+def _run_fields(r: RunRecord, params: dict[str, Any]) -> dict[str, Any]:
+    created = stamp(r.created_at)
+    assert created is not None
+    return dict(
+        id=r.id,
+        pipeline=r.pipeline,
+        target=r.target,
+        params=params,
+        state=r.state,
+        created_at=created,
+        started_at=stamp(r.started_at),
+        ended_at=stamp(r.ended_at),
+        duration=took(r.started_at, r.ended_at),
+        error=r.error,
+        total=r.total,
+        counts=r.counts,
+        partitions=r.partitions,
+        cancel_requested=r.cancel_requested is not None,
+        owner=None if r.partitions else r.owner,
+        workdir=r.workdir,
+        team=r.team,
+        created_by=r.created_by,
+    )
+
+
+#: A parameter in a list of runs is cut to this many characters (of its text, or its JSON).
+PREVIEW = 200
+
+
+class RunSummary(RunView):
+    """A run in a list: a parameter longer than ``PREVIEW`` characters (its text, or its JSON) is
+    cut to a preview ending in "…" and named in ``params_cut``; the run's own answer
+    (``/runs/{id}``) has it whole."""
+
+    params_cut: list[str] = Field(
+        default_factory=list,
+        description=f"Parameters cut to {PREVIEW} characters here (ending in …): the run's own answer "
+        "has them whole",
+    )
+
+    @classmethod
+    def of(cls, r: RunRecord) -> RunSummary:
+        params: dict[str, Any] = {}
+        cut: list[str] = []
+        for name, value in r.params.items():
+            text = value if isinstance(value, str) else None
+            if text is None and not isinstance(value, int | float | bool | None):
+                text = json.dumps(value, ensure_ascii=False)
+            if text is not None and len(text) > PREVIEW:
+                params[name] = text[:PREVIEW] + "…"
+                cut.append(name)
+            else:
+                params[name] = value
+        return cls(**_run_fields(r, params), params_cut=cut)
 
 
 class RunPage(View):
-    items: list[RunView]
+    items: list[RunSummary] = Field(
+        description="The runs, their long parameters cut (see params_cut): a list, not the runs"
+    )
     total: int = Field(description="Runs matching the filters, on every page")
     offset: int
     limit: int
@@ -371,7 +413,11 @@ class LogView(View):
     attempt: int
     state: str
     text: str
-    truncated: bool = Field(False, description="Only the last lines were kept (tail)")
+    truncated: bool = Field(
+        False,
+        description="Only the log's end is here: its last lines (tail), or its last bytes (a server "
+        "sends at most its limit of each log; a marker line says what is left out)",
+    )
 
 
 class DateView(View):
@@ -417,7 +463,7 @@ class BackfillView(View):
             counts=counts(b.slots),
             dates=[
                 DateView(
-                    when=dt.datetime.fromisoformat(s["when"]),
+                    when=_utc(dt.datetime.fromisoformat(s["when"])),
                     state=s["state"],
                     run=s["run"],
                     retried=s["retried"],

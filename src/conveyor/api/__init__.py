@@ -4,7 +4,8 @@
 
 Only this package knows HTTP. The routes are in ``routes`` (people's in ``people``), who may
 call them in ``access`` (every route gets its ``authorize``), the mapping of errors to answers in
-``problems``, the body-size limit in ``limits``, the refusal of other web sites in ``origins``;
+``problems``, the body-size limit in ``limits``, the refusal of other web sites in ``origins``,
+the interactive docs in ``docs``, ``nosniff`` on every answer in ``headers``;
 the execution API for remote runners (``conveyor.execution.routes``) is mounted beside them;
 ``reference`` renders docs/api.md from the OpenAPI schema. ``conveyor server``
 (``conveyor.server``) serves the app with uvicorn.
@@ -20,8 +21,9 @@ from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
 from conveyor import ui
-from conveyor.api import people, problems, routes
+from conveyor.api import docs, people, problems, routes
 from conveyor.api.access import Access
+from conveyor.api.headers import NoSniff
 from conveyor.api.limits import MAX_BODY, BodyLimit
 from conveyor.api.origins import SameOrigin, allowed_hosts
 from conveyor.service import Service
@@ -30,8 +32,8 @@ DESCRIPTION = """\
 Trigger, follow and manage the runs of a Conveyor project's pipelines. Runs are driven by the
 scheduler daemons that share the server's store (`conveyor server` runs one).
 
-Errors are `{"detail": "..."}` (401, 403, 404, 409, 413, 400, 503), or FastAPI's list of bad
-fields (422).
+Errors are `{"detail": "..."}` (401, 403, 404, 406, 409, 413, 400, 503), or FastAPI's list of bad
+fields (422). Its limits (logs, parameters, ids, bodies) are in docs/security.md.
 
 Authentication is on as soon as one user exists in the server's store (`conveyor users add`):
 send a token as `Authorization: Bearer cvy_...` (`conveyor tokens create`), or the web UI's
@@ -72,13 +74,15 @@ def create_app(
     ``origins``); ``public_metrics``: ``/metrics`` answers without a token."""
     app = _app(max_body)
     app.add_middleware(SameOrigin, hosts=allowed_hosts(listen))
+    app.add_middleware(NoSniff)  # outermost: on every answer, the refusals too
     app.state.service = service
     app.state.on_reload = on_reload
     app.state.access = Access(service.store, public_metrics=public_metrics)
     ui.mount(app)  # the web UI at / and /ui/, outside the schema
     from conveyor.execution.routes import mount
 
-    mount(app, service.store)  # the execution API for remote runners, outside the schema
+    # the execution API for remote runners, outside the schema
+    mount(app, service.store, log_limit=service.limits.log_limit)
     return app
 
 
@@ -97,6 +101,8 @@ def _app(max_body: int) -> FastAPI:
     # /docs and /redoc with Swagger UI's and ReDoc's files from the package, not a CDN: the docs
     # work on a machine without internet access
     app = FastAPIOffline(
+        docs_url=None,  # served by ``docs``: with the web UI's policy, and no inline script
+        redoc_url=None,
         static_url=DOCS_ASSETS,
         title="Conveyor",
         version=__version__,
@@ -104,6 +110,7 @@ def _app(max_body: int) -> FastAPI:
         openapi_tags=TAGS,
         generate_unique_id_function=_operation_id,
     )
+    docs.mount(app, DOCS_ASSETS)
     problems.install(app)
     app.include_router(routes.service_router)
     app.include_router(routes.router)

@@ -30,6 +30,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
+from conveyor import ids
 from conveyor.errors import (
     ConveyorError,
     Exists,
@@ -77,6 +78,7 @@ DESCRIPTIONS = {
     403: "The caller's role is not enough; the answer names the role needed",
     400: "The request cannot be carried out: the project's code does not load, the graph is wrong, ...",
     404: "No such run, pipeline, backfill or task",
+    406: "The result is a pickle and the request's Accept takes only JSON",
     409: "The run is busy: it is going, or driven elsewhere",
     413: "The request body is larger than the server's limit",
     422: "A field of the request is invalid; each one is named",
@@ -131,7 +133,7 @@ async def _conveyor_error(request: Request, exc: Exception) -> JSONResponse:
         return SafeJSON({"detail": detail}, status_code=422)
     status = status_of(exc)
     if status == 503:
-        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        log.warning("%s %s: %s", request.method, ids.shown(request.url.path), ids.shown(str(exc), 300))
         if request.url.path.startswith("/execution/"):  # a runner on an engine: not the store's URL
             return SafeJSON({"detail": "the store does not answer; retry"}, status_code=503)
     if status == 401:

@@ -12,12 +12,13 @@ import math
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Literal, cast
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
-from conveyor import metrics
+from conveyor import ids, logfiles, metrics
 from conveyor.api import problems
 from conveyor.api.access import Who, authorize, user_of, visible_teams
 from conveyor.api.problems import responses
@@ -79,16 +80,16 @@ def storable(text: str) -> bool:
 def _run_id(
     run_id: Annotated[str, Path(description="The run's id, or a prefix of it that only it has")],
 ) -> str:
-    if not storable(run_id):
-        raise RunNotFound(f"no run {run_id!r}")
+    if not storable(run_id) or not ids.plausible(run_id):  # 404 before any query
+        raise RunNotFound(f"no run {ids.shown(run_id)!r}: {ids.RULE}")
     return run_id
 
 
 def _backfill_id(
     backfill_id: Annotated[str, Path(description="The backfill's id, or a prefix of it that only it has")],
 ) -> str:
-    if not storable(backfill_id):
-        raise BackfillNotFound(f"no backfill {backfill_id!r}")
+    if not storable(backfill_id) or not ids.plausible(backfill_id):  # 404 before any query
+        raise BackfillNotFound(f"no backfill {ids.shown(backfill_id)!r}: {ids.RULE}")
     return backfill_id
 
 
@@ -357,25 +358,13 @@ async def _follow(
                 await asyncio.sleep(FOLLOW_EVERY)
                 continue
             path = current
-        chunk = await run_in_threadpool(_read_from, path, offset)
-        offset += len(chunk)
-        if chunk:
-            yield chunk
-        if current != path or state != "running":
-            rest = await run_in_threadpool(_read_from, path, offset)
-            if rest:
-                yield rest
+        ended = current != path or state != "running"
+        while chunk := await run_in_threadpool(logfiles.chunk, path, offset):  # a piece at a time
+            offset += len(chunk)
+            yield chunk  # sent before the next is read: the client's pace bounds what is held
+        if ended:
             return
         await asyncio.sleep(FOLLOW_EVERY)
-
-
-def _read_from(path: str, offset: int) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read()
-    except OSError:
-        return b""  # not written yet
 
 
 @router.get(
@@ -391,16 +380,31 @@ def _read_from(path: str, offset: int) -> bytes:
             },
             "description": "The return value: JSON, or a pickle (load it only from a server you trust)",
         },
-        **responses(400, 404, 409, 422, 503),
+        **responses(400, 404, 406, 409, 422, 503),
     },
 )
 def result(
     svc: Svc,
     run_id: RunId,
     task: Annotated[str, Query(description="The task: its name, label or instance id")],
+    accept: Annotated[
+        str | None,
+        Header(description="application/json: only a JSON result (a pickle is 406); default: either"),
+    ] = None,
 ) -> Response:
     artifact = svc.result(run_id, task)
+    if artifact.media_type != "application/json" and not _takes_pickle(accept):
+        raise HTTPException(
+            406,
+            f"the result of {ids.shown(task)} of run {run_id} is a pickle, not JSON: ask with Accept: "
+            "application/x-python-pickle (Python: Client(url, trust_pickles=True)), from a server you trust",
+        )
     return Response(artifact.data, media_type=artifact.media_type)
+
+
+def _takes_pickle(accept: str | None) -> bool:
+    kinds = {part.split(";")[0].strip().lower() for part in (accept or "*/*").split(",")}
+    return bool(kinds & {"*/*", "application/*", "application/x-python-pickle"})
 
 
 # -- a run drawn: the web UI's graph, live updates and timeline ----------------------------------

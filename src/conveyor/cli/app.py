@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -12,7 +11,7 @@ from rich.table import Table
 
 from conveyor import engine
 from conveyor import params as P
-from conveyor.cli import people, project, running, scheduling, server
+from conveyor.cli import logs, people, project, running, scheduling, server
 from conveyor.cli.common import (
     EXIT,
     DbOpt,
@@ -48,6 +47,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Manage the store's schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(logs.app, name="logs")
 app.command()(scheduling.submit)
 app.command()(scheduling.scheduler)
 app.command()(scheduling.schedulers)
@@ -243,29 +243,6 @@ def show(
             console.print(
                 f"  {escape(i.label)}: waited for run {i.waited_for} and took its outcome", soft_wrap=True
             )
-
-
-@app.command()
-def logs(
-    run_id: Annotated[str, typer.Argument(metavar="RUN", help="The run's id (or a unique prefix).")],
-    task: Annotated[
-        str | None, typer.Argument(help="A task name, label or instance id (default: all).")
-    ] = None,
-    attempt: Annotated[int | None, typer.Option(help="Which attempt (default: every attempt).")] = None,
-    tail: Annotated[int | None, typer.Option(min=1, help="Only the last N lines of each attempt.")] = None,
-    db: DbOpt = None,
-    server: ServerOpt = None,
-) -> None:
-    """Print the captured output (stdout, stderr, logging) of a run's tasks."""
-    found = connect(server, db).logs(run_id, task, attempt=attempt, tail=tail)
-    for log in found:
-        cut = " (last lines)" if log.truncated else ""
-        console.print(f"[bold]── {escape(log.task)} · attempt {log.attempt} · {log.state}{cut}[/]")
-        text = log.text or "(no output)"
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-        sys.stdout.flush()
-    if not found:
-        console.print("No attempts have run yet" + (f" for {escape(task)}." if task else "."))
 
 
 @app.command()

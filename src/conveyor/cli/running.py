@@ -91,9 +91,11 @@ def run(
     second one; if such a run succeeded moments ago unseen (its process died before saying so),
     show it."""
     from conveyor.executors.choice import choose
+    from conveyor.limits import read as read_limits
     from conveyor.store import open_embedded
 
     chosen = choose(executor, address=executor_address)
+    read_limits()  # a bad [logs] or [params] setting is one line now, not a default in the workers
     values = P.parse_assignments(param or [])
     store = open_embedded(db)
     while True:

@@ -37,6 +37,10 @@ class Client:
     above); a pipeline is named by its name in ``conveyor.toml`` or by a target like
     ``pipes.py:hello``. ``Client(url)``: a ``conveyor server``; pipelines by name only; its
     ``token`` (default: ``$CONVEYOR_TOKEN``, else the one ``conveyor login`` kept for ``url``).
+
+    A task's result that is not JSON is a pickle, and loading a pickle runs the code it names:
+    the local store's are loaded, a server's only with ``trust_pickles=True`` (else
+    ``Run.result`` raises ``UntrustedResult``, saying so).
     """
 
     def __init__(
@@ -47,6 +51,7 @@ class Client:
         project: str | Path | None = None,
         timeout: float = 30.0,
         token: str | None = None,
+        trust_pickles: bool = False,
     ) -> None:
         self.url = url
         self.transport: Transport
@@ -59,7 +64,7 @@ class Client:
                 {"db" if db is not None else "project": "not with a url"},
             )
         else:
-            self.transport = Http(url, timeout, token=token)
+            self.transport = Http(url, timeout, token=token, trust_pickles=trust_pickles)
 
     @property
     def scheduler(self) -> subprocess.Popen[bytes] | None:

@@ -59,14 +59,14 @@ class Run:
         under a header line ``==> label attempt N (state) <==``; ``tail``: its last lines only."""
         parts = []
         for log in self._transport.logs(self.id, task, attempt=attempt, tail=tail):
-            cut = f", last {tail} lines" if log.truncated else ""
+            cut = (f", last {tail} lines" if tail else ", its end") if log.truncated else ""
             body = log.text if not log.text or log.text.endswith("\n") else log.text + "\n"
             parts.append(f"==> {log.task} attempt {log.attempt} ({log.state}{cut}) <==\n{body}")
         return LogText("".join(parts))
 
     def result(self, task: str) -> Any:
-        """The value ``task`` returned: JSON decoded, or unpickled (which trusts the store, or
-        the server, it comes from)."""
+        """The value ``task`` returned: JSON decoded, or unpickled: from the local store, or from
+        a server the client trusts (``Client(url, trust_pickles=True)``; else ``UntrustedResult``)."""
         return decode(self._transport.result(self.id, task), f"{task} of run {self.id}")
 
     def wait(self, progress: bool = True, timeout: float | None = None, poll: float = 0.5) -> RunDetail:

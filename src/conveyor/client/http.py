@@ -23,6 +23,7 @@ from conveyor.errors import (
     ServerError,
     StoreError,
     Unauthenticated,
+    UntrustedResult,
 )
 from conveyor.service import Artifact
 from conveyor.views import (
@@ -58,10 +59,18 @@ _HEALTH = TypeAdapter(Health)
 API = "/api/v1"
 
 
-class Http:
-    """The service behind a server's REST API."""
+#: The kinds of result a client takes: JSON, and pickles only from a server it trusts.
+JSON = "application/json"
+PICKLE = "application/x-python-pickle"
 
-    def __init__(self, url: str, timeout: float = 30.0, *, token: str | None = None) -> None:
+
+class Http:
+    """The service behind a server's REST API. ``trust_pickles``: load a task's result that is a
+    pickle (which runs code the pickle names); else only JSON results are taken."""
+
+    def __init__(
+        self, url: str, timeout: float = 30.0, *, token: str | None = None, trust_pickles: bool = False
+    ) -> None:
         """``token``: sent as ``Authorization: Bearer`` (default: ``$CONVEYOR_TOKEN``, else the
         one ``conveyor login`` kept for this server, ``credentials``)."""
         import httpx
@@ -71,6 +80,7 @@ class Http:
         self.url = url.rstrip("/")
         token = token or token_for(self.url)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.trust_pickles = trust_pickles
         try:
             self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
         except httpx.InvalidURL as exc:
@@ -127,9 +137,22 @@ class Http:
         return self._get(_LOGS, f"/runs/{_q(run_id)}/logs", {"task": task, "attempt": attempt, "tail": tail})
 
     def result(self, run_id: str, task: str) -> Artifact:
-        answer = self._call("GET", f"{API}/runs/{_q(run_id)}/result", params={"task": task})
-        kind = answer.headers.get("content-type", "application/json").split(";")[0].strip()
-        return Artifact(answer.content, kind)
+        """The task's result: JSON; a pickle only with ``trust_pickles`` (else ``UntrustedResult``,
+        whatever the server sends)."""
+        accept = f"{JSON}, {PICKLE}" if self.trust_pickles else JSON
+        path = f"{API}/runs/{_q(run_id)}/result"
+        answer = self._send("GET", path, params={"task": task}, headers={"Accept": accept})
+        what = f"the result of {task} of run {run_id}"
+        if answer.status_code == 406 or (answer.status_code < 400 and not self._trusted(answer)):
+            raise UntrustedResult(
+                f"{what} is a pickle, which runs code of the server's choosing when loaded; if you "
+                f"trust the server at {self.url}, load it with Client({self.url!r}, trust_pickles=True)"
+            )
+        answer = self._check(answer, path)
+        return Artifact(answer.content, _kind(answer))
+
+    def _trusted(self, answer: httpx.Response) -> bool:
+        return self.trust_pickles or _kind(answer) == JSON
 
     # -- backfills --------------------------------------------------------------------------------
     def backfill(
@@ -246,6 +269,10 @@ class Http:
                 f"the Conveyor server at {self.url} answered {answer.request.url.path} with an "
                 f"unexpected shape ({where}); is it the same version of Conveyor?"
             ) from None
+
+
+def _kind(answer: httpx.Response) -> str:
+    return str(answer.headers.get("content-type", JSON)).split(";")[0].strip().lower()
 
 
 def _q(part: str) -> str:

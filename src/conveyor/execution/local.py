@@ -47,13 +47,16 @@ def app_for(store: Store, home: Path | None = None, max_body: int | None = None)
     from fastapi import FastAPI
 
     from conveyor.api import problems
+    from conveyor.api.headers import NoSniff
     from conveyor.api.limits import MAX_BODY, BodyLimit
     from conveyor.execution.routes import mount
+    from conveyor.logfiles import log_limit
 
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     problems.install(app)
-    mount(app, store, home)
+    mount(app, store, home, log_limit())
     app.add_middleware(BodyLimit, max_body=max_body or MAX_BODY)
+    app.add_middleware(NoSniff)
     return app
 
 

@@ -15,7 +15,6 @@ on the same store answers any of them. Mount them with ``mount(app, store)``.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,7 +23,9 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
+from conveyor import logfiles
 from conveyor.execution import CHUNK, tokens
+from conveyor.limits import LOG_LIMIT
 from conveyor.store import Store
 from conveyor.store.records import STALE, Holder
 
@@ -174,7 +175,8 @@ def heartbeat(c: Running, store: Store_) -> Beaten:
 async def log(c: Running, request: Request, offset: Annotated[int, Query(ge=0)]) -> Logged:
     """Write a chunk of the attempt's log at byte ``offset`` of its log file (where `conveyor
     logs -f` follows it). A chunk sent again rewrites the same bytes; a chunk past the end
-    writes nothing: the answer's size says where to send from."""
+    writes nothing: the answer's size says where to send from. Past the log limit the bytes are
+    dropped (once, a marker line says so), and the answer says to send on."""
     from starlette.concurrency import run_in_threadpool
 
     data = await request.body()
@@ -191,16 +193,8 @@ def _write_log(request: Request, c: tokens.Claims, offset: int, data: bytes) -> 
         if home is None:
             raise HTTPException(409, "the attempt has no log file in the store")
         path = str(home / "logs" / c.run_id / f"{c.instance}-{c.attempt}.log")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        if offset <= size and data:
-            os.pwrite(fd, data, offset)
-            size = max(size, offset + len(data))
-        return Logged(size=size)
-    finally:
-        os.close(fd)
+    limit: int = getattr(request.app.state, "execution_log_limit", None) or LOG_LIMIT
+    return Logged(size=logfiles.write_at(path, offset, data, limit))
 
 
 @router.post("/end")
@@ -219,9 +213,11 @@ def end(c: Running, body: EndBody, store: Store_) -> Ended:
     raise HTTPException(409, f"the attempt's end was not recorded: it is {state} already")
 
 
-def mount(app: FastAPI, store: Store, home: Path | None = None) -> None:
+def mount(app: FastAPI, store: Store, home: Path | None = None, log_limit: int | None = None) -> None:
     """Serve the execution API on ``app`` over ``store``; ``home``: where the log of an attempt
-    the store has no log file for is written."""
+    the store has no log file for is written; ``log_limit``: the bytes of an attempt's log kept
+    (default: ``limits``), then a marker line: what a runner sends past it is dropped."""
     app.state.execution_store = store
     app.state.execution_home = home
+    app.state.execution_log_limit = log_limit
     app.include_router(router, include_in_schema=False)

@@ -23,7 +23,6 @@ from conveyor.executors.spark import (
     SETTINGS,
     SparkDriverDied,
     SparkError,
-    file_of_fd,
     file_size,
     master_for,
     require_once,
@@ -41,7 +40,8 @@ _EXC_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception)\b.*:")
 def run_submit(task: TaskDef, values: Mapping[str, Any], out: Any) -> int:
     """Run a ``spark_submit`` task: ``spark-submit [options] script args`` with placeholders
     filled, its output into the attempt's log; a failure is a ``SparkError`` with Spark's reason."""
-    from conveyor.runner import _fill, _LazyLog
+    from conveyor.logfiles import AttemptLog
+    from conveyor.runner import _fill
 
     fill = {**values, "output": out}
     script, *args = tuple(task.command)
@@ -57,9 +57,9 @@ def run_submit(task: TaskDef, values: Mapping[str, Any], out: Any) -> int:
     env.setdefault("PYSPARK_PYTHON", sys.executable)
     env.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     sys.stdout.flush()
-    log = sys.stdout
-    fd = log.fileno() if isinstance(log, _LazyLog) else None
-    start = file_size(file_of_fd(fd)) if fd is not None else 0
+    log = sys.stdout if isinstance(sys.stdout, AttemptLog) else None
+    fd = log.fileno() if log is not None else None  # a pipe: the log's limit holds for it too
+    start = file_size(log.path) if log is not None else 0
     proc = subprocess.Popen(argv, stdout=fd, stderr=fd, stdin=subprocess.DEVNULL, env=env)
     try:
         code = proc.wait()
@@ -70,16 +70,18 @@ def run_submit(task: TaskDef, values: Mapping[str, Any], out: Any) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
         raise
+    finally:
+        if log is not None:
+            log.drain()  # its output is in the log before its reason is read from there
     if code == 0:
         return 0
     if code < 0:
         raise SparkDriverDied(f"spark-submit {script}: the Spark driver was killed by signal {-code}")
-    why = submit_reason(_read_from(fd, start))
+    why = submit_reason(_read_from(log.path if log is not None else None, start))
     raise SparkError(f"spark-submit {script} exited with code {code}" + (f": {why}" if why else ""))
 
 
-def _read_from(fd: int | None, start: int) -> str:
-    path = file_of_fd(fd) if fd is not None else None
+def _read_from(path: str | None, start: int) -> str:
     if path is None:
         return ""
     try:

@@ -135,6 +135,23 @@ class Attempts(Part):
                 out += [AttemptStatus(*row) for row in conn.execute(q) if (row[0], row[1]) in wanted]
         return out
 
+    def ended_logs(self, before: float) -> list[tuple[str, str]]:
+        """The log files of the attempts of runs that ended before ``before`` (seconds since
+        1970): ``(run id, path)`` pairs, oldest runs first."""
+        a, r = t.attempts, t.runs
+        q = (
+            sa.select(a.c.run_id, a.c.log_path)
+            .join(r, r.c.id == a.c.run_id)
+            .where(
+                r.c.state.in_(("succeeded", "failed", "cancelled")),
+                r.c.ended_at < before,
+                a.c.log_path.is_not(None),
+            )
+            .order_by(r.c.ended_at, a.c.run_id)
+        )
+        with self._tx() as conn:
+            return [(str(run_id), str(path)) for run_id, path in conn.execute(q) if path]
+
 
 class _Superseded(Exception):
     """The attempt's instance moved on: undo the attempt's end in the same transaction."""

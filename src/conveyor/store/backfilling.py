@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from conveyor import ids
 from conveyor.errors import BackfillNotFound
 from conveyor.store import schema as t
 from conveyor.store.leases import reopen_partitions
@@ -26,6 +27,8 @@ class Backfills(Part):
 
     def get_backfill(self, backfill_id: str) -> BackfillRecord:
         b = t.backfills
+        if not ids.plausible(backfill_id):  # never asked of the store
+            raise BackfillNotFound(f"no backfill {ids.shown(backfill_id)!r}: {ids.RULE}")
         with self._tx() as conn:
             row = conn.execute(sa.select(b).where(b.c.id == backfill_id)).mappings().first()
             if row is None:

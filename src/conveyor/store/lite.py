@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from conveyor import ids
 from conveyor.errors import RunBusy, RunExists, RunNotFound, StaleEpochError, StoreError
 from conveyor.store import sqlite_ddl as ddl
 from conveyor.store.checkpoint import Checkpointer
@@ -293,6 +294,8 @@ class LiteStore(LiteAttempts):
     def get_run(self, run_id: str, *, teams: Sequence[str] | None = None) -> RunRecord:
         """The run with this id, or the only one whose id starts with it (``teams``: among the
         runs of these teams, which ``SqlStore`` looks up)."""
+        if not ids.plausible(run_id):  # never asked of the store: no LIKE of 70,000 characters
+            raise RunNotFound(f"no run {ids.shown(run_id)!r}: {ids.RULE}; see: conveyor runs")
         if teams is not None:
             among: RunRecord = self.__getattr__("get_run")(run_id, teams=teams)
             return among
