@@ -57,6 +57,10 @@ bench-engines: $(VENV)/.test
 bench-fairshare: $(VENV)/.test
 	$(BIN)/python bench/fairshare.py $(BENCH_ARGS)
 
+# Fair share live: three teams, three schedulers, a throwaway PostgreSQL; draws docs/images/fair-shares.png.
+bench-shares: $(VENV)/.test
+	$(BIN)/python bench/shares.py $(BENCH_ARGS)
+
 lint: $(VENV)/.test
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples

@@ -75,6 +75,23 @@ def rest(seconds: float = 120.0):
     nap(seconds)
 
 
+@task
+def pause(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@task
+def after(waited: float) -> str:
+    return f"after {waited}"
+
+
+@pipeline
+def chain(seconds: float = 4.0):
+    """A pause, then a task that waits for it: says why it waits."""
+    after(pause(seconds))
+
+
 @task(retries=1, retry_delay=0.2)
 def load(table: str) -> None:
     print(f"loading {table}", flush=True)

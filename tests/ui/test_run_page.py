@@ -175,3 +175,18 @@ def test_the_task_panel_shows_what_a_table_and_a_file_target_hold(
     size = f"{exported.stat().st_size / 1024:.1f} KiB"
     expect(target.locator(".held")).to_contain_text(f"{size} · sha256 {sha[:12]}…")
     expect(target.locator(".held [title]")).to_have_attribute("title", f"SHA-256 {sha}")
+
+
+def test_a_waiting_task_says_why_in_its_panel(page: Any, ui_server: ServerProcess) -> None:
+    run_id = trigger(ui_server, "chain", seconds=4)
+    page.goto(f"/#/runs/{run_id}")
+    node(page, "after(").click()
+    why = page.locator("aside.panel .why")
+    expect(why).to_have_attribute("data-kind", "upstream")
+    expect(why).to_contain_text(re.compile(r"Why it waits: waiting for upstream pause\("))
+    with ui_server.client() as http:
+        assert wait_for_run(http, run_id)["state"] == "succeeded"
+    expect(node(page, "after(")).to_have_attribute("data-state", "succeeded", timeout=10_000)
+    node(page, "pause(").click()
+    node(page, "after(").click()
+    expect(page.locator("aside.panel .why")).to_have_count(0)  # done: it waits for nothing

@@ -388,6 +388,14 @@ class RunMachine:
         for item in skipped + ungranted:
             heapq.heappush(ready, item)
 
+    def next_ready(self) -> Resources | None:
+        """The resources of the ready instance admission would look at first (None: none)."""
+        for _, _, iid in sorted(self._ready)[:8]:
+            inst = self.instances[iid]
+            if inst.state is S.READY:
+                return inst.spec.resources
+        return None
+
     def _acquire(self, r: Resources) -> None:
         self.free_cpu -= r.cpu
         self.free_memory -= r.memory

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from conveyor.core.states import State
 from conveyor.errors import StoreError
 from conveyor.quotas.model import Demand, Holding, TeamQuota
 from conveyor.quotas.policy import admit
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: How often a scheduler asks (seconds): the quota picture is read, decided and written this often.
-EVERY = 0.25
+EVERY = 0.1
 #: How often it re-reads the teams' quotas. (Each turn sweeps the holdings of ended attempts.)
 QUOTAS_EVERY = 5.0
 #: Another scheduler's waiting demands count while it refreshed them this recently.
@@ -118,7 +119,7 @@ class Gate:
                 mine.append(
                     (d, Demand(key, team, user, d.run.id, amounts, inst.spec.priority, since), attempt)
                 )
-        self._publish(mine, now)
+        self._publish(gated, mine, now)
         if not mine:
             self._forget(gated)
             return
@@ -220,23 +221,33 @@ class Gate:
         whole = denominator(self.capacity, self.quotas.values())
         return dominant_share(held.amounts, whole) * max(now - held.taken_at, 0.0)
 
-    def _publish(self, mine: Sequence[tuple[RunDriver, Demand, int]], now: float) -> None:
+    def _publish(
+        self, gated: Sequence[RunDriver], mine: Sequence[tuple[RunDriver, Demand, int]], now: float
+    ) -> None:
+        """Tell the other schedulers what waits here: every ready instance of the gated runs not
+        yet granted, also those its executor has no room for now, so that a team whose workers
+        are busy keeps its place in the fair order (the others leave its share to it)."""
+        first = {id(d): demand for d, demand, _ in reversed(mine)}
         rows: dict[tuple[str, str], Waiting] = {}
-        for _, demand, _ in mine:
-            got = rows.get((demand.team, demand.user))
-            if got is None:
-                rows[demand.team, demand.user] = Waiting(
-                    self.scheduler, demand.team, demand.user, 1, demand.amounts, demand.since
-                )
+        for d in gated:
+            machine = d.machine
+            assert machine is not None and machine.granted is not None
+            count = machine.counts[State.READY] - len(machine.granted)
+            if count <= 0:
+                continue
+            demand = first.get(id(d))
+            if demand is not None:
+                amounts, since = demand.amounts, demand.since
             else:
-                rows[demand.team, demand.user] = Waiting(
-                    self.scheduler,
-                    got.team,
-                    got.user,
-                    got.waiting + 1,
-                    got.amounts,
-                    min(got.oldest, demand.since),
-                )
+                sample = machine.next_ready()
+                if sample is None:
+                    continue
+                amounts, since = {k: v for k, v in sample.as_dict().items() if v}, now
+            team, user = _team(d), _user(d)
+            got = rows.get((team, user))
+            if got is not None:
+                count, since = count + got.waiting, min(since, got.oldest)
+            rows[team, user] = Waiting(self.scheduler, team, user, count, amounts, since)
         listed = sorted(rows.values(), key=lambda w: (w.team, w.user))
         if listed == self._published and now - self._published_at < FRESH / 3:
             return

@@ -77,6 +77,9 @@ export class TaskPanel {
         `Started ${when(t.started_at)} · ended ${when(t.ended_at)} · ${took} · partition ${t.partition}`,
       ),
       t.error ? h("div", { class: "error-box" }, h("h3", {}, "Error"), h("pre", { class: "error-text" }, t.error)) : null,
+      t.why
+        ? h("p", { class: "why", "data-kind": t.why.kind }, h("strong", {}, "Why it waits: "), t.why.text, t.why.since ? h("span", { class: "muted small" }, ` (since ${when(t.why.since)})`) : null)
+        : null,
       t.waited_for
         ? h("p", { class: "small waited" }, "Waited for run ", h("a", { href: `#/runs/${seg(t.waited_for)}`, class: "mono" }, t.waited_for), " executing this task and took its outcome.")
         : null,
