@@ -280,13 +280,17 @@ def test_what_stops_the_server_from_starting_is_one_error_line(project: Project)
                 "127.0.0.1:9",
             ),
             (["--port", "0", "--project", str(project.root / "missing")], "no such directory"),
-            (["--port", "0", "--host", "192.0.2.1"], "cannot listen on 192.0.2.1:0"),  # not this machine's
+            (["--port", "0", "--host", "192.0.2.1"], "create an admin first"),  # no user: not loopback
         ]
         for args, expected in cases:
             out = project.cli("server", *args, timeout=60)
             assert out.returncode == 2, (args, out.stdout, out.stderr)
             assert out.stderr.startswith("Error: ") and len(out.stderr.strip().splitlines()) == 1, out.stderr
             assert expected in out.stderr and "s3cret" not in out.stderr
+    project.cli("users", "add", "root", "--admin", check=True)
+    out = project.cli("server", "--port", "0", "--host", "192.0.2.1", timeout=60)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "cannot listen on 192.0.2.1:0" in out.stderr  # not this machine's address
 
 
 def test_only_loopback_addresses_count_as_loopback() -> None:
