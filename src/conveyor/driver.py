@@ -178,6 +178,7 @@ class RunDriver:
         self._release = release
         self._own: set[str] | None = None  # a partition's instances
         self._waited: dict[tuple[str, int], str] = {}  # attempts that took another run's outcome
+        self._preempted: dict[tuple[str, int], str] = {}  # attempts stopped for team quotas: why
         self._outputs: dict[tuple[str, int], str] = {}  # what succeeded attempts' targets hold
         self._claiming = False  # this driver claims its attempts' instance ids (``_claims``)
         self._commit_every = self.lease_ttl / 3
@@ -205,6 +206,21 @@ class RunDriver:
 
     def request_cancel(self) -> None:
         self._cancel_requested += 1
+
+    def preempt(self, instance: str, attempt: int, reason: str) -> bool:
+        """Stop a running attempt so that its resources return to a team that waited for them
+        (team quotas): it is cancelled as a cancel would, and then counts as lost through no
+        fault of its own, so the task runs again later without a retry used. False if that
+        attempt is not running (any more)."""
+        machine, executor = self.machine, self.executor
+        if machine is None or executor is None or (instance, attempt) in self._preempted:
+            return False
+        inst = machine.instances.get(instance)
+        if inst is None or inst.state is not S.RUNNING or inst.attempts != attempt:
+            return False
+        self._preempted[instance, attempt] = reason
+        executor.cancel(instance, attempt, self.grace, time.time())
+        return True
 
     def request_stop(self) -> None:
         """Stop driving (the scheduler is shutting down): give the lease back for another
@@ -623,6 +639,14 @@ class RunDriver:
         return f"{folder}/{attempt}.log"
 
     def _event(self, item: Outcome | Lost) -> Event:
+        key = (
+            (item.instance, item.attempt)
+            if isinstance(item, Outcome)
+            else (item.job.instance, item.job.attempt)
+        )
+        why = self._preempted.pop(key, None) if self._preempted else None
+        if why is not None and not (isinstance(item, Outcome) and item.status == "succeeded"):
+            return AttemptLost(time.time(), key[0], key[1], why, blameless=True)
         if isinstance(item, Outcome):
             if item.waited_for:
                 self._waited[item.instance, item.attempt] = item.waited_for

@@ -146,3 +146,75 @@ def test_three_teams_share_a_capacity_by_weight_across_three_schedulers(
     assert waiting_reasons & {"fair_share", "no_capacity", "quota_full"}, waiting_reasons
     assert store.holdings() == [] and store.in_use() == {}  # everything returned at the end
     store.close()
+
+
+LONG_AND_SHORT = """
+    import time
+    from conveyor import pipeline, task
+
+    @task
+    def chew(i: int, seconds: float) -> int:
+        time.sleep(seconds)
+        return i
+
+    @pipeline
+    def load(n: int = 3, seconds: float = 8.0):
+        for i in range(n):
+            chew(i, seconds)
+"""
+
+
+def test_borrowed_work_is_preempted_once_a_lender_waited_and_runs_again_later(tmp_path: Path) -> None:
+    teams = {}
+    for team in ("a", "b"):
+        p = Project(tmp_path / team)
+        p.root.mkdir(parents=True)
+        p.write("pipes.py", LONG_AND_SHORT)
+        p.write("conveyor.toml", f'[project]\nteam = "{team}"\npipelines = ["pipes.py"]\n')
+        teams[team] = p
+    a, b = teams["a"], teams["b"]
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    a.cli("teams", "add", "a", "--db", url, check=True)
+    a.cli("teams", "quota", "a", "--cpu", "1", "--borrow", "cpu=2", "--db", url, check=True)
+    a.cli("teams", "add", "b", "--db", url, check=True)
+    a.cli("teams", "quota", "b", "--cpu", "2", "--db", url, check=True)
+    a.cli("teams", "add", "*", "--db", url, check=True)
+    a.cli("teams", "quota", "*", "--cpu", "3", "--preempt-after", "1", "--db", url, check=True)
+    bad = a.cli("teams", "quota", "a", "--preempt-after", "1", "--db", url)
+    assert bad.returncode == 2 and "give it to team '*'" in bad.stderr
+    slow = a.cli("submit", "pipes.py:load", "--db", url, check=True).stdout.strip()
+    scheds = [
+        a.popen("scheduler", "--db", url, "--name", f"s{k}", "--workers", "3", "--poll", "0.1")
+        for k in (1, 2)
+    ]
+    store = SqlStore(url)
+    try:
+        deadline = time.time() + 60
+        while sum(h.amounts.get("cpu", 0) for h in store.holdings(team="a")) < 3 and time.time() < deadline:
+            time.sleep(0.1)
+        held = store.holdings(team="a")
+        assert sum(h.borrowed.get("cpu", 0) for h in held) == 2  # b's idle quota, borrowed
+        quick = b.cli("submit", "pipes.py:load", "-p", "n=2", "-p", "seconds=0.5", "--db", url, check=True)
+        quick_id = quick.stdout.strip()
+        submitted = time.time()
+        while time.time() < deadline:
+            state = json.loads(b.cli("show", quick_id, "--json", "--db", url, check=True).stdout)["state"]
+            if state == "succeeded":
+                break
+            time.sleep(0.2)
+        waited = time.time() - submitted
+        assert state == "succeeded" and waited < 7, waited  # before a's 8 s attempts could have ended
+        while time.time() < deadline + 60:
+            shown = json.loads(a.cli("show", slow, "--json", "--db", url, check=True).stdout)
+            if shown["state"] != "running":
+                break
+            time.sleep(0.3)
+    finally:
+        for s in scheds:
+            s.send_signal(signal.SIGTERM)
+        errs = [s.communicate(timeout=60)[1] for s in scheds]
+        store.close()
+    assert shown["state"] == "succeeded", errs  # the preempted tasks ran again, no retry used up
+    tries = sorted(len(t["attempt_log"]) for t in shown["tasks"])
+    assert tries == [1, 2, 2], tries  # two borrowed attempts stopped, then run again
+    assert "preempted: team a ran on borrowed quota that team b waited for" in "".join(errs)

@@ -119,8 +119,10 @@ def quota_of(
     limits: Mapping[str, float] | None = None,
     runs: int | None = None,
     borrow: Mapping[str, float] | None = None,
+    preempt_after: float | None = None,
 ) -> dict[str, Any]:
-    """The quota's JSON: ``{"limits": {...}, "runs": N, "borrow": {...}}`` (what is given)."""
+    """The quota's JSON: ``{"limits": {...}, "runs": N, "borrow": {...}}`` (what is given);
+    the cluster's (team ``*``) may carry ``preempt_after``, in seconds."""
     out: dict[str, Any] = {}
     for where, values in (("limits", limits), ("borrow", borrow)):
         if values:
@@ -132,6 +134,8 @@ def quota_of(
         if runs < 0:
             raise ParameterError(f"runs {runs} must not be negative", {"runs": "negative"})
         out["runs"] = runs
+    if preempt_after is not None:
+        out["preempt_after"] = preempt_after
     return out
 
 

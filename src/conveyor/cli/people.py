@@ -231,11 +231,20 @@ def teams_quota(
         typer.Option("--borrow", help="What it may borrow beyond its limits, as name=amount; repeatable."),
     ] = None,
     weight: Annotated[float | None, typer.Option("--weight", help="Its share against other teams.")] = None,
+    preempt_after: Annotated[
+        float | None,
+        typer.Option(
+            "--preempt-after",
+            min=0,
+            help="Team '*' (the cluster) only: stop attempts running on borrowed quota once a lender's "
+            "work has waited this many seconds (default: never).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     db: DbOpt = None,
     server: ServerOpt = None,
 ) -> None:
-    """Set a team's quota (replacing it) and weight."""
+    """Set a team's quota (replacing it) and weight; team '*' is the cluster's capacity."""
     from conveyor.auth.people import quota_of
     from conveyor.resources import parse_memory
 
@@ -247,7 +256,14 @@ def teams_quota(
     if gpu is not None:
         limits["gpu"] = gpu
     limits.update(_amounts(resource, "--resource"))
-    quota = quota_of(limits=limits, runs=runs, borrow=_amounts(borrow, "--borrow"))
+    if preempt_after is not None and team != "*":
+        raise ParameterError(
+            f"--preempt-after is the cluster's setting: give it to team '*', not {team!r}",
+            {"preempt_after": "team '*' only"},
+        )
+    quota = quota_of(
+        limits=limits, runs=runs, borrow=_amounts(borrow, "--borrow"), preempt_after=preempt_after
+    )
     updated = _directory(server, db).set_quota(team, quota, weight)
     if as_json:
         return _json(updated)

@@ -26,8 +26,10 @@ from conveyor.core.states import State
 from conveyor.errors import StoreError
 from conveyor.quotas.model import Demand, Holding, TeamQuota
 from conveyor.quotas.policy import admit
+from conveyor.quotas.preemption import preempt
 from conveyor.quotas.shares import denominator, dominant_share
 from conveyor.quotas.usage import HALF_LIFE, Usage
+from conveyor.quotas.why import FairShare, NoCapacity, Reason
 from conveyor.store.ledger import CLUSTER, Held, Waiting
 
 if TYPE_CHECKING:
@@ -61,6 +63,7 @@ class Gate:
         self.half_life = half_life
         self.quotas: dict[str, TeamQuota] = {}
         self.capacity: dict[str, int] | None = None
+        self.preempt_after: float | None = None  # the cluster's: stop borrowed work for waiting lenders
         self._next = 0.0
         self._next_quotas = 0.0
         self._since: dict[str, float] = {}
@@ -120,18 +123,20 @@ class Gate:
                     (d, Demand(key, team, user, d.run.id, amounts, inst.spec.priority, since), attempt)
                 )
         self._publish(gated, mine, now)
-        if not mine:
+        others = self._others(now) if mine or self.preempt_after is not None else []
+        if not mine and not others:  # nothing waits here (nor, for preemption, elsewhere)
             self._forget(gated)
             return
         held = store.holdings()
         holdings = [
             Holding(_key(h), h.team, h.user, h.run_id, h.amounts, h.borrowed, h.taken_at) for h in held
         ]
-        others = self._others(now)
         usage = self._usage(now)
         limited = any(q.runs is not None for q in self.quotas.values())
         open_runs = store.open_runs() if limited else {}
         decided = admit([m[1] for m in mine] + others, holdings, self.quotas, self.capacity, usage, open_runs)
+        if self.preempt_after is not None:
+            self._preempt(gated, holdings, [m[1] for m in mine] + others, decided.waiting, now)
         by_key = {demand.key: (d, attempt) for d, demand, attempt in mine}
         granted: set[str] = set()
         refused: dict[str, tuple[str, str]] = {}
@@ -180,6 +185,34 @@ class Gate:
                 asked.waits = waits
         self._forget(gated)
 
+    def _preempt(
+        self,
+        gated: Sequence[RunDriver],
+        holdings: Sequence[Holding],
+        demands: Sequence[Demand],
+        waiting: Mapping[str, Reason],
+        now: float,
+    ) -> None:
+        """Stop this scheduler's attempts running on borrowed quota once a lender's work has
+        waited ``preempt_after`` seconds for room (the cluster's setting)."""
+        assert self.preempt_after is not None
+        blocked = [d for d in demands if isinstance(waiting.get(d.key), NoCapacity | FairShare)]
+        if not blocked:
+            return
+        victims = preempt(holdings, blocked, self.quotas, now, self.preempt_after)
+        drivers = {d.run.id: d for d in gated}
+        for key in victims:
+            run_id, iid, number = key.rsplit("/", 2)
+            d = drivers.get(run_id)
+            if d is None:
+                continue  # another scheduler's attempt: it stops it itself
+            lenders = sorted({x.team for x in blocked if x.team != _team(d)})
+            why = (
+                f"preempted: team {_team(d)} ran on borrowed quota that team {', '.join(lenders)} waited for"
+            )
+            if d.preempt(iid, int(number), why):
+                log.info("run %s: %s (%s)", run_id, why, iid)
+
     # -- the picture ------------------------------------------------------------------------------
     def _gates(self, d: RunDriver) -> bool:
         if d.machine is None or d.finished is not None:
@@ -187,10 +220,14 @@ class Gate:
         return self.capacity is not None or _team(d) in self.quotas
 
     def _read_quotas(self) -> None:
-        quotas = quotas_from(self.store.team_quota_rows())
+        rows = self.store.team_quota_rows()
+        quotas = quotas_from(rows)
         self.capacity = None
+        self.preempt_after = None
         if CLUSTER in quotas:
             self.capacity = dict(quotas.pop(CLUSTER).limits) or None
+            grace = rows[CLUSTER][1].get("preempt_after")
+            self.preempt_after = None if grace is None else float(grace)
         self.quotas = quotas
 
     def _limits(self, team: str) -> dict[str, int]:
