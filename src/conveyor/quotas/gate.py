@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor.core.states import State
 from conveyor.errors import StoreError
 from conveyor.quotas.model import Demand, Holding, TeamQuota
-from conveyor.quotas.policy import admit
+from conveyor.quotas.policy import Admission, admit
 from conveyor.quotas.preemption import preempt
 from conveyor.quotas.shares import denominator, dominant_share
 from conveyor.quotas.usage import HALF_LIFE, Usage
@@ -93,7 +93,6 @@ class Gate:
             log.warning("team quotas not decided: store unreachable (%s)", exc)
 
     def _turn(self, drivers: Sequence[RunDriver], now: float) -> None:
-        store = self.store
         if now >= self._next_quotas:
             self._next_quotas = now + QUOTAS_EVERY
             self._read_quotas()
@@ -103,7 +102,29 @@ class Gate:
                 d.machine.granted = None
         if not self.quotas and self.capacity is None:
             return  # no team has a quota: nothing to decide, nothing held
-        store.sweep_holdings(now, charge=self._charge, half_life=self.half_life)
+        self.store.sweep_holdings(now, charge=self._charge, half_life=self.half_life)
+        mine = self._asking(gated, now)
+        self._publish(gated, mine, now)
+        others = self._others(now) if mine or self.preempt_after is not None else []
+        if not mine and not others:  # nothing waits here (nor, for preemption, elsewhere)
+            self._forget(gated)
+            return
+        demands = [m[1] for m in mine] + others
+        holdings = [
+            Holding(_key(h), h.team, h.user, h.run_id, h.amounts, h.borrowed, h.taken_at)
+            for h in self.store.holdings()
+        ]
+        limited = any(q.runs is not None for q in self.quotas.values())
+        open_runs = self.store.open_runs() if limited else {}
+        decided = admit(demands, holdings, self.quotas, self.capacity, self._usage(now), open_runs)
+        if self.preempt_after is not None:
+            self._preempt(gated, holdings, demands, decided.waiting, now)
+        granted, refused = self._grant(mine, decided, now)
+        self._explain(gated, mine, decided, granted, refused, now)
+        self._forget(gated)
+
+    def _asking(self, gated: Sequence[RunDriver], now: float) -> list[tuple[RunDriver, Demand, int]]:
+        """This scheduler's demands: the ready attempts its workers have room for, not yet granted."""
         mine: list[tuple[RunDriver, Demand, int]] = []
         for d in gated:
             machine = d.machine
@@ -119,24 +140,16 @@ class Gate:
                 key = f"{d.run.id}/{iid}/{attempt}"
                 since = self._since.setdefault(key, now)
                 amounts = {k: v for k, v in inst.spec.resources.as_dict().items() if v}
-                mine.append(
-                    (d, Demand(key, team, user, d.run.id, amounts, inst.spec.priority, since), attempt)
-                )
-        self._publish(gated, mine, now)
-        others = self._others(now) if mine or self.preempt_after is not None else []
-        if not mine and not others:  # nothing waits here (nor, for preemption, elsewhere)
-            self._forget(gated)
-            return
-        held = store.holdings()
-        holdings = [
-            Holding(_key(h), h.team, h.user, h.run_id, h.amounts, h.borrowed, h.taken_at) for h in held
-        ]
-        usage = self._usage(now)
-        limited = any(q.runs is not None for q in self.quotas.values())
-        open_runs = store.open_runs() if limited else {}
-        decided = admit([m[1] for m in mine] + others, holdings, self.quotas, self.capacity, usage, open_runs)
-        if self.preempt_after is not None:
-            self._preempt(gated, holdings, [m[1] for m in mine] + others, decided.waiting, now)
+                demand = Demand(key, team, user, d.run.id, amounts, inst.spec.priority, since)
+                mine.append((d, demand, attempt))
+        return mine
+
+    def _grant(
+        self, mine: Sequence[tuple[RunDriver, Demand, int]], decided: Admission, now: float
+    ) -> tuple[set[str], dict[str, tuple[str, str]]]:
+        """Take from the ledger what the policy admitted of this scheduler's demands; those the
+        ledger gave start on their driver's next turn. Returns the keys granted, and why the
+        ledger refused the others (another scheduler took the room first)."""
         by_key = {demand.key: (d, attempt) for d, demand, attempt in mine}
         granted: set[str] = set()
         refused: dict[str, tuple[str, str]] = {}
@@ -157,13 +170,25 @@ class Gate:
                 self.scheduler,
                 now,
             )
-            if store.hold(hold, self._limits(demand.team), self.capacity):
+            if self.store.hold(hold, self._limits(demand.team), self.capacity):
                 assert d.machine is not None and d.machine.granted is not None
                 d.machine.granted.add(iid)
                 granted.add(demand.key)
                 self._since.pop(demand.key, None)
-            else:  # another scheduler took it first: the ledger says no
-                refused[demand.key] = ("quota", f"team quota: {demand.team}'s limits are in use")
+            else:
+                refused[demand.key] = ("quota_full", f"team quota: team {demand.team}'s limits are in use")
+        return granted, refused
+
+    def _explain(
+        self,
+        gated: Sequence[RunDriver],
+        mine: Sequence[tuple[RunDriver, Demand, int]],
+        decided: Admission,
+        granted: set[str],
+        refused: Mapping[str, tuple[str, str]],
+        now: float,
+    ) -> None:
+        """Write why each of this scheduler's demands waits, where the reason changed."""
         for d in gated:
             asked = self._asked.setdefault(d.run.id, _Asked())
             waits: dict[str, tuple[str, str]] = {}
@@ -179,11 +204,10 @@ class Gate:
             if waits != asked.waits:
                 gone = [i for i in asked.waits if i not in waits]
                 if gone:
-                    store.clear_waits(d.run.id, gone)
+                    self.store.clear_waits(d.run.id, gone)
                 if waits:
-                    store.set_waits(d.run.id, waits, now)
+                    self.store.set_waits(d.run.id, waits, now)
                 asked.waits = waits
-        self._forget(gated)
 
     def _preempt(
         self,
