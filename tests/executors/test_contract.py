@@ -177,7 +177,13 @@ def test_a_killed_worker_is_a_lost_attempt_retried_once_by_conveyor(pipes: Proje
     store = open_store(pipes.db)
     (record,) = store.list_runs()
     (inst,) = store.instances(record.id)
-    assert (inst.state, inst.attempts, inst.lost) == ("succeeded", 2, 1)
+    assert (inst.state, inst.attempts) == ("succeeded", 2)
+    first = min(store.attempts(record.id), key=lambda a: a.number)
+    assert first.state == "lost" and first.error, first  # with the engine's reason
+    # Dask learns that an attempt began from an event its worker sends in a batch: a worker
+    # killed within milliseconds of the start may die before sending it, and then the loss
+    # cannot be held against the task (it is retried without counting). The other engines know.
+    assert inst.lost == 1 or (engine.name == "dask" and inst.lost == 0 and "before it started" in first.error)
 
 
 def test_ctrl_c_cancels_the_running_attempt(pipes: Project, engine: Engine) -> None:
