@@ -390,7 +390,7 @@ class RunMachine:
 
     def next_ready(self) -> Resources | None:
         """The resources of the ready instance admission would look at first (None: none)."""
-        for _, _, iid in sorted(self._ready)[:8]:
+        for _, _, iid in heapq.nsmallest(8, self._ready):  # a heap: no sort of every ready one
             inst = self.instances[iid]
             if inst.state is S.READY:
                 return inst.spec.resources

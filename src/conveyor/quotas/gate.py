@@ -336,11 +336,11 @@ class Gate:
 
 
 def _team(d: RunDriver) -> str:
-    return getattr(d.run, "team", None) or ""
+    return d.run.team or ""
 
 
 def _user(d: RunDriver) -> str:
-    return getattr(d.run, "created_by", None) or ""
+    return d.run.created_by or ""
 
 
 def _key(h: Held) -> str:
