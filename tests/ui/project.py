@@ -71,7 +71,7 @@ def slow(seconds: float = 120.0):
 
 @pipeline
 def rest(seconds: float = 120.0):
-    """The same nap as slow's: a run of both at once naps once (the second waits for the first)."""
+    """The same nap as slow's: a run of both at once naps once (the later to begin waits)."""
     nap(seconds)
 
 

@@ -139,21 +139,25 @@ def test_a_failed_run_says_why_and_is_retried_from_its_page(page: Any, ui_server
 
 
 def test_a_task_that_waited_for_another_run_says_so_in_its_panel(page: Any, ui_server: ServerProcess) -> None:
-    first = trigger(ui_server, "slow", seconds=2)
-    second = trigger(ui_server, "rest", seconds=2)
+    runs = [trigger(ui_server, "slow", seconds=2), trigger(ui_server, "rest", seconds=2)]
     with ui_server.client() as http:
-        assert wait_for_run(http, first)["state"] == "succeeded"
-        assert wait_for_run(http, second)["state"] == "succeeded"
-    page.goto(f"/#/runs/{second}")
+        ended = [wait_for_run(http, run_id) for run_id in runs]
+    assert [run["state"] for run in ended] == ["succeeded", "succeeded"]
+    # Whichever run's worker began first executed the nap; the other took its outcome.
+    waited = [run["id"] for run in ended if any(task["waited_for"] for task in run["tasks"])]
+    assert len(waited) == 1, ended
+    waiter = waited[0]
+    executor = runs[1] if waiter == runs[0] else runs[0]
+    page.goto(f"/#/runs/{waiter}")
     node(page, "nap(").click()
     panel = page.locator("aside.panel")
-    expect(panel.locator(".waited")).to_contain_text(f"Waited for run {first}")
+    expect(panel.locator(".waited")).to_contain_text(f"Waited for run {executor}")
     panel.locator(".waited a").click()
-    expect(page).to_have_url(re.compile(f"#/runs/{first}$"))
-    page.goto(f"/#/runs/{first}")
+    expect(page).to_have_url(re.compile(f"#/runs/{executor}$"))
+    page.goto(f"/#/runs/{executor}")
     node(page, "nap(").click()
     expect(panel.locator("h3", has_text="Log")).to_be_visible()
-    expect(panel.locator(".waited")).to_have_count(0)  # the first run napped itself
+    expect(panel.locator(".waited")).to_have_count(0)  # this run napped itself
 
 
 def test_the_task_panel_shows_what_a_table_and_a_file_target_hold(
