@@ -110,7 +110,9 @@ def test_removed_jobs_and_the_timeout_backstop() -> None:
     assert s is not None and s.reason == "removed: via condor_rm (by user fpierfed)"
     why = "The job attribute PeriodicRemove expression '(JobStatus == 2)' evaluated to TRUE"
     s = status_of({**base, "RemoveReason": why}, "local")
-    assert s is not None and s.reason is not None and s.reason.startswith("removed by HTCondor at its timeout")
+    assert (
+        s is not None and s.reason is not None and s.reason.startswith("removed by HTCondor at its timeout")
+    )
 
 
 def test_ads_of_other_jobs_are_not_ours() -> None:

@@ -94,7 +94,9 @@ def test_resources_become_requests_in_htcondor_units() -> None:
     parsed = validate(d)
     assert (parsed["request_cpus"], parsed["request_memory"], parsed["request_gpus"]) == ("4", "1537", "2")
     assert parsed["request_licences"] == "3"  # a machine resource the pool declares
-    assert "request_memory" not in description(spec(), CondorSettings(), "p1")  # none asked: the pool's default
+    assert "request_memory" not in description(
+        spec(), CondorSettings(), "p1"
+    )  # none asked: the pool's default
 
 
 def test_a_team_maps_to_its_accounting_group_or_group_team() -> None:
@@ -126,7 +128,7 @@ def test_arguments_with_spaces_and_quotes_survive_htcondor_quoting() -> None:
     words = ["-c", "print('a b')", 'say "hi"']
     submit = htcondor2.Submit({"arguments": arguments(words)})
     assert submit.expand("arguments") == arguments(words)
-    assert arguments(words) == '"-c \'print(\'\'a b\'\')\' \'say ""hi""\'"'
+    assert arguments(words) == "\"-c 'print(''a b'')' 'say \"\"hi\"\"'\""
 
 
 def test_a_python_on_the_execute_nodes_is_the_executable() -> None:
@@ -143,5 +145,7 @@ def test_a_bad_requirements_expression_is_one_line_naming_it() -> None:
 
 def test_files_live_under_the_folder_setting(tmp_path: Path) -> None:
     d = description(spec(), parse({"folder": str(tmp_path)}), "p1")
-    assert {d["output"], d["error"], d["log"]} == {str(tmp_path / "cv-x-b90fb96bb2-2" / n) for n in ("out", "err", "log")}
+    assert {d["output"], d["error"], d["log"]} == {
+        str(tmp_path / "cv-x-b90fb96bb2-2" / n) for n in ("out", "err", "log")
+    }
     assert os.path.isabs(d["transfer_input_files"])

@@ -98,7 +98,7 @@ def _groups(value: Any) -> dict[str, str]:
     if not isinstance(value, Mapping):
         raise ExecutorError(
             '[executor.htcondor] groups must be a table of team = "accounting group", '
-            f"like groups = {{ analytics = \"group_physics.analytics\" }}; got {value!r}"
+            f'like groups = {{ analytics = "group_physics.analytics" }}; got {value!r}'
         )
     for team, group in value.items():
         if not isinstance(group, str) or not _GROUP.match(group):
