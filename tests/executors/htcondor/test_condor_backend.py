@@ -147,7 +147,10 @@ def test_a_held_job_is_lost_with_its_hold_reason_and_removed_so_a_release_cannot
     (lost,) = reports(executor)
     assert isinstance(lost, Lost) and lost.reason.startswith("out of memory (held: Error from slot1_3@")
     assert not lost.blameless
-    assert (htcondor2.JobAction.Remove, "101.0") in schedd.actions
+    assert schedd.actions == [(htcondor2.JobAction.Remove, "101.0")]
+    ad["JobStatus"] = 3  # removed, still in the queue a moment: not reported, not removed again
+    assert reports(executor) == []
+    assert len(schedd.actions) == 1
 
 
 def test_a_new_owner_adopts_the_jobs_the_schedd_holds_and_not_the_ended_ones(

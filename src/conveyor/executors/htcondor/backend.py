@@ -80,6 +80,7 @@ class CondorBackend:
         self._pools: set[str] = set()
         self._ids: dict[Key, str] = {}  # key -> cluster.proc
         self._dirs: dict[Key, Path] = {}  # key -> its files on the submit side
+        self._done: set[Key] = set()  # forgotten jobs still in the queue
         self._last: dict[Key, Status] = {}  # what was said of each job, to report only changes
         self._next_query = 0.0
 
@@ -138,13 +139,15 @@ class CondorBackend:
         return found
 
     def forget(self, key: Key) -> None:
-        """Its end is recorded: remove a job still held or idle in the queue (a running one
-        is left alone) and the submit side's files (the token first)."""
+        """Its end is reported: remove the job if it is held (released, it would run beside the
+        attempt that retries it; a running job is never removed here), and the submit side's
+        files (the token with them). Its ad is not reported again."""
         last = self._last.pop(key, None)
-        if last is not None and last.phase != "running" and key in self._ids:
+        if last is not None and last.phase == "ended" and last.where.startswith("held"):
             with contextlib.suppress(ExecutorError):
-                self._remove(key, "its attempt's end is recorded")
+                self._remove(key, "held: Conveyor retries the task as a new attempt")
         self._ids.pop(key, None)
+        self._done.add(key)
         folder = self._dirs.pop(key, None)
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
@@ -162,11 +165,11 @@ class CondorBackend:
                 if status is None:
                     continue
                 seen.add(status.key)
+                if status.key in self._done:  # reported and forgotten; leaving the queue
+                    continue
                 self._ids.setdefault(status.key, job_id(ad) or "")
-                if status.phase == "ended" and status.reason and status.reason.startswith(("held", "out of")):
-                    with contextlib.suppress(ExecutorError):  # it must not run again if released
-                        self._remove(status.key, "held: Conveyor retries the task as a new attempt")
                 yield from self._report(status)
+        self._done &= seen  # gone from the queue: its ad cannot come back
         for key in [k for k in self._ids if k not in seen]:
             status = self._history(key)
             if status is not None:
