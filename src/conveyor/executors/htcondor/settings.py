@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.errors import ExecutorError
+from conveyor.executors.batch import settings_of
 
 #: What a user may set, with what it means (the one-line refusal of an unknown key lists them).
 KEYS = {
@@ -54,14 +55,10 @@ class CondorSettings:
 def parse(raw: Mapping[str, Any] | None) -> CondorSettings:
     """Settings from conveyor.toml and the environment; one ``ExecutorError`` line per bad value."""
     given = dict(raw or {})
-    given.pop("address", None)  # --executor-address: the schedd's name
-    if raw and "address" in raw and "schedd" not in given:
-        given["schedd"] = raw["address"]
-    unknown = sorted(set(given) - set(KEYS))
-    if unknown:
-        raise ExecutorError(
-            f"[executor.htcondor] has no setting {unknown[0]!r}; the settings are {', '.join(KEYS)}"
-        )
+    address = given.pop("address", None)  # --executor-address: the schedd's name
+    if address is not None:
+        given.setdefault("schedd", address)
+    given = settings_of(given, list(KEYS), "htcondor")
     out: dict[str, Any] = {}
     for key in ("schedd", "collector", "user", "image", "requirements", "api", "python", "folder"):
         if key in given:
