@@ -174,6 +174,20 @@ def test_a_new_owner_adopts_the_jobs_the_schedd_holds_and_not_the_ended_ones(
     assert schedd.actions == [(htcondor2.JobAction.Remove, "101.0")]
 
 
+def test_a_job_held_while_no_owner_watched_is_removed_by_the_next(setup: Any, tmp_path: Path) -> None:
+    executor, schedd = setup
+    executor.submit(job(1), launch(), 0.0)
+    executor.detach()
+    ad = schedd.only()
+    ad["JobStatus"], ad["HoldReasonCode"], ad["HoldReason"] = 5, 13, "Transfer input files failure"
+    settings = {"folder": str(tmp_path / "condor"), "poll": 0.01}
+    heir = HTCondorExecutor(1, str(tmp_path / "logs"), settings=settings, schedd=schedd)
+    heir.adopt([job(1)])
+    assert heir.running() == []  # it ended: the store's heartbeats tell the driver it is lost
+    assert reports(heir) == []
+    assert schedd.actions == [(htcondor2.JobAction.Remove, "101.0")]  # no release can run it now
+
+
 def test_a_schedd_that_refuses_the_job_loses_the_attempt_with_its_words(setup: Any) -> None:
     executor, schedd = setup
 

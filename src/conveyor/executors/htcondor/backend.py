@@ -134,7 +134,8 @@ class CondorBackend:
             status = status_of(ad, self._where)
             if status is not None:
                 self._ids[status.key] = job_id(ad) or ""
-                self._last[status.key] = status
+                if status.phase != "ended":  # an ended one is reported by watch, then forgotten
+                    self._last[status.key] = status
                 found.append(status)
         return found
 
