@@ -227,3 +227,10 @@ def test_conveyor_run_on_an_unreachable_schedd_exits_2_with_one_line(tmp_path: P
         and "HTCondor schedd submit.example (collector 127.0.0.1:1) cannot be reached" in lines[0]
     )
     assert "Traceback" not in proc.stderr
+
+
+def test_a_resource_htcondor_cannot_name_is_refused_before_the_run(setup: Any) -> None:
+    executor, _ = setup
+    assert executor.check(Resources(cpu=2, custom={"licences": 1})) is None
+    why = executor.check(Resources(custom={"fpga-x": 1}))
+    assert why is not None and why.startswith("HTCondor cannot request a resource named 'fpga-x'")

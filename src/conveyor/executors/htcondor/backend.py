@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -86,8 +87,14 @@ class CondorBackend:
 
     # -- the Backend protocol -------------------------------------------------------------------
     def check(self, resources: Resources) -> str | None:
-        """HTCondor itself says why a job matches no slot (``LastRejMatchReason``, shown while it
-        waits): nothing is refused up front."""
+        """Only a resource HTCondor cannot name is refused up front; why a job matches no slot
+        is HTCondor's to say while it waits (``LastRejMatchReason``)."""
+        for name in resources.custom:
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+                return (
+                    f"HTCondor cannot request a resource named {name!r} (request_{name}): a machine "
+                    "resource's name is letters, digits and '_'"
+                )
         return None
 
     def start(self, spec: Spec) -> None:
@@ -102,7 +109,7 @@ class CondorBackend:
         except Exception as exc:
             shutil.rmtree(files.folder, ignore_errors=True)
             raise ExecutorError(
-                f"HTCondor schedd {self.settings.schedd_name} refused job {spec.name}: {first_line(exc)}"
+                f"HTCondor schedd {self.settings.schedd_name} did not take job {spec.name}: {first_line(exc)}"
             ) from None
         self._ids[spec.key] = f"{result.cluster()}.0"
         self._dirs[spec.key] = files.folder
