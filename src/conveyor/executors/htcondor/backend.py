@@ -25,7 +25,7 @@ from typing import Any
 
 from conveyor.errors import ExecutorError
 from conveyor.executors import need
-from conveyor.executors.batch import Key, Spec, Status
+from conveyor.executors.batch import LABEL, Key, Spec, Status
 from conveyor.executors.htcondor.settings import CondorSettings
 from conveyor.executors.htcondor.status import ATTRIBUTES, gone, job_id, status_of
 from conveyor.executors.htcondor.submit import (
@@ -98,7 +98,7 @@ class CondorBackend:
         return None
 
     def start(self, spec: Spec) -> None:
-        pool = spec.labels.get("conveyor.io/pool", "")
+        pool = spec.labels.get(f"{LABEL}/pool", "")
         self._pools.add(pool)
         files = files_of(spec, self.settings)
         files.folder.mkdir(parents=True, exist_ok=True)
