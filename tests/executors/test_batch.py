@@ -101,3 +101,5 @@ def test_a_job_still_queued_in_its_engine_is_adopted_by_the_next_owner_not_submi
     assert (attempt.number, attempt.state) == (1, "succeeded")
     assert attempt.placement and attempt.placement.startswith("running as pid"), attempt
     assert not list(jobs.glob("*.json")), "the ended job was not cleaned up"
+    shown = project.cli("show", run.id, check=True).stdout
+    assert "WHERE" in shown and attempt.placement in shown, shown
