@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from playwright.sync_api import expect
 
-from api.live import ServerProcess, wait_for_run
+from api.live import ServerProcess, wait_for_run, wait_until
 
 V1 = "/api/v1"
 RUN_URL = re.compile(r"#/runs/(\d{8}-\d{6}-[0-9a-f]{6})$")
@@ -158,6 +158,32 @@ def test_a_task_that_waited_for_another_run_says_so_in_its_panel(page: Any, ui_s
     node(page, "nap(").click()
     expect(panel.locator("h3", has_text="Log")).to_be_visible()
     expect(panel.locator(".waited")).to_have_count(0)  # this run napped itself
+
+
+def test_the_attempts_table_says_where_an_engine_has_the_attempt(page: Any, ui_server: ServerProcess) -> None:
+    from conveyor.store import open_store
+
+    run_id = trigger(ui_server, "slow")
+    with ui_server.client() as http:
+        run = wait_until(
+            lambda: (
+                (r := http.get(f"{V1}/runs/{run_id}").json())["state"] == "running"
+                and any(t["attempts"] for t in r["tasks"])
+                and r
+            ),
+            what="the slow run's attempt",
+        )
+        (task,) = [t for t in run["tasks"] if t["attempts"]]
+        # what a batch engine's executor records (``Placed``): here written as the driver would
+        store = open_store(f"sqlite:///{run['workdir']}/.conveyor/conveyor.db")
+        store.place_attempt(run_id, task["id"], 1, "queued in Kueue (team-a): waiting for quota")
+        store.close()
+        page.goto(f"/#/runs/{run_id}")
+        node(page, "nap(").click()
+        where = page.locator("aside.panel table tbody tr td.where")
+        expect(where).to_have_text("queued in Kueue (team-a): waiting for quota")
+        assert http.post(f"{V1}/runs/{run_id}/cancel").status_code == 200
+        wait_for_run(http, run_id)
 
 
 def test_the_task_panel_shows_what_a_table_and_a_file_target_hold(

@@ -217,7 +217,7 @@ function attemptsTable(attempts) {
   return h(
     "table",
     { class: "list compact" },
-    h("thead", {}, h("tr", {}, ["#", "State", "Started", "Duration", "Worker"].map((t) => h("th", { scope: "col" }, t)))),
+    h("thead", {}, h("tr", {}, ["#", "State", "Started", "Duration", "Where"].map((t) => h("th", { scope: "col" }, t)))),
     h(
       "tbody",
       {},
@@ -229,7 +229,8 @@ function attemptsTable(attempts) {
           h("td", {}, badge(a.state), a.error ? h("div", { class: "small error-text", title: a.error }, lastLine(a.error)) : null),
           h("td", { class: "nowrap" }, when(a.started_at)),
           h("td", { class: "num nowrap" }, a.ended_at ? duration(a.duration) : `${duration((Date.now() - new Date(a.started_at).getTime()) / 1000)} so far`),
-          h("td", { class: "small" }, a.worker || "—"),
+          // where its engine has it (queued and why, on which node), else the worker that ran it
+          h("td", { class: "small where", title: a.placement || a.worker || "" }, a.placement || a.worker || "—"),
         ),
       ),
     ),
