@@ -73,7 +73,7 @@ def test_the_demo_runs_the_runner_with_its_job_and_the_api_from_the_execute_node
     p = demo[0]
     submit = htcondor2.Submit(submit_text(p.description))
     assert submit["executable"] == "/usr/bin/env" and submit["transfer_executable"] == "false"
-    assert submit.expand("arguments") == '"python3 -m conveyor.executors.command"'
+    assert submit.expand("arguments") == '"python3 -m conveyor.executors.runjob"'
     env = dict(w.split("=", 1) for w in submit.expand("environment").strip('"').split())
     assert decode_job(env["CONVEYOR_JOB"]) == p.spec.job
     assert env["CONVEYOR_EXECUTION_API"] == "http://submit.example:8080"
@@ -108,8 +108,11 @@ def test_a_team_maps_to_its_accounting_group_or_group_team() -> None:
 
 
 def test_the_timeout_is_a_periodic_remove_that_htcondor_evaluates_true_only_after_it() -> None:
-    d = description(spec(timeout=30.0), CondorSettings(), "p1")
+    d = description(
+        spec(timeout=30.0, env=runner_env(spec().job, "http://api:1", 30.0)), CondorSettings(), "p1"
+    )
     validate(d)
+    assert "CONVEYOR_TIMEOUT=30" in d["environment"]  # the runner's own clock comes first
     expr = classad2.ExprTree(d["periodic_remove"])
     now = int(time.time())
     just_started = classad2.ClassAd({"JobStatus": 2, "JobCurrentStartDate": now - 5})
@@ -133,7 +136,7 @@ def test_arguments_with_spaces_and_quotes_survive_htcondor_quoting() -> None:
 
 def test_a_python_on_the_execute_nodes_is_the_executable() -> None:
     d = description(spec(), parse({"python": "/opt/venv/bin/python"}), "p1")
-    assert (d["executable"], d["arguments"]) == ("/opt/venv/bin/python", '"-m conveyor.executors.command"')
+    assert (d["executable"], d["arguments"]) == ("/opt/venv/bin/python", '"-m conveyor.executors.runjob"')
 
 
 def test_a_bad_requirements_expression_is_one_line_naming_it() -> None:

@@ -63,7 +63,7 @@ def previews(
             key=(run.id, node.id, 1),
             name=job_name(job),
             command=RUNNER,
-            env=runner_env(job, address),
+            env=runner_env(job, address, node.task.timeout),
             token="",
             resources=node.task.resources,
             timeout=node.task.timeout,

@@ -1,6 +1,6 @@
 """One attempt as an HTCondor submit description: pure, so it can be reviewed and tested offline.
 
-The job runs Conveyor's runner (``python3 -m conveyor.executors.command``) with the task's
+The job runs Conveyor's runner (``python3 -m conveyor.executors.runjob``) with the task's
 resources as ``request_*``, is charged to its team's accounting group, and carries two custom
 attributes that make it findable without Conveyor's memory of it: ``ConveyorAttempt``
 (``run/instance/attempt``: a new owner adopts its jobs by it after a takeover) and
@@ -20,15 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.executors import need
-from conveyor.executors.batch import Key, Spec
+from conveyor.executors.batch import STARTING, Key, Spec
 from conveyor.executors.htcondor.settings import CondorSettings, group_of
 
 ATTEMPT = "ConveyorAttempt"
 POOL = "ConveyorPool"
 TOKEN_FILE = "conveyor-token"
-#: Seconds HTCondor waits past a task's timeout before it removes the job itself: Conveyor stops
-#: a job at its timeout; this is the backstop for a job whose Conveyor is gone.
-TIMEOUT_SLACK = 60
+#: Seconds HTCondor waits past a task's timeout before it removes the job itself. The runner
+#: ends the attempt at its timeout (exit 124) and Conveyor removes a job still running
+#: ``STARTING`` seconds later; this is the backstop for a job whose runner and Conveyor are gone.
+TIMEOUT_SLACK = int(STARTING) + 60
 
 
 def attempt_id(key: Key) -> str:
