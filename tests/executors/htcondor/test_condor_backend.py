@@ -32,14 +32,6 @@ TOKEN = "tok-7d1e-secret"
 ROOT = Path(__file__).parents[3]
 
 
-class Result:
-    def __init__(self, cluster: int) -> None:
-        self._cluster = cluster
-
-    def cluster(self) -> int:
-        return self._cluster
-
-
 class Schedd:
     """``htcondor2.Schedd``'s submit, query, act and history over ClassAds held in memory."""
 
@@ -50,7 +42,7 @@ class Schedd:
         self.submitted: list[Any] = []
         self._next = 100
 
-    def submit(self, description: Any) -> Result:
+    def submit(self, description: Any) -> Any:
         assert isinstance(description, htcondor2.Submit)
         self.submitted.append(description)
         self._next += 1
@@ -59,7 +51,7 @@ class Schedd:
             if k.startswith("MY."):
                 ad[k[3:]] = classad2.ExprTree(description[k]).eval()
         self.queue[f"{self._next}.0"] = ad
-        return Result(self._next)
+        return htcondor2.SubmitResult(self._next, 0, 1, classad2.ClassAd(), None)
 
     def query(self, constraint: str, projection: list[str]) -> list[Any]:
         return [ad for ad in self.queue.values() if classad2.ExprTree(constraint).eval(ad) is True]
@@ -191,7 +183,7 @@ def test_a_job_held_while_no_owner_watched_is_removed_by_the_next(setup: Any, tm
 def test_a_schedd_that_refuses_the_job_loses_the_attempt_with_its_words(setup: Any) -> None:
     executor, schedd = setup
 
-    def refuse(description: Any) -> Result:
+    def refuse(description: Any) -> Any:
         raise htcondor2.HTCondorException("Failed to submit: accounting group group_x does not exist")
 
     schedd.submit = refuse

@@ -57,21 +57,13 @@ def words(value: str) -> list[str]:
     return [*out, word] if word else out
 
 
-class Result:
-    def __init__(self, cluster: int) -> None:
-        self._cluster = cluster
-
-    def cluster(self) -> int:
-        return self._cluster
-
-
 class PersonalSchedd:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.jobs: dict[int, tuple[Any, subprocess.Popen[bytes]]] = {}
         self.done: list[Any] = []
 
-    def submit(self, description: Any) -> Result:
+    def submit(self, description: Any) -> Any:
         d = htcondor2.Submit(str(description))  # what the schedd reads: the submit text
         cluster = len(self.jobs) + len(self.done) + 1
         scratch = self.root / f"execute/dir_{cluster}"
@@ -90,7 +82,7 @@ class PersonalSchedd:
             if k.startswith("MY."):
                 ad[k[3:]] = classad2.ExprTree(d[k]).eval()
         self.jobs[cluster] = (ad, proc)
-        return Result(cluster)
+        return htcondor2.SubmitResult(cluster, 0, 1, classad2.ClassAd(), None)
 
     def _step(self) -> None:
         for cluster, (ad, proc) in list(self.jobs.items()):
