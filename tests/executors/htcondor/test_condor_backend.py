@@ -226,3 +226,39 @@ def test_a_resource_htcondor_cannot_name_is_refused_before_the_run(setup: Any) -
     assert executor.check(Resources(cpu=2, custom={"licences": 1})) is None
     why = executor.check(Resources(custom={"fpga-x": 1}))
     assert why is not None and why.startswith("HTCondor cannot request a resource named 'fpga-x'")
+
+
+def test_watching_never_holds_the_driver_longer_than_asked_and_spares_the_schedd(tmp_path: Path) -> None:
+    import time
+
+    schedd = Schedd()
+    calls: list[str] = []
+    query = schedd.query
+    schedd.query = lambda c, p: calls.append(c) or query(c, p)  # type: ignore[func-returns-value]
+    settings = {"folder": str(tmp_path / "condor"), "poll": 30}
+    executor = HTCondorExecutor(1, str(tmp_path / "logs"), settings=settings, schedd=schedd)
+    executor.submit(job(), launch(), 0.0)
+    began = time.monotonic()
+    assert len(list(executor.poll(0.2))) == 1  # placed: idle
+    assert list(executor.poll(0.2)) == []
+    assert time.monotonic() - began < 2.0
+    assert len(calls) == 1  # one query per `poll` seconds, however often the driver asks
+
+
+def test_a_schedd_that_stops_answering_mid_run_is_waited_for_not_failed(setup: Any) -> None:
+    executor, schedd = setup
+    executor.submit(job(), launch(), 0.0)
+    assert len(reports(executor)) == 1
+    answer = schedd.query
+
+    def down(constraint: str, projection: list[str]) -> list[Any]:
+        raise htcondor2.HTCondorException("Failed to connect to schedd")
+
+    schedd.query = down
+    assert reports(executor) == []
+    assert [j.attempt for j in executor.running()] == [1]  # still held: its end will be reported
+    schedd.query = answer
+    ad = schedd.only()
+    ad["JobStatus"], ad["RemoteHost"] = 2, "slot1@n1"
+    (placed,) = reports(executor)
+    assert isinstance(placed, Placed) and placed.where == "running on slot1@n1"

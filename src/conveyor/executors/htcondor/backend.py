@@ -21,7 +21,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from conveyor.errors import ExecutorError
 from conveyor.executors import need
@@ -168,7 +168,10 @@ class CondorBackend:
     def _changes(self) -> Iterator[Status]:
         seen: set[Key] = set()
         for pool in sorted(self._pools):
-            for ad in self._query(f"{POOL} == {classad_string(pool)}", quiet=True):
+            ads = self._query(f"{POOL} == {classad_string(pool)}", quiet=True)
+            if ads is None:  # no answer: nothing is known to have left the queue
+                return
+            for ad in ads:
                 status = status_of(ad, self._where)
                 if status is None:
                     continue
@@ -203,15 +206,21 @@ class CondorBackend:
                 return status
         return gone(key, self._where)
 
-    def _query(self, constraint: str, *, quiet: bool = False) -> list[Any]:
+    @overload
+    def _query(self, constraint: str) -> list[Any]: ...
+    @overload
+    def _query(self, constraint: str, *, quiet: bool) -> list[Any] | None: ...
+    def _query(self, constraint: str, *, quiet: bool = False) -> list[Any] | None:
+        """The job ads that meet ``constraint``; ``quiet``: None if the schedd does not answer
+        (a schedd restarting), said in the log, not raised."""
         try:
             return list(self._schedd.query(constraint, ATTRIBUTES))
         except Exception as exc:
             error = unreachable(self.settings, exc)
             if not quiet:
                 raise error from None
-            log.warning("%s (trying again in %.0f s)", error, self.settings.poll)  # a schedd restarting
-            return []
+            log.warning("%s (trying again in %g s)", error, self.settings.poll)
+            return None
 
     def _remove(self, key: Key, why: str) -> None:
         htcondor2 = need("htcondor2", "htcondor")
