@@ -21,7 +21,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
 from conveyor.errors import ExecutorError
 from conveyor.executors import need
@@ -168,7 +168,7 @@ class CondorBackend:
     def _changes(self) -> Iterator[Status]:
         seen: set[Key] = set()
         for pool in sorted(self._pools):
-            ads = self._query(f"{POOL} == {classad_string(pool)}", quiet=True)
+            ads = self._try_query(f"{POOL} == {classad_string(pool)}")
             if ads is None:  # no answer: nothing is known to have left the queue
                 return
             for ad in ads:
@@ -206,20 +206,19 @@ class CondorBackend:
                 return status
         return gone(key, self._where)
 
-    @overload
-    def _query(self, constraint: str) -> list[Any]: ...
-    @overload
-    def _query(self, constraint: str, *, quiet: bool) -> list[Any] | None: ...
-    def _query(self, constraint: str, *, quiet: bool = False) -> list[Any] | None:
-        """The job ads that meet ``constraint``; ``quiet``: None if the schedd does not answer
-        (a schedd restarting), said in the log, not raised."""
+    def _query(self, constraint: str) -> list[Any]:
+        """The job ads that meet ``constraint``; one line if the schedd does not answer."""
         try:
             return list(self._schedd.query(constraint, ATTRIBUTES))
         except Exception as exc:
-            error = unreachable(self.settings, exc)
-            if not quiet:
-                raise error from None
-            log.warning("%s (trying again in %g s)", error, self.settings.poll)
+            raise unreachable(self.settings, exc) from None
+
+    def _try_query(self, constraint: str) -> list[Any] | None:
+        """As ``_query``, but a schedd that does not answer (restarting) is logged: None."""
+        try:
+            return self._query(constraint)
+        except ExecutorError as exc:
+            log.warning("%s (trying again in %g s)", exc, self.settings.poll)
             return None
 
     def _remove(self, key: Key, why: str) -> None:
