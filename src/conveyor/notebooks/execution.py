@@ -92,7 +92,7 @@ def run_notebook(
         nb = nbformat.read(executed, as_version=4) if executed.exists() else original
     strip(nb, own_ids, original.metadata.get("kernelspec"))
     if failure is not None:
-        kept = failed_copy(final)
+        kept = failed_copy(final).resolve()
         kept.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, kept)
         html = kept.with_suffix(".html")
