@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -38,7 +39,9 @@ def write_notebook(path: Path, *cells: str, kernel: str = "python3") -> None:
     """A notebook whose first cell (tagged ``parameters``) sets the defaults; then ``cells``."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": kernel, "display_name": "Python 3", "language": "python"}
-    params = nbformat.v4.new_code_cell("n = 1\ndata = ''\ntitle = 'default'", metadata={"tags": ["parameters"]})
+    params = nbformat.v4.new_code_cell(
+        "n = 1\ndata = ''\ntitle = 'default'", metadata={"tags": ["parameters"]}
+    )
     nb.cells = [params, *(nbformat.v4.new_code_cell(c) for c in cells)]
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
@@ -117,7 +120,9 @@ def test_the_kernel_is_pinned_never_found_by_name(project: Project, tmp_path: Pa
     broken = tmp_path / "jupyter" / "kernels"
     for name in ("python3", "conveyor-python"):
         (broken / name).mkdir(parents=True)
-        (broken / name / "kernel.json").write_text(json.dumps({"argv": ["/nonexistent/python"], "language": "python"}))
+        (broken / name / "kernel.json").write_text(
+            json.dumps({"argv": ["/nonexistent/python"], "language": "python"})
+        )
     project.write(
         "pipes.py",
         """
@@ -132,15 +137,29 @@ def test_the_kernel_is_pinned_never_found_by_name(project: Project, tmp_path: Pa
             own()
         """,
     )
-    write_notebook(project.root / "env.ipynb", "import os, sys\nprint(os.environ.get('KERNEL_OF', 'none'), sys.executable)")
+    write_notebook(
+        project.root / "env.ipynb",
+        "import os, sys\nprint(os.environ.get('KERNEL_OF', 'none'), sys.executable)",
+    )
     team = project.root / "kernels" / "team"
     team.mkdir(parents=True)
     argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    (team / "kernel.json").write_text(json.dumps({"argv": argv, "language": "python", "env": {"KERNEL_OF": "team"}}))
-    env = project.env() | {"JUPYTER_PATH": str(tmp_path / "jupyter"), "JUPYTER_DATA_DIR": str(tmp_path / "jupyter")}
-    import subprocess
+    (team / "kernel.json").write_text(
+        json.dumps({"argv": argv, "language": "python", "env": {"KERNEL_OF": "team"}})
+    )
+    env = project.env() | {
+        "JUPYTER_PATH": str(tmp_path / "jupyter"),
+        "JUPYTER_DATA_DIR": str(tmp_path / "jupyter"),
+    }
 
-    subprocess.run([sys.executable, "-m", "conveyor", "run", "pipes.py:env"], cwd=project.root, env=env, check=True, timeout=120, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "conveyor", "run", "pipes.py:env"],
+        cwd=project.root,
+        env=env,
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
 
     def printed(name: str) -> str:
         nb = nbformat.read(project.root / "out" / f"{name}.ipynb", as_version=4)

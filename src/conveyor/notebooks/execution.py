@@ -77,29 +77,36 @@ def run_notebook(
 
     if not Path(source).is_file():
         raise NotebookError(
-            f"task {task}: notebook {source} does not exist (in {Path.cwd()}); fix the path given to notebook()"
+            f"task {task}: notebook {source} does not exist (in {Path.cwd()}); "
+            "fix the path given to notebook()"
         )
     try:
-        original = nbformat.read(source, as_version=4)
+        original = nbformat.read(source, as_version=4)  # type: ignore[no-untyped-call]
     except Exception as exc:  # nbformat raises its own, json's and OSError
         raise NotebookError(f"task {task}: notebook {source} cannot be read: {exc}") from None
     own_ids = [c["id"] for c in original.cells if "id" in c]
     parameters = {k: plain(v, f"task {task}: parameter {k!r}") for k, v in values.items()}
     with tempfile.TemporaryDirectory(prefix="conveyor-notebook-") as private:
-        spec = kernels.project_kernel(kernel, task) if kernel else kernels.own_kernel(Path(private, "kernels"))
+        spec = (
+            kernels.project_kernel(kernel, task) if kernel else kernels.own_kernel(Path(private, "kernels"))
+        )
         executed = Path(private, "executed.ipynb")
         failure = _execute(source, executed, parameters, spec, task)
-        nb = nbformat.read(executed, as_version=4) if executed.exists() else original
+        nb = original
+        if executed.exists():
+            nb = nbformat.read(executed, as_version=4)  # type: ignore[no-untyped-call]
     strip(nb, own_ids, original.metadata.get("kernelspec"))
     if failure is not None:
         kept = failed_copy(final).resolve()
         kept.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, kept)
+        nbformat.write(nb, kept)  # type: ignore[no-untyped-call]
         html = kept.with_suffix(".html")
         html.write_text(rendering.to_html(nb, kept.stem), encoding="utf-8")
-        raise NotebookError(f"notebook {source}: {failure}; the notebook up to that cell is kept in {kept} ({html})")
+        raise NotebookError(
+            f"notebook {source}: {failure}; the notebook up to that cell is kept in {kept} ({html})"
+        )
     notebook_target, html_target = staged
-    nbformat.write(nb, notebook_target.path)
+    nbformat.write(nb, notebook_target.path)  # type: ignore[no-untyped-call]
     Path(html_target.path).write_text(rendering.to_html(nb, PurePath(source).stem), encoding="utf-8")
     if final.is_local:  # a success replaces what a failed attempt left
         old = failed_copy(final)
@@ -133,5 +140,7 @@ def _execute(source: str, executed: Path, parameters: dict[str, Any], spec: Path
         raise
     except Exception as exc:  # a kernel that dies or will not start, a missing translator, ...
         quiet.debug("papermill failed", exc_info=True)
-        raise NotebookError(f"task {task}: notebook {source} could not run: {type(exc).__name__}: {exc}") from None
+        raise NotebookError(
+            f"task {task}: notebook {source} could not run: {type(exc).__name__}: {exc}"
+        ) from None
     return None

@@ -50,13 +50,13 @@ def project_kernel(path: str, task: str) -> Path:
 def manager_class(spec: Path) -> type[Any]:
     """A kernel manager class that finds kernel specs in ``spec``'s folder only (nbclient starts
     and stops the kernel with it; ``kernel_name`` is the spec directory's name)."""
-    from jupyter_client import AsyncKernelManager
     from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import AsyncKernelManager
     from traitlets import default
 
     folder = str(spec.resolve().parent)
 
-    class PinnedKernelManager(AsyncKernelManager):  # type: ignore[misc]
+    class PinnedKernelManager(AsyncKernelManager):
         @default("kernel_spec_manager")
         def _only_this_folder(self) -> KernelSpecManager:
             return KernelSpecManager(kernel_dirs=[folder], ensure_native_kernel=False)

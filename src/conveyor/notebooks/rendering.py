@@ -14,5 +14,6 @@ def to_html(nb: Any, title: str) -> str:
     """``nb`` rendered as a page titled ``title`` (the same bytes for the same notebook)."""
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_notebook_node(nb, resources={"metadata": {"name": title}})
+    exporter = HTMLExporter()  # type: ignore[no-untyped-call]
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
     return str(body)
