@@ -11,6 +11,8 @@ const KEEP_CHARS = 1_000_000;
 const FOLLOWED = new Set(["pending", "ready", "running"]);
 const TAIL = 200;
 const LISTED = 200;
+/** A notebook task's rendering is there once it ran: its own, or (failed) up to the failing cell. */
+const NOTEBOOK_SHOWN = new Set(["succeeded", "skipped", "failed"]);
 
 export class TaskPanel {
   /** `runId`; `task(id)`: the TaskView of an instance (fresh); `instances(task)`: a group's TaskViews;
@@ -83,6 +85,7 @@ export class TaskPanel {
       t.waited_for
         ? h("p", { class: "small waited" }, "Waited for run ", h("a", { href: `#/runs/${seg(t.waited_for)}`, class: "mono" }, t.waited_for), " executing this task and took its outcome.")
         : null,
+      notebookFrame(this.runId, t),
       h("h3", {}, "Log"),
       log,
       h("h3", {}, `Attempts (${t.attempts})`),
@@ -197,6 +200,20 @@ export class TaskPanel {
       ),
     );
   }
+}
+
+/** A notebook task's executed notebook, rendered by the API in a sandbox (its own policy runs no
+ * script); the frame is sandboxed too, so neither alone lets the notebook act in this page's origin. */
+function notebookFrame(runId, t) {
+  const nb = t.targets.find((x) => x.endsWith(".ipynb") && t.targets.includes(x.slice(0, -".ipynb".length) + ".html"));
+  if (!nb || !NOTEBOOK_SHOWN.has(t.state)) return null;
+  const src = `${BASE}/runs/${seg(runId)}/notebook${query({ task: t.id })}`;
+  const failed = t.state === "failed";
+  return [
+    h("h3", {}, failed ? "Notebook, up to the failing cell" : "Notebook"),
+    h("iframe", { sandbox: true, src, class: "notebook-frame", title: `The executed notebook ${nb}`, referrerpolicy: "no-referrer" }),
+    h("p", { class: "small" }, h("a", { href: src, target: "_blank", rel: "noopener" }, "Open the notebook in a new tab")),
+  ];
 }
 
 function paramList(params, labelOf) {
