@@ -211,7 +211,11 @@ def write_analysis(project: Project) -> None:
     cell = nbformat.v4.new_code_cell
     nb.cells = [
         cell("n = 1\ndata = ''", metadata={"tags": ["parameters"]}),
-        cell("import csv\nrows = [int(r['amount']) for r in csv.DictReader(open(data))]\nprint('total', sum(rows))"),
-        cell(f"from IPython.display import HTML\nHTML({SCRIPT!r} + '<table><tr><td>rows</td><td>' + str(len(rows)) + '</td></tr></table>')"),
+        cell(
+            "import csv\nrows = [int(r['amount']) for r in csv.DictReader(open(data))]\nprint('total', sum(rows))"
+        ),
+        cell(
+            f"from IPython.display import HTML\nHTML({SCRIPT!r} + '<table><tr><td>rows</td><td>' + str(len(rows)) + '</td></tr></table>')"
+        ),
     ]
     nbformat.write(nb, str(project.root / "analysis.ipynb"))
