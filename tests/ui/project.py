@@ -209,13 +209,11 @@ def write_analysis(project: Project) -> None:
     """analysis.ipynb: sums the amounts CSV it is given into a table; its output holds a script."""
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell
+    table = "'<table><tr><td>rows</td><td>%d</td></tr></table>' % len(rows)"
     nb.cells = [
         cell("n = 1\ndata = ''", metadata={"tags": ["parameters"]}),
-        cell(
-            "import csv\nrows = [int(r['amount']) for r in csv.DictReader(open(data))]\nprint('total', sum(rows))"
-        ),
-        cell(
-            f"from IPython.display import HTML\nHTML({SCRIPT!r} + '<table><tr><td>rows</td><td>' + str(len(rows)) + '</td></tr></table>')"
-        ),
+        cell("import csv\nrows = [int(r['amount']) for r in csv.DictReader(open(data))]"),
+        cell("print('total', sum(rows))"),
+        cell(f"from IPython.display import HTML\nHTML({SCRIPT!r} + {table})"),
     ]
     nbformat.write(nb, str(project.root / "analysis.ipynb"))
