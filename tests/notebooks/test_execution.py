@@ -195,3 +195,13 @@ def test_bad_definitions_and_values_are_one_line(project: Project) -> None:
     proc = project.cli("run", "pipes.py:missing")
     assert proc.returncode != 0
     assert "notebook missing.ipynb does not exist" in " ".join(proc.stdout.split())
+
+
+def test_the_example_reports_the_week_in_a_table_and_a_chart(project: Project) -> None:
+    """examples/notebook_report, as its docstring runs it."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "notebook_report" / "pipeline.py"
+    project.cli("run", f"{example}:weekly_report", check=True, timeout=150)
+    html = (project.root / "demo-output" / "notebooks" / "report-2026-11-01.html").read_text()
+    assert "week ending 2026-11-01: " in html and "<th>espresso</th>" in html
+    assert html.count("<tr><td>2026-") == 7  # a row per day of the week
+    assert 'src="data:image/png;base64,' in html  # the chart, inside the page
