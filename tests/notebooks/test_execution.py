@@ -169,6 +169,26 @@ def test_the_kernel_is_pinned_never_found_by_name(project: Project, tmp_path: Pa
     assert printed("own") == f"team {sys.executable}"
 
 
+def test_without_the_extra_a_notebook_task_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from conveyor.errors import NotebookError
+    from conveyor.notebooks.execution import run_notebook
+    from conveyor.targets import FileTarget
+
+    found = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "papermill" else found(name)
+    )
+    target = FileTarget("out/x.ipynb")
+    with pytest.raises(NotebookError) as raised:
+        run_notebook("x.ipynb", task="report", values={}, kernel=None, staged=(target, target), final=target)
+    assert str(raised.value) == (
+        "task report: running a notebook needs papermill, which this Python lacks; "
+        "pip install 'conveyor[notebooks]'"
+    )
+
+
 def test_bad_definitions_and_values_are_one_line(project: Project) -> None:
     from conveyor import notebook
     from conveyor.errors import DefinitionError, NotebookError

@@ -73,6 +73,7 @@ def run_notebook(
 ) -> None:
     """Execute ``source`` with ``values`` injected after its ``parameters`` cell; write the
     executed notebook and its HTML to the ``staged`` targets (notebook, html)."""
+    _need_extra(task)
     import nbformat
 
     if not Path(source).is_file():
@@ -112,6 +113,18 @@ def run_notebook(
         old = failed_copy(final)
         old.unlink(missing_ok=True)
         old.with_suffix(".html").unlink(missing_ok=True)
+
+
+def _need_extra(task: str) -> None:
+    """A notebook task on an install without the ``notebooks`` extra: say which, in one line."""
+    import importlib.util
+
+    missing = [m for m in ("papermill", "nbconvert", "ipykernel") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise NotebookError(
+            f"task {task}: running a notebook needs {', '.join(missing)}, which this Python lacks; "
+            "pip install 'conveyor[notebooks]'"
+        )
 
 
 def _execute(source: str, executed: Path, parameters: dict[str, Any], spec: Path, task: str) -> str | None:
