@@ -99,10 +99,9 @@ def run_notebook(
     strip(nb, own_ids, original.metadata.get("kernelspec"))
     if failure is not None:
         kept = failed_copy(final).resolve()
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, kept)  # type: ignore[no-untyped-call]
         html = kept.with_suffix(".html")
-        html.write_text(rendering.to_html(nb, kept.stem), encoding="utf-8")
+        _replace(kept, nbformat.writes(nb) + "\n")  # type: ignore[no-untyped-call]
+        _replace(html, rendering.to_html(nb, kept.stem))
         raise NotebookError(
             f"notebook {source}: {failure}; the notebook up to that cell is kept in {kept} ({html})"
         )
@@ -113,6 +112,14 @@ def run_notebook(
         old = failed_copy(final)
         old.unlink(missing_ok=True)
         old.with_suffix(".html").unlink(missing_ok=True)
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (a reader never sees half a failed notebook)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _need_extra(task: str) -> None:
