@@ -43,6 +43,8 @@ def squares(k: int = 2):
     total(sq(k), sq(k + 1))
 """,
     "_.result('total'), squares.name",
+    "r.tasks[1]",
+    "import conveyor\nconveyor.run('pipes.py:hello', {'n': 2})",
 ]
 
 
@@ -128,3 +130,11 @@ def test_a_conveyor_cell_runs_the_pipeline_it_defines_here(executed: Any) -> Non
     assert value.data["text/plain"] == "(41, 'squares')"  # its result, and its definitions stay usable
     (kept,) = Path(project.root, ".conveyor", "cells").glob("cell_*.py")
     assert "def squares(k: int = 2):" in kept.read_text()
+
+
+def test_a_task_and_a_runs_result_show_as_html(executed: Any) -> None:
+    outputs, _, _ = executed
+    task = _html(outputs[CELLS[10]])
+    assert "<b>square(n=3)</b>" in task and "succeeded" in task and "attempts" in task
+    result = _html(outputs[CELLS[11].splitlines()[0]])
+    assert "conveyor-result" in result and "succeeded" in result and "<b>3/3</b> tasks done" in result

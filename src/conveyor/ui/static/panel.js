@@ -56,8 +56,13 @@ export class TaskPanel {
     if (this.onClose) this.onClose(shown);
   }
 
-  /** Show an instance; `focus`: move the keyboard there (when a user opened it). */
-  async showInstance(id, { focus = true } = {}) {
+  /** Show an instance; `focus`: move the keyboard there (when a user opened it). Opening another
+   *  before it has loaded aborts its fetches: that is not an error. */
+  async showInstance(id, options) {
+    await quietAbort(this.renderInstance(id, options));
+  }
+
+  async renderInstance(id, { focus = true } = {}) {
     const signal = this.abort();
     this.el.hidden = false;
     this.shown = { kind: "instance", id };
@@ -177,7 +182,11 @@ export class TaskPanel {
   }
 
   /** Show a group: its task, its instances' states, and a list of them to open. */
-  async showGroup(node, { focus = true } = {}) {
+  async showGroup(node, options) {
+    await quietAbort(this.renderGroup(node, options));
+  }
+
+  async renderGroup(node, { focus = true } = {}) {
     const signal = this.abort();
     this.el.hidden = false;
     this.shown = { kind: "group", id: node.id, state: node.state };
@@ -199,6 +208,15 @@ export class TaskPanel {
         list.slice(0, LISTED).map((t) => h("li", {}, badge(t.state), " ", h("button", { type: "button", class: "link", onclick: () => this.showInstance(t.id) }, t.label), t.duration !== null && t.duration !== undefined ? h("span", { class: "muted small" }, ` ${duration(t.duration)}`) : null)),
       ),
     );
+  }
+}
+
+/** Wait for `work`; a fetch it made that was aborted (the panel moved on) ends it quietly. */
+async function quietAbort(work) {
+  try {
+    await work;
+  } catch (err) {
+    if (!isAbort(err)) throw err;
   }
 }
 
