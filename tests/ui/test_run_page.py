@@ -220,3 +220,25 @@ def test_a_waiting_task_says_why_in_its_panel(page: Any, ui_server: ServerProces
     node(page, "pause(").click()
     node(page, "after(").click()
     expect(page.locator("aside.panel .why")).to_have_count(0)  # done: it waits for nothing
+
+
+def test_a_notebook_tasks_panel_shows_it_rendered_and_none_of_its_scripts_runs(
+    page: Any, ui_server: ServerProcess, screenshot: Callable[..., Any]
+) -> None:
+    run_id = trigger(ui_server, "analyse", n=4)
+    with ui_server.client() as http:
+        assert wait_for_run(http, run_id)["state"] == "succeeded"
+    page.goto(f"/#/runs/{run_id}")
+    node(page, "analysis(").click()
+    panel = page.locator("aside.panel")
+    expect(panel.get_by_role("heading", name="Notebook", exact=True)).to_be_visible()
+    expect(panel.locator("iframe.notebook-frame")).to_have_attribute("sandbox", "")
+    frame = page.frame_locator("aside.panel iframe.notebook-frame")
+    expect(frame.locator("body")).to_contain_text("total 100")  # the notebook's output, rendered
+    expect(frame.locator("td").last).to_have_text("4")
+    # its script did not run: neither in its own page nor, through it, in the UI's
+    expect(frame.locator("body")).not_to_have_attribute("data-ran", "yes")
+    assert "notebook script ran" not in page.title()
+    (rendered,) = [f for f in page.frames if "/notebook?" in f.url]
+    assert rendered.evaluate("() => self.origin") == "null"  # an opaque origin, not Conveyor's
+    screenshot(panel, "notebook")

@@ -23,6 +23,7 @@ from conveyor.api import problems
 from conveyor.api.access import Who, authorize, user_of, visible_teams
 from conveyor.api.problems import responses
 from conveyor.errors import BackfillNotFound, ConveyorError, ParameterError, RunNotFound
+from conveyor.notebooks import serving
 from conveyor.service import GROUP_ABOVE, Service
 from conveyor.views import (
     BackfillRequest,
@@ -400,6 +401,29 @@ def result(
             "application/x-python-pickle (Python: Client(url, trust_pickles=True)), from a server you trust",
         )
     return Response(artifact.data, media_type=artifact.media_type)
+
+
+@router.get(
+    "/runs/{run_id}/notebook",
+    tags=["runs"],
+    summary="A notebook task's executed notebook as HTML, in a sandbox where none of its scripts run",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"text/html": {"schema": {"type": "string"}}},
+            "description": "The rendered notebook (after a failure: up to the failing cell), served "
+            "with a Content-Security-Policy of its own: sandbox, no script, no network",
+        },
+        **responses(400, 404, 409, 422, 503),
+    },
+)
+def notebook(
+    svc: Svc,
+    run_id: RunId,
+    task: Annotated[str, Query(description="The notebook task: its name, label or instance id")],
+) -> Response:
+    html = svc.notebook(run_id, task)
+    return Response(html, media_type="text/html; charset=utf-8", headers=serving.HEADERS)
 
 
 def _takes_pickle(accept: str | None) -> bool:

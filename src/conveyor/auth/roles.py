@@ -105,6 +105,7 @@ RULES: dict[str, Rule] = {
     "retry_run": _act(Role.MEMBER, "run"),
     "logs": _read("run"),
     "result": _read("run"),
+    "notebook": _read("run"),
     "get_graph": _read("run"),
     "get_changes": _read("run"),
     "list_attempts": _read("run"),
