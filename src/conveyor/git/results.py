@@ -7,7 +7,8 @@ Each results commit has two parents: the branch's previous results commit and th
 the run executed, so it merges into the branch that was pushed (``git pull`` fast-forwards or
 merges, no unrelated history). Its tree is the pushed commit's tree, plus the result files earlier
 results commits added (results of other pipelines stay), plus this run's result files; its message
-names the run, the pushed commit, the parameters and the run's state. A file larger than ``[results] max_file_size`` is not put in git: it is kept under
+names the run, the pushed commit, the parameters and the run's state. A file larger than
+``[results] max_file_size`` is not put in git: it is kept under
 ``<home>/git/<project>.large/<sha256>`` and git holds a small pointer file in its place, which
 names its hash and where the server serves it.
 
