@@ -139,7 +139,7 @@ RULES: dict[str, Rule] = {
     "list_audit": Rule("signed_in"),  # the rows of their teams, and their own
     # the project's git remote (conveyor.git, outside the schema): clone and pull, push
     "git_fetch": _read("project", hide=False),
-    "git_push": Rule(Role.MEMBER, "project"),  # audited by conveyor.git itself
+    "git_push": Rule(Role.MEMBER, "project", hide=False),  # audited by conveyor.git itself
 }
 
 #: The rules of routes outside the OpenAPI schema (the git remote answers them itself).

@@ -131,9 +131,7 @@ class GitRemote:
         verdict, why = decide(RULES[op], who, team)
         if verdict is Verdict.SIGN_IN or who is None:
             return (401, SIGN_IN), None, ""
-        if verdict is Verdict.HIDDEN:
-            return (404, f"no git repository here for you; ask a lead of team {team} for a role"), None, ""
-        if verdict is Verdict.FORBIDDEN:
+        if verdict in (Verdict.HIDDEN, Verdict.FORBIDDEN):
             return (403, why), None, ""
         role = who.role_in(team)
         return None, who, "admin" if who.admin else (role.label if role else "")
