@@ -18,6 +18,7 @@ from api.live import ServerProcess, start_server, wait_for_run
 from conftest import Project
 from conveyor.auth import people
 from conveyor.store import open_store
+from gitrepo import ENV
 
 pytestmark = pytest.mark.slow
 
@@ -74,16 +75,7 @@ class Remote:
 
 
 def git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "HOME": str(cwd.parent),
-        "GIT_AUTHOR_NAME": "T",
-        "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "T",
-        "GIT_COMMITTER_EMAIL": "t@example.com",
-    }
+    env = {**os.environ, **ENV, "GIT_TERMINAL_PROMPT": "0", "HOME": str(cwd.parent)}
     done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
     if check and done.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
@@ -235,3 +227,32 @@ def test_without_a_token_no_one_pushes_or_clones(remote: Remote, lead_clone: Pat
         refused.status_code == 403
         and refused.text == "this needs the role member in team a; you are viewer\n"
     )
+
+
+def test_with_no_user_in_the_store_anyone_on_loopback_pushes_and_the_run_waits_for_a_scheduler(
+    project: Project, tmp_path: Path
+) -> None:
+    from api.live import in_thread
+    from conveyor import project as projects
+    from conveyor.api import create_app
+    from conveyor.service import Service
+
+    project.write("conveyor.toml", TOML.format(n=1))
+    project.write("pipes.py", PIPES.format(greeting="served"))
+    store = open_store(project.db)
+    try:
+        with in_thread(create_app(Service(store, projects.find(project.root)))) as url:
+            work = tmp_path / "anyone"
+            work.mkdir()
+            git(work, "init", "-q", "-b", "main")
+            (work / "conveyor.toml").write_text(TOML.format(n=3))
+            (work / "pipes.py").write_text(PIPES.format(greeting="hi"))
+            git(work, "add", "-A")
+            git(work, "commit", "-q", "-m", "first")
+            run_id = started(git(work, "push", f"{url}/git/project.git", "main"))
+            run = store.get_run(run_id)
+            assert run.state == "pending" and run.params == {"n": 3} and run.created_by is None
+            missing = httpx.get(f"{url}/git/other.git/info/refs?service=git-upload-pack")
+            assert missing.status_code == 404 and "this server's is /git/project.git" in missing.text
+    finally:
+        store.close()

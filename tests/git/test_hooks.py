@@ -26,7 +26,8 @@ def test_a_member_may_change_code_but_not_the_configuration(tmp_path: Path) -> N
 def test_a_member_cannot_drop_a_path_from_the_configuration_to_change_it(tmp_path: Path) -> None:
     work = Work(tmp_path)
     first = work.commit({"conveyor.toml": TOML, "settings/s.toml": "a = 1\n"})
-    sneaky = work.commit({"conveyor.toml": '[project]\npipelines = ["pipes.py"]\n', "settings/s.toml": "a = 9\n"})
+    unlisted = '[project]\npipelines = ["pipes.py"]\n'
+    sneaky = work.commit({"conveyor.toml": unlisted, "settings/s.toml": "a = 9\n"})
     assert refusal(work.repo, MEMBER, first, sneaky, "refs/heads/main") is not None
 
 

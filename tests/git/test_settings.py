@@ -26,7 +26,8 @@ paths = ["out/"]
 
 def test_a_push_to_a_branch_starts_what_its_matching_entries_list() -> None:
     settings = parse(TOML)
-    assert [(p.pipelines, dict(p.params)) for p in settings.starts("main")] == [(("daily_sales",), {"region": "eu"})]
+    main = [(p.pipelines, dict(p.params)) for p in settings.starts("main")]
+    assert main == [(("daily_sales",), {"region": "eu"})]
     assert [p.pipelines for p in settings.starts("release/2.0")] == [("daily_sales", "report")]
     assert settings.starts("feature") == []
     assert settings.results == ("out/",)
