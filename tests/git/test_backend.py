@@ -247,6 +247,7 @@ def test_with_no_user_in_the_store_anyone_on_loopback_pushes_and_the_run_waits_f
             git(work, "init", "-q", "-b", "main")
             (work / "conveyor.toml").write_text(TOML.format(n=3))
             (work / "pipes.py").write_text(PIPES.format(greeting="hi"))
+            (work / "data.bin").write_bytes(os.urandom(3 * 1024 * 1024))  # past the API's 1 MiB body limit
             git(work, "add", "-A")
             git(work, "commit", "-q", "-m", "first")
             run_id = started(git(work, "push", f"{url}/git/project.git", "main"))

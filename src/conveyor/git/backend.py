@@ -118,7 +118,8 @@ class GitRemote:
         await _cgi(env, receive, send)
         if pushing and scope["method"] == "POST" and who is not None:
             team = self.service.project.team if self.service.project else None
-            self.service.store.record_audit(who.user, op, team=team, target=repo.name, now=time.time())
+            audit = self.service.store.record_audit
+            await asyncio.to_thread(audit, who.user, op, team=team, target=repo.name, now=time.time())
 
     def _authorize(
         self, op: str, headers: dict[str, str]
@@ -172,6 +173,7 @@ class GitRemote:
             ("content-length", "CONTENT_LENGTH"),
             ("content-encoding", "HTTP_CONTENT_ENCODING"),
             ("git-protocol", "GIT_PROTOCOL"),
+            ("git-protocol", "HTTP_GIT_PROTOCOL"),
         ):
             if header in headers:
                 env[var] = headers[header]
@@ -264,6 +266,22 @@ async def _cgi(env: dict[str, str], receive: Receive, send: Send) -> None:
 
     feeding = asyncio.create_task(feed())
     errors = asyncio.create_task(stderr.read())
+    try:
+        await _relay(stdout, send)  # a client gone mid-answer: uvicorn drops what follows, git finishes
+    except BaseException:  # cancelled (the server stops): git is not left behind
+        feeding.cancel()
+        if proc.returncode is None:
+            proc.kill()
+        raise
+    await feeding
+    code = await proc.wait()
+    said = (await errors).decode(errors="replace").strip()
+    if code != 0 or said:
+        log.warning("git http-backend %s exited %d: %s", env.get("PATH_INFO"), code, said[-500:])
+
+
+async def _relay(stdout: asyncio.StreamReader, send: Send) -> None:
+    """The CGI's answer as HTTP: its header lines (``Status:`` among them), then its body."""
     head = b""
     while b"\r\n\r\n" not in head and b"\n\n" not in head:
         chunk = await stdout.read(65536)
@@ -287,11 +305,6 @@ async def _cgi(env: dict[str, str], receive: Receive, send: Send) -> None:
     while chunk := await stdout.read(65536):
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
     await send({"type": "http.response.body", "body": b""})
-    await feeding
-    code = await proc.wait()
-    said = (await errors).decode(errors="replace").strip()
-    if code != 0 or said:
-        log.warning("git http-backend %s exited %d: %s", env.get("PATH_INFO"), code, said[-500:])
 
 
 __all__ = ["GitRemote", "home", "project_name"]
