@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conveyor.git.hooks import Pusher, refusal
+import pytest
+
+from conveyor.git.hooks import Pusher, post_receive, refusal
 from conveyor.git.repo import ZERO
 from gitrepo import Work
 
@@ -51,3 +53,29 @@ def test_nobody_pushes_to_a_results_branch(tmp_path: Path) -> None:
     sha = work.commit({"a.txt": "a\n"})
     why = refusal(work.repo, LEAD, ZERO, sha, "refs/heads/results/main")
     assert why is not None and "results branches are written by the server" in why
+
+
+def test_a_push_to_a_branch_without_push_rules_starts_nothing_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = Work(tmp_path)
+    sha = work.commit({"conveyor.toml": TOML + '\n[[push]]\nbranch = "main"\npipelines = ["reports"]\n'})
+    assert post_receive(work.repo, LEAD, [f"{ZERO} {sha} refs/heads/feature"]) == 0
+    said = capsys.readouterr().err
+    assert (
+        said
+        == 'conveyor: no [[push]] for branch feature in conveyor.toml (branch = "feature"): no run started\n'
+    )
+
+
+def test_a_wrong_push_rule_is_one_line_and_the_push_is_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = Work(tmp_path)
+    sha = work.commit({"conveyor.toml": TOML + '\n[[push]]\npipelines = ["reports"]\n'})
+    assert post_receive(work.repo, LEAD, [f"{ZERO} {sha} refs/heads/main"]) == 0
+    said = capsys.readouterr().err.splitlines()
+    assert said == [
+        f"conveyor: main at {sha[:12]}: nothing started: "
+        'conveyor.toml: each [[push]] needs a branch, like branch = "main"'
+    ]

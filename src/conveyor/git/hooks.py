@@ -153,6 +153,7 @@ def start(repo: Repository, pusher: Pusher, branch: str, commit: str) -> list[st
     from conveyor.store import open_store
 
     root = repo.checkout(commit)
+    os.chdir(root)  # the pipelines' code is imported here, as the scheduler will: not in the bare repository
     found = projects.read(root / git_settings.FILE)
     conf = git_settings.parse(text)
     base = os.environ.get("CONVEYOR_GIT_URL", "").rstrip("/")
