@@ -223,9 +223,12 @@ def test_without_a_token_no_one_pushes_or_clones(remote: Remote, lead_clone: Pat
     with remote.http("viewer") as http:
         assert http.get("/git/project.git/info/refs?service=git-upload-pack").status_code == 200
         refused = http.get("/git/project.git/info/refs?service=git-receive-pack")
-    assert (
-        refused.status_code == 403
-        and refused.text == "this needs the role member in team a; you are viewer\n"
+    assert refused.status_code == 403
+    assert refused.text == "this needs the role member in team a; you are viewer\n"
+    by_viewer = git(lead_clone, "push", remote.url("viewer"), "main:other", check=False)
+    assert by_viewer.returncode != 0
+    assert "remote: this needs the role member in team a; you are viewer" in by_viewer.stderr, (
+        by_viewer.stderr
     )
 
 
@@ -255,5 +258,8 @@ def test_with_no_user_in_the_store_anyone_on_loopback_pushes_and_the_run_waits_f
             assert run.state == "pending" and run.params == {"n": 3} and run.created_by is None
             missing = httpx.get(f"{url}/git/other.git/info/refs?service=git-upload-pack")
             assert missing.status_code == 404 and "this server's is /git/project.git" in missing.text
+            (tmp_path / "secret").write_text("not served")
+            outside = httpx.get(f"{url}/git/project.git/%2e%2e/%2e%2e/%2e%2e/secret")
+            assert outside.status_code == 404 and "not served" not in outside.text
     finally:
         store.close()

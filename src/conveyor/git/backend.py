@@ -92,7 +92,7 @@ class GitRemote:
                 send, 404, "this server serves no project (start it with --project), so no git remote"
             )
             return
-        if name != repo.name or not NAME.match(name):
+        if name != repo.name or not NAME.match(name) or ".." in rest.split("/"):
             await _answer(
                 send, 404, f"no git repository {repo_part!r} here; this server's is /git/{repo.name}.git"
             )
