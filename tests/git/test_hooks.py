@@ -62,9 +62,9 @@ def test_a_push_to_a_branch_without_push_rules_starts_nothing_and_says_so(
     sha = work.commit({"conveyor.toml": TOML + '\n[[push]]\nbranch = "main"\npipelines = ["reports"]\n'})
     assert post_receive(work.repo, LEAD, [f"{ZERO} {sha} refs/heads/feature"]) == 0
     said = capsys.readouterr().err
-    assert (
-        said
-        == 'conveyor: no [[push]] for branch feature in conveyor.toml (branch = "feature"): no run started\n'
+    assert said == (
+        "conveyor: no [[push]] in conveyor.toml matches branch feature: no run started "
+        '(to start runs, add one with branch = "feature")\n'
     )
 
 

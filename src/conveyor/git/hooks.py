@@ -140,11 +140,12 @@ def start(repo: Repository, pusher: Pusher, branch: str, commit: str) -> list[st
     if text is None:
         print(f"conveyor: {commit[:12]} has no {git_settings.FILE}: no run started", file=sys.stderr)
         return []
-    wanted = git_settings.parse(text).starts(branch)
+    conf = git_settings.parse(text)
+    wanted = conf.starts(branch)
     if not wanted:
         print(
-            f'conveyor: no [[push]] for branch {branch} in {git_settings.FILE} (branch = "{branch}"): '
-            "no run started",
+            f"conveyor: no [[push]] in {git_settings.FILE} matches branch {branch}: no run started "
+            f'(to start runs, add one with branch = "{branch}")',
             file=sys.stderr,
         )
         return []
@@ -155,7 +156,6 @@ def start(repo: Repository, pusher: Pusher, branch: str, commit: str) -> list[st
     root = repo.checkout(commit)
     os.chdir(root)  # the pipelines' code is imported here, as the scheduler will: not in the bare repository
     found = projects.read(root / git_settings.FILE)
-    conf = git_settings.parse(text)
     base = os.environ.get("CONVEYOR_GIT_URL", "").rstrip("/")
     store = open_store(os.environ.get("CONVEYOR_DB"))
     started = []
