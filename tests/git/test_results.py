@@ -1,10 +1,26 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from conveyor import project as projects
 from conveyor.git.repo import Repository
-from conveyor.git.results import POINTER, Note, commit, files
+from conveyor.git.results import POINTER, Clerk, Note, commit, files
+from conveyor.service import Service
+from conveyor.store import open_store
 from gitrepo import Work
+
+PIPES = """
+from conveyor import pipeline, task
+
+@task
+def double(n: int) -> int:
+    return 2 * n
+
+@pipeline
+def one(n: int):
+    double(n)
+"""
 
 
 def note(repo: Repository, run: str, code: str, root: Path, paths: tuple[str, ...] = ("out/",)) -> Note:
@@ -47,3 +63,30 @@ def test_result_paths_are_files_folders_and_globs(tmp_path: Path) -> None:
         (tmp_path / name).write_text(name)
     found = [rel for rel, _ in files(tmp_path, ["out/", "*.md", "./report.md", "missing/"])]
     assert found == ["out/a.csv", "out/sub/b.csv", "report.md"]
+
+
+def test_the_clerk_commits_a_run_once_it_has_ended_and_only_once(tmp_path: Path) -> None:
+    work = Work(tmp_path)
+    code = work.commit({"pipes.py": "x = 1\n"})
+    root = tmp_path / "export"
+    (root / "out").mkdir(parents=True)
+    (root / "out" / "a.csv").write_text("a\n")
+    (root / "conveyor.toml").write_text('[project]\npipelines = ["pipes.py"]\n')
+    (root / "pipes.py").write_text(PIPES)
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        run = Service(store, projects.find(root), where=root).trigger("one", {"n": 1})
+        work.repo.pending.mkdir(parents=True)
+        (work.repo.pending / f"{run.id}.json").write_text(json.dumps({
+            "run": run.id, "pipeline": "one", "commit": code, "branch": "main", "root": str(root),
+            "results": ["out/"], "max_file_size": 100,
+        }))  # fmt: skip
+        clerk = Clerk(work.repo, store)
+        assert clerk.step() == [] and work.repo.resolve("refs/heads/results/main") is None  # not ended
+        assert store.request_cancel(run.id) == "cancelled"  # no scheduler drives it: it ends now
+        assert clerk.step() == [run.id]
+        assert work.repo.show("refs/heads/results/main", "out/a.csv") == "a"
+        assert "state: cancelled" in work.repo.run("log", "-1", "--format=%B", "refs/heads/results/main")
+        assert clerk.step() == [] and list(work.repo.pending.iterdir()) == []
+    finally:
+        store.close()

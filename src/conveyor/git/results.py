@@ -195,20 +195,35 @@ class Clerk:
             try:
                 note = Note.read(path)
                 run = self.store.get_run(note.run)
-                if run.state not in ENDED:
-                    continue
-                commit(self.repo, note, run.state, run.params, self.url)
             except ConveyorError as exc:
                 log.warning("results of %s not committed yet: %s", path.stem, exc)
                 continue
             except (OSError, ValueError, KeyError) as exc:
-                log.error("results note %s is unreadable (%s); set aside", path, exc)
-                path.rename(path.with_suffix(".bad"))
+                if path.exists():
+                    log.error("results note %s is unreadable (%s); set aside", path, exc)
+                    path.rename(path.with_suffix(".bad"))
                 continue
-            path.unlink()
-            done.append(note.run)
-            log.info("results of run %s committed on results/%s", note.run, note.branch)
+            if run.state in ENDED and self._commit(path, note, run.state, run.params):
+                done.append(note.run)
         return done
+
+    def _commit(self, path: Path, note: Note, state: str, params: dict[str, Any]) -> bool:
+        """Commit one run's results, the note claimed first (renamed: another server's clerk on
+        the same home skips it), given back when the commit fails (tried again next time)."""
+        claimed = path.with_suffix(f".{os.getpid()}.claimed")
+        try:
+            path.rename(claimed)
+        except FileNotFoundError:
+            return False  # another clerk has it
+        try:
+            commit(self.repo, note, state, params, self.url)
+        except (ConveyorError, OSError) as exc:
+            log.warning("results of run %s not committed yet: %s", note.run, exc)
+            claimed.rename(path)
+            return False
+        claimed.unlink()
+        log.info("results of run %s committed on results/%s", note.run, note.branch)
+        return True
 
 
 __all__ = ["POINTER", "Clerk", "Note", "commit", "files"]
