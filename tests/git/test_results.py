@@ -77,10 +77,11 @@ def test_the_clerk_commits_a_run_once_it_has_ended_and_only_once(tmp_path: Path)
     try:
         run = Service(store, projects.find(root), where=root).trigger("one", {"n": 1})
         work.repo.pending.mkdir(parents=True)
-        (work.repo.pending / f"{run.id}.json").write_text(json.dumps({
+        kept = {
             "run": run.id, "pipeline": "one", "commit": code, "branch": "main", "root": str(root),
             "results": ["out/"], "max_file_size": 100,
-        }))  # fmt: skip
+        }  # fmt: skip
+        (work.repo.pending / f"{run.id}.json").write_text(json.dumps(kept))
         clerk = Clerk(work.repo, store)
         assert clerk.step() == [] and work.repo.resolve("refs/heads/results/main") is None  # not ended
         assert store.request_cancel(run.id) == "cancelled"  # no scheduler drives it: it ends now
@@ -88,5 +89,8 @@ def test_the_clerk_commits_a_run_once_it_has_ended_and_only_once(tmp_path: Path)
         assert work.repo.show("refs/heads/results/main", "out/a.csv") == "a"
         assert "state: cancelled" in work.repo.run("log", "-1", "--format=%B", "refs/heads/results/main")
         assert clerk.step() == [] and list(work.repo.pending.iterdir()) == []
+        # a clerk that died holding a note: the note is pending again (committed once more here)
+        (work.repo.pending / f"{run.id}.999999999.claimed").write_text(json.dumps(kept))
+        assert clerk.step() == [run.id]
     finally:
         store.close()

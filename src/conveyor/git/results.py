@@ -19,6 +19,7 @@ results commit makes ``update-ref`` fail instead of losing a commit (the clerk t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -190,8 +191,11 @@ class Clerk:
 
     def step(self) -> list[str]:
         """Commit what has ended; the ids of the runs committed."""
-        done = []
-        for path in sorted(self.repo.pending.glob("*.json")) if self.repo.pending.is_dir() else []:
+        done: list[str] = []
+        if not self.repo.pending.is_dir():
+            return done
+        _give_back(self.repo.pending)
+        for path in sorted(self.repo.pending.glob("*.json")):
             try:
                 note = Note.read(path)
                 run = self.store.get_run(note.run)
@@ -224,6 +228,25 @@ class Clerk:
         claimed.unlink()
         log.info("results of run %s committed on results/%s", note.run, note.branch)
         return True
+
+
+def _give_back(pending: Path) -> None:
+    """Notes claimed by a clerk whose process has died, made pending again."""
+    for claimed in pending.glob("*.claimed"):
+        run, _, pid = claimed.stem.rpartition(".")
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                claimed.rename(pending / f"{run}.json")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 __all__ = ["POINTER", "Clerk", "Note", "commit", "files"]
