@@ -79,3 +79,12 @@ def test_a_wrong_push_rule_is_one_line_and_the_push_is_kept(
         f"conveyor: main at {sha[:12]}: nothing started: "
         'conveyor.toml: each [[push]] needs a branch, like branch = "main"'
     ]
+
+
+def test_a_member_may_delete_their_branch_but_not_the_default_one(tmp_path: Path) -> None:
+    work = Work(tmp_path)
+    sha = work.commit({"conveyor.toml": TOML})
+    why = refusal(work.repo, MEMBER, sha, ZERO, "refs/heads/main")
+    assert why == "refused: main is the project's default branch; only a lead may delete it"
+    assert refusal(work.repo, MEMBER, sha, ZERO, "refs/heads/feature") is None
+    assert refusal(work.repo, LEAD, sha, ZERO, "refs/heads/main") is None

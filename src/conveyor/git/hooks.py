@@ -69,7 +69,11 @@ def refusal(repo: Repository, pusher: Pusher, old: str, new: str, ref: str) -> s
     """Why this ref update is refused (one line), or None."""
     if ref.startswith(RESULTS):
         return f"{ref[len(HEADS) :]}: results branches are written by the server; push code to another branch"
-    if new == ZERO or pusher.configures:
+    if pusher.configures:
+        return None
+    if new == ZERO:
+        if ref == repo.run("symbolic-ref", "HEAD"):
+            return f"refused: {ref[len(HEADS) :]} is the project's default branch; only a lead may delete it"
         return None
     base = old if old != ZERO else _base_of_new_branch(repo, new)
     configuration = set(_configuration(repo, base)) | set(_configuration(repo, new))
