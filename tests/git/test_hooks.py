@@ -88,3 +88,17 @@ def test_a_member_may_delete_their_branch_but_not_the_default_one(tmp_path: Path
     assert why == "refused: main is the project's default branch; only a lead may delete it"
     assert refusal(work.repo, MEMBER, sha, ZERO, "refs/heads/feature") is None
     assert refusal(work.repo, LEAD, sha, ZERO, "refs/heads/main") is None
+
+
+def test_a_commit_naming_another_team_starts_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONVEYOR_GIT_TEAM", "a")
+    monkeypatch.chdir(tmp_path)
+    work = Work(tmp_path)
+    toml = '[project]\npipelines = ["pipes.py"]\nteam = "b"\n\n[[push]]\nbranch = "main"\npipelines = ["x"]\n'
+    sha = work.commit({"conveyor.toml": toml})
+    assert post_receive(work.repo, LEAD, [f"{ZERO} {sha} refs/heads/main"]) == 0
+    said = capsys.readouterr().err
+    assert said.startswith(f"conveyor: conveyor.toml at {sha[:12]} names team b, but the project this server")
+    assert "team a's: no run started" in said and said.count("\n") == 1

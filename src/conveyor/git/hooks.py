@@ -160,6 +160,15 @@ def start(repo: Repository, pusher: Pusher, branch: str, commit: str) -> list[st
     root = repo.checkout(commit)
     os.chdir(root)  # the pipelines' code is imported here, as the scheduler will: not in the bare repository
     found = projects.read(root / git_settings.FILE)
+    if (found.team or "") != pusher.team and "CONVEYOR_GIT_TEAM" in os.environ:
+        served = f"team {pusher.team}'s" if pusher.team else "of no team"
+        print(
+            f"conveyor: {git_settings.FILE} at {commit[:12]} names team {found.team or '(none)'}, but the "
+            f"project this server serves is {served}: no run started (a lead sets [project] team on "
+            "the server too)",
+            file=sys.stderr,
+        )
+        return []
     base = os.environ.get("CONVEYOR_GIT_URL", "").rstrip("/")
     store = open_store(os.environ.get("CONVEYOR_DB"))
     started = []
