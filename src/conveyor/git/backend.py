@@ -27,12 +27,15 @@ import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.auth import tokens
 from conveyor.auth.roles import RULES, Principal, Verdict, decide
 from conveyor.git.repo import NAME, Repository
 from conveyor.service import Service
+
+if TYPE_CHECKING:
+    from conveyor.api.access import Access
 
 log = logging.getLogger("conveyor.git")
 
@@ -66,11 +69,11 @@ def home() -> Path:
 class GitRemote:
     """Answer ``/git/PROJECT.git/...``; pass every other request on to ``app``."""
 
-    def __init__(self, app: ASGIApp, *, service: Service, access: Any, root: Path | None = None) -> None:
+    def __init__(self, app: ASGIApp, *, service: Service, access: Access, root: Path | None = None) -> None:
         self.app = app
         self.service = service
-        self.access = access  # conveyor.api.access.Access: is auth on
-        self.root = root
+        self.access = access  # is auth on (a user exists)
+        self.root = root  # where the repositories live (default: ``home()``)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not str(scope["path"]).startswith(PREFIX):
