@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections.abc
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import luigi
@@ -25,6 +26,7 @@ from luigi.event import Event
 from luigi.task import DynamicRequirements, flatten
 
 from conveyor.errors import ConveyorError
+from conveyor.luigi.params import visible
 from conveyor.luigi.requirements import ordered
 
 
@@ -32,10 +34,29 @@ class LuigiTaskError(ConveyorError):
     """A Luigi task could not run (its data or its dependencies are missing)."""
 
 
-def rebuild(family: str, values: dict[str, str]) -> luigi.Task:
-    """The task instance of ``family`` with these serialized parameters."""
+def str_params(task: luigi.Task) -> dict[str, str | None]:
+    """``task.to_str_params()``, but None stays None: Luigi serializes a None as "None", which
+    its own ``from_str_params`` cannot read back (a range's open ``stop``, its ``now``)."""
+    params = dict(task.get_params())
+    return {
+        name: None if task.param_kwargs[name] is None else params[name].serialize(task.param_kwargs[name])
+        for name, _ in visible(type(task))
+    }
+
+
+def rebuild(family: str, values: Mapping[str, str | None]) -> luigi.Task:
+    """The task instance of ``family`` with these serialized parameters (``from_str_params``,
+    reading None as None)."""
     cls = luigi.task_register.Register.get_task_cls(family)
-    return cls.from_str_params(values)
+    params = dict(cls.get_params())
+    kwargs: dict[str, Any] = {}
+    for name, text in values.items():
+        p = params[name]
+        if text is None or isinstance(text, str):
+            kwargs[name] = None if text is None else p.parse(text)
+        else:  # a list in its JSON form
+            kwargs[name] = p.parse(p._parse_list(text))
+    return cls(**kwargs)
 
 
 def _external(task: luigi.Task) -> bool:

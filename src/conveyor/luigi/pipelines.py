@@ -24,7 +24,7 @@ from luigi.tools.range import RangeBase
 from conveyor import params as P
 from conveyor.errors import DefinitionError, LoadError, ParameterError
 from conveyor.graph import Builder, Promise, current_builder
-from conveyor.luigi.execution import execute, rebuild
+from conveyor.luigi.execution import execute, rebuild, str_params
 from conveyor.luigi.params import optional_date, pipeline_param, visible
 from conveyor.luigi.requirements import walk
 from conveyor.luigi.targets import TaskOutputs
@@ -50,7 +50,7 @@ def task_def(cls: type[luigi.Task]) -> TaskDef:
     found = _TASKS.get(cls)
     if found is None:
         family = cls.get_task_family()
-        params = tuple(P.Param(name, P.STR) for name, _ in visible(cls))
+        params = tuple(P.Param(name, P.ANY) for name, _ in visible(cls))  # text, or None
         retries = getattr(cls, "retry_count", None)
         priority = getattr(cls, "priority", 0)
         found = _TASKS[cls] = TaskDef(
@@ -70,7 +70,7 @@ def record(builder: Builder, root: luigi.Task) -> None:
     """Record ``root`` and everything it requires in ``builder``."""
 
     def visit(task: luigi.Task, upstream: list[Promise]) -> Promise:
-        return builder.record(task_def(type(task)), task.to_str_params(), upstream or None)
+        return builder.record(task_def(type(task)), str_params(task), upstream or None)
 
     walk([root], visit)
 

@@ -29,7 +29,9 @@ class TaskOutputs(Output):
         self.cls = cls
 
     def render(self, values: Mapping[str, Any]) -> Output:
-        return TaskDone(self.cls.from_str_params(dict(values)))
+        from conveyor.luigi.execution import rebuild
+
+        return TaskDone(rebuild(self.cls.get_task_family(), values))
 
     def __repr__(self) -> str:
         return f"complete() of {self.cls.get_task_family()}"
