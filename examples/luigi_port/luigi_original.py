@@ -12,8 +12,9 @@ database commit and the file cannot be one atomic step.
 import csv
 import sqlite3
 
-import luigi
 import source
+
+import luigi
 
 WAREHOUSE = "warehouse.db"
 

@@ -21,10 +21,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import luigi
 from luigi.event import Event
 from luigi.task import DynamicRequirements, flatten
 
+import luigi
 from conveyor.errors import ConveyorError
 from conveyor.luigi.params import visible
 from conveyor.luigi.requirements import ordered
@@ -56,7 +56,8 @@ def rebuild(family: str, values: Mapping[str, str | None]) -> luigi.Task:
             kwargs[name] = None if text is None else p.parse(text)
         else:  # a list in its JSON form
             kwargs[name] = p.parse(p._parse_list(text))
-    return cls(**kwargs)
+    task: luigi.Task = cls(**kwargs)
+    return task
 
 
 def _external(task: luigi.Task) -> bool:
@@ -78,7 +79,9 @@ def execute(task: luigi.Task) -> None:
         return
     missing = [d.task_id for d in task.deps() if not d.complete()]
     if missing:
-        raise LuigiTaskError(f"luigi task {task.task_id}: unfulfilled dependencies at run time: {', '.join(missing)}")
+        raise LuigiTaskError(
+            f"luigi task {task.task_id}: unfulfilled dependencies at run time: {', '.join(missing)}"
+        )
     task.set_tracking_url = lambda url: _say(task, "tracking url", url)
     task.set_status_message = lambda msg: _say(task, "status", msg)
     task.set_progress_percentage = lambda pct: _say(task, "progress", f"{pct}%")

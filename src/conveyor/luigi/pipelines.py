@@ -18,9 +18,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import luigi
 from luigi.tools.range import RangeBase
 
+import luigi
 from conveyor import params as P
 from conveyor.errors import DefinitionError, LoadError, ParameterError
 from conveyor.graph import Builder, Promise, current_builder
@@ -122,7 +122,7 @@ class LuigiPipeline(PipelineDef):
             raise ParameterError(f"pipeline {self.name}: {type(exc).__name__}: {exc}") from None
 
     def _has_default(self, name: str) -> bool:
-        return dict(self.cls.get_params())[name].has_task_value(self.cls.get_task_family(), name)
+        return bool(dict(self.cls.get_params())[name].has_task_value(self.cls.get_task_family(), name))
 
 
 def from_task(
@@ -189,4 +189,3 @@ def load(spec: str) -> PipelineDef:
     if not (isinstance(cls, type) and issubclass(cls, luigi.Task)):
         raise LoadError(f"{PREFIX}{spec}: {where} has no Luigi task class {cname!r}")
     return from_task(cls, name=spec)
-

@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import luigi
 from luigi.task import flatten
 from luigi.tools.range import RangeBase
 
+import luigi
 from conveyor.errors import CycleError, GraphError
 
 T = TypeVar("T")
@@ -29,9 +29,11 @@ def requirements(task: luigi.Task) -> list[luigi.Task]:
     if isinstance(task, RangeBase):
         return range_tasks(task)
     try:
-        found = flatten(task.requires())
+        found: list[luigi.Task] = flatten(task.requires())
     except Exception as exc:
-        raise GraphError(f"luigi task {task.task_id}: requires() raised {type(exc).__name__}: {exc}") from None
+        raise GraphError(
+            f"luigi task {task.task_id}: requires() raised {type(exc).__name__}: {exc}"
+        ) from None
     for dep in found:
         if not isinstance(dep, luigi.Task):
             raise GraphError(
