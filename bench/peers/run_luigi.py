@@ -34,10 +34,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
+import luigi
 import luigi.configuration
 from common import SCENARIOS, TABLE, count_statements, create_table, days, emit, parse_args, statements_report
-
-import luigi
 
 TARGETS = Path("targets")
 

@@ -12,9 +12,8 @@ database commit and the file cannot be one atomic step.
 import csv
 import sqlite3
 
-import source
-
 import luigi
+import source
 
 WAREHOUSE = "warehouse.db"
 

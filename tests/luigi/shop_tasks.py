@@ -9,9 +9,8 @@ task id to effects.log, so a test can count what ran. SHOP_SLOW (seconds) slows 
 import os
 import time
 
-from luigi.tools.range import RangeDaily  # noqa: F401  (luigi:shop_tasks.RangeDaily)
-
 import luigi
+from luigi.tools.range import RangeDaily  # noqa: F401  (luigi:shop_tasks.RangeDaily)
 
 
 def effect(task):

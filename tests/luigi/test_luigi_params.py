@@ -8,10 +8,10 @@ import datetime as dt
 import enum
 from pathlib import Path
 
+import luigi
 import pytest
 from luigi.date_interval import Week
 
-import luigi
 from conveyor.errors import ParameterError
 from conveyor.luigi import from_task
 from conveyor.luigi.execution import rebuild

@@ -21,10 +21,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import luigi
 from luigi.event import Event
 from luigi.task import DynamicRequirements, flatten
 
-import luigi
 from conveyor.errors import ConveyorError
 from conveyor.luigi.params import visible
 from conveyor.luigi.requirements import ordered

@@ -14,9 +14,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import luigi
 from luigi.parameter import ParameterVisibility
 
-import luigi
 from conveyor import params as P
 
 

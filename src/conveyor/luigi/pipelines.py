@@ -18,9 +18,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import luigi
 from luigi.tools.range import RangeBase
 
-import luigi
 from conveyor import params as P
 from conveyor.errors import DefinitionError, LoadError, ParameterError
 from conveyor.graph import Builder, Promise, current_builder

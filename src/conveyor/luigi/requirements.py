@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import luigi
 from luigi.task import flatten
 from luigi.tools.range import RangeBase
 
-import luigi
 from conveyor.errors import CycleError, GraphError
 
 T = TypeVar("T")

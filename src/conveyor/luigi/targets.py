@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import luigi
 from luigi.task import flatten
 from luigi.tools.range import RangeBase
 
-import luigi
 from conveyor.errors import TargetError
 from conveyor.targets.base import Output, Writer
 
