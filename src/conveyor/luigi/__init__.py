@@ -17,8 +17,14 @@ except ImportError:  # pragma: no cover - the extra is not installed
         "running Luigi tasks needs Luigi: pip install 'conveyor[luigi]' (or pip install luigi)"
     ) from None
 
+import warnings
+
 from conveyor.luigi.execution import LuigiTaskError
 from conveyor.luigi.pipelines import PREFIX, LuigiPipeline, from_task, load
 from conveyor.luigi.targets import TaskDone
+
+# Luigi warns of every parameter whose default None "is not of type string" (a range's
+# param_name): true of Luigi's own classes, and nothing a user of them can change.
+warnings.filterwarnings("ignore", r'Parameter "\w+" with value "None" is not of type string', UserWarning)
 
 __all__ = ["PREFIX", "LuigiPipeline", "LuigiTaskError", "TaskDone", "from_task", "load"]
