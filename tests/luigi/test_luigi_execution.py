@@ -43,7 +43,7 @@ class Dynamic(luigi.Task):
     def run(self):
         CALLS.append("dynamic run() called")
         first, second = yield [Step(n=2), Raw(name="a")]  # Step(2) requires Step(1), Step(0)
-        Path(self.output().path).write_text(first.open().read() + open(second.path).read())
+        Path(self.output().path).write_text(first.open().read() + Path(second.path).read_text())
 
 
 class Loop(luigi.Task):
