@@ -180,3 +180,14 @@ def test_logical_date_fills_the_one_date_parameter_for_backfills_and_schedules()
         pipe.build({}, from_text=True)
     with pytest.raises(ParameterError, match="disagree"):
         pipe.build({"day": "2019-04-02", "logical_date": "2019-04-03"}, from_text=True)
+
+
+class Hourly(luigi.Task):
+    hour = luigi.DateHourParameter()
+
+
+def test_an_hourly_class_takes_its_logical_date_as_a_datetime() -> None:
+    pipe = from_task(Hourly)
+    assert {p.name: p.type.name for p in pipe.params}["logical_date"] == "datetime"
+    (node,) = list(pipe.build({"logical_date": "2019-04-26T07:00"}, from_text=True))
+    assert rebuild(node.task.name, node.literals).hour == dt.datetime(2019, 4, 26, 7)

@@ -229,3 +229,11 @@ def test_a_luigi_range_over_old_dates_runs_every_date_where_luigi_runs_none(tmp_
     assert proc.returncode == 0, proc.stdout + proc.stderr
     made = files(tmp_path / "conveyor")
     assert [d for d in range(1, 8) if f"2019/04/{d:02d}/summary.txt" in made] == [1, 2, 3, 4]  # stop excluded
+
+
+def test_a_project_lists_a_luigi_class_as_a_pipeline(tmp_path: Path) -> None:
+    (tmp_path / "conveyor.toml").write_text('[project]\npipelines = ["luigi:shop_tasks.Daily"]\n')
+    proc = conveyor(tmp_path, "pipelines")
+    assert proc.returncode == 0, proc.stderr
+    assert "shop_tasks.Daily" in proc.stdout and "luigi:shop_tasks.Daily" in proc.stdout
+    assert "with_broken: bool = false" in proc.stdout
