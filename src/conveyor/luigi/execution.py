@@ -69,7 +69,8 @@ def _say(task: luigi.Task, what: str, value: Any) -> None:
 
 
 def execute(task: luigi.Task) -> None:
-    """Run ``task`` here; raise if it fails (Luigi's ``on_failure`` text is the message)."""
+    """Run ``task`` here; raise what it raised if it fails (a class's own ``on_failure`` text
+    goes to the log beside it)."""
     if _external(task):
         if not task.complete():
             raise LuigiTaskError(
@@ -104,9 +105,7 @@ def execute(task: luigi.Task) -> None:
                 if not dep.complete():
                     print(f"[{task.task_id}] runs its dynamic dependency {dep.task_id}", flush=True)
                     execute(dep)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:
+    except Exception as exc:  # not a cancel (Conveyor's Cancelled, Ctrl-C): that is no failure
         task.trigger_event(Event.FAILURE, task, exc)
         explained = task.on_failure(exc)
         if explained and type(task).on_failure is not luigi.Task.on_failure:  # its own words
