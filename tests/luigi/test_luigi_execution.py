@@ -93,3 +93,14 @@ def test_a_schedule_needs_one_date_parameter() -> None:
     assert pipe.schedule is not None and pipe.takes_logical_date
     with pytest.raises(DefinitionError, match="exactly one date parameter"):
         from_task(Step, schedule="0 6 * * *")
+
+
+def test_a_class_retry_count_and_priority_are_its_tasks_retries_and_priority() -> None:
+    class Flaky(luigi.Task):
+        retry_count = 3
+        priority = 5
+
+    (node,) = list(from_task(Flaky).build({}))
+    assert (node.task.retries, node.task.priority) == (3, 5)
+    (plain,) = list(from_task(Raw).build({"name": "a"}))
+    assert (plain.task.retries, plain.task.priority) == (0, 0)
