@@ -143,7 +143,7 @@ def from_task(
     """
     if not (isinstance(cls, type) and issubclass(cls, luigi.Task)):
         raise DefinitionError(f"from_task takes a luigi.Task class, got {cls!r}")
-    pname = name or f"{cls.__module__}.{cls.__qualname__}"
+    pname = name or f"{cls.__module__}.{cls.__name__}"
     owner = f"pipeline {pname}"
     _check_name(pname, owner)
     family = cls.get_task_family()
