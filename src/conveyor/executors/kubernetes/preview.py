@@ -79,10 +79,9 @@ def check(found: Sequence[Manifest], version: str = KUBERNETES_VERSION) -> None:
         try:
             kv.validate(m, version, strict=True)
         except kv.ValidationError as exc:
-            err = exc.caused_by
-            field = ".".join(str(p) for p in err.absolute_path) or "(top)"
+            field = ".".join(str(p) for p in exc.absolute_path) or "(top)"
             meta = m.get("metadata") or {}
             raise ExecutorError(
                 f"the {m.get('kind')} {meta.get('namespace', '')}/{meta.get('name', '')} is invalid for "
-                f"Kubernetes {version}: {field}: {err.message}"
+                f"Kubernetes {version}: {field}: {exc.message}"
             ) from None

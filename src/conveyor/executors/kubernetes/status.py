@@ -200,7 +200,8 @@ def decide(key: Key, job: Obj | None, pod: Obj | None, workload: Obj | None) -> 
         return by_job
     if by_pod is not None:
         return by_pod
-    if workload is not None:
+    held = job is None or bool((job.get("spec") or {}).get("suspend"))  # unsuspended: Kueue admitted it
+    if workload is not None and held:
         by_wl = of_workload(key, workload)
         if by_wl is not None:
             return by_wl
