@@ -52,14 +52,16 @@ def test_a_starting_container_is_not_an_error(fixture: str) -> None:
 def test_image_pull_backoff_ends_blameless_with_the_kubelets_message() -> None:
     status = of_pod(KEY, recorded("pod-imagepullbackoff"))
     assert status.phase == "ended" and status.blameless
-    assert status.reason == 'ImagePullBackOff: Back-off pulling image "gcr.io/heptio-images/ks-guestbook-demo:0.3"'
+    image = "gcr.io/heptio-images/ks-guestbook-demo:0.3"
+    assert status.reason == f'ImagePullBackOff: Back-off pulling image "{image}"'
 
 
 def test_err_image_pull_is_retried_before_it_is_given_up() -> None:
     pod = recorded("pod-imagepullbackoff")
     pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] = "ErrImagePull"
     status = of_pod(KEY, pod)
-    assert status.phase == "queued" and "pulling image gcr.io/heptio-images/ks-guestbook-demo:0.3" in status.where
+    assert status.phase == "queued"
+    assert "pulling image gcr.io/heptio-images/ks-guestbook-demo:0.3" in status.where
 
 
 def test_running_names_its_node() -> None:
@@ -79,7 +81,8 @@ def test_out_of_memory_names_the_limit() -> None:
 def test_evicted_is_blameless_with_the_kubelets_reason() -> None:
     status = of_pod(KEY, recorded("pod-evicted"))
     assert status.phase == "ended" and status.blameless
-    assert status.reason is not None and status.reason.startswith("evicted: The node was low on resource: memory.")
+    assert status.reason is not None
+    assert status.reason.startswith("evicted: The node was low on resource: memory.")
 
 
 def test_an_exit_code_is_left_to_the_runners_word() -> None:
@@ -96,7 +99,8 @@ def test_deadline_exceeded_wins_over_the_container_it_killed() -> None:
 
 def test_a_failed_job_with_no_pod_seen_says_the_jobs_reason() -> None:
     status = decide(KEY, recorded("job-failed"), None, None)
-    assert status.phase == "ended" and status.reason == "BackoffLimitExceeded: Job has reached the specified backoff limit"
+    assert status.phase == "ended"
+    assert status.reason == "BackoffLimitExceeded: Job has reached the specified backoff limit"
     assert decide(KEY, recorded("job-failed"), recorded("pod-failed"), None).exit_code == 1
 
 
