@@ -213,9 +213,10 @@ class KubernetesBackend:
         cluster to remove after its TTL, with its log."""
         with self.lock:
             now = self.tracker.status(key)
+            ran = key in self.tracker.ran
             self.tracker.forget(key)
             where = self.names.pop(key, None)
-        if where is not None and now is not None and now.blameless and now.phase == "ended":
+        if where is not None and now is not None and now.phase == "ended" and now.blameless and not ran:
             ns, name = where
             self._call(
                 f"delete Job {ns}/{name}",

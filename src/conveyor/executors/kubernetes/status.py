@@ -224,6 +224,7 @@ class Tracker:
 
     seen: dict[Key, _Seen] = field(default_factory=dict)
     by_job_name: dict[str, Key] = field(default_factory=dict)
+    ran: set[Key] = field(default_factory=set)  # attempts seen running at least once
 
     def feed(self, obj: Obj, deleted: bool = False) -> Status | None:
         """Take one object (a watch event's, or one listed); the attempt's Status if it changed."""
@@ -250,6 +251,8 @@ class Tracker:
         if now == entry.last:
             return None
         entry.last = now
+        if now.phase == "running":
+            self.ran.add(key)
         return now
 
     def status(self, key: Key) -> Status | None:
@@ -258,6 +261,7 @@ class Tracker:
 
     def forget(self, key: Key) -> None:
         entry = self.seen.pop(key, None)
+        self.ran.discard(key)
         if entry is not None and entry.job is not None:
             self.by_job_name.pop(str((entry.job.get("metadata") or {}).get("name")), None)
 
