@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+
 from conftest import Project
 
 DEMO = str(Path(__file__).resolve().parents[2] / "examples/sales/pipeline.py") + ":daily_sales"
