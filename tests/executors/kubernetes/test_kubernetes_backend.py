@@ -310,3 +310,24 @@ def test_a_bad_kubeconfig_is_one_line_naming_the_file(tmp_path: Path) -> None:
     with pytest.raises(ExecutorError) as err:
         connect(parse({"kubeconfig": str(kubeconfig)}))
     assert "\n" not in str(err.value) and str(kubeconfig) in str(err.value)
+
+
+def test_a_job_that_never_ran_is_deleted_when_stopped_or_when_its_end_is_recorded(
+    cluster: tuple[Cluster, KubeSettings],
+) -> None:
+    state, settings = cluster
+    state.jobs = [ours(recorded("job-running"), "Job", n) for n in (1, 2)]
+    state.pods = [
+        ours(recorded("pod-unschedulable"), "Pod", 1),
+        ours(recorded("pod-imagepullbackoff"), "Pod", 2),
+    ]
+    backend = KubernetesBackend(settings, POOL)
+    try:
+        found = {s.key[2]: s for s in backend.find(POOL)}
+        assert found[1].phase == "queued" and found[2].reason is not None
+        backend.stop(("run1", "inst1", 1), grace=5.0)  # unschedulable: nothing of it ran
+        backend.forget(("run1", "inst2", 2))  # its pod can never start: it would wait on forever
+    finally:
+        backend.close()
+    deletes = [p.split("?")[0] for m, p, _ in state.requests if m == "DELETE"]
+    assert deletes == [f"/apis/batch/v1/namespaces/conveyor/jobs/cv-run1-inst{n}-{n}" for n in (1, 2)]

@@ -14,8 +14,8 @@ until then.
 ``stop(key, grace)``: the Job's ``activeDeadlineSeconds`` is set to 1, so the Job controller
 makes no new pod and ends the Job (DeadlineExceeded), then its pods are deleted with
 ``gracePeriodSeconds=grace``: the kubelet sends SIGTERM, and SIGKILL after ``grace``. The Job
-itself stays (with its log) until its TTL. A Job with no pod yet (queued in Kueue, unschedulable)
-is deleted outright: nothing of it ran.
+itself stays (with its log) until its TTL. A Job never seen running (queued in Kueue,
+unschedulable, still starting) is deleted outright: nothing of it ran.
 """
 
 from __future__ import annotations
@@ -146,17 +146,11 @@ class KubernetesBackend:
         ns, name = self._where(key)
         with self.lock:
             now = self.tracker.status(key)
+            ran = key in self.tracker.ran
         if now is not None and now.phase == "ended":
             return
-        if now is None or (now.phase == "queued" and "node" not in now.where):
-            self._call(
-                f"delete Job {ns}/{name}",
-                self.batch.delete_namespaced_job,
-                name,
-                ns,
-                propagation_policy="Background",
-                ok=(404,),
-            )
+        if not ran:  # queued, unschedulable, still starting: nothing of it ran
+            self._delete_job(ns, name)
             return
         patch = {"spec": {"activeDeadlineSeconds": 1}}
         self._call(f"stop Job {ns}/{name}", self.batch.patch_namespaced_job, name, ns, patch, ok=(404,))
@@ -217,15 +211,12 @@ class KubernetesBackend:
             self.tracker.forget(key)
             where = self.names.pop(key, None)
         if where is not None and now is not None and now.phase == "ended" and now.blameless and not ran:
-            ns, name = where
-            self._call(
-                f"delete Job {ns}/{name}",
-                self.batch.delete_namespaced_job,
-                name,
-                ns,
-                propagation_policy="Background",
-                ok=(404,),
-            )
+            self._delete_job(*where)
+
+    def _delete_job(self, ns: str, name: str) -> None:
+        """Delete a Job that never ran, its pods with it (the cluster's garbage collector)."""
+        delete = self.batch.delete_namespaced_job
+        self._call(f"delete Job {ns}/{name}", delete, name, ns, propagation_policy="Background", ok=(404,))
 
     def close(self) -> None:
         """End the watches; every Job runs on (see the module's docstring)."""
