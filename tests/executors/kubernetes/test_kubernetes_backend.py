@@ -331,3 +331,23 @@ def test_a_job_that_never_ran_is_deleted_when_stopped_or_when_its_end_is_recorde
         backend.close()
     deletes = [p.split("?")[0] for m, p, _ in state.requests if m == "DELETE"]
     assert deletes == [f"/apis/batch/v1/namespaces/conveyor/jobs/cv-run1-inst{n}-{n}" for n in (1, 2)]
+
+
+def test_a_pod_gone_while_the_watch_was_away_is_lost_blameless(cluster: tuple[Cluster, KubeSettings]) -> None:
+    """Node loss seen across a relist: the pod was deleted while the watch's history expired."""
+    state, settings = cluster
+    state.jobs = [ours(recorded("job-running"), "Job", 1)]
+    state.pods = [ours(recorded("pod-running"), "Pod", 1)]
+    state.watches["/api/v1/pods"] = [[recorded("watch-expired")]]
+    backend = KubernetesBackend(settings, POOL)
+    try:
+        seen: list[Any] = []
+        deadline = time.monotonic() + 10
+        while not any(s.phase == "ended" for s in seen) and time.monotonic() < deadline:
+            seen.extend(backend.watch(0.5))
+            if any(s.phase == "running" for s in seen):
+                state.pods = []  # the first relist saw it running; the next one does not
+    finally:
+        backend.close()
+    (ended,) = [s for s in seen if s.phase == "ended"]
+    assert ended.blameless and ended.reason is not None and "deleted before it ended" in ended.reason

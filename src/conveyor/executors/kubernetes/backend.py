@@ -258,34 +258,8 @@ class KubernetesBackend:
         while not self.closed.is_set():
             try:
                 if version is None:
-                    listed = lister(label_selector=self.selector, _preload_content=False)
-                    body = json.loads(listed.data)
-                    for item in body.get("items") or []:
-                        item.setdefault("kind", kind)
-                        self._seen(item, deleted=False)
-                    version = str(body["metadata"]["resourceVersion"])
-                w = self.k.watch.Watch()
-                self.watches.append(w)
-                for event in w.stream(
-                    lister,
-                    label_selector=self.selector,
-                    resource_version=version,
-                    timeout_seconds=WATCH_SECONDS,
-                    allow_watch_bookmarks=True,
-                ):
-                    if self.closed.is_set():
-                        w.stop()
-                        return
-                    obj = event.get("raw_object") or {}
-                    if event.get("type") == "ERROR":
-                        version = None if obj.get("code") == 410 else version
-                        break
-                    version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
-                    if event.get("type") == "BOOKMARK":
-                        continue
-                    obj.setdefault("kind", kind)
-                    self._seen(obj, deleted=event.get("type") == "DELETED")
-                self.watches.remove(w)
+                    version = self._relist(kind, lister)
+                version = self._follow(kind, lister, version)
                 pause = 0.5
             except self.k.client.ApiException as exc:
                 if exc.status == 410:  # our resourceVersion is too old: list again
@@ -298,6 +272,47 @@ class KubernetesBackend:
                 log.warning("watching %ss at %s: %s", kind, self.host, type(exc).__name__)
                 self.closed.wait(pause)
                 pause = min(pause * 2, 30.0)
+
+    def _relist(self, kind: str, lister: Callable[..., Any]) -> str:
+        """Everything of the pool now; a pod that vanished while we were not watching was
+        deleted (its node lost, or by hand). The list's resourceVersion."""
+        body = json.loads(lister(label_selector=self.selector, _preload_content=False).data)
+        items = body.get("items") or []
+        for item in items:
+            item.setdefault("kind", kind)
+            self._seen(item, deleted=False)
+        if kind == "Pod":
+            names = {str((i.get("metadata") or {}).get("name")) for i in items}
+            with self.lock:
+                gone = self.tracker.pods_not_in(names)
+            for pod in gone:
+                self._seen(pod, deleted=True)
+        return str(body["metadata"]["resourceVersion"])
+
+    def _follow(self, kind: str, lister: Callable[..., Any], version: str | None) -> str | None:
+        """One watch request, until the server ends it; the last resourceVersion seen."""
+        w = self.k.watch.Watch()
+        self.watches.append(w)
+        try:
+            for event in w.stream(
+                lister,
+                label_selector=self.selector,
+                resource_version=version,
+                timeout_seconds=WATCH_SECONDS,
+                allow_watch_bookmarks=True,
+            ):
+                if self.closed.is_set():
+                    w.stop()
+                    break
+                obj = event.get("raw_object") or {}
+                version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+                if event.get("type") == "BOOKMARK":
+                    continue
+                obj.setdefault("kind", kind)
+                self._seen(obj, deleted=event.get("type") == "DELETED")
+        finally:
+            self.watches.remove(w)
+        return version
 
     def _seen(self, obj: Mapping[str, Any], deleted: bool) -> None:
         with self.lock:

@@ -255,6 +255,17 @@ class Tracker:
             self.ran.add(key)
         return now
 
+    def pods_not_in(self, names: set[str]) -> list[Obj]:
+        """The pods it holds, not ended, whose names a fresh list no longer has."""
+        out = []
+        for entry in self.seen.values():
+            pod = entry.pod
+            if pod is None or (entry.last is not None and entry.last.phase == "ended"):
+                continue
+            if str((pod.get("metadata") or {}).get("name")) not in names:
+                out.append(pod)
+        return out
+
     def status(self, key: Key) -> Status | None:
         entry = self.seen.get(key)
         return entry.last if entry else None
