@@ -67,6 +67,7 @@ class Cluster:
 
     jobs: list[dict[str, Any]] = field(default_factory=list)
     pods: list[dict[str, Any]] = field(default_factory=list)
+    workloads: list[dict[str, Any]] = field(default_factory=list)
     watches: dict[str, list[list[dict[str, Any]]]] = field(default_factory=dict)  # path -> streams
     requests: list[tuple[str, str, dict[str, Any] | None]] = field(default_factory=list)
     version: str = "100"
@@ -111,6 +112,7 @@ def _handler(cluster: Cluster) -> type[BaseHTTPRequestHandler]:
                 "/apis/batch/v1/jobs": ("JobList", cluster.jobs),
                 "/api/v1/pods": ("PodList", cluster.pods),
                 "/api/v1/namespaces/conveyor/pods": ("PodList", cluster.pods),
+                "/apis/kueue.x-k8s.io/v1beta2/workloads": ("WorkloadList", cluster.workloads),
             }
             if url.path not in kinds:
                 return self._send(404, _status(404, "NotFound", f"the server could not find {url.path}"))
@@ -351,3 +353,31 @@ def test_a_pod_gone_while_the_watch_was_away_is_lost_blameless(cluster: tuple[Cl
         backend.close()
     (ended,) = [s for s in seen if s.phase == "ended"]
     assert ended.blameless and ended.reason is not None and "deleted before it ended" in ended.reason
+
+
+def test_kueues_reason_reaches_the_attempt_though_its_workload_has_none_of_our_labels(
+    cluster: tuple[Cluster, KubeSettings],
+) -> None:
+    state, settings = cluster
+    job = ours(recorded("job-suspended"), "Job", 1)
+    job["metadata"]["uid"] = "0b3c5d"
+    job["spec"]["suspend"] = True
+    workload = recorded("workload-pending")  # as Kueue labels it: its Job's uid, nothing of ours
+    labels = {"kueue.x-k8s.io/job-uid": "0b3c5d"}
+    workload["metadata"] = {"name": "job-cv-run1-inst1-1-5f2a1", "namespace": "conveyor", "labels": labels}
+    workload["spec"] = {"queueName": "analytics-queue"}
+    state.jobs, state.workloads = [job], [workload]
+    backend = KubernetesBackend(parse({"kubeconfig": settings.kubeconfig, "kueue": True}), POOL)
+    try:
+        seen: list[str] = []
+        deadline = time.monotonic() + 10
+        while not any("couldn't assign flavors" in w for w in seen) and time.monotonic() < deadline:
+            seen.extend(s.where for s in backend.watch(0.5))
+    finally:
+        backend.close()
+    assert seen[-1] == (
+        "queued in Kueue (analytics-queue): couldn't assign flavors to pod set main: "
+        "insufficient quota for cpu in flavor default-flavor in ClusterQueue"
+    )
+    workload_lists = [p for m, p, _ in state.requests if p.startswith("/apis/kueue.x-k8s.io/")]
+    assert workload_lists and "labelSelector" not in workload_lists[0]

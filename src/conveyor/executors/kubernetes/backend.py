@@ -236,6 +236,10 @@ class KubernetesBackend:
             group, version, plural = KUEUE
 
             def workloads(**kw: Any) -> Any:
+                """Every Workload: Kueue copies none of a Job's labels to its Workload (unless its
+                configuration's labelKeysToCopy says so); the tracker matches them to our Jobs
+                by the Job's uid and owner reference, and ignores the others."""
+                kw.pop("label_selector", None)
                 return self.custom.list_cluster_custom_object(group, version, plural, **kw)
 
             out.append(("Workload", workloads))

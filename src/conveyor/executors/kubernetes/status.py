@@ -30,6 +30,8 @@ from conveyor.executors.batch import Key, Status
 from conveyor.executors.kubernetes.manifests import QUEUE_LABEL, key_of
 
 Obj = Mapping[str, Any]
+#: The label Kueue gives a Workload: its Job's uid (Kueue copies no other label unless configured).
+JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"
 
 #: Waiting reasons after which the container will never start on its own: the attempt ends
 #: (blameless: the task never ran). ErrImagePull is the first failed pull; the kubelet retries,
@@ -224,6 +226,7 @@ class Tracker:
 
     seen: dict[Key, _Seen] = field(default_factory=dict)
     by_job_name: dict[str, Key] = field(default_factory=dict)
+    by_job_uid: dict[str, Key] = field(default_factory=dict)
     ran: set[Key] = field(default_factory=set)  # attempts seen running at least once
 
     def feed(self, obj: Obj, deleted: bool = False) -> Status | None:
@@ -231,15 +234,21 @@ class Tracker:
         kind = obj.get("kind") or ""
         meta = obj.get("metadata") or {}
         key = key_of(obj)
-        if key is None and kind == "Workload":  # Kueue's Workload is owned by the Job
+        if key is None and kind == "Workload":  # Kueue's: owned by the Job, labelled with its uid
+            uid = (meta.get("labels") or {}).get(JOB_UID_LABEL)
+            key = self.by_job_uid.get(str(uid)) if uid else None
             for ref in meta.get("ownerReferences") or []:
-                if ref.get("kind") == "Job" and ref.get("name") in self.by_job_name:
-                    key = self.by_job_name[ref["name"]]
+                if key is None and ref.get("kind") == "Job":
+                    key = self.by_job_uid.get(str(ref.get("uid"))) or self.by_job_name.get(
+                        str(ref.get("name"))
+                    )
         if key is None:
             return None
         entry = self.seen.setdefault(key, _Seen())
         if kind == "Job":
             self.by_job_name[str(meta.get("name"))] = key
+            if meta.get("uid"):
+                self.by_job_uid[str(meta["uid"])] = key
             entry.job = obj
         elif kind == "Workload":
             entry.workload = obj
@@ -274,7 +283,9 @@ class Tracker:
         entry = self.seen.pop(key, None)
         self.ran.discard(key)
         if entry is not None and entry.job is not None:
-            self.by_job_name.pop(str((entry.job.get("metadata") or {}).get("name")), None)
+            meta = entry.job.get("metadata") or {}
+            self.by_job_name.pop(str(meta.get("name")), None)
+            self.by_job_uid.pop(str(meta.get("uid")), None)
 
 
 def _lost(pod: Obj) -> Obj:
