@@ -172,3 +172,19 @@ def test_a_pod_deleted_while_it_ran_ends_the_attempt_blameless() -> None:
     status = tracker.feed(running, deleted=True)
     assert status is not None and status.phase == "ended" and status.blameless
     assert status.reason is not None and "deleted before it ended" in status.reason
+
+
+def test_a_workload_seen_before_its_job_is_kept_for_it() -> None:
+    """The Job and Workload watches run apart: either may deliver first."""
+    tracker = Tracker()
+    job = ours({**recorded("job-suspended"), "kind": "Job"})
+    job["metadata"]["uid"] = "u1"
+    job["spec"]["suspend"] = True
+    assert tracker.feed(ours({**recorded("workload-pending"), "spec": {"queueName": "q"}})) is None
+    status = tracker.feed(job)
+    assert status is not None and status.where.startswith("queued in Kueue (q): couldn't assign flavors")
+    other = {
+        **recorded("workload-pending"),
+        "metadata": {"ownerReferences": [{"kind": "Job", "name": "etl"}]},
+    }
+    assert tracker.feed(other) is None and "etl" not in tracker.orphans  # not ours: not kept

@@ -228,6 +228,7 @@ class Tracker:
     by_job_name: dict[str, Key] = field(default_factory=dict)
     by_job_uid: dict[str, Key] = field(default_factory=dict)
     ran: set[Key] = field(default_factory=set)  # attempts seen running at least once
+    orphans: dict[str, Obj] = field(default_factory=dict)  # Workloads whose Job is not seen yet
 
     def feed(self, obj: Obj, deleted: bool = False) -> Status | None:
         """Take one object (a watch event's, or one listed); the attempt's Status if it changed."""
@@ -235,21 +236,19 @@ class Tracker:
         meta = obj.get("metadata") or {}
         key = key_of(obj)
         if key is None and kind == "Workload":  # Kueue's: owned by the Job, labelled with its uid
-            uid = (meta.get("labels") or {}).get(JOB_UID_LABEL)
-            key = self.by_job_uid.get(str(uid)) if uid else None
-            for ref in meta.get("ownerReferences") or []:
-                if key is None and ref.get("kind") == "Job":
-                    key = self.by_job_uid.get(str(ref.get("uid"))) or self.by_job_name.get(
-                        str(ref.get("name"))
-                    )
+            key = self._owner(obj)
         if key is None:
             return None
         entry = self.seen.setdefault(key, _Seen())
         if kind == "Job":
-            self.by_job_name[str(meta.get("name"))] = key
-            if meta.get("uid"):
-                self.by_job_uid[str(meta["uid"])] = key
+            name, uid = str(meta.get("name")), str(meta.get("uid") or "")
+            self.by_job_name[name] = key
+            if uid:
+                self.by_job_uid[uid] = key
             entry.job = obj
+            early = self.orphans.pop(uid, None) or self.orphans.pop(name, None)
+            if early is not None and entry.workload is None:  # its Workload was seen first
+                entry.workload = early
         elif kind == "Workload":
             entry.workload = obj
         else:
@@ -263,6 +262,22 @@ class Tracker:
         if now.phase == "running":
             self.ran.add(key)
         return now
+
+    def _owner(self, workload: Obj) -> Key | None:
+        """The attempt whose Job owns ``workload``; a Workload of a Job of ours (``cv-...``) not
+        seen yet is kept until its Job is (the watches of Jobs and Workloads run apart)."""
+        meta = workload.get("metadata") or {}
+        ids = [str((meta.get("labels") or {}).get(JOB_UID_LABEL) or "")]
+        refs = [r for r in meta.get("ownerReferences") or [] if r.get("kind") == "Job"]
+        ids += [str(r.get(f) or "") for r in refs for f in ("uid", "name")]
+        for found in ids:
+            key = self.by_job_uid.get(found) or self.by_job_name.get(found)
+            if key is not None:
+                return key
+        if any(str(r.get("name", "")).startswith("cv-") for r in refs):
+            for found in filter(None, ids):
+                self.orphans[found] = workload
+        return None
 
     def pods_not_in(self, names: set[str]) -> list[Obj]:
         """The pods it holds, not ended, whose names a fresh list no longer has."""
