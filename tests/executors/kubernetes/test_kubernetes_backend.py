@@ -71,6 +71,7 @@ class Cluster:
     watches: dict[str, list[list[dict[str, Any]]]] = field(default_factory=dict)  # path -> streams
     requests: list[tuple[str, str, dict[str, Any] | None]] = field(default_factory=list)
     version: str = "100"
+    refuse: str = ""  # the message a Job's creation is refused with (403), if any
 
 
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:
@@ -136,6 +137,8 @@ def _handler(cluster: Cluster) -> type[BaseHTTPRequestHandler]:
             body = self._body() or {}
             cluster.requests.append(("POST", self.path, body))
             meta = body.setdefault("metadata", {})
+            if self.path.endswith("/jobs") and cluster.refuse:
+                return self._send(403, _status(403, "Forbidden", cluster.refuse))
             if self.path.endswith("/jobs") and any(
                 j["metadata"]["name"] == meta["name"] for j in cluster.jobs
             ):
@@ -383,3 +386,25 @@ def test_kueues_reason_reaches_the_attempt_though_its_workload_has_none_of_our_l
     )
     workload_lists = [p for m, p, _ in state.requests if p.startswith("/apis/kueue.x-k8s.io/")]
     assert workload_lists and "labelSelector" not in workload_lists[0]
+
+
+def test_a_refused_job_is_lost_with_the_clusters_message_and_leaves_no_secret(
+    cluster: tuple[Cluster, KubeSettings],
+) -> None:
+    state, settings = cluster
+    state.refuse = (
+        'jobs.batch "cv-run1-inst1-1" is forbidden: exceeded quota: conveyor-quota, requested: '
+        "limits.cpu=2, used: limits.cpu=8, limited: limits.cpu=8"
+    )
+    executor = BatchExecutor(KubernetesBackend(settings, POOL), pool=POOL)
+    try:
+        launch = Launch(resources=Resources(cpu=2), ticket=Ticket("http://api:8080", "tok-123"))
+        executor.submit(job_of(1), launch, time.time())
+        (lost,) = _reports(executor, 1)
+    finally:
+        executor.close()
+    assert isinstance(lost, Lost) and "exceeded quota: conveyor-quota" in lost.reason
+    assert "\n" not in lost.reason
+    assert [(m, p.split("?")[0]) for m, p, _ in state.requests if m == "DELETE"] == [
+        ("DELETE", "/api/v1/namespaces/conveyor/secrets/cv-run1-inst1-1")
+    ]

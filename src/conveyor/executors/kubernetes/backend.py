@@ -20,6 +20,7 @@ unschedulable, still starting) is deleted outright: nothing of it ran.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -127,9 +128,15 @@ class KubernetesBackend:
         self._call(
             f"create Secret {ns}/{spec.name}", self.core.create_namespaced_secret, ns, secret, ok=(409,)
         )
-        created = self._call(
-            f"create Job {ns}/{spec.name}", self.batch.create_namespaced_job, ns, job, ok=(409,)
-        )
+        try:
+            created = self._call(
+                f"create Job {ns}/{spec.name}", self.batch.create_namespaced_job, ns, job, ok=(409,)
+            )
+        except ExecutorError:  # refused (invalid, over the namespace's quota): leave no Secret behind
+            delete = self.core.delete_namespaced_secret
+            with contextlib.suppress(ExecutorError):
+                self._call(f"delete Secret {ns}/{spec.name}", delete, spec.name, ns, ok=(404,))
+            raise
         if created is None:  # it exists already: a resubmission after a takeover; adopt it
             created = self._call(f"read Job {ns}/{spec.name}", self.batch.read_namespaced_job, spec.name, ns)
         uid = created["metadata"]["uid"]
