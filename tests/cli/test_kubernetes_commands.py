@@ -46,3 +46,13 @@ def test_an_unreachable_cluster_refuses_the_run_naming_its_server_not_its_token(
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
     assert "https://127.0.0.1:9" in line and "s3cret-bearer" not in line
+
+
+def test_the_resource_quota_comes_from_the_teams_quota_in_the_store(project: Project) -> None:
+    project.cli("teams", "add", "analytics", check=True)
+    project.cli("teams", "quota", "analytics", "--cpu", "4", "--memory", "8GiB", check=True)
+    done = project.cli("kubernetes", "manifests", DEMO, "--team", "analytics", "-p", "days=1", check=True)
+    (quota,) = [d for d in yaml.safe_load_all(done.stdout) if d["kind"] == "ResourceQuota"]
+    assert quota["spec"]["hard"] == {
+        "requests.cpu": "4", "limits.cpu": "4", "requests.memory": "8192Mi", "limits.memory": "8192Mi",
+    }  # fmt: skip
