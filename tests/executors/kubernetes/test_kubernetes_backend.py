@@ -408,3 +408,20 @@ def test_a_refused_job_is_lost_with_the_clusters_message_and_leaves_no_secret(
     assert [(m, p.split("?")[0]) for m, p, _ in state.requests if m == "DELETE"] == [
         ("DELETE", "/api/v1/namespaces/conveyor/secrets/cv-run1-inst1-1")
     ]
+
+
+def test_the_executor_is_found_by_name_and_names_its_image(
+    cluster: tuple[Cluster, KubeSettings], tmp_path: Path
+) -> None:
+    from conveyor.executors import load
+
+    _, settings = cluster
+    factory = load("kubernetes")
+    executor = factory(
+        2, str(tmp_path / "logs"), settings={"kubeconfig": settings.kubeconfig, "image": "reg/x:1"}
+    )
+    try:
+        assert executor.name == "kubernetes" and executor.image == "reg/x:1"
+        assert executor.pool.startswith("cv-") and executor.check(Resources(cpu=64)) is None
+    finally:
+        executor.close()
