@@ -13,8 +13,10 @@ Why the Job looks the way it does:
 - requests = limits, from the task's resources: the pod gets the Guaranteed QoS class, is the
   last evicted under node pressure, and a task that allocates past its memory is OOM-killed at
   its own limit (reported "out of memory"), not when the node runs short.
-- ``activeDeadlineSeconds`` from the task's timeout: the cluster ends a runaway attempt even when
-  no Conveyor process is watching (Conveyor enforces the timeout too).
+- ``activeDeadlineSeconds``: the task's timeout plus ``DEADLINE_SLACK``, a backstop: the cluster
+  ends a runaway attempt even when no Conveyor process is watching. Conveyor's own timer counts
+  from when the pod runs, the Job's from when it was created (or Kueue admitted it), so without
+  the slack a slow image pull would end the Job before Conveyor could say "timed out".
 - ``ttlSecondsAfterFinished``: ended Jobs (and their pods, and the Secret they own) are removed by
   the cluster, never by a Conveyor process that stops.
 - the token in a Secret, read by ``valueFrom.secretKeyRef``: it is never in the Job's spec (which
@@ -46,6 +48,8 @@ NETWORK_LABEL = "conveyor.io/network"
 TOKEN_KEY = "token"
 TOKEN_ENV = "CONVEYOR_ATTEMPT_TOKEN"
 CONTAINER = "runner"
+#: Seconds the cluster's deadline for a Job exceeds the task's timeout (see the module's doc).
+DEADLINE_SLACK = 300
 GPU = "nvidia.com/gpu"
 _LABEL_VALUE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -150,7 +154,7 @@ def job(spec: Spec, settings: KubeSettings) -> Manifest:
         },
     }
     if spec.timeout:
-        body["activeDeadlineSeconds"] = max(1, math.ceil(spec.timeout))
+        body["activeDeadlineSeconds"] = math.ceil(spec.timeout) + DEADLINE_SLACK
     if settings.kueue:
         body["suspend"] = True
     return {
