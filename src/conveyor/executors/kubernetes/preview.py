@@ -55,7 +55,7 @@ def preview(
             key=(RUN_ID, node.id, 1),
             name=job_name(job),
             command=RUNNER,
-            env=runner_env(job, api),
+            env=runner_env(job, api, node.task.timeout),
             token=TOKEN,
             resources=node.task.resources,
             timeout=node.task.timeout,
