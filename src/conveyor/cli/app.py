@@ -12,7 +12,7 @@ from rich.table import Table
 from conveyor import engine
 from conveyor import params as P
 from conveyor.cli import htcondor as htcondor_cli
-from conveyor.cli import logs, people, project, running, scheduling, server
+from conveyor.cli import kubernetes, logs, people, project, running, scheduling, server
 from conveyor.cli.common import (
     EXIT,
     DbOpt,
@@ -63,6 +63,7 @@ app.add_typer(people.teams_app, name="teams")
 app.command()(people.audit)
 app.command()(people.login)
 app.add_typer(htcondor_cli.app, name="htcondor")
+app.add_typer(kubernetes.app, name="kubernetes")
 
 
 # -- run and retry ----------------------------------------------------------------------------
