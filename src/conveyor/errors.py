@@ -30,7 +30,8 @@ what to do.
     ├── ServerError            a Conveyor server cannot be reached, or answered with an error
     │   └── UntrustedResult    a server sent a pickle the client was not told to load
     ├── CannotListen           ``conveyor server`` cannot listen on the address and port given
-    └── ExecutorError          an executor is unknown, not installed, misconfigured or unreachable
+    ├── ExecutorError          an executor is unknown, not installed, misconfigured or unreachable
+    └── ReproduceError         a run cannot be reproduced (no commit, repository gone, --strict)
 """
 
 from __future__ import annotations
@@ -166,3 +167,8 @@ class CannotListen(ConveyorError):
 class ExecutorError(ConveyorError):
     """An executor is unknown, its extra is not installed, its settings are wrong, or its engine
     cannot be reached."""
+
+
+class ReproduceError(ConveyorError):
+    """A run cannot be reproduced: no recorded commit, its repository is gone, or (``--strict``)
+    its environment differs from this one."""

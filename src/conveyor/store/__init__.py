@@ -29,6 +29,7 @@ from conveyor.store.records import (
 if TYPE_CHECKING:
     from conveyor.store.attempts import AttemptStatus
     from conveyor.store.leases import Claim
+    from conveyor.store.provenance import Provenance
     from conveyor.store.ledger import Held, Waiting
     from conveyor.store.records import Holder
     from conveyor.store.stats import StoreStats
@@ -231,6 +232,12 @@ class Store(Protocol):
     def audit_log(
         self, *, teams: Sequence[str] | None = None, actor: str | None = None, limit: int = 200
     ) -> list[AuditRecord]: ...
+
+    # the run record (``conveyor.provenance``)
+    def record_provenance(self, rec: Provenance) -> None: ...
+    def provenance(self, run_id: str) -> Provenance | None: ...
+    def record_inputs(self, run_id: str, inputs: Mapping[str, Sequence[Mapping[str, Any]]]) -> None: ...
+    def instance_inputs(self, run_id: str) -> dict[str, list[dict[str, Any]]]: ...
 
 
 def home() -> Path:
