@@ -33,10 +33,10 @@ from conveyor.loader import load_pipeline, split_target
 from conveyor.owners import owner_is_dead, owner_name
 from conveyor.partitions import BOUND, partition
 from conveyor.pipelines import PipelineDef
+from conveyor.provenance.record import record_run
 from conveyor.resources import Capacity
 from conveyor.store import Store, default_url, home, open_embedded, open_store
 from conveyor.store.records import InstanceRecord, PartitionRecord, RunRecord
-from conveyor.provenance.record import record_run
 from conveyor.targets import FileTarget, flatten
 
 

@@ -40,6 +40,7 @@ from conveyor.loader import load_pipeline
 from conveyor.pipelines import PipelineDef
 from conveyor.project import Entry, Project
 from conveyor.project import find as find_project
+from conveyor.provenance.views import provenance_view
 from conveyor.quotas.pending import why
 from conveyor.schedules import Schedule
 from conveyor.store import Store
@@ -225,6 +226,7 @@ class Service:
                 for i, w in zip(instances, self._why(r, instances), strict=True)
             ],
             partition_states=[PartitionView.of(p) for p in parts],
+            provenance=provenance_view(self.store, r),
         )
 
     def _why(self, r: RunRecord, instances: list[InstanceRecord]) -> list[WhyView | None]:

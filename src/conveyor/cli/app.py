@@ -11,7 +11,7 @@ from rich.table import Table
 
 from conveyor import engine
 from conveyor import params as P
-from conveyor.cli import logs, people, project, running, scheduling, server
+from conveyor.cli import logs, people, project, reproducing, running, scheduling, server
 from conveyor.cli.common import (
     EXIT,
     DbOpt,
@@ -61,6 +61,7 @@ app.add_typer(people.tokens_app, name="tokens")
 app.add_typer(people.teams_app, name="teams")
 app.command()(people.audit)
 app.command()(people.login)
+app.command()(reproducing.reproduce)
 
 
 # -- run and retry ----------------------------------------------------------------------------
@@ -243,6 +244,7 @@ def show(
             console.print(
                 f"  {escape(i.label)}: waited for run {i.waited_for} and took its outcome", soft_wrap=True
             )
+    reproducing.show_provenance(r)
 
 
 @app.command()

@@ -56,14 +56,18 @@ def _table(a: str, b: str, delimiter: str) -> Difference:
     rows_b = list(csv.reader(io.StringIO(b), delimiter=delimiter))
     for n, (ra, rb) in enumerate(zip(rows_a, rows_b, strict=False), start=1):
         if ra != rb:
-            col = next((i for i, (x, y) in enumerate(zip(ra, rb, strict=False)) if x != y), min(len(ra), len(rb)))
+            col = next(
+                (i for i, (x, y) in enumerate(zip(ra, rb, strict=False)) if x != y), min(len(ra), len(rb))
+            )
             name = rows_a[0][col] if rows_a and col < len(rows_a[0]) else f"#{col + 1}"
             return Difference(
                 f"row {n} differs first (column {name})",
                 f"original:   {delimiter.join(ra)}\nreproduced: {delimiter.join(rb)}",
             )
     if len(rows_a) != len(rows_b):
-        return Difference(f"{len(rows_a)} rows, reproduced {len(rows_b)}: the first {min(len(rows_a), len(rows_b))} agree")
+        return Difference(
+            f"{len(rows_a)} rows, reproduced {len(rows_b)}: the first {min(len(rows_a), len(rows_b))} agree"
+        )
     return _diff(a, b, "table")  # same cells, other bytes: quoting or line endings
 
 

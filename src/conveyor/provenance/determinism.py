@@ -6,9 +6,9 @@ same code on the same inputs writes the same bytes.
   the processes a task starts (scripts, shell commands). A worker already running keeps its own
   hash seed: Python reads it once, at start.
 - matplotlib, whenever it is imported, saves figures without the metadata that changes from run
-  to run or from version to version (PNG ``Software``, PDF ``CreationDate``, SVG
-  ``Date``; PostScript takes its date from ``SOURCE_DATE_EPOCH``) and with a fixed ``svg.hashsalt`` (else SVG element ids are random). A task that
-  passes ``metadata=`` itself keeps what it passes.
+  to run or from version to version (PNG ``Software``, PDF ``CreationDate``, SVG ``Date``;
+  PostScript takes its date from ``SOURCE_DATE_EPOCH``) and with a fixed ``svg.hashsalt``
+  (else SVG element ids are random). A task that passes ``metadata=`` keeps what it passes.
 - ``conveyor.seed()`` gives each task instance a seed derived from its run's parameters and its
   own identity, and seeds ``random`` (and numpy's global generator when numpy is installed).
 """

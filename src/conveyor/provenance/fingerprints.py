@@ -81,7 +81,9 @@ def file_fingerprint(path: str) -> dict[str, Any]:
     for key in ("sha256", "ChecksumSHA256", "md5", "ETag", "etag", "checksum", "crc32c"):
         value = info.get(key)
         if value:
-            checksum = str(value).strip('"') if key == "sha256" else f"{key.lower()}:{str(value).strip(chr(34))}"
+            checksum = (
+                str(value).strip('"') if key == "sha256" else f"{key.lower()}:{str(value).strip(chr(34))}"
+            )
             break
     return {"path": path, "size": int(info.get("size") or 0), "sha256": checksum}
 

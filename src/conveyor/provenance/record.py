@@ -12,6 +12,7 @@ run still runs, and ``reproduce`` says it cannot.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -43,25 +44,27 @@ LARGEST_SOURCE = 1 << 20
 def take(workdir: str, run_id: str) -> Provenance:
     """The record of a run started in ``workdir``."""
     env_hash, env_kind = environment_hash(Path(workdir))
-    base = {
-        "run_id": run_id,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "env_hash": env_hash,
-        "env_kind": env_kind,
-        "created_at": time.time(),
-    }
+    base = Provenance(
+        run_id=run_id,
+        python=platform.python_version(),
+        platform=platform.platform(),
+        env_hash=env_hash,
+        env_kind=env_kind,
+        created_at=time.time(),
+    )
     head = git(["rev-parse", "--show-toplevel", "HEAD"], workdir)
     if head is None or len(head.split()) != 2:
-        return Provenance(**base)
+        return base
     top, commit = head.split()
     when = git(["log", "-1", "--format=%ct", commit], top)
     diff = working_diff(top)
-    return Provenance(
-        **base,
+    return dataclasses.replace(
+        base,
         git_commit=commit,
         diff=diff or None,
-        diff_hash=hashlib.sha256(diff.encode("utf-8", errors="surrogateescape")).hexdigest() if diff else None,
+        diff_hash=hashlib.sha256(diff.encode("utf-8", errors="surrogateescape")).hexdigest()
+        if diff
+        else None,
         source_date_epoch=float(when.strip()) if when and when.strip().isdigit() else None,
     )
 
@@ -76,7 +79,9 @@ def working_diff(top: str) -> str:
             continue
         if path.stat().st_size > LARGEST_SOURCE:
             continue
-        parts.append(git(["diff", "--binary", "--no-color", "--no-index", "--", "/dev/null", name], top) or "")
+        parts.append(
+            git(["diff", "--binary", "--no-color", "--no-index", "--", "/dev/null", name], top) or ""
+        )
     return "".join(parts)
 
 
@@ -97,7 +102,9 @@ def record_inputs(store: Store, run_id: str, graph: Graph, only: Collection[str]
     try:
         store.record_inputs(run_id, inputs_of(store, run_id, graph, only))
     except Exception as exc:
-        log.warning("run %s: could not keep its inputs' fingerprints (%s: %s)", run_id, type(exc).__name__, exc)
+        log.warning(
+            "run %s: could not keep its inputs' fingerprints (%s: %s)", run_id, type(exc).__name__, exc
+        )
 
 
 def inputs_of(

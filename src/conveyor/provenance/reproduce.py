@@ -64,7 +64,8 @@ def mismatches(store: Store, run: RunRecord, tree: Path) -> list[str]:
     env_hash, env_kind = environment_hash(tree)
     if (env_hash, env_kind) != (prov.env_hash, prov.env_kind):
         lines.append(
-            f"environment: the run's {prov.env_kind} hash {prov.env_hash[:12]}, here {env_kind} {env_hash[:12]}"
+            f"environment: the run's {prov.env_kind} hash {prov.env_hash[:12]}, "
+            f"here {env_kind} {env_hash[:12]}"
         )
     if run.image:
         lines.append(f"image: the run's attempts ran in {run.image}; the re-run runs here, on this machine")
@@ -77,9 +78,10 @@ def reproduce(
     *,
     strict: bool = False,
     keep: bool = False,
-    say: Callable[[str], None] = print,
+    say: Callable[[str, bool], None] = lambda line, warning: print(line),
 ) -> Outcome:
-    """Reproduce run ``run_id`` of ``store``; ``say`` gets the lines to show before it runs."""
+    """Reproduce run ``run_id`` of ``store``; ``say(line, warning)`` gets the lines to show before
+    it runs: each difference of environment (a warning), then what it runs."""
     run = store.get_run(run_id)
     prov = store.provenance(run.id)
     if prov is None or prov.git_commit is None:
@@ -100,11 +102,12 @@ def reproduce(
         workdir = tree / Path(run.workdir).resolve().relative_to(top.resolve())
         outcome = Outcome(run.id, scratch, mismatches(store, run, tree))
         for line in outcome.mismatches:
-            say(line)
+            say(line, True)
         if strict and outcome.mismatches:
             raise ReproduceError(f"run {run.id}: not reproduced, its environment differs here (--strict)")
         target = _target(run, top, tree)
-        say(f"re-running {run.pipeline} at {prov.git_commit[:12]}{' with its diff' if prov.diff else ''} in {workdir}")
+        diff = " with its uncommitted diff" if prov.diff else ""
+        say(f"re-running {run.pipeline} at {prov.git_commit[:12]}{diff} in {workdir}", False)
         home = scratch / "home"
         outcome.state = rerun(target, run.params, workdir, home, prov.source_date_epoch)
         again = open_store(f"sqlite:///{home / 'conveyor.db'}")
@@ -125,9 +128,13 @@ def reproduce(
 def checkout(top: Path, commit: str, diff: str | None, tree: Path) -> Path:
     """The files of ``commit`` in ``tree``, with ``diff`` applied."""
     tree.mkdir(parents=True)
-    done = subprocess.run(["git", "archive", "--format=tar", commit], cwd=top, capture_output=True, check=False)
+    done = subprocess.run(
+        ["git", "archive", "--format=tar", commit], cwd=top, capture_output=True, check=False
+    )
     if done.returncode != 0:
-        raise ReproduceError(f"git archive {commit[:12]} failed: {done.stderr.decode(errors='replace').strip()}")
+        raise ReproduceError(
+            f"git archive {commit[:12]} failed: {done.stderr.decode(errors='replace').strip()}"
+        )
     with tarfile.open(fileobj=io.BytesIO(done.stdout)) as tar:
         tar.extractall(tree, filter="data")
     if diff:
@@ -216,12 +223,16 @@ def _compare_runs(
                 same = fp.get("rows") == new.get("rows")
                 _tell(out, f"{label}: {name}", same, f"{fp.get('rows')} rows, reproduced {new.get('rows')}")
             elif "sha256" not in fp:
-                out.not_compared.append(f"{label}: {name} (no content hash: written by the task to its store)")
+                out.not_compared.append(
+                    f"{label}: {name} (no content hash: written by the task to its store)"
+                )
             else:
                 _file(out, f"{label}: {name}", fp, new, old_dir / name, new_dir / name)
         if result and new_result:
             a, b = file_fingerprint(result), file_fingerprint(new_result)
-            _tell(out, f"{label}: its returned value", a["sha256"] == b["sha256"], "the returned value differs")
+            _tell(
+                out, f"{label}: its returned value", a["sha256"] == b["sha256"], "the returned value differs"
+            )
 
 
 def _file(out: Outcome, what: str, fp: dict[str, Any], new: dict[str, Any], old: Path, path: Path) -> None:
@@ -233,8 +244,13 @@ def _file(out: Outcome, what: str, fp: dict[str, Any], new: dict[str, Any], old:
         out.different.append((what, diff or Difference("content hash differs")))
         return
     out.different.append(
-        (what, Difference(f"content hash {fp['sha256'][:12]}, reproduced {str(new.get('sha256'))[:12]}",
-                          "the original file no longer holds what the run wrote: no detail"))
+        (
+            what,
+            Difference(
+                f"content hash {fp['sha256'][:12]}, reproduced {str(new.get('sha256'))[:12]}",
+                "the original file no longer holds what the run wrote: no detail",
+            ),
+        )
     )
 
 

@@ -29,8 +29,8 @@ from conveyor.store.records import (
 if TYPE_CHECKING:
     from conveyor.store.attempts import AttemptStatus
     from conveyor.store.leases import Claim
-    from conveyor.store.provenance import Provenance
     from conveyor.store.ledger import Held, Waiting
+    from conveyor.store.provenance import Provenance
     from conveyor.store.records import Holder
     from conveyor.store.stats import StoreStats
 

@@ -51,7 +51,7 @@ class Provenances(Part):
         """Keep a run's record; a second record of the same run is ignored (the first says how
         it was started)."""
         p = t.run_provenance
-        row = {name: getattr(rec, name) for name in rec.__slots__}  # type: ignore[attr-defined]
+        row = {name: getattr(rec, name) for name in rec.__slots__}
         with self._tx() as conn:
             if conn.execute(sa.select(p.c.run_id).where(p.c.run_id == rec.run_id)).first() is None:
                 conn.execute(p.insert().values(**row))
