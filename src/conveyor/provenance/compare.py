@@ -94,11 +94,12 @@ def _image(original: Path, reproduced: Path) -> Difference:
         if ia.size != ib.size:
             return Difference(f"image size {ia.size[0]}x{ia.size[1]}, reproduced {ib.size[0]}x{ib.size[1]}")
         pa, pb = ia.convert("RGBA"), ib.convert("RGBA")
-    delta = ImageChops.difference(pa, pb)
+    r, g, b, a = ImageChops.difference(pa, pb).split()
+    delta = ImageChops.lighter(ImageChops.lighter(r, g), ImageChops.lighter(b, a))  # any band
     box = delta.getbbox()
     if box is None:
         return Difference("the same pixels; the files differ in metadata or compression")
-    mask = delta.convert("L").point(lambda v: 255 if v else 0)
+    mask = delta.point(lambda v: 255 if v else 0)
     changed = sum(mask.histogram()[255:])
     picture = reproduced.with_name(reproduced.stem + ".diff.png")
     shown = pb.convert("RGB").point(lambda v: v // 3)  # the reproduced image dimmed, changes in red
