@@ -43,7 +43,7 @@ def test_the_demo_reproduces_identically(recorded: Recorded) -> None:
         assert name in done.stdout
     assert "≠" not in done.stdout and "Identical: run " in done.stdout
     for kind in ("png", "csv", "md"):
-        assert f"= report(" in done.stdout and f"d.{kind}" in done.stdout
+        assert "= report(" in done.stdout and f"d.{kind}" in done.stdout
 
 
 def test_a_nondeterministic_task_is_reported_with_its_first_difference(recorded: Recorded) -> None:
