@@ -210,7 +210,9 @@ def _compare_runs(
     before, after = _outputs(store, run.id), _outputs(again, new_run.id)
     for iid, (label, fps, result) in sorted(before.items(), key=lambda kv: kv[1][0]):
         if iid not in after:
-            out.not_compared.append(f"{label}: did not succeed in the re-run")
+            out.not_compared.append(
+                f"{label}: not executed by the re-run (failed, or its targets exist outside the checkout)"
+            )
             continue
         _, new_fps, new_result = after[iid]
         news = {_relative(fp.get("target", ""), new_dir): fp for fp in new_fps}
