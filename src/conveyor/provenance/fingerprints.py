@@ -89,18 +89,11 @@ def file_fingerprint(path: str) -> dict[str, Any]:
 
 
 def _local(root: Path, path: str) -> dict[str, Any]:
-    if not root.is_dir():
-        with open(root, "rb") as fh:
-            sha = hashlib.file_digest(fh, "sha256").hexdigest()
-        return {"path": path, "size": root.stat().st_size, "sha256": sha}
-    digest = hashlib.sha256()
-    size = 0
-    for f in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(f.relative_to(root).as_posix().encode() + b"\0")
-        with open(f, "rb") as fh:
-            digest.update(hashlib.file_digest(fh, "sha256").digest())
-        size += f.stat().st_size
-    return {"path": path, "size": size, "sha256": digest.hexdigest()}
+    """What the run record keeps of a target's files, under the names asked for here."""
+    from conveyor.targets.files import FileTarget, fingerprint
+
+    held = fingerprint(FileTarget(str(root)))
+    return {"path": path, "size": held["size"], "sha256": held["sha256"]}
 
 
 def code_hash(fn: Callable[..., Any], root: Path) -> str:
