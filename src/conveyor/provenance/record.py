@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import os
 import platform
@@ -27,8 +26,7 @@ from conveyor.graph import Graph
 from conveyor.provenance.fingerprints import environment_hash, file_fingerprint
 from conveyor.provenance.gitinfo import git
 from conveyor.store import Store
-from conveyor.store.provenance import Provenance
-from conveyor.store.records import RunRecord
+from conveyor.store.records import Provenance, RunRecord
 from conveyor.targets import FileTarget, flatten
 
 log = logging.getLogger(__name__)
@@ -110,13 +108,8 @@ def record_inputs(store: Store, run_id: str, graph: Graph, only: Collection[str]
 def inputs_of(
     store: Store, run_id: str, graph: Graph, only: Collection[str] | None = None
 ) -> dict[str, list[dict[str, Any]]]:
-    outputs: dict[str, list[dict[str, Any]]] = {}
-    executed: set[str] = set()
-    for a in store.attempts(run_id):
-        if a.state == "succeeded":
-            executed.add(a.instance_id)
-            if a.outputs:
-                outputs[a.instance_id] = json.loads(a.outputs)
+    outputs = store.succeeded_outputs(run_id)
+    executed = set(outputs)
     results = {i.id: i.result for i in store.instances(run_id) if i.result}
     found: dict[str, list[dict[str, Any]]] = {}
     for node in graph:

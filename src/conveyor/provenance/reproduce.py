@@ -195,13 +195,8 @@ def rerun(target: str, params: dict[str, Any], workdir: Path, home: Path, epoch:
 
 def _outputs(store: Store, run_id: str) -> dict[str, tuple[str, list[dict[str, Any]], str | None]]:
     """Per instance: its label, what its last successful attempt's targets held, its result."""
-    labels = {i.id: (i.label, i.result) for i in store.instances(run_id)}
-    found: dict[str, tuple[str, list[dict[str, Any]], str | None]] = {}
-    for a in store.attempts(run_id):
-        if a.state == "succeeded" and a.instance_id in labels:
-            label, result = labels[a.instance_id]
-            found[a.instance_id] = (label, json.loads(a.outputs) if a.outputs else [], result)
-    return found
+    outputs = store.succeeded_outputs(run_id)
+    return {i.id: (i.label, outputs[i.id], i.result) for i in store.instances(run_id) if i.id in outputs}
 
 
 def _compare_runs(

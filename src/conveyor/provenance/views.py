@@ -8,8 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.store import Store
-from conveyor.store.provenance import Provenance
-from conveyor.store.records import RunRecord
+from conveyor.store.records import Provenance, RunRecord
 
 
 class ProvenanceView(BaseModel):

@@ -18,6 +18,7 @@ from conveyor.store.records import (
     Batch,
     InstanceRecord,
     PartitionRecord,
+    Provenance,
     RunRecord,
     SchedulerRecord,
     TeamRecord,
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from conveyor.store.attempts import AttemptStatus
     from conveyor.store.leases import Claim
     from conveyor.store.ledger import Held, Waiting
-    from conveyor.store.provenance import Provenance
     from conveyor.store.records import Holder
     from conveyor.store.stats import StoreStats
 
@@ -238,6 +238,7 @@ class Store(Protocol):
     def provenance(self, run_id: str) -> Provenance | None: ...
     def record_inputs(self, run_id: str, inputs: Mapping[str, Sequence[Mapping[str, Any]]]) -> None: ...
     def instance_inputs(self, run_id: str) -> dict[str, list[dict[str, Any]]]: ...
+    def succeeded_outputs(self, run_id: str) -> dict[str, list[dict[str, Any]]]: ...
 
 
 def home() -> Path:
