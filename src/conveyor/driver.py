@@ -484,7 +484,7 @@ class RunDriver:
             assert part is not None
             store.release_partition(run.id, part.number, self._epoch)
             return RunResult(run.id, "stopped", self.counts(), [], time.time() - self.started)
-        record_inputs(store, run.id, self.graph, self._own)
+        record_inputs(store, run.id, self.graph, self._own, run.workdir)
         failed = [(self.graph[i].label, tail(self._errors.get(i))) for i in finished.failed]
         if part is not None:
             end = self._run_end(finished, now)

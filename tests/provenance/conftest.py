@@ -27,6 +27,8 @@ NOISY = textwrap.dedent(
     import conveyor
     from conveyor import output, pipeline, task
 
+    EXTERNAL = "{external}"
+
 
     @task(output="noisy-output/steady.csv")
     def steady() -> None:
@@ -50,11 +52,18 @@ NOISY = textwrap.dedent(
         img.save(output().path)
 
 
+    @task(output="noisy-output/copy.txt", inputs=EXTERNAL)
+    def reader() -> None:
+        with open(EXTERNAL) as f:  # data from outside the repository
+            output().write_text(f.read())
+
+
     @pipeline
     def noisy() -> None:
         steady()
         table()
         picture()
+        reader()
     """
 )
 
@@ -70,7 +79,8 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
     base = tmp_path_factory.mktemp("record")
     root = base / "project"
     shutil.copytree(EXAMPLE, root / "sales")
-    (root / "noisy.py").write_text(NOISY)
+    (base / "external.txt").write_text("first\n")
+    (root / "noisy.py").write_text(NOISY.replace("{external}", str(base / "external.txt")))
     _git(root, "init", "-q")
     _git(root, "add", ".")
     _git(root, "commit", "-qm", "the demo and a noisy pipeline")

@@ -47,7 +47,12 @@ def test_the_demo_reproduces_identically(recorded: Recorded) -> None:
 
 
 def test_a_nondeterministic_task_is_reported_with_its_first_difference(recorded: Recorded) -> None:
-    done = recorded.cli("reproduce", recorded.noisy)
+    external = recorded.root.parent / "external.txt"
+    external.write_text("second\n")  # a declared input changed since the run: said, before running
+    try:
+        done = recorded.cli("reproduce", recorded.noisy)
+    finally:
+        external.write_text("first\n")
     assert done.returncode == 1, done.stdout + done.stderr
     out = done.stdout
     assert "= steady(): noisy-output/steady.csv" in out  # seeded by conveyor.seed(): the same
@@ -56,6 +61,8 @@ def test_a_nondeterministic_task_is_reported_with_its_first_difference(recorded:
     assert "≠ picture(): noisy-output/noise.png: " in out and "pixels differ" in out
     picture = Path(out.split("difference picture: ")[1].split()[0])
     assert picture.name == "noise.diff.png" and picture.is_file()
+    assert out.index(f"! input {external}: it holds something else since the run") < out.index("re-running")
+    assert "≠ reader(): noisy-output/copy.txt: text differs" in out and "+second" in out
     assert "Different: run " in out
 
 

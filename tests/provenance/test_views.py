@@ -37,6 +37,13 @@ def test_show_has_a_provenance_section(recorded: Recorded) -> None:
     assert f"demo-output/dumps/{dump.name} {dump_sha}" in section  # the input, by content
 
 
+def test_show_lists_a_declared_external_input_by_content(recorded: Recorded) -> None:
+    done = recorded.cli("show", recorded.noisy)
+    external = recorded.root.parent / "external.txt"
+    sha = hashlib.sha256(b"first\n").hexdigest()[:16]
+    assert f"input     reader() <- inputs=: {external} {sha}" in done.stdout
+
+
 def test_the_api_gives_the_record(recorded: Recorded) -> None:
     store = open_store(f"sqlite:///{recorded.db}")
     try:

@@ -22,7 +22,8 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from conveyor.graph import Graph
+from conveyor.errors import ConveyorError
+from conveyor.graph import Graph, Node
 from conveyor.provenance.fingerprints import environment_hash, file_fingerprint
 from conveyor.provenance.gitinfo import git
 from conveyor.store import Store
@@ -92,13 +93,15 @@ def record_run(store: Store, run: RunRecord) -> None:
         log.warning("run %s: could not keep its record (%s: %s)", run.id, type(exc).__name__, exc)
 
 
-def record_inputs(store: Store, run_id: str, graph: Graph, only: Collection[str] | None = None) -> None:
+def record_inputs(
+    store: Store, run_id: str, graph: Graph, only: Collection[str] | None = None, workdir: str = ""
+) -> None:
     """Keep the inputs' fingerprints of each instance of ``graph`` (of ``only``) that executed in
     this run: per upstream instance, what its targets held (its successful attempt's recorded
     outputs, or, when it was skipped as done, its targets' fingerprints now), or the hash of
     the value it returned."""
     try:
-        store.record_inputs(run_id, inputs_of(store, run_id, graph, only))
+        store.record_inputs(run_id, inputs_of(store, run_id, graph, only, workdir))
     except Exception as exc:
         log.warning(
             "run %s: could not keep its inputs' fingerprints (%s: %s)", run_id, type(exc).__name__, exc
@@ -106,7 +109,7 @@ def record_inputs(store: Store, run_id: str, graph: Graph, only: Collection[str]
 
 
 def inputs_of(
-    store: Store, run_id: str, graph: Graph, only: Collection[str] | None = None
+    store: Store, run_id: str, graph: Graph, only: Collection[str] | None = None, workdir: str = ""
 ) -> dict[str, list[dict[str, Any]]]:
     outputs = store.succeeded_outputs(run_id)
     executed = set(outputs)
@@ -121,16 +124,43 @@ def inputs_of(
             if up_id in outputs:
                 fps += [{"from": up.label, **fp} for fp in outputs[up_id]]
             elif up.output is not None:
-                fps += [{"from": up.label, **_now(t)} for t in flatten(up.output)]
+                fps += [{"from": up.label, **_now(t, workdir)} for t in flatten(up.output)]
             if up_id in results:
                 fps.append({"from": up.label, "result": True, **_result(results[up_id])})
+        fps += declared_inputs(node, workdir)
         found[node.id] = fps
     return found
 
 
-def _now(target: Any) -> dict[str, Any]:
-    if isinstance(target, FileTarget) and target.is_local and os.path.exists(target.url):
-        fp = file_fingerprint(target.url)
+#: What ``from`` says of an input the task declared (``@task(inputs=...)``), not an upstream's.
+DECLARED = "inputs="
+
+
+def declared_inputs(node: Node, root: str = "") -> list[dict[str, Any]]:
+    """The fingerprints of the files ``node``'s task declares it reads (relative paths from
+    ``root``, else the working directory), as they are now: one missing or unreachable is
+    recorded as such, never fatal."""
+    if not node.task.inputs:
+        return []
+    out: list[dict[str, Any]] = []
+    try:
+        paths = node.task.render_inputs(node.literals)
+    except ConveyorError as exc:
+        return [{"from": DECLARED, "path": ", ".join(node.task.inputs), "error": str(exc)}]
+    for path in paths:
+        where = os.path.join(root, path) if root and "://" not in path else path
+        try:
+            fp = file_fingerprint(where) if "://" in path or os.path.exists(where) else {"missing": True}
+        except (ConveyorError, OSError) as exc:
+            fp = {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
+        out.append({"from": DECLARED, **fp, "path": path})
+    return out
+
+
+def _now(target: Any, workdir: str) -> dict[str, Any]:
+    path = os.path.join(workdir, target.url) if isinstance(target, FileTarget) else ""
+    if isinstance(target, FileTarget) and target.is_local and os.path.exists(path):
+        fp = file_fingerprint(path)
         return {"target": target.describe(), "size": fp["size"], "sha256": fp["sha256"]}
     return {"target": target.describe()}
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conveyor.errors import ReproduceError
+from conveyor.errors import ConveyorError, ReproduceError
 from conveyor.loader import split_target
 from conveyor.provenance.compare import Difference, compare
 from conveyor.provenance.fingerprints import environment_hash, file_fingerprint
@@ -67,9 +67,31 @@ def mismatches(store: Store, run: RunRecord, tree: Path) -> list[str]:
             f"environment: the run's {prov.env_kind} hash {prov.env_hash[:12]}, "
             f"here {env_kind} {env_hash[:12]}"
         )
+    lines += changed_inputs(store, run)
     if run.image:
         lines.append(f"image: the run's attempts ran in {run.image}; the re-run runs here, on this machine")
     return lines
+
+
+def changed_inputs(store: Store, run: RunRecord) -> list[str]:
+    """The files the run's tasks declared they read (``inputs=``) that hold something else now:
+    the checkout rebuilds the code, not the data."""
+    from conveyor.provenance.record import DECLARED
+
+    lines = []
+    for fps in store.instance_inputs(run.id).values():
+        for fp in fps:
+            if fp.get("from") != DECLARED or "sha256" not in fp:
+                continue
+            path = fp["path"] if "://" in fp["path"] else os.path.join(run.workdir, fp["path"])
+            try:
+                now = file_fingerprint(path).get("sha256") if "://" in path or os.path.exists(path) else None
+            except (ConveyorError, OSError):
+                now = None
+            if now != fp["sha256"]:
+                state = "is gone" if now is None else "holds something else"
+                lines.append(f"input {fp['path']}: it {state} since the run")
+    return sorted(set(lines))
 
 
 def reproduce(
