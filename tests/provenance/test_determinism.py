@@ -89,6 +89,7 @@ def test_a_task_passing_its_own_metadata_keeps_it(tmp_path: Path, monkeypatch: p
 def test_seed_is_the_same_for_the_same_run_parameters_and_instance(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(determinism, "_current", None)
     monkeypatch.setenv("PYTHONHASHSEED", "random")  # enter() sets it: put back afterwards
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
     determinism.enter({"n": 1, "day": "2026-01-02"}, "i1", None)
     first = conveyor.seed()
     drawn = [random.random(), random.random()]

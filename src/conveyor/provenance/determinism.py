@@ -57,6 +57,8 @@ def enter(params: Mapping[str, Any], instance: str, source_date_epoch: float | N
     os.environ["PYTHONHASHSEED"] = HASH_SEED
     if source_date_epoch is not None:
         os.environ["SOURCE_DATE_EPOCH"] = str(int(source_date_epoch))
+    else:  # not from a git working copy: no commit time, and not the last run's either
+        os.environ.pop("SOURCE_DATE_EPOCH", None)
     watch_matplotlib()
 
 
