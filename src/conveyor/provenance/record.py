@@ -52,9 +52,10 @@ def take(workdir: str, run_id: str) -> Provenance:
         created_at=time.time(),
     )
     head = git(["rev-parse", "--show-toplevel", "HEAD"], workdir)
-    if head is None or len(head.split()) != 2:
+    lines = head.strip().split("\n") if head else []
+    if len(lines) != 2:  # not a working copy, or a repository without a commit yet
         return base
-    top, commit = head.split()
+    top, commit = lines
     when = git(["log", "-1", "--format=%ct", commit], top)
     diff = working_diff(top)
     return dataclasses.replace(
@@ -168,7 +169,7 @@ def _now(target: Any, workdir: str) -> dict[str, Any]:
 def _result(ref: str | None) -> dict[str, Any]:
     try:
         return file_fingerprint(ref) if ref else {}
-    except (OSError, ValueError):
+    except (ConveyorError, OSError, ValueError):
         return {"path": ref}
 
 
