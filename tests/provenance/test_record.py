@@ -26,7 +26,7 @@ def _git(root: Path, *args: str) -> str:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
+    root = tmp_path / "my repo"  # a space in the path: git prints one path a line
     (root / "pipes").mkdir(parents=True)
     (root / "pipes" / "flow.py").write_text("X = 1\n")
     (root / "data.bin").write_bytes(b"\x00\x01")
