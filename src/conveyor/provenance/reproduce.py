@@ -166,6 +166,8 @@ def checkout(top: Path, commit: str, diff: str | None, tree: Path) -> Path:
             input=diff.encode("utf-8", errors="surrogateescape"),
             capture_output=True,
             check=False,
+            # not a repository: a scratch directory inside one must not patch that one's root
+            env={**os.environ, "GIT_CEILING_DIRECTORIES": str(tree.parent)},
         )
         if applied.returncode != 0:
             raise ReproduceError(
