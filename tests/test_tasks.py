@@ -380,3 +380,20 @@ def test_shell_refuses_positional_placeholders_and_output_without_output() -> No
         shell("echo hi > {output}", name="hello")
     with pytest.raises(DefinitionError, match="task my job: name 'my job' must start with a letter"):
         shell("echo hi", name="my job")
+
+
+def test_inputs_are_templates_of_the_tasks_parameters() -> None:
+    """``inputs=``: the files a task reads from outside the pipeline, for the run record."""
+
+    @task(inputs=["raw/{day}.csv", "s3://bucket/ref.parquet"])
+    def load(day: date) -> None: ...
+
+    assert load.render_inputs({"day": date(2026, 1, 2)}) == ["raw/2026-01-02.csv", "s3://bucket/ref.parquet"]
+    one = script("clean.py", ["{src}"], inputs="lookup.csv")
+    assert one.inputs == ("lookup.csv",)
+    with pytest.raises(
+        DefinitionError, match=r"task bad: input .raw/\{when\}.csv. uses \{when\} which is not"
+    ):
+
+        @task(inputs="raw/{when}.csv")
+        def bad(day: date) -> None: ...

@@ -8,6 +8,7 @@ from conveyor.errors import ConveyorError
 from conveyor.graph import Graph, Promise
 from conveyor.notebooks import notebook
 from conveyor.pipelines import PipelineDef, pipeline
+from conveyor.provenance import seed
 from conveyor.targets import FileTarget, TableTarget, Target
 from conveyor.tasks import TaskDef, output, script, shell, spark_submit, task
 
@@ -33,6 +34,7 @@ __all__ = [
     "pipeline",
     "run",
     "script",
+    "seed",
     "shell",
     "spark_submit",
     "task",

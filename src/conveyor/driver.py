@@ -43,6 +43,7 @@ from conveyor.executors.placing import lend
 from conveyor.executors.port import Executor, Launch, Lost, Placed, Report, Unknown
 from conveyor.graph import Graph
 from conveyor.owners import owner_is_dead, owner_name
+from conveyor.provenance.record import record_inputs
 from conveyor.recorder import Recorder
 from conveyor.resources import Capacity
 from conveyor.runner import GRAPHS, NEVER_STARTED, Job, Outcome
@@ -489,6 +490,7 @@ class RunDriver:
             assert part is not None
             store.release_partition(run.id, part.number, self._epoch)
             return RunResult(run.id, "stopped", self.counts(), [], time.time() - self.started)
+        record_inputs(store, run.id, self.graph, self._own, run.workdir)
         failed = [(self.graph[i].label, tail(self._errors.get(i))) for i in finished.failed]
         if part is not None:
             end = self._run_end(finished, now)

@@ -33,6 +33,7 @@ from conveyor.loader import load_pipeline, split_target
 from conveyor.owners import owner_is_dead, owner_name
 from conveyor.partitions import BOUND, partition
 from conveyor.pipelines import PipelineDef
+from conveyor.provenance.record import record_run
 from conveyor.resources import Capacity
 from conveyor.store import Store, default_url, home, open_embedded, open_store
 from conveyor.store.records import InstanceRecord, PartitionRecord, RunRecord
@@ -201,6 +202,7 @@ def _prepare(
             store.create_run(run, instance_records(run.id, graph))
         except RunExists:
             continue  # another process created it just now: resume or follow it
+        record_run(store, run)
         return Prepared(store, run, graph, False, capacity, _lease(store, run), placement=placement)
     raise RunBusy(f"another process keeps creating runs of {pipe.name} with these parameters; try again")
 
@@ -276,6 +278,7 @@ def record(
     for _ in range(5):
         try:
             store.create_run(run, instances, partitions)
+            record_run(store, run)
             return run
         except RunExists:
             existing = store.latest_run(run.key)

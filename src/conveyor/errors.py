@@ -32,7 +32,8 @@ what to do.
     ├── CannotListen           ``conveyor server`` cannot listen on the address and port given
     ├── ExecutorError          an executor is unknown, not installed, misconfigured or unreachable
     ├── NotebookError          a notebook task's notebook, kernel or parameters are wrong, or a cell raised
-    └── GitError               a git command of the project's git remote failed (conveyor.git)
+    ├── GitError               a git command of the project's git remote failed (conveyor.git)
+    └── ReproduceError         a run cannot be reproduced (no commit, repository gone, --strict)
 """
 
 from __future__ import annotations
@@ -177,3 +178,8 @@ class NotebookError(ConveyorError):
 
 class GitError(ConveyorError):
     """A git command behind the project's git remote failed, or git is not installed."""
+
+
+class ReproduceError(ConveyorError):
+    """A run cannot be reproduced: no recorded commit, its repository is gone, or (``--strict``)
+    its environment differs from this one."""

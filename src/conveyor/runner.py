@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 from conveyor import artifacts
 from conveyor.errors import ConveyorError, TargetError
 from conveyor.logfiles import AttemptLog
+from conveyor.provenance import determinism
+from conveyor.provenance.gitinfo import commit_time
 from conveyor.store.records import Holder
 from conveyor.targets import Output, Writer, flatten, rebuild
 from conveyor.targets.base import NotWritten
@@ -157,6 +159,7 @@ def run_attempt(job: Job, waiting: tuple[Recorder, Holder] | None = None) -> Out
         staged = [(f, f.stage(replace=job.replace)) for f in finals]
         out = rebuild(node.output, [s for _, s in staged]) if finals else None
         value = None
+        determinism.enter(job.params, job.instance, commit_time(job.workdir or os.getcwd(), job.run_id))
         try:
             value = node.task.execute(values, out, node.output)
             outputs = _finish(staged, Writer(job.run_id, job.instance, job.attempt), node.task.name)

@@ -40,6 +40,7 @@ from conveyor.loader import load_pipeline
 from conveyor.pipelines import PipelineDef
 from conveyor.project import Entry, Project
 from conveyor.project import find as find_project
+from conveyor.provenance.views import ProvenanceView, provenance_view
 from conveyor.quotas.pending import why
 from conveyor.schedules import Schedule
 from conveyor.store import Store
@@ -225,7 +226,12 @@ class Service:
                 for i, w in zip(instances, self._why(r, instances), strict=True)
             ],
             partition_states=[PartitionView.of(p) for p in parts],
+            provenance=provenance_view(self.store, r),
         )
+
+    def provenance(self, run_id: str) -> ProvenanceView | None:
+        """The run's record (None for a run created before records were kept)."""
+        return provenance_view(self.store, self.store.get_run(run_id))
 
     def _why(self, r: RunRecord, instances: list[InstanceRecord]) -> list[WhyView | None]:
         """Why each instance waits (None for one that does not), while the run is not over."""

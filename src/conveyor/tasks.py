@@ -109,6 +109,7 @@ class TaskDef:
     executor: str | None = None  # where its attempts run (a name in ``conveyor.executors``); None: the run's
     options: tuple[str, ...] = ()  # spark_submit: spark-submit's options before the script (templates)
     network: bool = False  # on engines that isolate attempts (containers): it may reach the network
+    inputs: tuple[str, ...] = ()  # files it reads from outside the pipeline (templates): in the run record
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"
@@ -166,6 +167,10 @@ class TaskDef:
         if isinstance(spec, Mapping):
             return {k: one(v) for k, v in spec.items()}
         return [one(t) for t in spec]
+
+    def render_inputs(self, values: Mapping[str, Any]) -> list[str]:
+        """The paths or URLs of its declared ``inputs=`` for these parameter values."""
+        return [templates.render(t, values, f"task {self.name}") for t in self.inputs]
 
     def execute(self, values: Mapping[str, Any], out: Any, final: Any = None) -> Any:
         """Run the task body here, with ``output()`` pointing at ``out`` (staged targets)."""
@@ -231,7 +236,7 @@ def _check_name(name: str, owner: str) -> str:
 
 
 _OPTIONS = frozenset(
-    {"retries", "retry_delay", "timeout", "resources", "output", "priority", "tags", "executor"}
+    {"retries", "retry_delay", "timeout", "resources", "output", "priority", "tags", "executor", "inputs"}
 )
 
 
@@ -260,8 +265,10 @@ def _make(
     executor: str | None = None,
     options: Sequence[str] = (),
     network: bool = False,
+    inputs: str | Sequence[str] = (),
 ) -> TaskDef:
     owner = f"task {name}"
+    inputs = _check_inputs(inputs, params, owner)
     _check_name(name, owner)
     if executor is not None:
         _check_name(executor, f"{owner}: executor")
@@ -288,7 +295,24 @@ def _make(
         executor=executor,
         options=tuple(options),
         network=bool(network),
+        inputs=inputs,
     )
+
+
+def _check_inputs(inputs: str | Sequence[str], params: tuple[P.Param, ...], owner: str) -> tuple[str, ...]:
+    """``inputs=``: a path or URL template, or a list of them, whose fields are parameters."""
+    listed = (inputs,) if isinstance(inputs, str) else tuple(inputs)
+    names = {p.name for p in params}
+    for template in listed:
+        if not isinstance(template, str) or not template:
+            raise DefinitionError(f"{owner}: inputs are paths or URL templates, got {template!r}")
+        unknown = sorted(_template_fields(template, owner) - names)
+        if unknown:
+            raise DefinitionError(
+                f"{owner}: input {template!r} uses {{{unknown[0]}}} which is not a parameter; "
+                f"it has {', '.join(sorted(names)) or 'no parameters'}"
+            )
+    return listed
 
 
 def task(
@@ -304,6 +328,7 @@ def task(
     tags: Sequence[str] = (),
     executor: str | None = None,
     network: bool = False,
+    inputs: str | Sequence[str] = (),
 ) -> Any:
     """Make a function a task. Use bare (``@task``) or with options (``@task(retries=2)``).
 
@@ -313,7 +338,10 @@ def task(
     ``SparkSession``) receives the worker's session; it is not one of the task's parameters.
 
     ``network``: on engines that isolate attempts (a container has no network by default), it
-    may reach the network. Local workers, Dask, Ray and Spark do not isolate."""
+    may reach the network. Local workers, Dask, Ray and Spark do not isolate.
+
+    ``inputs``: files it reads from outside the pipeline (paths or fsspec URLs, ``{param}``
+    templates): their fingerprints go into the run record (``conveyor show``, ``reproduce``)."""
 
     def wrap(f: Callable[..., Any]) -> TaskDef:
         if not callable(f):
@@ -338,6 +366,7 @@ def task(
             tags=tags,
             executor=executor,
             network=network,
+            inputs=inputs,
         )
 
     return wrap(fn) if fn is not None else wrap

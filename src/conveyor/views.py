@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor import params as P
 from conveyor.pipelines import PipelineDef
+from conveyor.provenance.views import ProvenanceView
 from conveyor.store.records import (
     AttemptRecord,
     BackfillRecord,
@@ -345,6 +346,9 @@ class PartitionView(View):
 class RunDetail(RunView):
     tasks: list[TaskView] = Field(default_factory=list)
     partition_states: list[PartitionView] = Field(default_factory=list)
+    provenance: ProvenanceView | None = Field(
+        None, description="The run record: commit, diff, environment, inputs' fingerprints, results' hashes"
+    )
 
 
 class GraphNode(View):

@@ -26,6 +26,7 @@ MATRIX = {
     "trigger": "401 ok ok ok 403 404",
     "list_runs": "401 ok ok ok ok ok",
     "get_run": "401 ok ok ok ok 404",
+    "get_provenance": "401 ok ok ok ok 404",
     "cancel_run": "401 ok ok ok 403 404",
     "retry_run": "401 ok ok ok 403 404",
     "logs": "401 ok ok ok ok 404",

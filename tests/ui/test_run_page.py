@@ -242,3 +242,18 @@ def test_a_notebook_tasks_panel_shows_it_rendered_and_none_of_its_scripts_runs(
     (rendered,) = [f for f in page.frames if "/notebook?" in f.url]
     assert rendered.evaluate("() => self.origin") == "null"  # an opaque origin, not Conveyor's
     screenshot(panel, "notebook")
+
+
+def test_the_run_page_shows_the_run_record(page: Any, ui_server: ServerProcess) -> None:
+    """The Provenance section: Python, platform and environment from the record; the UI tests'
+    project is no git working copy, which the page says instead of a commit."""
+    run_id = trigger(ui_server, "sales", rows=2)
+    with ui_server.client() as http:
+        assert wait_for_run(http, run_id)["state"] == "succeeded"
+        record = http.get(f"{V1}/runs/{run_id}/provenance").json()
+    page.goto(f"/#/runs/{run_id}")
+    section = page.locator("section.provenance-section")
+    expect(section.get_by_role("heading", name="Provenance")).to_be_visible()
+    expect(section).to_contain_text("none: not run from a git working copy")
+    expect(section).to_contain_text(f"{record['python']} on {record['platform']}")
+    expect(section).to_contain_text(f"{record['env_hash'][:12]} ({record['env_kind']})")

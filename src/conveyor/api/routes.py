@@ -24,6 +24,7 @@ from conveyor.api.access import Who, authorize, user_of, visible_teams
 from conveyor.api.problems import responses
 from conveyor.errors import BackfillNotFound, ConveyorError, ParameterError, RunNotFound
 from conveyor.notebooks import serving
+from conveyor.provenance.views import ProvenanceView
 from conveyor.service import GROUP_ABOVE, Service
 from conveyor.views import (
     BackfillRequest,
@@ -282,6 +283,17 @@ def get_run(
     ] = True,
 ) -> RunDetail:
     return svc.run(run_id, tasks=tasks)
+
+
+@router.get(
+    "/runs/{run_id}/provenance",
+    tags=["runs"],
+    summary="A run's record: commit, diff, environment, inputs' fingerprints and results' hashes",
+    response_model=ProvenanceView | None,
+    responses=responses(404, 422, 503),
+)
+def get_provenance(svc: Svc, run_id: RunId) -> ProvenanceView | None:
+    return svc.provenance(run_id)
 
 
 @router.post(

@@ -101,6 +101,7 @@ RULES: dict[str, Rule] = {
     # runs: lists are filtered to the caller's teams
     "list_runs": Rule("signed_in"),
     "get_run": _read("run"),
+    "get_provenance": _read("run"),
     "cancel_run": _act(Role.MEMBER, "run"),
     "retry_run": _act(Role.MEMBER, "run"),
     "logs": _read("run"),

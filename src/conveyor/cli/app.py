@@ -12,7 +12,7 @@ from rich.table import Table
 from conveyor import engine
 from conveyor import params as P
 from conveyor.cli import htcondor as htcondor_cli
-from conveyor.cli import kubernetes, logs, people, project, running, scheduling, server
+from conveyor.cli import kubernetes, logs, people, project, reproducing, running, scheduling, server
 from conveyor.cli.common import (
     EXIT,
     DbOpt,
@@ -64,6 +64,7 @@ app.command()(people.audit)
 app.command()(people.login)
 app.add_typer(htcondor_cli.app, name="htcondor")
 app.add_typer(kubernetes.app, name="kubernetes")
+app.command()(reproducing.reproduce)
 
 
 # -- run and retry ----------------------------------------------------------------------------
@@ -255,6 +256,7 @@ def show(
             console.print(
                 f"  {escape(i.label)}: waited for run {i.waited_for} and took its outcome", soft_wrap=True
             )
+    reproducing.show_provenance(r)
 
 
 @app.command()

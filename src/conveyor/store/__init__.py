@@ -18,6 +18,7 @@ from conveyor.store.records import (
     Batch,
     InstanceRecord,
     PartitionRecord,
+    Provenance,
     RunRecord,
     SchedulerRecord,
     TeamRecord,
@@ -231,6 +232,13 @@ class Store(Protocol):
     def audit_log(
         self, *, teams: Sequence[str] | None = None, actor: str | None = None, limit: int = 200
     ) -> list[AuditRecord]: ...
+
+    # the run record (``conveyor.provenance``)
+    def record_provenance(self, rec: Provenance) -> None: ...
+    def provenance(self, run_id: str) -> Provenance | None: ...
+    def record_inputs(self, run_id: str, inputs: Mapping[str, Sequence[Mapping[str, Any]]]) -> None: ...
+    def instance_inputs(self, run_id: str) -> dict[str, list[dict[str, Any]]]: ...
+    def succeeded_outputs(self, run_id: str) -> dict[str, list[dict[str, Any]]]: ...
 
 
 def home() -> Path:

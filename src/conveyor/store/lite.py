@@ -29,6 +29,7 @@ from conveyor.store import sqlite_ddl as ddl
 from conveyor.store.checkpoint import Checkpointer
 from conveyor.store.connection import HELD_CONNECTIONS, Transaction, sqlite_pragmas
 from conveyor.store.lite_attempts import LiteAttempts
+from conveyor.store.lite_provenance import LiteProvenances
 from conveyor.store.records import (
     Batch,
     Holder,
@@ -128,7 +129,7 @@ def open_lite(url: str) -> Store:
     return SqlStore(url)
 
 
-class LiteStore(LiteAttempts):
+class LiteStore(LiteAttempts, LiteProvenances):
     """The embedded run's reads and writes on ``sqlite3``; the rest of ``Store`` on a ``SqlStore``."""
 
     def __init__(self, url: str, path: str) -> None:

@@ -236,3 +236,19 @@ class AuditRecord:
     team: str | None
     target: str
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """One run's record (``conveyor.provenance``): the columns of ``run_provenance``."""
+
+    run_id: str
+    python: str
+    platform: str
+    env_hash: str
+    env_kind: str  # "lock:<file>" or "distributions"
+    created_at: float
+    git_commit: str | None = None  # None: not run from a git working copy
+    diff_hash: str | None = None  # None: the working copy was clean
+    diff: str | None = None
+    source_date_epoch: float | None = None  # the commit's time

@@ -48,6 +48,7 @@ from conveyor.store.keys import Keys
 from conveyor.store.leases import Leases, stale_partition
 from conveyor.store.ledger import Ledger
 from conveyor.store.people import People
+from conveyor.store.provenance import Provenances
 from conveyor.store.records import (
     AttemptRecord,
     Batch,
@@ -77,7 +78,9 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 CREATE_LOCK = 0x636F6E7665796F72  # "conveyor"
 
 
-class SqlStore(Leases, Claims, Attempts, Daemons, Backfills, Changes, Stats, Keys, People, Ledger):
+class SqlStore(
+    Leases, Claims, Attempts, Daemons, Backfills, Changes, Stats, Keys, People, Ledger, Provenances
+):
     """Runs, task instances, attempts and transitions in a SQL database."""
 
     def __init__(self, url: str, *, migrate: bool = True, check: bool = True) -> None:

@@ -30,6 +30,8 @@ export async function runPage(page, id) {
   let taskCounts = new Map(); // grouped: task -> {state: n}
 
   const header = new Header(run);
+  const provenance = h("section", { class: "provenance-section", "aria-labelledby": "provenance-title", hidden: true });
+  api(`/runs/${seg(run.id)}/provenance`, { signal: page.signal }).then((p) => showProvenance(provenance, p, run.id), () => {});
   const status = h("p", { class: "status", role: "status" });
   const cancel = h("button", { type: "button", class: "danger", onclick: () => act("Cancelling the run", "cancel") }, "⊘ Cancel run");
   const retry = h("button", { type: "button", onclick: () => act("Retrying the run", "retry") }, "↻ Retry failed tasks");
@@ -133,6 +135,7 @@ export async function runPage(page, id) {
       panel.el,
     ),
     h("section", { class: "timeline-section", "aria-labelledby": "timeline-title" }, h("h2", { id: "timeline-title" }, "Timeline"), timeline),
+    provenance,
   );
   graph.fit();
   enable();
@@ -327,4 +330,27 @@ function paramChips(params) {
   const entries = Object.entries(params || {});
   if (!entries.length) return h("span", { class: "muted" }, "none");
   return entries.map(([k, v]) => h("code", { class: "chip", "data-param": k }, `${k} = ${valueText(v)}`));
+}
+
+/** The run record: the code's commit and diff, Python, platform, environment, image; each
+ * instance's inputs (by content hash) are in its panel's outputs and in the API. */
+function showProvenance(section, p, runId) {
+  if (!p) return;
+  const short = (x) => (x ? x.slice(0, 12) : "");
+  const rows = [
+    ["Commit", p.commit ? h("code", {}, p.commit) : h("span", { class: "muted" }, "none: not run from a git working copy")],
+    ["Uncommitted diff", p.diff_hash ? h("details", {}, h("summary", {}, `${short(p.diff_hash)} (${p.diff.split("\n").length} lines)`), h("pre", { class: "diff" }, p.diff)) : "none (clean)"],
+    ["Python", `${p.python} on ${p.platform}`],
+    ["Environment", h("span", {}, h("code", {}, short(p.env_hash)), ` (${p.env_kind})`)],
+  ];
+  if (p.image) rows.push(["Image", h("code", {}, p.image)]);
+  const inputs = Object.values(p.inputs || {}).reduce((n, xs) => n + xs.length, 0);
+  rows.push(["Inputs recorded", `${inputs} fingerprint${inputs === 1 ? "" : "s"} over ${Object.keys(p.inputs || {}).length} task instances`]);
+  fill(
+    section,
+    h("h2", { id: "provenance-title" }, "Provenance"),
+    h("dl", { class: "meta run-meta" }, rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
+    p.commit ? h("p", { class: "muted small" }, "Reproduce it: ", h("code", {}, `conveyor reproduce ${runId}`)) : null,
+  );
+  section.hidden = false;
 }
