@@ -30,7 +30,8 @@ what to do.
     ├── ServerError            a Conveyor server cannot be reached, or answered with an error
     │   └── UntrustedResult    a server sent a pickle the client was not told to load
     ├── CannotListen           ``conveyor server`` cannot listen on the address and port given
-    └── ExecutorError          an executor is unknown, not installed, misconfigured or unreachable
+    ├── ExecutorError          an executor is unknown, not installed, misconfigured or unreachable
+    └── ImageError             a project's image cannot be built (podman missing, a failed build)
 """
 
 from __future__ import annotations
@@ -166,3 +167,7 @@ class CannotListen(ConveyorError):
 class ExecutorError(ConveyorError):
     """An executor is unknown, its extra is not installed, its settings are wrong, or its engine
     cannot be reached."""
+
+
+class ImageError(ConveyorError):
+    """A project's image cannot be built or found (podman missing, a failed build, a bad recipe)."""
