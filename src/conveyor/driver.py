@@ -36,10 +36,11 @@ from conveyor.core import (
     Wake,
 )
 from conveyor.errors import StaleEpochError, StoreError
+from conveyor.executors.batch import BatchExecutor
 from conveyor.executors.local import LocalExecutor
 from conveyor.executors.mux import Executors
 from conveyor.executors.placing import lend
-from conveyor.executors.port import Executor, Launch, Lost, Unknown
+from conveyor.executors.port import Executor, Launch, Lost, Placed, Report, Unknown
 from conveyor.graph import Graph
 from conveyor.owners import owner_is_dead, owner_name
 from conveyor.recorder import Recorder
@@ -195,6 +196,7 @@ class RunDriver:
         self._adopting: dict[str, int] = {}  # attempts a dead or stalled scheduler left running
         self._adopt_poll = 0.0
         self._run_cols: dict[str, Any] = {}
+        self._image: str | None = None  # the container image recorded on the run
         self._wake_at: float | None = None
         self._turned = 0.0
         self._lost_lease = False
@@ -310,6 +312,12 @@ class RunDriver:
         if lease is not None:
             run_cols = {}  # the store moves a submitted run's state as partitions are claimed and end
         self._events, self._adopting, self._run_cols = events, adopted, run_cols
+        members = executor.members.values() if isinstance(executor, Executors) else [executor]
+        batches = [m for m in members if isinstance(m, BatchExecutor)]
+        if adopted and batches:  # engines that hold jobs find them by label, queued ones too
+            jobs = [self._job(Execute(iid, n)) for iid, n in adopted.items()]
+            for engine in batches:
+                engine.adopt(jobs)
         self._adopt_poll = self._adopt_since = now
 
     def _own_executor(self, recorder: Recorder) -> Executor:
@@ -329,10 +337,17 @@ class RunDriver:
         if member is None and isinstance(self.executor, Executors):  # a scheduler's shared pool
             member = self.executor.members.get(name)
         local = name == "local" or isinstance(member, LocalExecutor)  # Spark's drivers are local too
-        ticket = None if local or self._tickets is None else self._tickets(job, deferred=self._claiming)
+        # A batch engine's job outlives this process and reports to the API itself: never deferred.
+        batch = isinstance(member, BatchExecutor)
+        deferred = self._claiming and not batch
+        ticket = None if local or self._tickets is None else self._tickets(job, deferred=deferred)
         if not local and self._storage is not None:
             job = dataclasses.replace(job, artifact_dir=self._storage)
-        return job, Launch(task.timeout, task.resources, spec.queueable, ticket, name)
+        image = member.image if isinstance(member, BatchExecutor) else None
+        if image and image != self._image:  # the run records the image its attempts ran in
+            self._image = self._run_cols["image"] = image
+        team = self.run.team or ""
+        return job, Launch(task.timeout, task.resources, spec.queueable, ticket, name, team, task.network)
 
     def step(self) -> bool:
         """One turn: feed the events to the core, commit its changes, then carry out its
@@ -408,17 +423,25 @@ class RunDriver:
             self.feed(item)
         self.tick()
 
-    def owns(self, item: Outcome | Lost | Unknown) -> bool:
+    def owns(self, item: Report) -> bool:
         """Is this executor's report about one of this driver's attempts?"""
-        job = item.job if isinstance(item, Lost | Unknown) else item
+        job = item if isinstance(item, Outcome) else item.job
         return job.run_id == self.run.id and (self._own is None or job.instance in self._own)
 
     def owns_job(self, job: Job) -> bool:
         return job.run_id == self.run.id and (self._own is None or job.instance in self._own)
 
-    def feed(self, item: Outcome | Lost | Unknown) -> None:
+    def feed(self, item: Report) -> None:
         """An attempt of this driver's ended or was lost: an event for its next turn. One the
-        engine lost track of is adopted: the store tells how it ended (``_adopted``)."""
+        engine lost track of is adopted: the store tells how it ended (``_adopted``). Where an
+        engine has an attempt is recorded on it at once (a hint: an outage just skips it)."""
+        if isinstance(item, Placed):
+            job = item.job
+            try:
+                self.store.place_attempt(job.run_id, job.instance, job.attempt, item.where)
+            except StoreError:
+                pass  # the next placement, or the attempt's end, says more
+            return
         if isinstance(item, Unknown):
             self._adopting[item.job.instance] = item.job.attempt
             self._adopt_poll = min(self._adopt_poll, time.time())
@@ -521,6 +544,12 @@ class RunDriver:
         except StoreError:
             return False  # the next commit waits for the store to come back
 
+    def _engine_holds(self, instance: str, attempt: int) -> bool:
+        executor = self.executor
+        key = (self.run.id, instance, attempt)
+        held = executor.running() if executor is not None else []
+        return any((j.run_id, j.instance, j.attempt) == key for j in held)
+
     def _adopted(self, adopted: dict[str, int], now: float) -> list[Event]:
         """Attempts another driver launched before it died: ended (their runner recorded the
         end), still running (beating), never started (no beat: lost, not counted against the
@@ -545,6 +574,8 @@ class RunDriver:
                 events.append(AttemptLost(now, iid, n, NEVER_STARTED, blameless=True))
             elif st.state != "running":
                 events.append(AttemptLost(now, iid, n, f"recorded {st.state}"))
+            elif self._engine_holds(iid, n):
+                continue  # queued or running in its engine (a batch job): its end will come
             elif st.heartbeat is None:
                 # Its runner never beat: a scheduler's runner beats as it begins; under `conveyor
                 # run`, one that ran under a second finished and recorded its end when its

@@ -108,6 +108,7 @@ class TaskDef:
     param_names: frozenset[str] = frozenset()
     executor: str | None = None  # where its attempts run (a name in ``conveyor.executors``); None: the run's
     options: tuple[str, ...] = ()  # spark_submit: spark-submit's options before the script (templates)
+    network: bool = False  # on engines that isolate attempts (containers): it may reach the network
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"
@@ -258,6 +259,7 @@ def _make(
     tags: Sequence[str] = (),
     executor: str | None = None,
     options: Sequence[str] = (),
+    network: bool = False,
 ) -> TaskDef:
     owner = f"task {name}"
     _check_name(name, owner)
@@ -285,6 +287,7 @@ def _make(
         param_names=frozenset(p.name for p in params),
         executor=executor,
         options=tuple(options),
+        network=bool(network),
     )
 
 
@@ -300,13 +303,17 @@ def task(
     priority: int = 0,
     tags: Sequence[str] = (),
     executor: str | None = None,
+    network: bool = False,
 ) -> Any:
     """Make a function a task. Use bare (``@task``) or with options (``@task(retries=2)``).
 
-    ``executor``: where its attempts run (``"local"``, ``"dask"``, ``"ray"``, ``"spark"`` or a
-    third party's), instead of the run's executor. With ``executor="spark"``, a parameter named
-    ``spark`` (or annotated ``SparkSession``) receives the worker's session; it is not one of
-    the task's parameters."""
+    ``executor``: where its attempts run (``"local"``, ``"dask"``, ``"ray"``, ``"spark"``,
+    ``"podman"``, ``"kubernetes"``, ``"htcondor"`` or a third party's), instead of the run's
+    executor. With ``executor="spark"``, a parameter named ``spark`` (or annotated
+    ``SparkSession``) receives the worker's session; it is not one of the task's parameters.
+
+    ``network``: on engines that isolate attempts (a container has no network by default), it
+    may reach the network. Local workers, Dask, Ray and Spark do not isolate."""
 
     def wrap(f: Callable[..., Any]) -> TaskDef:
         if not callable(f):
@@ -330,6 +337,7 @@ def task(
             priority=priority,
             tags=tags,
             executor=executor,
+            network=network,
         )
 
     return wrap(fn) if fn is not None else wrap

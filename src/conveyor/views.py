@@ -118,6 +118,7 @@ class RunView(View):
     workdir: str = ""
     team: str | None = Field(None, description="The team of the project it was created through")
     created_by: str | None = Field(None, description="The user who created it")
+    image: str | None = Field(None, description="The container image its attempts ran in")
 
     @classmethod
     def of(cls, r: RunRecord) -> RunView:
@@ -146,6 +147,7 @@ def _run_fields(r: RunRecord, params: dict[str, Any]) -> dict[str, Any]:
         workdir=r.workdir,
         team=r.team,
         created_by=r.created_by,
+        image=r.image,
     )
 
 
@@ -197,6 +199,10 @@ class AttemptView(View):
     duration: float | None = None
     error: str | None = None
     worker: str | None = None
+    placement: str | None = Field(
+        None,
+        description="Where its engine has it, in the engine's terms: queued (and why), pulling, on a node",
+    )
     has_log: bool = False
     waited_for: str | None = Field(
         None, description="The run whose attempt of the same task instance this one waited for and took"
@@ -219,6 +225,7 @@ class AttemptView(View):
             duration=took(a.started_at, a.ended_at),
             error=a.error,
             worker=a.worker,
+            placement=a.placement,
             has_log=bool(a.log_path and os.path.exists(a.log_path)),
             waited_for=a.waited_for,
             outputs=json.loads(a.outputs) if a.outputs else None,

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import ClassVar
 
-from conveyor.executors.port import Executor, Launch, Lost, Report, Unknown
+from conveyor.executors.port import Executor, Launch, Lost, Placed, Report, Unknown
 from conveyor.resources import Resources
 from conveyor.runner import Job
 
@@ -77,6 +77,8 @@ class Executors:
             time.sleep(min(NAP, left))
 
     def _forget(self, report: Report) -> None:
+        if isinstance(report, Placed):
+            return  # it goes on
         job = report.job if isinstance(report, Lost | Unknown) else report
         self._where.pop((job.instance, job.attempt), None)
 

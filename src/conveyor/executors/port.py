@@ -46,6 +46,8 @@ class Launch:
     queueable: bool = False  # the local pool only: may wait behind a busy worker
     ticket: Ticket | None = None  # None: the runner writes to the store itself (this machine)
     executor: str = "local"  # which executor of a run's several (``executors.mux``)
+    team: str = ""  # the run's team: its namespace, accounting group or queue on a shared cluster
+    network: bool = False  # the task may reach the network (engines that isolate attempts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,17 @@ class Unknown:
     reason: str
 
 
-Report = Outcome | Lost | Unknown
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """Where the engine has the attempt now, in its own terms, one line: "queued in Kueue
+    (team-a): ...", "pulling image ...", "running on node n1". The driver records it on the
+    attempt, so ``conveyor show``, the API and the UI say why it is not running yet."""
+
+    job: Job
+    where: str
+
+
+Report = Outcome | Lost | Unknown | Placed
 
 
 @runtime_checkable

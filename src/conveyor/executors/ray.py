@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
 import logging
 import os
 import queue
@@ -40,6 +39,7 @@ from typing import Any, ClassVar
 
 from conveyor.errors import ExecutorError
 from conveyor.executors import need
+from conveyor.executors.batch import pool_name
 from conveyor.executors.port import Launch, Lost, Report, Ticket
 from conveyor.executors.remote import run_remote
 from conveyor.resources import Resources, format_memory
@@ -200,7 +200,7 @@ class RayExecutor:
         self.idle = float(s.get("idle", 60.0))
         self.orphan = float(s.get("orphan", 600.0))
         self.runtime_env: dict[str, Any] | None = s.get("runtime_env")
-        self.pool = str(s.get("pool") or _default_pool(recorder, log_dir))
+        self.pool = str(s.get("pool") or pool_name(recorder, log_dir))
         self._connected = False
         self._owns_ray = False  # this process started the (local) Ray: close() stops it
         self._joined = False  # this executor joined a cluster at ``address``: detach() leaves it
@@ -610,12 +610,6 @@ class RayExecutor:
 def _control(method: Any) -> Any:
     """An actor method sent to the actor's ``control`` thread: answered while ``run`` runs."""
     return method.options(concurrency_group="control")
-
-
-def _default_pool(recorder: Any, log_dir: str) -> str:
-    """Actors are shared by every owner of the same store (any new owner finds them by name)."""
-    basis = getattr(recorder, "url", None) or os.path.abspath(os.path.join(log_dir, os.pardir))
-    return "cv-" + hashlib.sha1(str(basis).encode()).hexdigest()[:10]
 
 
 @contextlib.contextmanager

@@ -112,6 +112,17 @@ class Attempts(Part):
         with self._cursor() as cur:
             return self._end_current(cur, (run_id, instance_id, number), "lost", now, reason)
 
+    def place_attempt(self, run_id: str, instance_id: str, number: int, where: str) -> None:
+        """Where its engine has the attempt now (``executors.port.Placed``), while it runs."""
+        a = t.attempts
+        with self._tx() as conn:
+            conn.execute(
+                a.update()
+                .where(a.c.run_id == run_id, a.c.instance_id == instance_id, a.c.number == number)
+                .where(a.c.state == "running")
+                .values(placement=where[:500])
+            )
+
     def attempt_status(self, run_id: str, keys: Sequence[tuple[str, int]]) -> list[AttemptStatus]:
         """Attempts a new owner adopted: still running (and beating), or ended by their runner."""
         a, ti = t.attempts, t.task_instances

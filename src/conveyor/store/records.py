@@ -28,6 +28,7 @@ class RunRecord:
     executor: str | None = None  # where its tasks run unless they say (submit --executor)
     team: str | None = None  # the team of the project it was created through
     created_by: str | None = None  # the user who created it
+    image: str | None = None  # the container image its attempts ran in
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -79,6 +80,7 @@ class AttemptRecord:
     heartbeat: float | None = None
     waited_for: str | None = None  # it took the outcome of this run's attempt of the same instance
     outputs: str | None = None  # JSON list: what its targets hold (see ``conveyor.targets``)
+    placement: str | None = None  # where its engine has it (queued, pulling, on node n1)
 
 
 @dataclass(frozen=True, slots=True)

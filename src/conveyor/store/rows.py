@@ -52,6 +52,7 @@ def run_row(r: RunRecord) -> tuple[Any, ...]:
         r.executor,
         r.team,
         r.created_by,
+        r.image,
     )
 
 
@@ -138,4 +139,5 @@ def attempt_row(a: AttemptRecord) -> tuple[Any, ...]:
         a.heartbeat,
         a.waited_for,
         a.outputs,
+        a.placement,
     )

@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 
 #: The Alembic revision this code expects; a test checks it is the migrations' head.
-SCHEMA_REVISION = "0010"
+SCHEMA_REVISION = "0011"
 
 metadata = MetaData()
 
@@ -49,6 +49,7 @@ runs = Table(
     Column("executor", String(64)),  # where its tasks run unless they say (None: the scheduler's)
     Column("team", String(100)),  # the team of the project it was created through (``auth``)
     Column("created_by", String(100)),  # the user who created it (None: no user, or a schedule)
+    Column("image", Text),  # the container image its attempts ran in (``conveyor image build``)
     Index("ix_runs_key", "key"),
     Index("ix_runs_created", "created_at"),
     Index("ix_runs_pipeline", "pipeline", "created_at"),
@@ -98,6 +99,7 @@ attempts = Table(
     Column("heartbeat", Float),  # written by the runner while the attempt runs
     Column("waited_for", String(32)),  # took the outcome of this run's attempt (see ``claims``)
     Column("outputs", Text),  # JSON: what its targets hold (rows, size, checksum), once it succeeded
+    Column("placement", Text),  # where its engine has it, in the engine's terms (``port.Placed``)
     PrimaryKeyConstraint("run_id", "instance_id", "number"),
 )
 

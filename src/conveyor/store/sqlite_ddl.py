@@ -4,7 +4,7 @@
 SQLite's schema as text, for the embedded run's store (``lite``), which imports no SQLAlchemy;
 tests/store/test_lite.py checks it is current."""
 
-REVISION = "0010"
+REVISION = "0011"
 RUN_COLUMNS = (
     "id",
     "pipeline",
@@ -26,6 +26,7 @@ RUN_COLUMNS = (
     "executor",
     "team",
     "created_by",
+    "image",
 )
 INSTANCE_COLUMNS = (
     "run_id",
@@ -61,10 +62,11 @@ ATTEMPT_COLUMNS = (
     "heartbeat",
     "waited_for",
     "outputs",
+    "placement",
 )
 TRANSITION_COLUMNS = ("run_id", "instance_id", "old", "new", "at", "cause", "attempt")
 DDL = (
-    "\nCREATE TABLE attempts (\n\trun_id VARCHAR(32) NOT NULL, \n\tinstance_id VARCHAR(32) NOT NULL, \n\tnumber INTEGER NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tstarted_at FLOAT NOT NULL, \n\tended_at FLOAT, \n\terror TEXT, \n\tlog_path TEXT, \n\tworker VARCHAR(64), \n\theartbeat FLOAT, \n\twaited_for VARCHAR(32), \n\toutputs TEXT, \n\tPRIMARY KEY (run_id, instance_id, number)\n)\n\n",
+    "\nCREATE TABLE attempts (\n\trun_id VARCHAR(32) NOT NULL, \n\tinstance_id VARCHAR(32) NOT NULL, \n\tnumber INTEGER NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tstarted_at FLOAT NOT NULL, \n\tended_at FLOAT, \n\terror TEXT, \n\tlog_path TEXT, \n\tworker VARCHAR(64), \n\theartbeat FLOAT, \n\twaited_for VARCHAR(32), \n\toutputs TEXT, \n\tplacement TEXT, \n\tPRIMARY KEY (run_id, instance_id, number)\n)\n\n",
     "\nCREATE TABLE audit (\n\tid INTEGER NOT NULL, \n\tat FLOAT NOT NULL, \n\tactor VARCHAR(200) NOT NULL, \n\taction VARCHAR(64) NOT NULL, \n\tteam VARCHAR(100), \n\ttarget TEXT DEFAULT '' NOT NULL, \n\tdetail TEXT DEFAULT '' NOT NULL, \n\tPRIMARY KEY (id)\n)\n\n",
     "CREATE INDEX ix_audit_team ON audit (team, id)",
     "\nCREATE TABLE backfills (\n\tid VARCHAR(32) NOT NULL, \n\tpipeline VARCHAR(200) NOT NULL, \n\ttarget TEXT NOT NULL, \n\tparams TEXT NOT NULL, \n\tevery VARCHAR(8) NOT NULL, \n\tmax_parallel INTEGER NOT NULL, \n\tworkdir TEXT DEFAULT '' NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tcreated_at FLOAT NOT NULL, \n\tended_at FLOAT, \n\tversion INTEGER DEFAULT '0' NOT NULL, \n\tslots TEXT NOT NULL, \n\tPRIMARY KEY (id)\n)\n\n",
@@ -79,7 +81,7 @@ DDL = (
     "CREATE INDEX ix_quota_holdings_team ON quota_holdings (team)",
     "\nCREATE TABLE quota_use (\n\tteam VARCHAR(100) NOT NULL, \n\tresource VARCHAR(100) NOT NULL, \n\tin_use BIGINT DEFAULT '0' NOT NULL, \n\tPRIMARY KEY (team, resource)\n)\n\n",
     "\nCREATE TABLE quota_waits (\n\trun_id VARCHAR(32) NOT NULL, \n\tinstance_id VARCHAR(32) NOT NULL, \n\tkind VARCHAR(32) NOT NULL, \n\ttext TEXT NOT NULL, \n\tsince FLOAT NOT NULL, \n\tPRIMARY KEY (run_id, instance_id)\n)\n\n",
-    "\nCREATE TABLE runs (\n\tid VARCHAR(32) NOT NULL, \n\tpipeline VARCHAR(200) NOT NULL, \n\ttarget TEXT NOT NULL, \n\tparams TEXT NOT NULL, \n\t\"key\" VARCHAR(64) NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tworkdir TEXT DEFAULT '' NOT NULL, \n\tcreated_at FLOAT NOT NULL, \n\tstarted_at FLOAT, \n\tended_at FLOAT, \n\terror TEXT, \n\towner VARCHAR(200), \n\tepoch INTEGER DEFAULT '0' NOT NULL, \n\tlease_expires FLOAT, \n\ttotal INTEGER DEFAULT '0' NOT NULL, \n\tpartitions INTEGER DEFAULT '0' NOT NULL, \n\tcancel_requested FLOAT, \n\texecutor VARCHAR(64), \n\tteam VARCHAR(100), \n\tcreated_by VARCHAR(100), \n\tPRIMARY KEY (id)\n)\n\n",
+    "\nCREATE TABLE runs (\n\tid VARCHAR(32) NOT NULL, \n\tpipeline VARCHAR(200) NOT NULL, \n\ttarget TEXT NOT NULL, \n\tparams TEXT NOT NULL, \n\t\"key\" VARCHAR(64) NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tworkdir TEXT DEFAULT '' NOT NULL, \n\tcreated_at FLOAT NOT NULL, \n\tstarted_at FLOAT, \n\tended_at FLOAT, \n\terror TEXT, \n\towner VARCHAR(200), \n\tepoch INTEGER DEFAULT '0' NOT NULL, \n\tlease_expires FLOAT, \n\ttotal INTEGER DEFAULT '0' NOT NULL, \n\tpartitions INTEGER DEFAULT '0' NOT NULL, \n\tcancel_requested FLOAT, \n\texecutor VARCHAR(64), \n\tteam VARCHAR(100), \n\tcreated_by VARCHAR(100), \n\timage TEXT, \n\tPRIMARY KEY (id)\n)\n\n",
     "CREATE INDEX ix_runs_created ON runs (created_at)",
     'CREATE INDEX ix_runs_key ON runs ("key")',
     "CREATE INDEX ix_runs_pipeline ON runs (pipeline, created_at)",
