@@ -14,6 +14,7 @@ under CI=true it fails instead (podman can exist here, so CI must have it).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import shutil
 import subprocess
@@ -55,7 +56,8 @@ def base_tag() -> str:
     digest.update(sys.version.encode())
     digest.update(sys.base_prefix.encode())
     digest.update("\n".join(_requirements()).encode())
-    digest.update(Path(__file__).read_bytes())
+    for part in (_assemble, _copy_libraries, base_image):  # how it is made, not the helpers beside
+        digest.update(inspect.getsource(part).encode())
     return f"localhost/conveyor-test-base:{digest.hexdigest()[:12]}"
 
 
@@ -142,3 +144,29 @@ def _copy_libraries(rootfs: Path) -> None:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(real, dest)
                 pending.append(str(dest))
+
+
+def git_project(root: Path, files: dict[str, str]) -> str:
+    """A project folder under git with ``files`` committed; its short commit."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    git = ["git", "-C", str(root), "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "first"], check=True)
+    return subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], check=True, capture_output=True,
+                          text=True).stdout.strip()  # fmt: skip
+
+
+def runner_image(scratch: Path) -> str:
+    """An image with this checkout's Conveyor on the base (what the podman executor runs when
+    the project's code comes from the mounted working folder); built once, then cached."""
+    from conveyor import images
+
+    root = scratch / "runner"
+    git_project(root, {"conveyor.toml": f'[project]\nname = "runner"\n\n[image]\nbase = "{base_image()}"\n'})
+    built = images.build(root)
+    assert built.id is not None
+    return built.id

@@ -104,13 +104,15 @@ def show(root: Path) -> Image:
     """The image a run of the project would use now, with its id if it is built."""
     wanted = tag(root)
     found = _podman(["image", "inspect", "--format", "{{.Id}}", wanted], check=False)
-    return Image(wanted, found.stdout.strip() or None if found.returncode == 0 else None)
+    said = found.stdout.strip() if found.returncode == 0 else ""
+    return Image(wanted, (said if said.startswith("sha256:") else f"sha256:{said}") if said else None)
 
 
 def build(root: Path, *, progress: Callable[[str], None] | None = None, cache: bool = True) -> Image:
     """Build the project's image (streaming the build's output to ``progress``); its tag and id.
     A failed build raises ``ImageError`` with the log's last lines."""
     made = recipe(root)
+    _podman(["--version"])
     wanted = tag(root)
     with tempfile.TemporaryDirectory(prefix="conveyor-image-") as scratch:
         context = Path(scratch) / "context"
@@ -180,7 +182,8 @@ def _files(root: Path) -> list[str]:
     listed = _git(root, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
     if listed is not None:
         return sorted(p for p in listed.split("\0") if p and (root / p).is_file())
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    found = (p.relative_to(root) for p in root.rglob("*") if p.is_file())  # no git: hidden files aside
+    return sorted(str(p) for p in found if not any(part.startswith(".") or part == "__pycache__" for part in p.parts))
 
 
 def _copy_project(root: Path, into: Path) -> None:
@@ -201,9 +204,11 @@ def _wheel(into: Path) -> Path:
             "that installs conveyor instead of [image] base"
         )
     env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    import importlib.util
+
+    isolation = [] if importlib.util.find_spec("hatchling") is None else ["--no-build-isolation"]
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "-w", str(into), str(source)],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", *isolation, "-w", str(into), str(source)],
         capture_output=True, text=True, env=env, check=False,
     )  # fmt: skip
     wheels = sorted(into.glob("conveyor-*.whl"))

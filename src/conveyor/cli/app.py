@@ -11,7 +11,7 @@ from rich.table import Table
 
 from conveyor import engine
 from conveyor import params as P
-from conveyor.cli import logs, people, project, running, scheduling, server
+from conveyor.cli import image, logs, people, project, running, scheduling, server
 from conveyor.cli.common import (
     EXIT,
     DbOpt,
@@ -61,6 +61,7 @@ app.add_typer(people.tokens_app, name="tokens")
 app.add_typer(people.teams_app, name="teams")
 app.command()(people.audit)
 app.command()(people.login)
+app.add_typer(image.app, name="image")
 
 
 # -- run and retry ----------------------------------------------------------------------------
