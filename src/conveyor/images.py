@@ -104,8 +104,13 @@ def show(root: Path) -> Image:
     """The image a run of the project would use now, with its id if it is built."""
     wanted = tag(root)
     found = _podman(["image", "inspect", "--format", "{{.Id}}", wanted], check=False)
-    said = found.stdout.strip() if found.returncode == 0 else ""
-    return Image(wanted, (said if said.startswith("sha256:") else f"sha256:{said}") if said else None)
+    return Image(wanted, full_id(found.stdout) if found.returncode == 0 else None)
+
+
+def full_id(said: str) -> str | None:
+    """An image id as podman prints it (with or without its ``sha256:``), in its full form."""
+    said = said.strip()
+    return (said if said.startswith("sha256:") else f"sha256:{said}") if said else None
 
 
 def build(root: Path, *, progress: Callable[[str], None] | None = None, cache: bool = True) -> Image:

@@ -133,6 +133,8 @@ class PodmanBackend:
 
     def _image(self, wanted: Any) -> str:
         """The image id attempts run in: the one named, or the project's (built if missing)."""
+        from conveyor import images
+
         if wanted:
             found = self._run(["image", "inspect", "--format", "{{.Id}}", str(wanted)], check=False)
             if found.returncode != 0:
@@ -140,8 +142,7 @@ class PodmanBackend:
                     f"[executor.podman] image {wanted!r} is not in podman's storage: build it "
                     "(conveyor image build) or pull it (podman pull)"
                 )
-            return found.stdout.strip()
-        from conveyor import images
+            return str(images.full_id(found.stdout))
 
         current = images.show(self.project)
         if current.id is not None:
