@@ -32,7 +32,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
     """One project under git, built once for the module: (its folder, its commit, the id printed)."""
     need_podman()
     root = tmp_path_factory.mktemp("images") / "shop"
-    toml = f'[project]\npipelines = ["flows.py"]\n\n[image]\nbase = "{base_image()}"\nrequirements = ["croniter"]\n'
+    toml = f'[project]\npipelines = ["flows.py"]\n\n[image]\nbase = "{base_image()}"\n'
+    toml += 'requirements = ["croniter"]\n'
     commit = git_project(root, {"conveyor.toml": toml, "flows.py": PIPELINE})
     done = cli(root, "image", "build")
     assert done.returncode == 0, done.stderr
@@ -100,7 +101,11 @@ def test_missing_podman_says_how_to_install_it(tmp_path: Path) -> None:
     (tmp_path / "conveyor.toml").write_text('[image]\nbase = "python:3.11-slim"\n')
     env = {**os.environ, "PATH": str(Path(sys.executable).parent)}
     done = subprocess.run(
-        [sys.executable, "-m", "conveyor", "image", "build"], cwd=tmp_path, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "conveyor", "image", "build"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 2, done.stderr
     assert "apt-get install podman buildah runc" in done.stderr and "Traceback" not in done.stderr

@@ -131,8 +131,8 @@ def build(root: Path, *, progress: Callable[[str], None] | None = None, cache: b
         else:
             recipe_file = made.containerfile
         iid = Path(scratch) / "iid"
-        args = ["build", "--timestamp", "0", "--cgroupns", "private", "--iidfile", str(iid),
-                "-t", wanted, "-f", str(recipe_file), "--label", f"conveyor.io/project={made.name}"]  # fmt: skip
+        args = ["build", "--timestamp", "0", "--cgroupns", "private", "--iidfile", str(iid), "-t", wanted,
+                "-f", str(recipe_file), "--label", f"conveyor.io/project={made.name}"]  # fmt: skip
         if not cache:
             args.append("--no-cache")
         _stream([*args, str(context)], progress, what=f"image {wanted}")
@@ -188,7 +188,9 @@ def _files(root: Path) -> list[str]:
     if listed is not None:
         return sorted(p for p in listed.split("\0") if p and (root / p).is_file())
     found = (p.relative_to(root) for p in root.rglob("*") if p.is_file())  # no git: hidden files aside
-    return sorted(str(p) for p in found if not any(part.startswith(".") or part == "__pycache__" for part in p.parts))
+    return sorted(
+        str(p) for p in found if not any(part.startswith(".") or part == "__pycache__" for part in p.parts)
+    )
 
 
 def _copy_project(root: Path, into: Path) -> None:
@@ -213,7 +215,8 @@ def _wheel(into: Path) -> Path:
 
     isolation = [] if importlib.util.find_spec("hatchling") is None else ["--no-build-isolation"]
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", *isolation, "-w", str(into), str(source)],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", *isolation,
+         "-w", str(into), str(source)],
         capture_output=True, text=True, env=env, check=False,
     )  # fmt: skip
     wheels = sorted(into.glob("conveyor-*.whl"))

@@ -117,7 +117,9 @@ def run(project: Project, *args: str) -> tuple[int, str]:
 
 def containers(project: Project) -> list[dict[str, object]]:
     """Every container a run of ``project`` left (its pool's label)."""
-    out = subprocess.run([*PODMAN, "ps", "-a", "--format", "json"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [*PODMAN, "ps", "-a", "--format", "json"], capture_output=True, text=True, check=True
+    )
     mine = str(project.root)
     return [c for c in json.loads(out.stdout or "[]") if mine in json.dumps(c.get("Mounts") or [])]
 
@@ -128,7 +130,9 @@ def only_instance(project: Project) -> tuple[object, object, list[object]]:
     return record, store.instances(record.id), store.attempts(record.id)
 
 
-def test_a_pipeline_runs_in_containers_and_its_file_target_lands_on_the_host(pipes: Project, image: str) -> None:
+def test_a_pipeline_runs_in_containers_and_its_file_target_lands_on_the_host(
+    pipes: Project, image: str
+) -> None:
     code, out = run(pipes, "pipes.py:contained")
     assert code == 0, out
     inside, token, seen = (pipes.root / "out" / "inside.txt").read_text().split(" ", 2)

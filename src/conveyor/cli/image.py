@@ -14,7 +14,10 @@ from conveyor.cli.common import JsonOpt, console, err_console
 app = typer.Typer(no_args_is_help=True, help="Build or show the project's container image (per commit).")
 
 ProjectOpt = Annotated[
-    Path | None, typer.Option("--project", help="The project's folder (default: the one with conveyor.toml here or above).")
+    Path | None,
+    typer.Option(
+        "--project", help="The project's folder (default: the one with conveyor.toml here or above)."
+    ),
 ]
 
 
@@ -30,7 +33,9 @@ def _root(given: Path | None) -> Path:
 @app.command("build")
 def build(
     where: ProjectOpt = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every step again (same inputs: same id).")] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Run every step again (same inputs: same id).")
+    ] = False,
 ) -> None:
     """Build the project's image with podman (from its Containerfile, or [image] in conveyor.toml);
     tag it localhost/conveyor-PROJECT:COMMIT and print its id."""

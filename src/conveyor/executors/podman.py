@@ -107,7 +107,8 @@ class PodmanBackend:
         info = self._json(["info", "--format", "json"])
         host = info.get("host", {}) if isinstance(info, dict) else {}
         self.cgroups = str(host.get("cgroupVersion", "")), str(host.get("cgroupManager", ""))
-        self.image = self._image(settings.get("image"))
+        self.run_image = self._image(settings.get("image"))
+        self.image: str | None = self.run_image
         self._secrets = tempfile.mkdtemp(prefix="conveyor-tokens-")
         self._relays: dict[tuple[str, int], Relay] = {}
         self._names: dict[Key, str] = {}
@@ -191,7 +192,7 @@ class PodmanBackend:
             args += ["-v", f"{folder}:{folder}:rw"]
         for k, v in sorted(env.items()):
             args += ["-e", f"{k}={v}"]
-        args += [*self.args, self.image, *spec.command]
+        args += [*self.args, self.run_image, *spec.command]
         with self._lock:
             self._names[spec.key] = spec.name
             self._limits[spec.key] = spec.resources.memory
@@ -328,7 +329,9 @@ class PodmanBackend:
         for key in [k for k in self._names if k not in present and k in self._seen]:
             if self._seen[key][0] != "ended":
                 self._seen[key] = ("ended", "")
-                changed.append(Status(key, "ended", "", reason="its podman container was removed while it ran"))
+                changed.append(
+                    Status(key, "ended", "", reason="its podman container was removed while it ran")
+                )
         return changed
 
     def _explain(self, status: Status, name: str) -> Status:
