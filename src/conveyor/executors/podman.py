@@ -3,7 +3,8 @@
     conveyor run pipeline.py:daily --executor podman
 
 Each attempt runs ``python3 -m conveyor.executors.command`` in a detached container (``podman
-run -d``, no daemon), named for the attempt and labelled with its pool, run, instance and
+run -d``, no daemon; ``--init``, so the runner is not the container's PID 1, which ignores
+signals it has no handler for: a task that kills itself dies, a stop reaches it), named for the attempt and labelled with its pool, run, instance and
 attempt, so a new owner finds it after a takeover and ``podman ps --filter label=...`` shows
 whose it is. The task's resources are the container's limits: ``--cpus``, and ``--memory`` with
 ``--memory-swap`` equal to it (no swap past the limit: a task that allocates past its memory is
@@ -110,7 +111,7 @@ class PodmanBackend:
         self.run_image = self._image(settings.get("image"))
         self.image: str | None = self.run_image
         self._secrets = tempfile.mkdtemp(prefix="conveyor-tokens-")
-        self._relays: dict[tuple[str, int], Relay] = {}
+        self._relays: dict[Key, Relay] = {}
         self._names: dict[Key, str] = {}
         self._limits: dict[Key, int] = {}
         self._seen: dict[Key, tuple[str, str]] = {}
@@ -156,7 +157,7 @@ class PodmanBackend:
     # -- the Backend protocol -------------------------------------------------------------------
     def check(self, resources: Resources) -> str | None:
         if resources.gpu:
-            return f"it asks for {resources.gpu} GPU(s); the podman executor passes no GPUs to containers"
+            return f"it asks for {resources.gpu} gpu; the podman executor passes no GPUs to containers"
         cpus = os.cpu_count() or 1
         if resources.cpu > cpus:
             return f"it asks for {resources.cpu} cpus; this machine has {cpus}"
@@ -171,12 +172,12 @@ class PodmanBackend:
         fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(spec.token)
-        relay = self._relay(spec.env[API])
+        relay = self._relay(spec.key, spec.env[API])
         job = dataclasses.replace(spec.job, target=self.target_in_image(spec.job.target))
         env = {**spec.env, "CONVEYOR_JOB": encode_job(job), TOKEN_FILE: TOKEN_PATH,
                "CONVEYOR_EXECUTION_SOCKET": f"{API_DIR}/{SOCKET}"}  # fmt: skip
         labels = {**spec.labels, MEMORY_LABEL: str(spec.resources.memory)}
-        args = ["run", "-d", "--name", spec.name, "--cgroupns=private"]
+        args = ["run", "-d", "--init", "--name", spec.name, "--cgroupns=private"]
         for k, v in sorted(labels.items()):
             args += ["--label", f"{k}={v}"]
         for limit in self.ulimits:
@@ -199,6 +200,10 @@ class PodmanBackend:
         done = self._run(args, check=False)
         if done.returncode != 0:
             token.unlink(missing_ok=True)
+            with self._lock:
+                failed = self._relays.pop(spec.key, None)
+            if failed is not None:
+                failed.close()
             last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
             raise ExecutorError(f"podman run of {spec.name} failed: {last}")
 
@@ -229,9 +234,13 @@ class PodmanBackend:
         return [status for status, _ in self._statuses(pool)]
 
     def forget(self, key: Key) -> None:
+        """Remove the container and what it used, in the background (``podman rm`` takes a while
+        and the driver's loop waits on nothing)."""
         name = self._names.get(key)
-        if name is None:
-            return
+        if name is not None:
+            threading.Thread(target=self._remove, args=(key, name), daemon=True).start()
+
+    def _remove(self, key: Key, name: str) -> None:
         done = self._run(["rm", name], check=False)
         if done.returncode != 0 and "no such container" not in done.stderr.lower():
             return  # still running (rm without -f never removes a running container): keep it
@@ -239,6 +248,9 @@ class PodmanBackend:
             self._names.pop(key, None)
             self._limits.pop(key, None)
             self._seen.pop(key, None)
+            relay = self._relays.pop(key, None)
+        if relay is not None:
+            relay.close()
         (Path(self._secrets) / name).unlink(missing_ok=True)
         self._remove_cgroup(name)
 
@@ -275,14 +287,16 @@ class PodmanBackend:
                 kept.append(folder)
         return kept
 
-    def _relay(self, api: str) -> Relay:
+    def _relay(self, key: Key, api: str) -> Relay:
+        """A socket of the attempt's own to the API: its first connection says the runner began."""
         parts = urlsplit(api)
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        where = (parts.hostname or "127.0.0.1", port)
+        relay = Relay(parts.hostname or "127.0.0.1", port)
         with self._lock:
-            relay = self._relays.get(where)
-            if relay is None:
-                relay = self._relays[where] = Relay(*where)
+            old = self._relays.pop(key, None)
+            self._relays[key] = relay
+        if old is not None:
+            old.close()
         return relay
 
     # -- what podman says -----------------------------------------------------------------------
@@ -305,6 +319,9 @@ class PodmanBackend:
     def _status(self, key: Key, name: str, c: Mapping[str, Any]) -> Status:
         state = str(c.get("State", "")).lower()
         if state == "running" or state == "paused":
+            relay = self._relays.get(key)
+            if relay is not None and not relay.used:  # its timeout counts from the runner's start
+                return Status(key, "queued", f"podman container {name} started; its runner is starting")
             return Status(key, "running", f"running in podman container {name} on {os.uname().nodename}")
         if state not in _ENDED:
             return Status(key, "queued", f"podman container {name} is {state or 'being created'}")

@@ -33,6 +33,7 @@ class Relay:
         os.chmod(self.path, 0o666)  # a container's root may be another user on the host (user namespaces)
         self._server.listen(64)
         self._closed = False
+        self.used = False  # someone connected: the runner behind it has begun
         threading.Thread(target=self._accept, name="conveyor-api-relay", daemon=True).start()
 
     def _accept(self) -> None:
@@ -41,6 +42,7 @@ class Relay:
                 inner, _ = self._server.accept()
             except OSError:
                 return
+            self.used = True
             threading.Thread(target=self._connect, args=(inner,), daemon=True).start()
 
     def _connect(self, inner: socket.socket) -> None:
