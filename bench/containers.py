@@ -35,7 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from containers import INSTALL, PODMAN, RUN_FLAGS, base_image, git_project  # noqa: E402
-
 from conveyor import images  # noqa: E402
 
 CHAIN = """
