@@ -7,7 +7,7 @@ Conveyor on a base assembled from this machine's Python (tests/containers.py: no
 
 - build, cold: ``conveyor image build --no-cache`` of a one-file project (every step runs:
   Conveyor's wheel, ``pip install``, the project's files);
-- build, cached: the same build again (podman's layer cache; the id is the same);
+- build, cached: ``conveyor image build`` again: this commit's image exists, nothing is built;
 - podman run loop: ``podman run --rm`` of the runner's imports (``python3 -c "import
   conveyor.executors.command, ..."``), ``--tasks`` times one after another: the floor a
   container per attempt costs here;

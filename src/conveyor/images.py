@@ -115,10 +115,21 @@ def full_id(said: str) -> str | None:
 
 def build(root: Path, *, progress: Callable[[str], None] | None = None, cache: bool = True) -> Image:
     """Build the project's image (streaming the build's output to ``progress``); its tag and id.
-    A failed build raises ``ImageError`` with the log's last lines."""
+    The image of this code is not built twice unless ``cache`` is False. A failed build raises
+    ``ImageError`` with the log's last lines.
+
+    Every step runs at each build (``--layers=false``): podman's layer cache records the ids of
+    the intermediate images it reused in the history, so the id would depend on what the cache
+    held. Without it the same inputs give the same id."""
     made = recipe(root)
     _podman(["--version"])
     wanted = tag(root)
+    if cache:
+        found = show(root)
+        if found.id is not None:  # this commit's image exists: built from the same inputs
+            if progress is not None:
+                progress(f"{wanted} is built already (--no-cache builds it again)")
+            return found
     with tempfile.TemporaryDirectory(prefix="conveyor-image-") as scratch:
         context = Path(scratch) / "context"
         _copy_project(made.root, context / "project" if made.containerfile is None else context)
@@ -133,8 +144,7 @@ def build(root: Path, *, progress: Callable[[str], None] | None = None, cache: b
         iid = Path(scratch) / "iid"
         args = ["build", "--timestamp", "0", "--cgroupns", "private", "--iidfile", str(iid), "-t", wanted,
                 "-f", str(recipe_file), "--label", f"conveyor.io/project={made.name}"]  # fmt: skip
-        if not cache:
-            args.append("--no-cache")
+        args.append("--layers=false")  # no intermediate images: their ids would enter the history
         _stream([*args, str(context)], progress, what=f"image {wanted}")
         return Image(wanted, iid.read_text().strip())
 

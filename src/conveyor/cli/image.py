@@ -34,7 +34,7 @@ def _root(given: Path | None) -> Path:
 def build(
     where: ProjectOpt = None,
     no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Run every step again (same inputs: same id).")
+        bool, typer.Option("--no-cache", help="Build again even if this commit's image exists (same id).")
     ] = False,
 ) -> None:
     """Build the project's image with podman (from its Containerfile, or [image] in conveyor.toml);

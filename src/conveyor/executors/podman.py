@@ -5,10 +5,11 @@
 Each attempt runs ``python3 -m conveyor.executors.command`` in a detached container (``podman
 run -d``, no daemon; ``--init``, so the runner is not the container's PID 1, which ignores
 signals it has no handler for: a task that kills itself dies, a stop reaches it), named for
-the attempt and labelled with its pool, run, instance and attempt, so a new owner finds it after a takeover and ``podman ps --filter label=...`` shows
-whose it is. The task's resources are the container's limits: ``--cpus``, and ``--memory`` with
-``--memory-swap`` equal to it (no swap past the limit: a task that allocates past its memory is
-killed, and reported "out of memory", not "failed").
+the attempt and labelled with its pool, run, instance and attempt, so a new owner finds it
+after a takeover and ``podman ps --filter label=...`` shows whose it is. The task's resources
+are the container's limits: ``--cpus``, and ``--memory`` with ``--memory-swap`` equal to it (no
+swap past the limit: a task that allocates past its memory is killed, and reported "out of
+memory", not "failed").
 
 Code and files. The pipeline's code comes from the image (``conveyor image build``: the project
 at a commit), never from the host: a job's target under the project's folder is rewritten to
