@@ -239,23 +239,24 @@ def _last(text: str, lines: int = _TAIL) -> str:
     return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:] if line.strip())
 
 
-def _podman(args: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+def _which() -> str:
     podman = shutil.which("podman")
     if podman is None:
         raise ImageError(f"podman is not installed: {INSTALL}")
-    done = subprocess.run([podman, "--runtime", "runc", *args], capture_output=True, text=True, check=False)
+    return podman
+
+
+def _podman(args: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([_which(), "--runtime", "runc", *args], capture_output=True, text=True, check=False)
     if check and done.returncode != 0:
         raise ImageError(f"podman {args[0]} failed: {_last(done.stderr)}")
     return done
 
 
 def _stream(args: list[str], progress: Callable[[str], None] | None, *, what: str) -> None:
-    podman = shutil.which("podman")
-    if podman is None:
-        raise ImageError(f"podman is not installed: {INSTALL}")
     tail: deque[str] = deque(maxlen=_TAIL)
     with subprocess.Popen(
-        [podman, "--runtime", "runc", *args],
+        [_which(), "--runtime", "runc", *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
     ) as proc:  # fmt: skip
         assert proc.stdout is not None

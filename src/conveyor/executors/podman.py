@@ -60,9 +60,9 @@ from conveyor.errors import ExecutorError
 from conveyor.executors.batch import LABEL, BatchExecutor, Key, Spec, Status, key_of, pool_name, settings_of
 from conveyor.executors.command import API, TOKEN_FILE, encode_job
 from conveyor.executors.relay import SOCKET, Relay
+from conveyor.images import INSTALL
 from conveyor.resources import Resources
 
-INSTALL = "apt-get install podman buildah runc"
 SETTINGS = ("image", "project", "code", "podman", "ulimits", "args", "network", "jobs")
 #: Where a container finds the API's socket folder and its token.
 API_DIR = "/run/conveyor/api"
