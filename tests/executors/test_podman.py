@@ -141,7 +141,9 @@ def test_a_pipeline_runs_in_containers_and_its_file_target_lands_on_the_host(
     record, _, (attempt,) = only_instance(pipes)
     assert record.image == image  # the run records the image its attempts ran in
     assert attempt.placement and "podman container" in attempt.placement
-    assert containers(pipes) == []  # removed once its end was recorded
+    assert containers(pipes) == []  # removed once its end was recorded, with its cgroup parent
+    prefix = "cv-" + "".join(ch for ch in record.id.lower() if ch.isalnum())
+    assert not list(Path("/sys/fs/cgroup").glob(f"*/conveyor/{prefix}*"))
 
 
 def test_a_memory_hog_is_reported_out_of_memory(pipes: Project) -> None:
@@ -247,3 +249,24 @@ def test_a_new_owner_adopts_a_running_container_and_reports_its_end(tmp_path: Pa
 def test_a_missing_podman_is_one_line_saying_how_to_install_it(tmp_path: Path) -> None:
     with pytest.raises(ExecutorError, match="apt-get install podman buildah runc"):
         PodmanExecutor(1, str(tmp_path), settings={"podman": "/nonexistent/podman"})
+
+
+def test_code_in_the_project_comes_from_the_image_and_other_code_from_the_host(
+    tmp_path: Path, image: str
+) -> None:
+    executor = PodmanExecutor(1, str(tmp_path / "logs"), settings={"image": image, "project": str(tmp_path)})
+    try:
+        rule = executor.backend.target_in_image  # type: ignore[attr-defined]
+        assert rule(f"{tmp_path}/flows/sales.py:daily") == "/project/flows/sales.py:daily"
+        assert rule("/elsewhere/flows.py:daily") == "/elsewhere/flows.py:daily"  # the mounted folder's
+        assert rule("mypackage.flows:daily") == "mypackage.flows:daily"  # the image's packages
+    finally:
+        executor.close()
+
+
+def test_a_project_with_no_image_recipe_is_one_line_before_any_run(project: Project, image: str) -> None:
+    project.write("pipes.py", PIPELINE)
+    proc = project.cli("run", "pipes.py:contained", "--executor", "podman")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1 and "[image] base" in lines[0], lines

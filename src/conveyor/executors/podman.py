@@ -69,6 +69,7 @@ API_DIR = "/run/conveyor/api"
 TOKEN_PATH = "/run/conveyor/token"
 MEMORY_LABEL = f"{LABEL}/memory"
 _POLL = 0.5  # seconds between looks at the pool's containers while waiting
+_CLEANUP = 10.0  # seconds a container's removal may take at the most
 _CGROUP = Path("/sys/fs/cgroup")
 _ENDED = frozenset({"exited", "stopped", "dead"})
 
@@ -117,6 +118,7 @@ class PodmanBackend:
         self._limits: dict[Key, int] = {}
         self._seen: dict[Key, tuple[str, str]] = {}
         self._pool: str | None = None
+        self._removing: list[threading.Thread] = []
         self._lock = threading.Lock()
 
     # -- podman ---------------------------------------------------------------------------------
@@ -239,7 +241,9 @@ class PodmanBackend:
         and the driver's loop waits on nothing)."""
         name = self._names.get(key)
         if name is not None:
-            threading.Thread(target=self._remove, args=(key, name), daemon=True).start()
+            thread = threading.Thread(target=self._remove, args=(key, name), daemon=True)
+            thread.start()
+            self._removing = [t for t in self._removing if t.is_alive()] + [thread]
 
     def _remove(self, key: Key, name: str) -> None:
         done = self._run(["rm", name], check=False)
@@ -256,6 +260,9 @@ class PodmanBackend:
         self._remove_cgroup(name)
 
     def close(self) -> None:
+        deadline = time.time() + _CLEANUP
+        for thread in self._removing:  # removals under way finish before this process ends
+            thread.join(max(0.0, deadline - time.time()))
         for relay in self._relays.values():
             relay.close()
         self._relays.clear()
@@ -389,16 +396,22 @@ class PodmanBackend:
         return str(path)
 
     def _remove_cgroup(self, name: str) -> None:
+        """Remove the container's cgroup parent; conmon may linger in it a moment after the
+        container is gone (rmdir of a cgroup that still holds a process fails, harmlessly)."""
         if self.cgroups[1] != "cgroupfs":
             return
-        for parent in _CGROUP.glob(f"*/conveyor/{name}"):
-            for child in sorted(parent.glob("*/"), reverse=True):
+        deadline = time.time() + _CLEANUP
+        while True:
+            left = [*_CGROUP.glob(f"*/conveyor/{name}"), *_CGROUP.glob(f"conveyor/{name}")]
+            for parent in left:
+                for child in sorted(parent.glob("*/"), reverse=True):
+                    with contextlib.suppress(OSError):
+                        child.rmdir()
                 with contextlib.suppress(OSError):
-                    child.rmdir()
-            with contextlib.suppress(OSError):
-                parent.rmdir()
-        with contextlib.suppress(OSError):
-            (_CGROUP / "conveyor" / name).rmdir()  # cgroup v2's single tree
+                    parent.rmdir()
+            if not any(p.exists() for p in left) or time.time() > deadline:
+                return
+            time.sleep(0.5)
 
 
 def _project_root() -> Path:
