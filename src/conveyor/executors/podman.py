@@ -351,7 +351,9 @@ class PodmanBackend:
                 status = self._explain(status, name)
             self._seen[status.key] = mark
             changed.append(status)
-        for key in [k for k in self._names if k not in present and k in self._seen]:
+        with self._lock:  # a removal in the background may be changing them
+            gone = [k for k in self._names if k not in present and k in self._seen]
+        for key in gone:
             if self._seen[key][0] != "ended":
                 self._seen[key] = ("ended", "")
                 changed.append(
