@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-ENGINES = ["local", "dask", "ray", "spark", "podman"]
+ENGINES = ["local", "dask", "ray", "spark", "procs", "podman"]
+#: The tests' third-party batch engine (``executors/plugin``): found by its entry point.
+PLUGIN = Path(__file__).parent / "executors" / "plugin"
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,17 @@ def start_engine(name: str, scratch: Path) -> Iterator[Engine]:
     if name == "podman":
         with podman_settings(scratch):
             yield Engine("podman", ("--executor", "podman"))
+        return
+    if name == "procs":
+        before = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PLUGIN), before]))
+        try:
+            yield Engine("procs", ("--executor", "procs"))
+        finally:
+            if before is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = before
         return
     raise ValueError(f"no such engine in the tests: {name}")
 

@@ -351,6 +351,9 @@ def test_the_client_over_http_is_the_client_on_the_store(server: str, pipes: Pro
         )
         assert "hello 3 times" in run.logs("greet", tail=5)
         assert run.result("greet") == {"n": 3, "greeting": "hi"}
+        shown = run._repr_html_()  # in a notebook: the graph drawn, and links to the server's pages
+        assert shown.count('data-state="succeeded"') == 3 and 'class="conveyor-graph"' in shown
+        assert f'href="{server}/#/runs/{run.id}"' in shown
         with pytest.raises(UntrustedResult, match="trust_pickles=True"):  # a pickle, over HTTP
             run.result("shapes")
         with Client(server, trust_pickles=True) as trusting:  # loaded from a server it trusts

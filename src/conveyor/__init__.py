@@ -6,6 +6,7 @@ from conveyor.driver import RunResult
 from conveyor.engine import run
 from conveyor.errors import ConveyorError
 from conveyor.graph import Graph, Promise
+from conveyor.notebooks import notebook
 from conveyor.pipelines import PipelineDef, pipeline
 from conveyor.targets import FileTarget, TableTarget, Target
 from conveyor.tasks import TaskDef, output, script, shell, spark_submit, task
@@ -26,6 +27,8 @@ __all__ = [
     "TableTarget",
     "Target",
     "TaskDef",
+    "load_ipython_extension",
+    "notebook",
     "output",
     "pipeline",
     "run",
@@ -34,6 +37,13 @@ __all__ = [
     "spark_submit",
     "task",
 ]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext conveyor``: the ``%conveyor`` and ``%%conveyor`` magics (``notebooks.magics``)."""
+    from conveyor.notebooks.magics import load
+
+    load(ipython)
 
 
 def __getattr__(name: str) -> Any:

@@ -287,20 +287,90 @@ def run_html(view: RunView, tasks: list[TaskView] | None = None) -> str:
     if view.params:
         out += f'<div style="font-size:90%">params: {_params(view.params)}</div>'
     if tasks:
-        out += _table(
-            ("task", "state", "attempts", "duration", "error"),
-            (
-                (
-                    escape(t.label),
-                    _badge(t.state),
-                    str(t.attempts),
-                    _seconds(t.duration),
-                    f"<code>{escape(_last_line(t.error))}</code>" if t.error else "",
-                )
-                for t in tasks
-            ),
-        )
+        out += tasks_html(tasks)
     return out
+
+
+def run_card(
+    view: RunView, tasks: list[TaskView], graph: str | None, links: Iterable[tuple[str, str]]
+) -> str:
+    """A run in a notebook cell: its progress and counts, its graph (``graph``: SVG, from
+    ``conveyor.picture``), its tasks, and ``links`` ((text, href) pairs: the web UI, the API)."""
+    out = run_html(view, tasks)
+    if graph:
+        out += f'<div class="conveyor-graph-box" style="margin:4px 0;overflow-x:auto">{graph}</div>'
+    shown = [
+        f'<a href="{escape(href)}" target="_blank" rel="noopener">{escape(text)}</a>' for text, href in links
+    ]
+    if shown:
+        out += f'<div class="conveyor-links" style="font-size:90%">{" · ".join(shown)}</div>'
+    return out
+
+
+def task_html(t: TaskView, notebook: str | None = None) -> str:
+    """One task instance: its state, attempts, duration, targets and error; ``notebook``: where
+    its rendered notebook is (a notebook task)."""
+    rows = [
+        ("state", _badge(t.state)),
+        ("attempts", str(t.attempts)),
+        ("duration", _seconds(t.duration)),
+        ("instance", f"<code>{escape(t.id)}</code>"),
+    ]
+    if t.params:
+        rows.append(("params", _params(t.params)))
+    if t.targets:
+        rows.append(("targets", "<br>".join(f"<code>{escape(x)}</code>" for x in t.targets)))
+    if notebook:
+        rows.append(("notebook", f'<a href="{escape(notebook)}" target="_blank" rel="noopener">rendered</a>'))
+    if t.error:
+        rows.append(("error", f'<pre style="color:{COLOURS["failed"]};margin:0">{escape(t.error)}</pre>'))
+    body = "".join(
+        f'<tr><th style="text-align:left">{k}</th><td style="text-align:left">{v}</td></tr>' for k, v in rows
+    )
+    return f'<div class="conveyor-task"><b>{escape(t.label)}</b><table>{body}</table></div>'
+
+
+def tasks_html(tasks: Iterable[TaskView]) -> str:
+    """Task instances as a table: label, state, attempts, duration, last line of the error."""
+    return _table(
+        ("task", "state", "attempts", "duration", "error"),
+        (
+            (
+                escape(t.label),
+                _badge(t.state),
+                str(t.attempts),
+                _seconds(t.duration),
+                f"<code>{escape(_last_line(t.error))}</code>" if t.error else "",
+            )
+            for t in tasks
+        ),
+    )
+
+
+def result_html(
+    run_id: str, state: str, counts: Mapping[str, int], elapsed: float, failed: Iterable[tuple[str, str]]
+) -> str:
+    """How a run driven here ended (``conveyor.run``'s ``RunResult``)."""
+    snap = Snapshot(
+        "run",
+        run_id,
+        "",
+        state,
+        sum(counts.get(s, 0) for s in ("succeeded", "skipped")),
+        sum(counts.values()),
+        "tasks",
+        counts,
+        elapsed,
+    )
+    out = (
+        '<div class="conveyor-result" style="font-family:sans-serif;font-size:90%">'
+        f"run <code>{escape(run_id)}</code>: "
+        f"{_badge(state)}{_bar(snap)}<div>{_counts(snap)}</div>"
+    )
+    for label, error in failed:
+        line = escape(_last_line(error))
+        out += f'<div>{escape(label)}: <code style="color:{COLOURS["failed"]}">{line}</code></div>'
+    return out + "</div>"
 
 
 def runs_html(views: Iterable[RunView], total: int) -> str:

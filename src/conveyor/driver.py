@@ -92,6 +92,12 @@ class RunResult:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (label, last lines of error)
     elapsed: float = 0.0
 
+    def _repr_html_(self) -> str:
+        """In a notebook: the state, a bar of the counts, and each failed task's error."""
+        from conveyor.display import result_html
+
+        return result_html(self.run_id, self.state, self.counts, self.elapsed, self.failed)
+
 
 #: A scheduler retries an unreachable store at least this often (seconds): a cheap refused
 #: connection, so that it carries on within a second of the store's return.

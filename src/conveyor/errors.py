@@ -31,7 +31,9 @@ what to do.
     │   └── UntrustedResult    a server sent a pickle the client was not told to load
     ├── CannotListen           ``conveyor server`` cannot listen on the address and port given
     ├── ExecutorError          an executor is unknown, not installed, misconfigured or unreachable
-    └── ImageError             a project's image cannot be built (podman missing, a failed build)
+    ├── ImageError             a project's image cannot be built (podman missing, a failed build)
+    ├── NotebookError          a notebook task's notebook, kernel or parameters are wrong, or a cell raised
+    └── GitError               a git command of the project's git remote failed (conveyor.git)
 """
 
 from __future__ import annotations
@@ -167,6 +169,15 @@ class CannotListen(ConveyorError):
 class ExecutorError(ConveyorError):
     """An executor is unknown, its extra is not installed, its settings are wrong, or its engine
     cannot be reached."""
+
+
+class NotebookError(ConveyorError):
+    """A notebook task cannot run (its notebook, kernel or parameters are wrong) or one of its
+    cells raised; the message names the cell and where the notebook up to it is kept."""
+
+
+class GitError(ConveyorError):
+    """A git command behind the project's git remote failed, or git is not installed."""
 
 
 class ImageError(ConveyorError):

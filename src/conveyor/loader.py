@@ -80,7 +80,12 @@ def _exec(fn: object, where: str) -> object:
 
 
 def load_pipeline(target: str) -> PipelineDef:
-    """The ``PipelineDef`` named by ``target``; with no ``:name``, the module's only pipeline."""
+    """The ``PipelineDef`` named by ``target``; with no ``:name``, the module's only pipeline.
+    ``luigi:MODULE.TaskClass``: a Luigi task class and all it requires (``conveyor.luigi``)."""
+    if target.startswith("luigi:"):
+        from conveyor.luigi import load
+
+        return load(target.removeprefix("luigi:"))
     where, name = split_target(target)
     module = load_module(where)
     found = {v.name: v for v in vars(module).values() if isinstance(v, PipelineDef)}

@@ -43,6 +43,12 @@ class Project:
         ``fresh``: their code imported anew (a reload), not reused from an earlier load."""
         out: list[Entry] = []
         for source in self.sources:
+            if source.startswith("luigi:"):  # a Luigi task class: luigi:MODULE.TaskClass
+                if fresh:
+                    forget(source.removeprefix("luigi:").rpartition(".")[0])
+                pipe = load_pipeline(source)
+                out.append(Entry(f"luigi:{pipe.name}", pipe))
+                continue
             where, name = split_target(source)
             path = self.root / where
             where = str(path.resolve()) if where.endswith(".py") or "/" in where else where

@@ -34,6 +34,8 @@ from conveyor import ids
 from conveyor import project as projects
 from conveyor.api import MAX_BODY, create_app
 from conveyor.errors import CannotListen, LoadError
+from conveyor.git import Clerk, Repository, project_name
+from conveyor.git import home as git_home
 from conveyor.service import Service
 from conveyor.store import Store, default_url, open_store
 from conveyor.store.connection import absolute_url, safe_url
@@ -331,6 +333,7 @@ def _serve(options: Options, sock: socket.socket) -> None:
             server_header=False,
         )
         server = _Uvicorn(config, [f"{base}/", f"{base}/api/v1", f"{base}/docs"])
+        clerk = _clerk(service, store, base)
         if child is not None:
             child.start()
         try:
@@ -338,6 +341,8 @@ def _serve(options: Options, sock: socket.socket) -> None:
         finally:
             if child is not None:
                 child.stop()
+            if clerk is not None:
+                clerk.stop()
     finally:
         store.close()
     log.info("server stopped")
@@ -357,3 +362,14 @@ def _child(options: Options, store: Store, found: projects.Project | None) -> Sc
     # without a project, it runs where the server looked for one, and finds none either
     where = found.root if found else (options.project or Path.cwd()).resolve()
     return SchedulerProcess(scheduler_command(found.root if found else None, options.workers), env, cwd=where)
+
+
+def _clerk(service: Service, store: Store, base: str) -> Clerk | None:
+    """The thread that commits the results of runs a git push started (``conveyor.git``)."""
+    name = project_name(service)
+    if name is None:
+        return None
+    clerk = Clerk(Repository(git_home(), name), store, base)
+    clerk.start()
+    log.info("git remote: %s/git/%s.git", base, name)
+    return clerk

@@ -441,6 +441,15 @@ class Service:
         kind = "application/json" if path.suffix == ".json" else "application/x-python-pickle"
         return Artifact(data, kind)
 
+    def notebook(self, run_id: str, task: str) -> bytes:
+        """The HTML of a notebook task's executed notebook (after a failure: the notebook up to
+        the failing cell), to serve under ``notebooks.serving.POLICY``."""
+        from conveyor.notebooks.serving import rendering_of
+
+        r = self.store.get_run(run_id)
+        inst = self.instances(r.id, task)[0]
+        return rendering_of(inst.label, inst.state, inst.targets, r.workdir)
+
     # -- backfills ----------------------------------------------------------------------------
     def backfill(
         self,

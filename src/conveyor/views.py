@@ -124,6 +124,12 @@ class RunView(View):
     def of(cls, r: RunRecord) -> RunView:
         return cls(**_run_fields(r, r.params))
 
+    def __repr_args__(self) -> Any:
+        """A short repr (a notebook shows what ``wait()`` returns): which run, how it stands."""
+        yield from ((k, getattr(self, k)) for k in ("id", "pipeline", "state", "counts", "duration"))
+        if self.error:
+            yield "error", self.error
+
 
 def _run_fields(r: RunRecord, params: dict[str, Any]) -> dict[str, Any]:
     created = stamp(r.created_at)
@@ -266,6 +272,17 @@ class TaskView(View):
     why: WhyView | None = Field(
         None, description="Why it waits (pending, ready or in backoff): upstream, quota, fair share, capacity"
     )
+
+    def __repr_args__(self) -> Any:
+        """A short repr: which instance, how it stands."""
+        yield from ((k, getattr(self, k)) for k in ("label", "state", "attempts", "duration"))
+        if self.error:
+            yield "error", self.error
+
+    def _repr_html_(self) -> str:
+        from conveyor.display import task_html
+
+        return task_html(self)
 
     @classmethod
     def of(cls, i: InstanceRecord, attempts: list[AttemptRecord], why: WhyView | None = None) -> TaskView:

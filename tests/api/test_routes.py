@@ -75,8 +75,8 @@ def test_the_openapi_schema_documents_every_route(api: Api) -> None:
         (method.upper(), path): op for path, ops in schema["paths"].items() for method, op in ops.items()
     }
     assert (
-        len(operations) == 41
-    )  # the contract's 20 routes (logs and its follow are one), the web UI's three, people's 18
+        len(operations) == 42
+    )  # the contract's 20 routes (logs and its follow are one), the web UI's three, people's 18, a notebook
     for (method, path), op in operations.items():
         assert op.get("summary") and op.get("tags"), f"{method} {path} has no summary or tags"
         if path.startswith(V1) and "{" in path:

@@ -62,3 +62,36 @@ def test_a_backfills_runs_are_the_projects_teams(world: World) -> None:
     assert daily and {r["team"] for r in daily} == {"a"}
     with world.client("other") as http:
         assert http.get("/api/v1/runs", params={"pipeline": "daily"}).json()["items"] == []
+
+
+def test_the_schedulers_list_shows_only_the_leases_on_the_callers_runs(world: World) -> None:
+    import dataclasses
+    import time
+
+    from conveyor import engine
+    from conveyor.store.records import SchedulerRecord
+
+    now = time.time()
+    ids = {}
+    for team, n in (("a", 5), ("b", 6)):  # a submitted run of each team, its partition leased
+        entry = world.service.entry("quick")
+        run, instances, parts = engine.submission(entry.pipeline, entry.target, {"n": n}, workdir="")
+        world.store.create_run(dataclasses.replace(run, team=team), instances, parts)
+        ids[team] = run.id
+    world.store.register_scheduler(SchedulerRecord("s1", "host", 1, now, now, "running", 2), stale_after=60)
+    while world.store.claim("s1", 60) is not None:
+        pass
+
+    def leased(who: str) -> set[str]:
+        with world.client(who) as http:
+            (scheduler,) = http.get("/api/v1/schedulers").json()
+        return {lease["run"] for lease in scheduler["leases"]}
+
+    (held,) = [leases for _, leases in world.store.schedulers()]
+    teams = {p.run_id: world.store.get_run(p.run_id).team for p in held}  # the world's runs' too
+    a = {run for run, team in teams.items() if team == "a"}
+    b = {run for run, team in teams.items() if team == "b"}
+    assert ids["a"] in a and ids["b"] in b
+    assert leased("other") == b
+    assert leased("member") == a
+    assert leased("admin") == a | b

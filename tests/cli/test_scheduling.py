@@ -44,7 +44,7 @@ NAPS = """
 
     @task
     def nap(i: int) -> int:
-        time.sleep(0.2)
+        time.sleep(0.4)  # the run lasts 8 s on one worker: long enough to reach on a loaded machine
         with open("side.txt", "a") as f:
             f.write(f"{i}\\n")
         return i
@@ -226,7 +226,7 @@ def test_cancel_stops_a_submitted_run_and_retry_finishes_it(project: Project) ->
 
 def test_cancel_asks_the_process_driving_an_embedded_run(project: Project) -> None:
     project.write("slow.py", NAPS)
-    proc = project.popen("run", "slow.py:naps", "--workers", "1")
+    proc = project.popen("run", "slow.py:naps", "--workers", "1", "-p", "n=100")
     _wait_for_lines(project, 2)
     [run] = json.loads(project.cli("runs", "--json", check=True).stdout)
     out = project.cli("cancel", run["id"], "--wait")

@@ -287,6 +287,32 @@ def test_lost_attempts_fail_for_good_after_max_lost_retries() -> None:
     assert change.error == f"lost {final} times; last: OOM killed"
 
 
+def test_losses_before_the_start_are_not_counted_until_too_many_come_in_a_row() -> None:
+    run = Run([spec("a", retries=0)])
+    run(Start(0))
+    attempt = 1
+    for _ in range(retry.MAX_BLAMELESS):
+        assert run(AttemptLost(attempt, "a", attempt, "never started", blameless=True)) == [
+            Execute("a", attempt + 1)
+        ]
+        attempt += 1
+    # one more in a row: it counts as a lost attempt (retried, within MAX_LOST), said so
+    assert run(AttemptLost(attempt, "a", attempt, "never started", blameless=True)) == [
+        Execute("a", attempt + 1)
+    ]
+    assert run.causes("a")[-2][2].startswith(
+        f"attempt {attempt} lost: lost {retry.MAX_BLAMELESS + 1} times in a row"
+    )
+    attempt += 1
+    for _ in range(retry.MAX_LOST):  # the streak starts again; counted losses run out in the end
+        for _ in range(retry.MAX_BLAMELESS):
+            run(AttemptLost(attempt, "a", attempt, "never started", blameless=True))
+            attempt += 1
+        run(AttemptLost(attempt, "a", attempt, "never started", blameless=True))
+        attempt += 1
+    assert run.state("a") is S.FAILED
+
+
 def test_a_loss_and_a_failure_are_counted_apart() -> None:
     run = Run([spec("a", retries=1, retry_delay=5.0)])
     run(Start(0))

@@ -26,7 +26,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 #: The screenshots docs/ui.md and the README show (the others stay in the temporary directory).
-DOCS_SHOTS = {"pipelines", "run", "run-following", "form-error", "run-grouped"}
+DOCS_SHOTS = {"pipelines", "run", "run-following", "form-error", "run-grouped", "notebook"}
 
 #: How long an expectation waits (ms): a run goes through a scheduler child.
 WAIT = 30_000

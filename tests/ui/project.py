@@ -1,8 +1,11 @@
 """The UI tests' project: pipelines with every kind of form field, a slow one, a failing one, one of
-2,000 task instances, a daily one for backfills, one for the runs page, a scheduled one, and one
-writing a table partition and a file."""
+2,000 task instances, a daily one for backfills, one for the runs page, a scheduled one, one
+writing a table partition and a file, and a notebook task (``analysis.ipynb``, whose output carries a
+script that must not run in Conveyor's origin)."""
 
 from __future__ import annotations
+
+import nbformat
 
 from conftest import Project
 
@@ -11,7 +14,7 @@ import datetime as dt
 import enum
 import time
 
-from conveyor import TableTarget, output, pipeline, task
+from conveyor import TableTarget, notebook, output, pipeline, task
 
 
 class Colour(enum.Enum):
@@ -167,6 +170,20 @@ def warehouse(day: dt.date = dt.date(2026, 11, 1), rows: int = 3):
     export(day, ingest(day, rows))
 
 
+@task(output="exports/amounts-{n}.csv")
+def amounts(n: int) -> None:
+    output().write_text("amount\\n" + "".join(f"{i * 10}\\n" for i in range(1, n + 1)))
+
+
+analysis = notebook("analysis.ipynb", parameters={"n": int, "data": str}, output="reports/analysis-{n}.ipynb")
+
+
+@pipeline
+def analyse(n: int = 4):
+    """A notebook task: the amounts summed in analysis.ipynb, rendered in the task's panel."""
+    analysis(n=n, data=amounts(n))
+
+
 @pipeline(schedule="0 3 * * *")
 def nightly(logical_date: dt.date = dt.date(2026, 1, 1)):
     """Every night at 03:00 UTC."""
@@ -177,4 +194,26 @@ def nightly(logical_date: dt.date = dt.date(2026, 1, 1)):
 def make_ui_project(project: Project) -> Project:
     project.write("conveyor.toml", '[project]\npipelines = ["pipes.py"]\n')
     project.write("pipes.py", PIPES)
+    write_analysis(project)
     return project
+
+
+#: What the notebook's script would do if it ran: mark its own page, and reach into the UI's.
+SCRIPT = (
+    "<script>document.body.setAttribute('data-ran', 'yes');"
+    "try { parent.document.title = 'notebook script ran'; } catch (e) {}</script>"
+)
+
+
+def write_analysis(project: Project) -> None:
+    """analysis.ipynb: sums the amounts CSV it is given into a table; its output holds a script."""
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell
+    table = "'<table><tr><td>rows</td><td>%d</td></tr></table>' % len(rows)"
+    nb.cells = [
+        cell("n = 1\ndata = ''", metadata={"tags": ["parameters"]}),
+        cell("import csv\nrows = [int(r['amount']) for r in csv.DictReader(open(data))]"),
+        cell("print('total', sum(rows))"),
+        cell(f"from IPython.display import HTML\nHTML({SCRIPT!r} + {table})"),
+    ]
+    nbformat.write(nb, str(project.root / "analysis.ipynb"))

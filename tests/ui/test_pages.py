@@ -41,7 +41,7 @@ def test_the_pipelines_page_shows_each_pipeline_its_schedule_and_its_recent_runs
         assert wait_for_run(http, failed)["state"] == "failed"
     page.goto("/")
     rows = page.locator("tr[data-pipeline]")
-    expect(rows).to_have_count(10)
+    expect(rows).to_have_count(11)
     tally = page.locator("tr[data-pipeline=tally]")
     expect(tally.locator(".recent a.dot")).to_have_count(7)
     expect(tally.locator(".recent a.dot").first).to_have_attribute(

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from playwright.sync_api import expect
 
-from api.live import ServerProcess, wait_for_run
+from api.live import ServerProcess, wait_for_run, wait_until
 
 V1 = "/api/v1"
 RUN_URL = re.compile(r"#/runs/(\d{8}-\d{6}-[0-9a-f]{6})$")
@@ -160,6 +160,32 @@ def test_a_task_that_waited_for_another_run_says_so_in_its_panel(page: Any, ui_s
     expect(panel.locator(".waited")).to_have_count(0)  # this run napped itself
 
 
+def test_the_attempts_table_says_where_an_engine_has_the_attempt(page: Any, ui_server: ServerProcess) -> None:
+    from conveyor.store import open_store
+
+    run_id = trigger(ui_server, "slow")
+    with ui_server.client() as http:
+        run = wait_until(
+            lambda: (
+                (r := http.get(f"{V1}/runs/{run_id}").json())["state"] == "running"
+                and any(t["attempts"] for t in r["tasks"])
+                and r
+            ),
+            what="the slow run's attempt",
+        )
+        (task,) = [t for t in run["tasks"] if t["attempts"]]
+        # what a batch engine's executor records (``Placed``): here written as the driver would
+        store = open_store(f"sqlite:///{run['workdir']}/.conveyor/conveyor.db")
+        store.place_attempt(run_id, task["id"], 1, "queued in Kueue (team-a): waiting for quota")
+        store.close()
+        page.goto(f"/#/runs/{run_id}")
+        node(page, "nap(").click()
+        where = page.locator("aside.panel table tbody tr td.where")
+        expect(where).to_have_text("queued in Kueue (team-a): waiting for quota")
+        assert http.post(f"{V1}/runs/{run_id}/cancel").status_code == 200
+        wait_for_run(http, run_id)
+
+
 def test_the_task_panel_shows_what_a_table_and_a_file_target_hold(
     page: Any, ui_server: ServerProcess
 ) -> None:
@@ -194,3 +220,25 @@ def test_a_waiting_task_says_why_in_its_panel(page: Any, ui_server: ServerProces
     node(page, "pause(").click()
     node(page, "after(").click()
     expect(page.locator("aside.panel .why")).to_have_count(0)  # done: it waits for nothing
+
+
+def test_a_notebook_tasks_panel_shows_it_rendered_and_none_of_its_scripts_runs(
+    page: Any, ui_server: ServerProcess, screenshot: Callable[..., Any]
+) -> None:
+    run_id = trigger(ui_server, "analyse", n=4)
+    with ui_server.client() as http:
+        assert wait_for_run(http, run_id)["state"] == "succeeded"
+    page.goto(f"/#/runs/{run_id}")
+    node(page, "analysis(").click()
+    panel = page.locator("aside.panel")
+    expect(panel.get_by_role("heading", name="Notebook", exact=True)).to_be_visible()
+    expect(panel.locator("iframe.notebook-frame")).to_have_attribute("sandbox", "")
+    frame = page.frame_locator("aside.panel iframe.notebook-frame")
+    expect(frame.locator("body")).to_contain_text("total 100")  # the notebook's output, rendered
+    expect(frame.locator("td").last).to_have_text("4")
+    # its script did not run: neither in its own page nor, through it, in the UI's
+    expect(frame.locator("body")).not_to_have_attribute("data-ran", "yes")
+    assert "notebook script ran" not in page.title()
+    (rendered,) = [f for f in page.frames if "/notebook?" in f.url]
+    assert rendered.evaluate("() => self.origin") == "null"  # an opaque origin, not Conveyor's
+    screenshot(panel, "notebook")

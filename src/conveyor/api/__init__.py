@@ -78,6 +78,10 @@ def create_app(
     app.state.service = service
     app.state.on_reload = on_reload
     app.state.access = Access(service.store, public_metrics=public_metrics)
+    from conveyor.git import GitRemote
+
+    # the project's git remote at /git/: outside the schema, and before the API's body limit
+    app.add_middleware(GitRemote, service=service, access=app.state.access)
     ui.mount(app)  # the web UI at / and /ui/, outside the schema
     from conveyor.execution.routes import mount
 

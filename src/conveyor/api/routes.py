@@ -23,6 +23,7 @@ from conveyor.api import problems
 from conveyor.api.access import Who, authorize, user_of, visible_teams
 from conveyor.api.problems import responses
 from conveyor.errors import BackfillNotFound, ConveyorError, ParameterError, RunNotFound
+from conveyor.notebooks import serving
 from conveyor.service import GROUP_ABOVE, Service
 from conveyor.views import (
     BackfillRequest,
@@ -402,6 +403,29 @@ def result(
     return Response(artifact.data, media_type=artifact.media_type)
 
 
+@router.get(
+    "/runs/{run_id}/notebook",
+    tags=["runs"],
+    summary="A notebook task's executed notebook as HTML, in a sandbox where none of its scripts run",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"text/html": {"schema": {"type": "string"}}},
+            "description": "The rendered notebook (after a failure: up to the failing cell), served "
+            "with a Content-Security-Policy of its own: sandbox, no script, no network",
+        },
+        **responses(400, 404, 409, 422, 503),
+    },
+)
+def notebook(
+    svc: Svc,
+    run_id: RunId,
+    task: Annotated[str, Query(description="The notebook task: its name, label or instance id")],
+) -> Response:
+    html = svc.notebook(run_id, task)
+    return Response(html, media_type="text/html; charset=utf-8", headers=serving.HEADERS)
+
+
 def _takes_pickle(accept: str | None) -> bool:
     kinds = {part.split(";")[0].strip().lower() for part in (accept or "*/*").split(",")}
     return bool(kinds & {"*/*", "application/*", "application/x-python-pickle"})
@@ -571,5 +595,21 @@ def resume_schedule(svc: Svc, name: PipelineName) -> ScheduleView:
     response_model=list[SchedulerView],
     responses=responses(503),
 )
-def list_schedulers(svc: Svc) -> list[SchedulerView]:
-    return svc.schedulers()
+def list_schedulers(svc: Svc, who: Who) -> list[SchedulerView]:
+    """Every scheduler; the leases on runs outside the caller's teams are left out."""
+    views = svc.schedulers()
+    teams = visible_teams(who)
+    if teams is None:
+        return views
+    seen: dict[str, bool] = {}
+
+    def visible(run_id: str) -> bool:
+        if run_id not in seen:
+            try:
+                svc.store.get_run(run_id, teams=teams)
+                seen[run_id] = True
+            except RunNotFound:
+                seen[run_id] = False
+        return seen[run_id]
+
+    return [v.model_copy(update={"leases": [x for x in v.leases if visible(x.run)]}) for v in views]

@@ -105,6 +105,7 @@ RULES: dict[str, Rule] = {
     "retry_run": _act(Role.MEMBER, "run"),
     "logs": _read("run"),
     "result": _read("run"),
+    "notebook": _read("run"),
     "get_graph": _read("run"),
     "get_changes": _read("run"),
     "list_attempts": _read("run"),
@@ -137,7 +138,13 @@ RULES: dict[str, Rule] = {
     "set_quota": Rule("admin", "team", hide=True),
     "set_user_weights": Rule(Role.LEAD, "team", hide=True),
     "list_audit": Rule("signed_in"),  # the rows of their teams, and their own
+    # the project's git remote (conveyor.git, outside the schema): clone and pull, push
+    "git_fetch": _read("project", hide=False),
+    "git_push": Rule(Role.MEMBER, "project", hide=False),  # audited by conveyor.git itself
 }
+
+#: The rules of routes outside the OpenAPI schema (the git remote answers them itself).
+OUTSIDE_SCHEMA = frozenset({"git_fetch", "git_push"})
 
 
 class Verdict(enum.Enum):
@@ -177,4 +184,4 @@ def decide(
     return Verdict.ALLOW, ""
 
 
-__all__ = ["RULES", "Principal", "Role", "Rule", "Verdict", "decide"]
+__all__ = ["OUTSIDE_SCHEMA", "RULES", "Principal", "Role", "Rule", "Verdict", "decide"]

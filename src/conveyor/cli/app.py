@@ -11,7 +11,8 @@ from rich.table import Table
 
 from conveyor import engine
 from conveyor import params as P
-from conveyor.cli import image, logs, people, project, running, scheduling, server
+from conveyor.cli import htcondor as htcondor_cli
+from conveyor.cli import image, kubernetes, logs, people, project, running, scheduling, server
 from conveyor.cli.common import (
     EXIT,
     DbOpt,
@@ -61,6 +62,8 @@ app.add_typer(people.tokens_app, name="tokens")
 app.add_typer(people.teams_app, name="teams")
 app.command()(people.audit)
 app.command()(people.login)
+app.add_typer(htcondor_cli.app, name="htcondor")
+app.add_typer(kubernetes.app, name="kubernetes")
 app.add_typer(image.app, name="image")
 
 
@@ -218,6 +221,8 @@ def show(
     console.print(f"  params    {escape(json.dumps(r.params))}", soft_wrap=True)
     took = duration(epoch(r.started_at), epoch(r.ended_at)) or "-"
     console.print(f"  started   {when(r.started_at) or '-'}   duration {took}")
+    if r.image:
+        console.print(f"  image     {escape(r.image)}", soft_wrap=True)
     if r.error:
         console.print("  error     " + escape(r.error).replace("\n", "\n            "))
     if r.partition_states:
@@ -229,6 +234,11 @@ def show(
     waiting = any(i.why for i in r.tasks)
     if waiting:
         table.add_column("WHY IT WAITS", overflow="fold")
+    # where an engine has (or had) each task's last attempt: queued and why, on which node
+    last = {i.id: i.attempt_log[-1] for i in r.tasks if i.attempt_log}
+    where = {iid: a.placement for iid, a in last.items() if a.placement}
+    if where:
+        table.add_column("WHERE", overflow="fold")
     for i in r.tasks:
         row = [
             escape(i.label),
@@ -237,7 +247,9 @@ def show(
             duration(epoch(i.started_at), epoch(i.ended_at)) if i.state != "pending" else "",
             i.id,
         ]
-        table.add_row(*row, *([escape(i.why.text) if i.why else ""] if waiting else []))
+        row += [escape(i.why.text) if i.why else ""] if waiting else []
+        row += [escape(where.get(i.id) or "")] if where else []
+        table.add_row(*row)
     print_table(table)
     for i in r.tasks:
         if i.waited_for:

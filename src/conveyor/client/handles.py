@@ -6,10 +6,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import quote
 
-from conveyor import display
+from conveyor import display, picture
 from conveyor.client.transport import Transport, decode
 from conveyor.errors import ConveyorError, ParameterError
+from conveyor.notebooks import serving
 from conveyor.views import BackfillView, RunDetail, RunView, TaskView
 
 #: While waiting, make sure this often (seconds) that something drives the run (``kick``).
@@ -50,9 +52,9 @@ class Run:
         return self._view.state
 
     @property
-    def tasks(self) -> list[TaskView]:
+    def tasks(self) -> TaskList:
         """Each task instance with its state, attempts and error, now."""
-        return self.refresh().tasks
+        return TaskList(self.refresh().tasks)
 
     def logs(self, task: str | None = None, *, attempt: int | None = None, tail: int | None = None) -> str:
         """What each attempt printed or logged (of ``task``: its name, label or instance id), each
@@ -103,11 +105,31 @@ class Run:
         return f"<Run {self.id} of {self._view.pipeline}: {self._view.state}, {line}>"
 
     def _repr_html_(self) -> str:
+        """The run now: its state and counts, its graph (SVG), its tasks, and links to it."""
         try:
             detail = self.refresh()
         except ConveyorError:
             return display.run_html(self._view) if self._view else display.escape(repr(self))
-        return display.run_html(detail, detail.tasks)
+        try:
+            graph = picture.run_svg(self._transport.graph(self.id))
+        except ConveyorError:
+            graph = None
+        return display.run_card(detail, detail.tasks, graph, self._links(detail))
+
+    def _links(self, detail: RunDetail) -> list[tuple[str, str]]:
+        """Where to see the run in a browser: the server's web UI and API (none for the local store)."""
+        base = getattr(self._transport, "url", None)
+        if not isinstance(base, str):
+            return []
+        run = quote(self.id, safe="")
+        links = [
+            ("the run in the web UI", f"{base}/#/runs/{run}"),
+            ("the run (JSON)", f"{base}/api/v1/runs/{run}"),
+        ]
+        for t in detail.tasks:
+            if serving.notebook_target(t.targets):
+                links.append((f"notebook {t.label}", f"{base}/api/v1/runs/{run}/notebook?task={quote(t.id)}"))
+        return links
 
 
 class Backfill:
@@ -162,6 +184,13 @@ class Backfill:
         except ConveyorError:
             pass
         return display.backfill_html(self._view)
+
+
+class TaskList(list[TaskView]):
+    """A run's task instances; a table in a notebook."""
+
+    def _repr_html_(self) -> str:
+        return display.tasks_html(self)
 
 
 class RunList(list[Run]):

@@ -28,6 +28,7 @@ from conveyor.errors import (
 from conveyor.service import Artifact
 from conveyor.views import (
     BackfillView,
+    GraphView,
     Health,
     LogView,
     PipelineView,
@@ -47,6 +48,7 @@ _PIPELINE = TypeAdapter(PipelineView)
 _PIPELINES = TypeAdapter(list[PipelineView])
 _RUN = TypeAdapter(RunView)
 _DETAIL = TypeAdapter(RunDetail)
+_GRAPH = TypeAdapter(GraphView)
 _PAGE = TypeAdapter(RunPage)
 _LOGS = TypeAdapter(list[LogView])
 _BACKFILL = TypeAdapter(BackfillView)
@@ -127,6 +129,9 @@ class Http:
 
     def cancel(self, run_id: str) -> RunView:
         return self._post(_RUN, f"/runs/{_q(run_id)}/cancel")
+
+    def graph(self, run_id: str, group: str = "auto") -> GraphView:
+        return self._get(_GRAPH, f"/runs/{_q(run_id)}/graph", {"group": group})
 
     def retry(self, run_id: str) -> RunView:
         return self._post(_RUN, f"/runs/{_q(run_id)}/retry")

@@ -102,6 +102,7 @@ class Prior:
 class _Instance:
     __slots__ = (
         "attempts",
+        "blameless",
         "down",
         "failures",
         "history",
@@ -120,6 +121,7 @@ class _Instance:
         self.attempts = 0
         self.failures = 0
         self.lost = 0
+        self.blameless = 0  # attempts lost in a row before they started (not counted)
         self.not_before = 0.0
         self.waiting = 0  # upstream instances not yet done
         self.down: list[_Instance] = []
@@ -257,9 +259,15 @@ class RunMachine:
             self._move(inst, S.CANCELLED, "cancelled while running", error=error)
             return
         if blameless:
-            self._move(inst, S.READY, f"attempt {attempt} lost, not counted: {error}", error=error)
-            self._queue(inst)
-            return
+            inst.blameless += 1
+            if inst.blameless <= retry.MAX_BLAMELESS:
+                self._move(inst, S.READY, f"attempt {attempt} lost, not counted: {error}", error=error)
+                self._queue(inst)
+                return
+            error = f"lost {inst.blameless} times in a row before it started; last: {error}"
+            inst.blameless = 0
+        else:
+            inst.blameless = 0
         if lost:
             inst.lost += 1
             if inst.lost <= retry.MAX_LOST:

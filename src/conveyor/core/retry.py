@@ -4,6 +4,10 @@ from __future__ import annotations
 
 #: Attempts lost to a dead process are retried this many times, beyond the task's own retries.
 MAX_LOST = 3
+#: Attempts lost in a row "before they started" (not counted against the task) are retried this
+#: many times; the next such loss counts as a lost attempt. An attempt that kills its engine's
+#: worker faster than the engine can tell it began would otherwise be retried for ever.
+MAX_BLAMELESS = 10
 #: The longest backoff between attempts, in seconds.
 MAX_DELAY = 3600.0
 

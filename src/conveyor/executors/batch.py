@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol
 
 from conveyor.errors import ExecutorError
-from conveyor.executors.command import CANNOT_BEGIN, RUNNER, runner_env
+from conveyor.executors.command import CANNOT_BEGIN, RUNNER, TIMED_OUT, runner_env
 from conveyor.executors.port import Launch, Lost, Placed, Report, Unknown
 from conveyor.resources import Resources
 from conveyor.runner import Job
@@ -42,6 +42,11 @@ Phase = Literal["queued", "running", "ended"]
 LABEL = "conveyor.io"
 #: How long after a cancel's grace an engine that never confirmed the stop is given up on.
 UNCONFIRMED = 30.0
+#: The runner enforces a task's timeout from when it begins; the executor stops a job that runs
+#: this much longer still (its runner never began, or hangs before it could stop itself).
+STARTING = 120.0
+#: How long closing waits for held jobs the store says ended to end in the engine too.
+SETTLE = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +55,7 @@ class Spec:
 
     key: Key
     name: str  # engine-safe: [a-z0-9-], at most 63 characters, unique per attempt
-    command: tuple[str, ...]  # the runner: ``python3 -m conveyor.executors.command``
+    command: tuple[str, ...]  # the runner: ``python3 -m conveyor.executors.runjob`` (``command.RUNNER``)
     env: Mapping[str, str]  # the job and the API's address; never the token
     token: str  # the attempt's execution-API token: a backend passes it secretly (a file, a Secret)
     resources: Resources
@@ -167,6 +172,11 @@ class BatchExecutor:
         return self.backend.image
 
     @property
+    def slots(self) -> int:
+        """Attempts a run may have in the engine at once (the run's capacity counts them)."""
+        return self.jobs
+
+    @property
     def prefetch(self) -> int:
         return self.jobs
 
@@ -194,7 +204,7 @@ class BatchExecutor:
             key=key,
             name=job_name(job),
             command=RUNNER,
-            env=runner_env(job, ticket.api),
+            env=runner_env(job, ticket.api, launch.timeout),
             token=ticket.token,
             resources=launch.resources,
             timeout=launch.timeout,
@@ -261,7 +271,7 @@ class BatchExecutor:
         job = held.job
         if status.phase != "ended":
             if status.phase == "running" and held.deadline is None and held.timeout:
-                held.deadline = now + held.timeout  # a task's timeout counts from its start
+                held.deadline = now + held.timeout + STARTING  # the runner's own timeout comes first
             if status.where and status.where != held.where:
                 held.where = status.where
                 self._reports.append(Placed(job, status.where))
@@ -274,6 +284,8 @@ class BatchExecutor:
             self._reports.append(Lost(job, status.reason, blameless=status.blameless))
         elif status.exit_code == 0:
             self._reports.append(Unknown(job, f"its {self.name} job ended; its runner recorded how"))
+        elif status.exit_code == TIMED_OUT:
+            self._reports.append(Lost(job, "timed out", timed_out=True))
         elif status.exit_code == CANNOT_BEGIN:
             why = f"its runner could not begin in the {self.name} job"
             self._reports.append(Lost(job, why, blameless=True))
@@ -290,6 +302,15 @@ class BatchExecutor:
             elif held.deadline is not None and now >= held.deadline and held.why_stopped is None:
                 held.deadline = None
                 self._stop(key, held, Lost(held.job, "timed out", timed_out=True), 0.0, now)
+
+    def _settle(self, patience: float) -> None:
+        """Jobs still held at the end are adopted ones whose ends the store told: give the
+        engine a moment to say they ended, and clean them up (a next owner would, otherwise)."""
+        end = time.time() + patience
+        while self._held and time.time() < end:
+            for status in self.backend.watch(min(0.2, max(0.0, end - time.time()))):
+                if status.phase == "ended" and self._held.pop(status.key, None) is not None:
+                    self._forget(status.key)
 
     def _forget(self, key: Key) -> None:
         try:
@@ -332,6 +353,8 @@ class BatchExecutor:
                     self.backend.stop(key, 0.0)
                 except ExecutorError:
                     pass
+        else:
+            self._settle(SETTLE)
         self._held.clear()
         self._reports.clear()
         self.backend.close()

@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 
 #: The Alembic revision this code expects; a test checks it is the migrations' head.
-SCHEMA_REVISION = "0011"
+SCHEMA_REVISION = "0012"
 
 metadata = MetaData()
 
@@ -345,4 +345,47 @@ audit = Table(
     Column("target", Text, nullable=False, server_default=""),
     Column("detail", Text, nullable=False, server_default=""),
     Index("ix_audit_team", "team", "id"),
+)
+
+#: What a run ran with, to reproduce it (``conveyor reproduce``): the code's commit and any
+#: uncommitted diff, the Python, the platform and a hash of the installed environment.
+run_provenance = Table(
+    "run_provenance",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("git_commit", String(64)),  # None: not run from a git working copy
+    Column("diff_hash", String(64)),  # the uncommitted diff's SHA-256, None when clean
+    Column("diff", Text),  # its text
+    Column("python", String(64), nullable=False),
+    Column("platform", String(200), nullable=False),
+    Column("env_hash", String(64), nullable=False),
+    Column("env_kind", String(32), nullable=False),  # "lock:<file>" or "distributions"
+    Column("source_date_epoch", Float),  # the commit's time: figures' timestamps
+    Column("created_at", Float, nullable=False),
+)
+
+#: Per task instance of a run: its inputs' fingerprints (upstream targets and declared external
+#: inputs), its cache key, and the run whose outputs it reused instead of executing.
+instance_provenance = Table(
+    "instance_provenance",
+    metadata,
+    Column("run_id", String(32), nullable=False),
+    Column("instance_id", String(32), nullable=False),
+    Column("inputs", Text, nullable=False, server_default="[]"),  # JSON list of fingerprints
+    Column("cache_key", String(64)),
+    Column("reused_from", String(32)),
+    PrimaryKeyConstraint("run_id", "instance_id"),
+)
+
+#: The result cache (``conveyor.cache``): a task instance's key (its code, parameters, inputs'
+#: fingerprints and environment) -> the outputs and result of the attempt that made them.
+cache_entries = Table(
+    "cache_entries",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("run_id", String(32), nullable=False),
+    Column("instance_id", String(32), nullable=False),
+    Column("result", Text),
+    Column("outputs", Text),
+    Column("created_at", Float, nullable=False),
 )

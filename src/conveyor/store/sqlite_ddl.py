@@ -4,7 +4,7 @@
 SQLite's schema as text, for the embedded run's store (``lite``), which imports no SQLAlchemy;
 tests/store/test_lite.py checks it is current."""
 
-REVISION = "0011"
+REVISION = "0012"
 RUN_COLUMNS = (
     "id",
     "pipeline",
@@ -71,7 +71,9 @@ DDL = (
     "CREATE INDEX ix_audit_team ON audit (team, id)",
     "\nCREATE TABLE backfills (\n\tid VARCHAR(32) NOT NULL, \n\tpipeline VARCHAR(200) NOT NULL, \n\ttarget TEXT NOT NULL, \n\tparams TEXT NOT NULL, \n\tevery VARCHAR(8) NOT NULL, \n\tmax_parallel INTEGER NOT NULL, \n\tworkdir TEXT DEFAULT '' NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tcreated_at FLOAT NOT NULL, \n\tended_at FLOAT, \n\tversion INTEGER DEFAULT '0' NOT NULL, \n\tslots TEXT NOT NULL, \n\tPRIMARY KEY (id)\n)\n\n",
     "CREATE INDEX ix_backfills_created ON backfills (created_at)",
+    '\nCREATE TABLE cache_entries (\n\t"key" VARCHAR(64) NOT NULL, \n\trun_id VARCHAR(32) NOT NULL, \n\tinstance_id VARCHAR(32) NOT NULL, \n\tresult TEXT, \n\toutputs TEXT, \n\tcreated_at FLOAT NOT NULL, \n\tPRIMARY KEY ("key")\n)\n\n',
     "\nCREATE TABLE claims (\n\tinstance_id VARCHAR(32) NOT NULL, \n\trun_id VARCHAR(32) NOT NULL, \n\tattempt INTEGER NOT NULL, \n\towner VARCHAR(200) NOT NULL, \n\tclaimed_at FLOAT NOT NULL, \n\texpires FLOAT NOT NULL, \n\tstate VARCHAR(16) DEFAULT 'running' NOT NULL, \n\tresult TEXT, \n\tended_at FLOAT, \n\tPRIMARY KEY (instance_id)\n)\n\n",
+    "\nCREATE TABLE instance_provenance (\n\trun_id VARCHAR(32) NOT NULL, \n\tinstance_id VARCHAR(32) NOT NULL, \n\tinputs TEXT DEFAULT '[]' NOT NULL, \n\tcache_key VARCHAR(64), \n\treused_from VARCHAR(32), \n\tPRIMARY KEY (run_id, instance_id)\n)\n\n",
     "\nCREATE TABLE memberships (\n\tteam VARCHAR(100) NOT NULL, \n\tuser VARCHAR(100) NOT NULL, \n\trole VARCHAR(16) NOT NULL, \n\tPRIMARY KEY (team, user)\n)\n\n",
     "CREATE INDEX ix_memberships_user ON memberships (user)",
     "\nCREATE TABLE partitions (\n\trun_id VARCHAR(32) NOT NULL, \n\tnumber INTEGER NOT NULL, \n\tsize INTEGER NOT NULL, \n\tneeds TEXT DEFAULT '[]' NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\towner VARCHAR(200), \n\tepoch INTEGER DEFAULT '0' NOT NULL, \n\tlease_expires FLOAT, \n\ttakeovers INTEGER DEFAULT '0' NOT NULL, \n\ttaken_from VARCHAR(200), \n\ttaken_at FLOAT, \n\tstarted_at FLOAT, \n\tended_at FLOAT, \n\terror TEXT, \n\tPRIMARY KEY (run_id, number)\n)\n\n",
@@ -81,6 +83,7 @@ DDL = (
     "CREATE INDEX ix_quota_holdings_team ON quota_holdings (team)",
     "\nCREATE TABLE quota_use (\n\tteam VARCHAR(100) NOT NULL, \n\tresource VARCHAR(100) NOT NULL, \n\tin_use BIGINT DEFAULT '0' NOT NULL, \n\tPRIMARY KEY (team, resource)\n)\n\n",
     "\nCREATE TABLE quota_waits (\n\trun_id VARCHAR(32) NOT NULL, \n\tinstance_id VARCHAR(32) NOT NULL, \n\tkind VARCHAR(32) NOT NULL, \n\ttext TEXT NOT NULL, \n\tsince FLOAT NOT NULL, \n\tPRIMARY KEY (run_id, instance_id)\n)\n\n",
+    "\nCREATE TABLE run_provenance (\n\trun_id VARCHAR(32) NOT NULL, \n\tgit_commit VARCHAR(64), \n\tdiff_hash VARCHAR(64), \n\tdiff TEXT, \n\tpython VARCHAR(64) NOT NULL, \n\tplatform VARCHAR(200) NOT NULL, \n\tenv_hash VARCHAR(64) NOT NULL, \n\tenv_kind VARCHAR(32) NOT NULL, \n\tsource_date_epoch FLOAT, \n\tcreated_at FLOAT NOT NULL, \n\tPRIMARY KEY (run_id)\n)\n\n",
     "\nCREATE TABLE runs (\n\tid VARCHAR(32) NOT NULL, \n\tpipeline VARCHAR(200) NOT NULL, \n\ttarget TEXT NOT NULL, \n\tparams TEXT NOT NULL, \n\t\"key\" VARCHAR(64) NOT NULL, \n\tstate VARCHAR(16) NOT NULL, \n\tworkdir TEXT DEFAULT '' NOT NULL, \n\tcreated_at FLOAT NOT NULL, \n\tstarted_at FLOAT, \n\tended_at FLOAT, \n\terror TEXT, \n\towner VARCHAR(200), \n\tepoch INTEGER DEFAULT '0' NOT NULL, \n\tlease_expires FLOAT, \n\ttotal INTEGER DEFAULT '0' NOT NULL, \n\tpartitions INTEGER DEFAULT '0' NOT NULL, \n\tcancel_requested FLOAT, \n\texecutor VARCHAR(64), \n\tteam VARCHAR(100), \n\tcreated_by VARCHAR(100), \n\timage TEXT, \n\tPRIMARY KEY (id)\n)\n\n",
     "CREATE INDEX ix_runs_created ON runs (created_at)",
     'CREATE INDEX ix_runs_key ON runs ("key")',

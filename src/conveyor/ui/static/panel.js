@@ -11,6 +11,8 @@ const KEEP_CHARS = 1_000_000;
 const FOLLOWED = new Set(["pending", "ready", "running"]);
 const TAIL = 200;
 const LISTED = 200;
+/** A notebook task's rendering is there once it ran: its own, or (failed) up to the failing cell. */
+const NOTEBOOK_SHOWN = new Set(["succeeded", "skipped", "failed"]);
 
 export class TaskPanel {
   /** `runId`; `task(id)`: the TaskView of an instance (fresh); `instances(task)`: a group's TaskViews;
@@ -54,8 +56,13 @@ export class TaskPanel {
     if (this.onClose) this.onClose(shown);
   }
 
-  /** Show an instance; `focus`: move the keyboard there (when a user opened it). */
-  async showInstance(id, { focus = true } = {}) {
+  /** Show an instance; `focus`: move the keyboard there (when a user opened it). Opening another
+   *  before it has loaded aborts its fetches: that is not an error. */
+  async showInstance(id, options) {
+    await quietAbort(this.renderInstance(id, options));
+  }
+
+  async renderInstance(id, { focus = true } = {}) {
     const signal = this.abort();
     this.el.hidden = false;
     this.shown = { kind: "instance", id };
@@ -83,6 +90,7 @@ export class TaskPanel {
       t.waited_for
         ? h("p", { class: "small waited" }, "Waited for run ", h("a", { href: `#/runs/${seg(t.waited_for)}`, class: "mono" }, t.waited_for), " executing this task and took its outcome.")
         : null,
+      notebookFrame(this.runId, t),
       h("h3", {}, "Log"),
       log,
       h("h3", {}, `Attempts (${t.attempts})`),
@@ -174,7 +182,11 @@ export class TaskPanel {
   }
 
   /** Show a group: its task, its instances' states, and a list of them to open. */
-  async showGroup(node, { focus = true } = {}) {
+  async showGroup(node, options) {
+    await quietAbort(this.renderGroup(node, options));
+  }
+
+  async renderGroup(node, { focus = true } = {}) {
     const signal = this.abort();
     this.el.hidden = false;
     this.shown = { kind: "group", id: node.id, state: node.state };
@@ -199,6 +211,29 @@ export class TaskPanel {
   }
 }
 
+/** Wait for `work`; a fetch it made that was aborted (the panel moved on) ends it quietly. */
+async function quietAbort(work) {
+  try {
+    await work;
+  } catch (err) {
+    if (!isAbort(err)) throw err;
+  }
+}
+
+/** A notebook task's executed notebook, rendered by the API in a sandbox (its own policy runs no
+ * script); the frame is sandboxed too, so neither alone lets the notebook act in this page's origin. */
+function notebookFrame(runId, t) {
+  const nb = t.targets.find((x) => x.endsWith(".ipynb") && t.targets.includes(x.slice(0, -".ipynb".length) + ".html"));
+  if (!nb || !NOTEBOOK_SHOWN.has(t.state)) return null;
+  const src = `${BASE}/runs/${seg(runId)}/notebook${query({ task: t.id })}`;
+  const failed = t.state === "failed";
+  return [
+    h("h3", {}, failed ? "Notebook, up to the failing cell" : "Notebook"),
+    h("iframe", { sandbox: true, src, class: "notebook-frame", title: `The executed notebook ${nb}`, referrerpolicy: "no-referrer" }),
+    h("p", { class: "small" }, h("a", { href: src, target: "_blank", rel: "noopener" }, "Open the notebook in a new tab")),
+  ];
+}
+
 function paramList(params, labelOf) {
   const entries = Object.entries(params || {});
   if (!entries.length) return h("p", { class: "muted" }, "None.");
@@ -217,7 +252,7 @@ function attemptsTable(attempts) {
   return h(
     "table",
     { class: "list compact" },
-    h("thead", {}, h("tr", {}, ["#", "State", "Started", "Duration", "Worker"].map((t) => h("th", { scope: "col" }, t)))),
+    h("thead", {}, h("tr", {}, ["#", "State", "Started", "Duration", "Where"].map((t) => h("th", { scope: "col" }, t)))),
     h(
       "tbody",
       {},
@@ -229,7 +264,8 @@ function attemptsTable(attempts) {
           h("td", {}, badge(a.state), a.error ? h("div", { class: "small error-text", title: a.error }, lastLine(a.error)) : null),
           h("td", { class: "nowrap" }, when(a.started_at)),
           h("td", { class: "num nowrap" }, a.ended_at ? duration(a.duration) : `${duration((Date.now() - new Date(a.started_at).getTime()) / 1000)} so far`),
-          h("td", { class: "small" }, a.worker || "—"),
+          // where its engine has it (queued and why, on which node), else the worker that ran it
+          h("td", { class: "small where", title: a.placement || a.worker || "" }, a.placement || a.worker || "—"),
         ),
       ),
     ),
