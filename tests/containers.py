@@ -147,15 +147,21 @@ def _copy_libraries(rootfs: Path) -> None:
 
 
 def git_project(root: Path, files: dict[str, str]) -> str:
-    """A project folder under git with ``files`` committed; its short commit."""
+    """A project folder under git with ``files`` committed; its short commit, the same for the
+    same files (fixed dates), so its image is built once and found again by later test runs."""
     root.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
     git = ["git", "-C", str(root), "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    fixed = {
+        **os.environ,
+        "GIT_AUTHOR_DATE": "2000-01-01T00:00:00Z",
+        "GIT_COMMITTER_DATE": "2000-01-01T00:00:00Z",
+    }
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "first"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "first"], check=True, env=fixed)
     return subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], check=True, capture_output=True,
                           text=True).stdout.strip()  # fmt: skip
 

@@ -35,7 +35,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
     toml = f'[project]\npipelines = ["flows.py"]\n\n[image]\nbase = "{base_image()}"\n'
     toml += 'requirements = ["croniter"]\n'
     commit = git_project(root, {"conveyor.toml": toml, "flows.py": PIPELINE})
-    done = cli(root, "image", "build")
+    done = cli(root, "image", "build", "--no-cache")  # built even if an earlier test run built it
     assert done.returncode == 0, done.stderr
     return root, commit, done.stdout.strip()
 
