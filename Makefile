@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 BENCH_VENV := .bench-venv
 LUIGI_SQLA_VENV := .bench-luigi-venv
 
-.PHONY: demo serve test bench bench-engines bench-fairshare lint clean
+.PHONY: demo serve test bench bench-engines bench-fairshare lint clean bench-containers
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ bench: $(VENV)/.demo $(BENCH_VENV)/.installed $(LUIGI_SQLA_VENV)/.installed
 # Conveyor on Dask and Ray beside their own APIs, on one local cluster each.
 bench-engines: $(VENV)/.test
 	$(BIN)/python bench/engines.py $(BENCH_ARGS)
+
+# The podman executor's cost per attempt beside `podman run` in a loop; image builds cold and cached (~2 min).
+bench-containers: $(VENV)/.test
+	$(BIN)/python bench/containers.py $(BENCH_ARGS)
 
 # The quota policy alone: admission decisions per second and the fairness error (pure, ~20 s).
 bench-fairshare: $(VENV)/.test

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-ENGINES = ["local", "dask", "ray", "spark", "procs"]
+ENGINES = ["local", "dask", "ray", "spark", "procs", "podman"]
 #: The tests' third-party batch engine (``executors/plugin``): found by its entry point.
 PLUGIN = Path(__file__).parent / "executors" / "plugin"
 
@@ -63,6 +63,10 @@ def start_engine(name: str, scratch: Path) -> Iterator[Engine]:
             missing("Java", "install it with: apt-get install openjdk-17-jre-headless")
         yield Engine("spark", ("--executor", "spark"))
         return
+    if name == "podman":
+        with podman_settings(scratch):
+            yield Engine("podman", ("--executor", "podman"))
+        return
     if name == "procs":
         before = os.environ.get("PYTHONPATH")
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PLUGIN), before]))
@@ -75,6 +79,27 @@ def start_engine(name: str, scratch: Path) -> Iterator[Engine]:
                 os.environ["PYTHONPATH"] = before
         return
     raise ValueError(f"no such engine in the tests: {name}")
+
+
+@contextlib.contextmanager
+def podman_settings(scratch: Path) -> Iterator[None]:
+    """Containers of an image with this checkout's Conveyor (tests/containers.py); the tests'
+    pipelines are outside its project, so containers load them from the mounted working folder."""
+    from containers import INSTALL, runner_image
+
+    if not all(shutil.which(tool) for tool in ("podman", "buildah", "runc")):
+        missing("podman", f"install it with: {INSTALL}")
+    settings = {"CONVEYOR_PODMAN_IMAGE": runner_image(scratch), "CONVEYOR_PODMAN_PROJECT": str(scratch)}
+    old = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @contextlib.contextmanager

@@ -31,6 +31,7 @@ what to do.
     │   └── UntrustedResult    a server sent a pickle the client was not told to load
     ├── CannotListen           ``conveyor server`` cannot listen on the address and port given
     ├── ExecutorError          an executor is unknown, not installed, misconfigured or unreachable
+    ├── ImageError             a project's image cannot be built (podman missing, a failed build)
     ├── NotebookError          a notebook task's notebook, kernel or parameters are wrong, or a cell raised
     ├── GitError               a git command of the project's git remote failed (conveyor.git)
     └── ReproduceError         a run cannot be reproduced (no commit, repository gone, --strict)
@@ -183,3 +184,7 @@ class GitError(ConveyorError):
 class ReproduceError(ConveyorError):
     """A run cannot be reproduced: no recorded commit, its repository is gone, or (``--strict``)
     its environment differs from this one."""
+
+
+class ImageError(ConveyorError):
+    """A project's image cannot be built or found (podman missing, a failed build, a bad recipe)."""

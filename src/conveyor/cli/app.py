@@ -12,7 +12,7 @@ from rich.table import Table
 from conveyor import engine
 from conveyor import params as P
 from conveyor.cli import htcondor as htcondor_cli
-from conveyor.cli import kubernetes, logs, people, project, reproducing, running, scheduling, server
+from conveyor.cli import image, kubernetes, logs, people, project, reproducing, running, scheduling, server
 from conveyor.cli.common import (
     EXIT,
     DbOpt,
@@ -65,6 +65,7 @@ app.command()(people.login)
 app.add_typer(htcondor_cli.app, name="htcondor")
 app.add_typer(kubernetes.app, name="kubernetes")
 app.command()(reproducing.reproduce)
+app.add_typer(image.app, name="image")
 
 
 # -- run and retry ----------------------------------------------------------------------------

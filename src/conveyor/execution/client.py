@@ -34,6 +34,8 @@ from conveyor.store.records import STALE, AttemptStatus, Holder
 if TYPE_CHECKING:
     from conveyor.runner import Job, Outcome
 
+#: The Unix socket to reach the API through, when set (see ``AttemptApi``).
+SOCKET_ENV = "CONVEYOR_EXECUTION_SOCKET"
 #: Answers that mean "try again": the server (or its store, or a proxy before it) is away.
 RETRY = frozenset({429, 502, 503, 504})
 
@@ -63,7 +65,11 @@ class AttemptApi:
         self.token = token
         self.base = ""
         self.begun = False  # ``begin`` was answered: the token is a run token
-        self._http = httpx.Client(timeout=timeout, trust_env=False)
+        # A container without network reaches the API through a Unix socket its executor mounts
+        # (``conveyor.executors.relay``): the URL still names the server, the socket is the way.
+        sock = os.environ.get(SOCKET_ENV)
+        transport = httpx.HTTPTransport(uds=sock) if sock else None
+        self._http = httpx.Client(timeout=timeout, trust_env=False, transport=transport)
 
     def attach(self, run_id: str, instance: str, attempt: int) -> None:
         ids = "/".join(quote(str(x), safe="") for x in (run_id, instance, attempt))
