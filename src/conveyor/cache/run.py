@@ -5,6 +5,7 @@ each commit that ended attempts (``RunDriver`` calls ``start`` and ``committed``
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
@@ -81,11 +82,20 @@ class RunCache:
             iid = end["instance_id"]
             if end["state"] != "succeeded" or iid not in keys:
                 continue
-            outputs = json.loads(end.get("outputs") or "[]")
+            outputs = [self._absolute(o) for o in json.loads(end.get("outputs") or "[]")]
             if self.graph[iid].output is not None and not outputs:
                 continue  # its targets' content is not known: nothing to check a reuse against
             entries.append(CacheEntry(keys[iid], self.run.id, iid, results.get(iid), outputs, now))
         self.store.put_cache_entries(entries)
+
+
+    def _absolute(self, fp: dict[str, Any]) -> dict[str, Any]:
+        """A fingerprint whose local target is named from the run's folder (its tasks' relative
+        paths start there): another checkout finds the file by it."""
+        where = str(fp.get("target", ""))
+        if "://" in where or os.path.isabs(where) or not self.run.workdir:
+            return fp
+        return {**fp, "target": os.path.join(self.run.workdir, where)}
 
 
 def _holds(node: Node) -> list[dict[str, Any]] | None:
