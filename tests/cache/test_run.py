@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import Project
+from conveyor.store import open_embedded
 
 pytestmark = pytest.mark.slow
 
@@ -60,15 +63,33 @@ def main():
 def git(root: Path, *args: str) -> str:
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t"}
     env["GIT_COMMITTER_EMAIL"] = "t@x"
-    return subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["git", *args], cwd=root, env=env, check=True, capture_output=True, text=True
+    ).stdout
 
 
 def run(project: Project, *args: str) -> dict:
     """``conveyor run`` then ``conveyor show --json`` of the run it made."""
-    project.cli("run", "pipe.py:main", *args, check=True)
-    runs = json.loads(project.cli("runs", "--json", check=True).stdout)
-    latest = (runs["items"] if isinstance(runs, dict) else runs)[0]["id"]
-    return json.loads(project.cli("show", latest, "--json", check=True).stdout)
+    return show(project.root, project.env(), "run", "pipe.py:main", *args)
+
+
+def show(where: Path, env: dict[str, str], *args: str) -> dict:
+    """Run ``conveyor ARGS`` (a run) in ``where``, then ``conveyor show --json`` of that run."""
+    ran = subprocess.run(
+        [sys.executable, "-m", "conveyor", *args], cwd=where, env=env, capture_output=True, text=True
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    found = re.search(r"run (\S+) of", ran.stdout)
+    assert found, ran.stdout
+    shown = subprocess.run(
+        [sys.executable, "-m", "conveyor", "show", found.group(1), "--json"],
+        cwd=where,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(json.loads(shown.stdout))
 
 
 def by_task(shown: dict) -> dict[str, dict]:
@@ -121,16 +142,10 @@ def test_a_second_commit_reuses_the_unchanged_and_reruns_the_changed_and_what_is
         "report": second["id"],
     }
     assert all(t["attempts"] == 0 and t["state"] == "succeeded" for t in third["tasks"])
-    ref = "from conveyor.store import open_embedded; s = open_embedded({db!r}); "
-    ref += "print([i.result for i in s.instances({run!r}) if i.task == 'report'][0])"
-    out = subprocess.run(
-        [sys.executable, "-c", ref.format(db=repo.db, run=third["id"])],
-        capture_output=True,
-        text=True,
-        env=repo.env(),
-    )
-    assert out.returncode == 0, out.stderr
-    assert json.loads(Path(out.stdout.strip()).read_text()) == "total 63"
+    store = open_embedded(repo.db)
+    (result,) = [i.result for i in store.instances(third["id"]) if i.task == "report"]
+    store.close()
+    assert result is not None and json.loads(Path(result).read_text()) == "total 63"
 
 
 def test_no_cache_reuses_nothing(repo: Project) -> None:
@@ -167,33 +182,8 @@ def test_a_checkout_elsewhere_gets_the_outputs_copied_into_place(repo: Project, 
     elsewhere = Project(clone)
     env = elsewhere.env()
     env["CONVEYOR_HOME"] = str(repo.root / ".conveyor")  # the same store, as a server's checkouts share
-    proc = subprocess.run(
-        [sys.executable, "-m", "conveyor", "run", "pipe.py:main"],
-        cwd=clone,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    second = show(clone, env, "run", "pipe.py:main")
+    assert second["id"] != first["id"]
+    assert {t["reused_from"] for t in second["tasks"]} == {first["id"]}
     assert (clone / "out/c.txt").read_text() == "A1\nB1\n"
     assert stamp(clone / "out/a.txt")[0] != stamp(repo.root / "out/a.txt")[0]  # a copy, not a link
-    shown = subprocess.run(
-        [sys.executable, "-m", "conveyor", "runs", "--json"],
-        cwd=clone,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    runs = json.loads(shown.stdout)
-    latest = (runs["items"] if isinstance(runs, dict) else runs)[0]["id"]
-    assert latest != first["id"]
-    detail = subprocess.run(
-        [sys.executable, "-m", "conveyor", "show", latest, "--json"],
-        cwd=clone,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert {t["reused_from"] for t in json.loads(detail.stdout)["tasks"]} == {first["id"]}

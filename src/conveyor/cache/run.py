@@ -88,7 +88,6 @@ class RunCache:
             entries.append(CacheEntry(keys[iid], self.run.id, iid, results.get(iid), outputs, now))
         self.store.put_cache_entries(entries)
 
-
     def _absolute(self, fp: dict[str, Any]) -> dict[str, Any]:
         """A fingerprint whose local target is named from the run's folder (its tasks' relative
         paths start there): another checkout finds the file by it."""

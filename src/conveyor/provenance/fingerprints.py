@@ -49,9 +49,7 @@ def _distributions() -> str:
     does not install packages under its own feet)."""
     from importlib import metadata
 
-    names = sorted(
-        {f"{(d.metadata['Name'] or '').lower()}=={d.version}" for d in metadata.distributions()}
-    )
+    names = sorted({f"{(d.metadata['Name'] or '').lower()}=={d.version}" for d in metadata.distributions()})
     text = f"python {sys.version_info[0]}.{sys.version_info[1]}.{sys.version_info[2]}\n" + "\n".join(names)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -34,7 +34,9 @@ class CacheEntry:
     created_at: float
 
 
-_SELECT = "SELECT key, run_id, instance_id, result, outputs, created_at FROM cache_entries WHERE instance_id IN "
+_SELECT = (
+    "SELECT key, run_id, instance_id, result, outputs, created_at FROM cache_entries WHERE instance_id IN "
+)
 _PUT = (
     "INSERT INTO cache_entries (key, run_id, instance_id, result, outputs, created_at) "
     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET run_id = excluded.run_id, "
