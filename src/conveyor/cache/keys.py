@@ -49,8 +49,9 @@ def instance_key(node: Node, code: str, inputs: Sequence[str], env: str) -> str:
 
 
 def content_digest(fingerprints: Sequence[dict[str, Any]]) -> str:
-    """The digest of targets' content, for an upstream no entry knows (written by hand)."""
-    text = "\n".join(str(f.get("sha256") or f.get("size")) for f in fingerprints)
+    """The digest of targets' content, for an upstream no entry knows (written by hand): their
+    hashes, or their sizes and modification times when they were not read."""
+    text = "\n".join(str(f.get("sha256") or (f.get("size"), f.get("mtime"))) for f in fingerprints)
     return "content:" + hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -25,8 +25,9 @@ from conveyor.graph import Graph, Node
 from conveyor.store.cache import CacheEntry
 from conveyor.targets import FileTarget, flatten
 
-#: What a node's targets hold now (``targets.files.fingerprint`` of each), None if one is missing.
-Holds = Callable[[Node], list[dict[str, Any]] | None]
+#: What a node's targets hold now, None if one is missing: with ``True``, their content's hashes
+#: (``targets.files.fingerprint``); with ``False``, only their sizes and modification times.
+Holds = Callable[[Node, bool], list[dict[str, Any]] | None]
 
 
 @dataclass(slots=True)
@@ -73,12 +74,12 @@ def plan(
             continue
         mine = by_instance.get(node.id, [])
         if node.id in done:
-            now = holds(node) if mine or node.output is not None else None
+            now = holds(node, bool(mine))  # no entry: no content to compare, a stat is enough
             if now is None:
                 continue
             made = next((e for e in mine if _same(e.outputs, now)), None)
             if made is None:
-                digests[node.id] = content_digest(now)  # written by hand: its content counts
+                digests[node.id] = content_digest(now)  # written by hand: what it holds counts
             elif made.key == key:
                 out.reuse[node.id] = made
             else:

@@ -97,12 +97,16 @@ class RunCache:
         return {**fp, "target": os.path.join(self.run.workdir, where)}
 
 
-def _holds(node: Node) -> list[dict[str, Any]] | None:
-    """What the node's (local file) targets hold now; None if one of them is missing."""
+def _holds(node: Node, read: bool) -> list[dict[str, Any]] | None:
+    """What the node's (local file) targets hold now; None if one of them is missing. Without
+    ``read``, a stat of each (a large input written by hand is not read on every run)."""
     targets = flatten(node.output) if node.output is not None else []
     if not targets or not all(t.exists() for t in targets):
         return None
-    return [fingerprint(t) for t in targets]  # type: ignore[arg-type]
+    if read:
+        return [fingerprint(t) for t in targets]  # type: ignore[arg-type]
+    stats = [os.stat(t.url) for t in targets]  # type: ignore[attr-defined]
+    return [{"size": st.st_size, "mtime": st.st_mtime_ns} for st in stats]
 
 
 def _usable(node: Node, entry: CacheEntry, in_place: bool) -> bool:
