@@ -28,6 +28,8 @@ from conveyor.targets import FileTarget, flatten
 #: What a node's targets hold now, None if one is missing: with ``True``, their content's hashes
 #: (``targets.files.fingerprint``); with ``False``, only their sizes and modification times.
 Holds = Callable[[Node, bool], list[dict[str, Any]] | None]
+#: Can the node take the entry (``True``: its targets hold it already)? Puts its outputs in place.
+Usable = Callable[[Node, CacheEntry, bool], bool]
 
 
 @dataclass(slots=True)
@@ -48,19 +50,25 @@ def plan(
     graph: Graph,
     candidates: Collection[str],
     done: Collection[str],
+    finished: Collection[str],
     entries: Sequence[CacheEntry],
     env: str,
     root: Path,
     holds: Holds,
+    usable: Usable,
 ) -> Plan:
     """Decide for the ``candidates`` (instances still to do; ``done`` among them: their targets
-    exist) which reuse an entry and which are stale; and every instance's key."""
+    exist) which reuse an entry and which are stale; and every instance's key. ``finished``:
+    instances the run had done before (a resumed run's)."""
     by_instance: dict[str, list[CacheEntry]] = {}
     for e in entries:
         by_instance.setdefault(e.instance_id, []).append(e)
     codes: dict[str, str] = {}
     digests: dict[str, str] = {}
     out = Plan()
+    # Instances that will not execute: an instance is reused only below these (a task never ends
+    # before its upstream, reused or not).
+    settled = set(finished)
     for node in graph:
         if not cacheable(node) or any(u not in digests for u in node.upstream):
             continue  # a table's or an object store's content is not seen: nothing below is keyed
@@ -80,14 +88,17 @@ def plan(
             made = next((e for e in mine if _same(e.outputs, now)), None)
             if made is None:
                 digests[node.id] = content_digest(now)  # written by hand: what it holds counts
-            elif made.key == key:
-                out.reuse[node.id] = made
-            else:
+            elif made.key != key:
                 out.stale.add(node.id)
+                continue
+            elif settled.issuperset(node.upstream) and usable(node, made, True):
+                out.reuse[node.id] = made
+            settled.add(node.id)  # reused, or done by its targets
             continue
         hit = next((e for e in mine if e.key == key), None)
-        if hit is not None:
+        if hit is not None and settled.issuperset(node.upstream) and usable(node, hit, False):
             out.reuse[node.id] = hit
+            settled.add(node.id)
     return out
 
 

@@ -62,13 +62,12 @@ class RunCache:
         }
         env, _ = environment_hash(self.root)
         entries = self.store.cache_entries(list(self.graph.nodes)) if candidates else []
-        self.plan = p = plan(self.graph, candidates, done, entries, env, self.root, _holds)
-        reused: dict[str, str] = {}
+        finished = {iid for iid, pr in prior.items() if pr.state.done}
+        usable = _usable if self.reuse else _never
+        self.plan = p = plan(self.graph, candidates, done, finished, entries, env, self.root, _holds, usable)
+        reused = {iid: entry.run_id for iid, entry in p.reuse.items()}
+        results.update({iid: entry.result for iid, entry in p.reuse.items()})
         if self.reuse:
-            for iid, entry in p.reuse.items():
-                if _usable(self.graph[iid], entry, iid in done):
-                    reused[iid] = entry.run_id
-                    results[iid] = entry.result
             done = frozenset(done - p.stale - set(reused))
         marks = [(iid, p.keys[iid], reused.get(iid)) for iid in candidates if iid in p.keys]
         self.store.mark_cached(self.run.id, marks)
@@ -116,3 +115,7 @@ def _usable(node: Node, entry: CacheEntry, in_place: bool) -> bool:
         return restore(node, entry, in_place=in_place)
     except OSError:
         return False
+
+
+def _never(node: Node, entry: CacheEntry, in_place: bool) -> bool:
+    return False  # --no-cache, --force: nothing is reused (nor copied into place)
