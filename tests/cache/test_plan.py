@@ -78,14 +78,15 @@ def test_reused_only_below_what_will_not_execute(graph: Graph, tmp_path: Path) -
     made = [CacheEntry(keys[i[n]], "r1", i[n], f"/a/{n}", [], 1.0) for n in ("clean", "side", "report")]
     made.append(CacheEntry(keys[i["raw"]], "r1", i["raw"], None, [{"sha256": "RAW"}], 1.0))
     every = decide(graph, tmp_path, made, done=frozenset({i["raw"]}))
-    assert set(every.reuse) == set(graph.nodes) and not every.stale
+    assert set(every.reuse) == set(graph.nodes) - {i["raw"]} and not every.stale
+    assert set(every.kept) == {i["raw"]}  # its target holds what the entry says: skipped, as ever
     # side's result is gone: side executes, so report (below it) executes too, though its entry is there
     gone = [
         e if e.instance_id != i["side"] else CacheEntry(e.key, "r1", e.instance_id, "gone", [], 1.0)
         for e in made
     ]
     partial = decide(graph, tmp_path, gone, done=frozenset({i["raw"]}))
-    assert set(partial.reuse) == {i["raw"], i["clean"]}
+    assert set(partial.reuse) == {i["clean"]}
 
 
 def test_targets_made_by_other_code_are_stale_and_hand_made_ones_count_by_content(
@@ -94,9 +95,9 @@ def test_targets_made_by_other_code_are_stale_and_hand_made_ones_count_by_conten
     keys, i = decide(graph, tmp_path, []).keys, ids(graph)
     old = CacheEntry("an-older-key", "r0", i["raw"], None, [{"sha256": "RAW"}], 1.0)
     stale = decide(graph, tmp_path, [old], done=frozenset({i["raw"]}))
-    assert stale.stale == {i["raw"]} and not stale.reuse
+    assert stale.stale == {i["raw"]} and not stale.reuse and not stale.kept
     unknown = CacheEntry(keys[i["raw"]], "r0", i["raw"], None, [{"sha256": "OTHER"}], 1.0)
     by_hand = decide(graph, tmp_path, [unknown], done=frozenset({i["raw"]}))
-    assert not by_hand.stale and not by_hand.reuse
+    assert not by_hand.stale and not by_hand.reuse and not by_hand.kept
     assert by_hand.keys[i["clean"]] != keys[i["clean"]]  # what raw.txt holds changed the key below
     assert by_hand.keys[i["side"]] == keys[i["side"]]

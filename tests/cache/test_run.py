@@ -123,7 +123,7 @@ def test_a_second_commit_reuses_the_unchanged_and_reruns_the_changed_and_what_is
     second = run(repo)
     tasks = by_task(second)
     assert tasks["a"]["reused_from"] == first["id"] and tasks["a"]["attempts"] == 0
-    assert tasks["a"]["state"] == "succeeded"
+    assert tasks["a"]["state"] == "skipped"  # its target holds what run 1 made: done, as targets say
     assert stamp(repo.root / "out/a.txt") == a_before  # not rewritten, not even touched
     for name in ("b", "c", "total", "report"):  # changed, or below a change
         assert tasks[name]["reused_from"] is None and tasks[name]["attempts"] == 1, name
@@ -141,7 +141,9 @@ def test_a_second_commit_reuses_the_unchanged_and_reruns_the_changed_and_what_is
         "total": second["id"],
         "report": second["id"],
     }
-    assert all(t["attempts"] == 0 and t["state"] == "succeeded" for t in third["tasks"])
+    assert all(t["attempts"] == 0 for t in third["tasks"])
+    states = {t["task"]: t["state"] for t in third["tasks"]}
+    assert states == {"a": "skipped", "b": "skipped", "c": "skipped", "total": "succeeded", "report": "succeeded"}
     store = open_embedded(repo.db)
     (result,) = [i.result for i in store.instances(third["id"]) if i.task == "report"]
     store.close()

@@ -2,7 +2,8 @@
 the run starts, from every key and every entry of the run's instances (one query).
 
 The rules, for an instance still to do:
-- its targets exist and hold what an entry of the same key recorded: reused, nothing to move;
+- its targets exist and hold what an entry of the same key recorded: skipped as targets always
+  made it (nothing is touched), and it says which run made them;
 - its targets exist and hold what an entry of another key recorded: stale (its code, an input or
   the environment changed since): it executes, whatever Luigi's rule would say;
 - its targets exist and no entry knows their content (written by hand, or before the cache): it is
@@ -36,6 +37,7 @@ Usable = Callable[[Node, CacheEntry, bool], bool]
 class Plan:
     keys: dict[str, str] = field(default_factory=dict)  # every cacheable instance's key
     reuse: dict[str, CacheEntry] = field(default_factory=dict)  # instance -> the entry it takes
+    kept: dict[str, CacheEntry] = field(default_factory=dict)  # skipped: its targets hold this entry
     stale: set[str] = field(default_factory=set)  # targets exist, made by other code or inputs
 
 
@@ -92,7 +94,7 @@ def plan(
                 out.stale.add(node.id)
                 continue
             elif settled.issuperset(node.upstream) and usable(node, made, True):
-                out.reuse[node.id] = made
+                out.kept[node.id] = made
             settled.add(node.id)  # reused, or done by its targets
             continue
         hit = next((e for e in mine if e.key == key), None)

@@ -53,8 +53,9 @@ class RunCache:
         results: dict[str, str | None],
     ) -> tuple[frozenset[str], dict[str, str]]:
         """Before the run starts: the instances whose targets make them done (without those the
-        cache found stale), and those that reuse an entry, with the run that made it; their
-        results go into ``results`` for the instances below them."""
+        cache found stale), and those that reuse an entry instead of executing, with the run that
+        made it; their results go into ``results`` for the instances below them. Each instance's
+        key is recorded, and which run made what it reuses or what its existing targets hold."""
         candidates = {
             n.id
             for n in self.graph
@@ -69,7 +70,8 @@ class RunCache:
         results.update({iid: entry.result for iid, entry in p.reuse.items()})
         if self.reuse:
             done = frozenset(done - p.stale - set(reused))
-        marks = [(iid, p.keys[iid], reused.get(iid)) for iid in candidates if iid in p.keys]
+        made_by = {**reused, **{iid: entry.run_id for iid, entry in p.kept.items()}}
+        marks = [(iid, p.keys[iid], made_by.get(iid)) for iid in candidates if iid in p.keys]
         self.store.mark_cached(self.run.id, marks)
         return done, reused
 
