@@ -266,7 +266,9 @@ class TaskView(View):
     why: WhyView | None = Field(
         None, description="Why it waits (pending, ready or in backoff): upstream, quota, fair share, capacity"
     )
-    cache_key: str | None = Field(None, description="Its result cache key: code, parameters, inputs, environment")
+    cache_key: str | None = Field(
+        None, description="Its result cache key: code, parameters, inputs, environment"
+    )
     reused_from: str | None = Field(
         None, description="The run whose outputs it reused from the result cache instead of executing"
     )

@@ -143,7 +143,13 @@ def test_a_second_commit_reuses_the_unchanged_and_reruns_the_changed_and_what_is
     }
     assert all(t["attempts"] == 0 for t in third["tasks"])
     states = {t["task"]: t["state"] for t in third["tasks"]}
-    assert states == {"a": "skipped", "b": "skipped", "c": "skipped", "total": "succeeded", "report": "succeeded"}
+    assert states == {
+        "a": "skipped",
+        "b": "skipped",
+        "c": "skipped",
+        "total": "succeeded",
+        "report": "succeeded",
+    }
     store = open_embedded(repo.db)
     (result,) = [i.result for i in store.instances(third["id"]) if i.task == "report"]
     store.close()

@@ -492,9 +492,7 @@ def test_an_illegal_transition_raises_with_the_instance_history() -> None:
 
 def test_an_illegal_transition_without_history_says_so() -> None:
     run = Run([spec("a")])
-    with pytest.raises(
-        TransitionError, match=r"illegal transition pending -> failed .*history: no history"
-    ):
+    with pytest.raises(TransitionError, match=r"illegal transition pending -> failed .*history: no history"):
         run.m._move(run.m.instances["a"], S.FAILED, "skipped a step")
 
 

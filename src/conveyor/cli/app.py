@@ -81,7 +81,8 @@ def run(
     executor: ExecutorOpt = None,
     executor_address: ExecutorAddressOpt = None,
     no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Reuse nothing from the result cache: execute what is not done.")
+        bool,
+        typer.Option("--no-cache", help="Reuse nothing from the result cache: execute what is not done."),
     ] = False,
 ) -> None:
     """Run a pipeline here and now; re-running resumes what did not finish."""

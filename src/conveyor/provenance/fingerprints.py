@@ -54,9 +54,7 @@ def _distributions() -> str:
     for entry in sys.path:
         try:
             with os.scandir(entry or ".") as it:
-                names.update(
-                    e.name.lower() for e in it if e.name.endswith((".dist-info", ".egg-info"))
-                )
+                names.update(e.name.lower() for e in it if e.name.endswith((".dist-info", ".egg-info")))
         except OSError:
             continue
     version = ".".join(str(n) for n in sys.version_info[:3])

@@ -78,7 +78,9 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 CREATE_LOCK = 0x636F6E7665796F72  # "conveyor"
 
 
-class SqlStore(Leases, Claims, Attempts, Daemons, Backfills, Changes, Stats, Keys, People, Ledger, CacheEntries):
+class SqlStore(
+    Leases, Claims, Attempts, Daemons, Backfills, Changes, Stats, Keys, People, Ledger, CacheEntries
+):
     """Runs, task instances, attempts and transitions in a SQL database."""
 
     def __init__(self, url: str, *, migrate: bool = True, check: bool = True) -> None:
