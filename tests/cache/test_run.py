@@ -60,6 +60,12 @@ def main():
 """
 
 
+@pytest.fixture(autouse=True)
+def cache_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suite turns the cache off (tests/conftest.py); here it is the project's default."""
+    monkeypatch.delenv("CONVEYOR_CACHE", raising=False)
+
+
 def git(root: Path, *args: str) -> str:
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t"}
     env["GIT_COMMITTER_EMAIL"] = "t@x"
