@@ -95,7 +95,7 @@ def show(where: Path, env: dict[str, str], *args: str) -> dict:
         text=True,
         check=True,
     )
-    return dict(json.loads(shown.stdout))
+    return {**json.loads(shown.stdout), "printed": ran.stdout}
 
 
 def by_task(shown: dict) -> dict[str, dict]:
@@ -148,6 +148,7 @@ def test_a_second_commit_reuses_the_unchanged_and_reruns_the_changed_and_what_is
         "report": second["id"],
     }
     assert all(t["attempts"] == 0 for t in third["tasks"])
+    assert "5 reused from earlier runs" in third["printed"]
     states = {t["task"]: t["state"] for t in third["tasks"]}
     assert states == {
         "a": "skipped",

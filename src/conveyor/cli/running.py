@@ -53,6 +53,12 @@ def drive(
         if live:
             live.stop()
     summary(result, prepared.run.id)
+    reused = sum(1 for _, made_by in prepared.store.cached_marks(run.id).values() if made_by)
+    if reused:
+        console.print(
+            f"  {reused} reused from earlier runs: code, parameters, inputs and environment unchanged "
+            f"(conveyor show {run.id}; --no-cache to execute them)."
+        )
     engine.release(prepared)  # told: a process killed before this leaves the run "unseen"
     return result
 
