@@ -14,6 +14,7 @@ from conveyor.cache.plan import Plan, plan
 from conveyor.cache.restore import restore
 from conveyor.cache.settings import enabled, project_root
 from conveyor.core import Prior, State
+from conveyor.errors import StoreError
 from conveyor.graph import Graph, Node
 from conveyor.provenance.fingerprints import environment_hash
 from conveyor.store import Store
@@ -87,7 +88,10 @@ class RunCache:
             if self.graph[iid].output is not None and not outputs:
                 continue  # its targets' content is not known: nothing to check a reuse against
             entries.append(CacheEntry(keys[iid], self.run.id, iid, results.get(iid), outputs, now))
-        self.store.put_cache_entries(entries)
+        try:
+            self.store.put_cache_entries(entries)
+        except StoreError:
+            pass  # the store went away after the commit: these execute again next time, nothing is lost
 
     def _absolute(self, fp: dict[str, Any]) -> dict[str, Any]:
         """A fingerprint whose local target is named from the run's folder (its tasks' relative
