@@ -96,6 +96,9 @@ def test_targets_made_by_other_code_are_stale_and_hand_made_ones_count_by_conten
     old = CacheEntry("an-older-key", "r0", i["raw"], None, [{"sha256": "RAW"}], 1.0)
     stale = decide(graph, tmp_path, [old], done=frozenset({i["raw"]}))
     assert stale.stale == {i["raw"]} and not stale.reuse and not stale.kept
+    same_bytes = CacheEntry(keys[i["raw"]], "r1", i["raw"], None, [{"sha256": "RAW"}], 2.0)
+    both = decide(graph, tmp_path, [old, same_bytes], done=frozenset({i["raw"]}))
+    assert not both.stale and both.kept[i["raw"]].run_id == "r1"  # this key made these bytes too
     unknown = CacheEntry(keys[i["raw"]], "r0", i["raw"], None, [{"sha256": "OTHER"}], 1.0)
     by_hand = decide(graph, tmp_path, [unknown], done=frozenset({i["raw"]}))
     assert not by_hand.stale and not by_hand.reuse and not by_hand.kept

@@ -87,7 +87,9 @@ def plan(
             now = holds(node, bool(mine))  # no entry: no content to compare, a stat is enough
             if now is None:
                 continue
-            made = next((e for e in mine if _same(e.outputs, now)), None)
+            # the same bytes may have been made under several keys (an environment that changed
+            # nothing): this key's entry first
+            made = next((e for e in sorted(mine, key=lambda e: e.key != key) if _same(e.outputs, now)), None)
             if made is None:
                 digests[node.id] = content_digest(now)  # written by hand: what it holds counts
             elif made.key != key:
