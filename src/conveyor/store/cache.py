@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from conveyor.store.part import Part
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
 
 #: Instance ids per query: far below SQLite's and PostgreSQL's limits on bound parameters.
 CHUNK = 500
@@ -51,8 +52,15 @@ _MARK = (
 _MARKED = "SELECT instance_id, cache_key, reused_from FROM instance_provenance WHERE run_id = ?"
 
 
-class CacheEntries(Part):
-    """The store's part for the result cache."""
+class CacheEntries:
+    """The store's part for the result cache. Not a ``Part``: that would import SQLAlchemy into
+    ``conveyor run``, which this part serves without it (``lite``)."""
+
+    dialect: str
+
+    if TYPE_CHECKING:
+
+        def _cursor(self) -> AbstractContextManager[Any]: ...
 
     @property
     def _positional(self) -> str:
