@@ -23,10 +23,11 @@ from conveyor.targets import FileTarget, flatten
 from conveyor.targets.files import fingerprint
 
 
-def restore(node: Node, entry: CacheEntry, *, in_place: bool = False) -> bool:
+def restore(node: Node, entry: CacheEntry, *, in_place: bool = False, base: str = "") -> bool:
     """Make ``node``'s targets hold ``entry``'s outputs, and check its result is still there.
     False (nothing changed where it matters) if they cannot be had: the instance executes.
-    ``in_place``: its targets are known to hold them already."""
+    ``in_place``: its targets are known to hold them already. ``base``: the run's folder, where
+    relative target paths start (its runners' working folder, not necessarily this process's)."""
     if entry.result is not None and not _present(entry.result):
         return False
     targets = flatten(node.output) if node.output is not None else []
@@ -35,9 +36,9 @@ def restore(node: Node, entry: CacheEntry, *, in_place: bool = False) -> bool:
     moves: list[tuple[Path, Path]] = []
     for target, recorded in zip(targets, entry.outputs, strict=True):
         assert isinstance(target, FileTarget)
-        dest = Path(target.url)
+        dest = Path(base, target.url)
         if dest.exists():
-            if not in_place and fingerprint(target).get("sha256") != recorded.get("sha256"):
+            if not in_place and fingerprint(FileTarget(str(dest))).get("sha256") != recorded.get("sha256"):
                 return False
             continue
         source = Path(str(recorded.get("target", "")))

@@ -20,7 +20,7 @@ from conveyor.provenance.fingerprints import environment_hash
 from conveyor.store import Store
 from conveyor.store.cache import CacheEntry
 from conveyor.store.records import RunRecord
-from conveyor.targets import flatten
+from conveyor.targets import FileTarget, flatten
 from conveyor.targets.files import fingerprint
 
 #: The states of an instance a (resumed) run still has to do: the cache is asked about these.
@@ -65,8 +65,15 @@ class RunCache:
         env, _ = environment_hash(self.root)
         entries = self.store.cache_entries(list(self.graph.nodes)) if candidates else []
         finished = {iid for iid, pr in prior.items() if pr.state.done}
-        usable = _usable if self.reuse else _never
-        self.plan = p = plan(self.graph, candidates, done, finished, entries, env, self.root, _holds, usable)
+        base = self.run.workdir
+
+        def holds(node: Node, read: bool) -> list[dict[str, Any]] | None:
+            return _holds(node, read, base)
+
+        def usable(node: Node, entry: CacheEntry, in_place: bool) -> bool:
+            return self.reuse and _usable(node, entry, in_place, base)
+
+        self.plan = p = plan(self.graph, candidates, done, finished, entries, env, self.root, holds, usable)
         reused = {iid: entry.run_id for iid, entry in p.reuse.items()}
         results.update({iid: entry.result for iid, entry in p.reuse.items()})
         if self.reuse:
@@ -102,26 +109,23 @@ class RunCache:
         return {**fp, "target": os.path.join(self.run.workdir, where)}
 
 
-def _holds(node: Node, read: bool) -> list[dict[str, Any]] | None:
+def _holds(node: Node, read: bool, base: str) -> list[dict[str, Any]] | None:
     """What the node's (local file) targets hold now; None if one of them is missing. Without
-    ``read``, a stat of each (a large input written by hand is not read on every run)."""
-    targets = flatten(node.output) if node.output is not None else []
+    ``read``, a stat of each (a large input written by hand is not read on every run).
+    Relative paths start at ``base``, the run's folder."""
+    targets = [FileTarget(os.path.join(base, t.url)) for t in flatten(node.output)] if node.output else []  # type: ignore[attr-defined]
     if not targets or not all(t.exists() for t in targets):
         return None
     if read:
-        return [fingerprint(t) for t in targets]  # type: ignore[arg-type]
-    stats = [os.stat(t.url) for t in targets]  # type: ignore[attr-defined]
+        return [fingerprint(t) for t in targets]
+    stats = [os.stat(t.url) for t in targets]
     return [{"size": st.st_size, "mtime": st.st_mtime_ns} for st in stats]
 
 
-def _usable(node: Node, entry: CacheEntry, in_place: bool) -> bool:
+def _usable(node: Node, entry: CacheEntry, in_place: bool, base: str) -> bool:
     """Can ``node`` take ``entry``? Its targets hold it already (``in_place``: the plan compared
     their content) or can be copied from where the entry says; its result is still there."""
     try:
-        return restore(node, entry, in_place=in_place)
+        return restore(node, entry, in_place=in_place, base=base)
     except OSError:
         return False
-
-
-def _never(node: Node, entry: CacheEntry, in_place: bool) -> bool:
-    return False  # --no-cache, --force: nothing is reused (nor copied into place)
