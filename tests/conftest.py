@@ -15,6 +15,10 @@ import pytest
 
 from conveyor.store import Store, open_embedded, open_store
 
+#: The result cache (``conveyor.cache``) is off for the suite: its tests turn it on; the rest test
+#: what executes when it is not there to reuse (every process they start inherits this).
+os.environ.setdefault("CONVEYOR_CACHE", "0")
+
 
 @dataclass
 class Project:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from conveyor.cache import RunCache
 from conveyor.core import (
     AttemptCancelled,
     AttemptFailed,
@@ -148,6 +149,7 @@ class RunDriver:
         default_executor: str = "local",
         tickets: Tickets | None = None,
         storage: str | None = None,
+        cache: bool = True,
     ) -> None:
         """``epoch``: the run's lease, already taken by this process (else ``drive`` takes
         it); ``release=False``: keep it when the run ends (the caller releases it).
@@ -156,7 +158,8 @@ class RunDriver:
         ``engines``: executors other than local worker processes, by name, which this driver
         owns and closes; a task runs on its own ``executor=``, else on ``default_executor``.
         ``tickets``: how a runner on an engine reports (the execution API's address and its
-        attempt's token); None: it writes to the store itself.
+        attempt's token); None: it writes to the store itself. ``cache=False`` (``--no-cache``):
+        take nothing from the result cache (``conveyor.cache``).
         ``storage``: where runners on engines save results (an fsspec URL they and this
         process both reach); None: the run's artifacts folder."""
         self.store = store
@@ -207,6 +210,8 @@ class RunDriver:
         self._wake_at: float | None = None
         self._turned = 0.0
         self._lost_lease = False
+        self._use_cache = cache
+        self._cache: RunCache | None = None
 
     # -- progress, for the CLI ------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -293,6 +298,10 @@ class RunDriver:
         # Which targets exist, before any worker starts: a store that cannot be reached is a
         # one-line error that leaves nothing running.
         done = frozenset() if self.force else self._targets_done(prior)
+        reused: dict[str, str] = {}  # the result cache's: instances that take its entries' outputs
+        cache = self._cache = RunCache.open(store, run, self.graph, reuse=self._use_cache and not self.force)
+        if cache is not None:
+            done, reused = cache.start(own, prior, done, self._results)
         # The runners record their attempts themselves, in every mode: an attempt's end lands
         # even if this process dies, and they claim instance ids shared with other runs.
         # Under `conveyor run` its driver claims instance ids and records ends; the runners beat,
@@ -307,7 +316,7 @@ class RunDriver:
         events: list[Event] = []
         if self.retry or any(p.state in (S.FAILED, S.CANCELLED) for p in prior.values()):
             events.append(RetryRequested(now))
-        events.append(Start(now, done))
+        events.append(Start(now, done, reused))
         # Attempts a dead or stalled driver left running: their runners record their ends, or
         # they never started, or their runners went silent (``_adopted`` tells which).
         adopted = {iid: p.attempts for iid, p in prior.items() if p.state is S.RUNNING}
@@ -399,6 +408,8 @@ class RunDriver:
             self._claims(commands, batch)
         if batch or now - self._last_commit > self._commit_every:
             holders = self._commit(batch, now)
+            if self._cache is not None and batch.attempts_ended:
+                self._cache.committed(batch.attempts_ended, self._results)
         if finished is not None:
             _fault("finished", 1)  # the end is durable; nobody has been told yet
         self.finished = finished

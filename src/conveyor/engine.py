@@ -373,6 +373,7 @@ def drive(
     on_change: Callable[[Change, str], None] | None = None,
     on_start: Callable[[RunDriver], None] | None = None,
     release: bool = True,
+    cache: bool = True,
 ) -> RunResult:
     """Drive a prepared run to its end on local worker processes. ``release=False`` keeps the
     run's lease when it ends: the caller releases it (``release``) once it has told the user,
@@ -396,6 +397,7 @@ def drive(
         default_executor=prepared.placement.default,
         tickets=tickets,
         storage=prepared.placement.storage,
+        cache=cache,
     )
     if on_start is not None:
         on_start(driver)
@@ -418,12 +420,14 @@ def run(
     new: bool = False,
     resources: Mapping[str, int] | None = None,
     executor: Choice | str | None = None,
+    cache: bool = True,
 ) -> RunResult:
     """Run a pipeline to its end on this machine (its tasks on ``executor``: a name like
     ``"dask"``, or a ``choose(...)``; default: the project's) and return how it ended.
 
     If another process is driving the same pipeline with the same parameters, this follows
     that run to its end instead of starting a second one (and resumes it if that process dies).
+    ``cache=False`` reuses nothing from the result cache (``conveyor.cache``).
     The store stays open for the next call in this process (a notebook, a script running many
     pipelines): one engine per database, as SQLAlchemy recommends.
     """
@@ -452,7 +456,7 @@ def run(
             shown = follow(store, prepared.run.id)
             assert shown is not None
             return shown
-        return drive(prepared, force=force)
+        return drive(prepared, force=force, cache=cache)
 
 
 _STORES: dict[tuple[int, str], Store] = {}

@@ -219,10 +219,11 @@ class Service:
             attempts.setdefault(a.instance_id, []).append(a)
         parts = self.store.partitions(r.id) if r.partitions else []
         instances = self.store.instances(r.id)
+        cached = self.store.cached_marks(r.id)
         return RunDetail(
             **RunView.of(r).model_dump(),
             tasks=[
-                TaskView.of(i, attempts.get(i.id, []), w)
+                TaskView.of(i, attempts.get(i.id, []), w, cached.get(i.id, (None, None)))
                 for i, w in zip(instances, self._why(r, instances), strict=True)
             ],
             partition_states=[PartitionView.of(p) for p in parts],

@@ -273,6 +273,12 @@ class TaskView(View):
     why: WhyView | None = Field(
         None, description="Why it waits (pending, ready or in backoff): upstream, quota, fair share, capacity"
     )
+    cache_key: str | None = Field(
+        None, description="Its result cache key: code, parameters, inputs, environment"
+    )
+    reused_from: str | None = Field(
+        None, description="The run whose outputs it reused from the result cache instead of executing"
+    )
 
     def __repr_args__(self) -> Any:
         """A short repr: which instance, how it stands."""
@@ -286,9 +292,18 @@ class TaskView(View):
         return task_html(self)
 
     @classmethod
-    def of(cls, i: InstanceRecord, attempts: list[AttemptRecord], why: WhyView | None = None) -> TaskView:
+    def of(
+        cls,
+        i: InstanceRecord,
+        attempts: list[AttemptRecord],
+        why: WhyView | None = None,
+        cached: tuple[str | None, str | None] = (None, None),
+    ) -> TaskView:
+        """``cached``: its cache key and the run it reused (``Store.cached_marks``)."""
         return cls(
             why=why,
+            cache_key=cached[0],
+            reused_from=cached[1],
             id=i.id,
             task=i.task,
             label=i.label,

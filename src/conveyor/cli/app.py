@@ -85,6 +85,10 @@ def run(
     db: DbOpt = None,
     executor: ExecutorOpt = None,
     executor_address: ExecutorAddressOpt = None,
+    no_cache: Annotated[
+        bool,
+        typer.Option("--no-cache", help="Reuse nothing from the result cache: execute what is not done."),
+    ] = False,
 ) -> None:
     """Run a pipeline here and now; re-running resumes what did not finish."""
     code = running.run(
@@ -98,6 +102,7 @@ def run(
         db=db,
         executor=executor,
         executor_address=executor_address,
+        no_cache=no_cache,
     )
     raise typer.Exit(code)
 
@@ -257,6 +262,8 @@ def show(
             console.print(
                 f"  {escape(i.label)}: waited for run {i.waited_for} and took its outcome", soft_wrap=True
             )
+        if i.reused_from:
+            console.print(f"  {escape(i.label)}: reused from run {i.reused_from}", soft_wrap=True)
     reproducing.show_provenance(r)
 
 

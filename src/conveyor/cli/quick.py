@@ -28,6 +28,7 @@ OPTIONS: dict[str, tuple[str, Any]] = {
     "-e": ("executor", str),
     "--executor-address": ("executor_address", str),
     "--db": ("db", str),
+    "--no-cache": ("no_cache", None),
 }
 
 

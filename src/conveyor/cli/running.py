@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from conveyor.store import Store
 
 
-def drive(prepared: engine.Prepared, *, force: bool, retry: bool, grace: float) -> RunResult:
+def drive(
+    prepared: engine.Prepared, *, force: bool, retry: bool, grace: float, cache: bool = True
+) -> RunResult:
     """Drive a prepared run to its end, showing its progress; print how it ended."""
     from rich.markup import escape
 
@@ -45,11 +47,18 @@ def drive(prepared: engine.Prepared, *, force: bool, retry: bool, grace: float) 
             on_change=progress.on_change,
             on_start=progress.attach,
             release=False,
+            cache=cache,
         )
     finally:
         if live:
             live.stop()
     summary(result, prepared.run.id)
+    reused = sum(1 for _, made_by in prepared.store.cached_marks(run.id).values() if made_by)
+    if reused:
+        console.print(
+            f"  {reused} reused from earlier runs: code, parameters, inputs and environment unchanged "
+            f"(conveyor show {run.id}; --no-cache to execute them)."
+        )
     engine.release(prepared)  # told: a process killed before this leaves the run "unseen"
     return result
 
@@ -85,6 +94,7 @@ def run(
     db: str | None = None,
     executor: str | None = None,
     executor_address: str | None = None,
+    no_cache: bool = False,
 ) -> int:
     """``conveyor run``: run a pipeline here and now; the exit code. If another process is
     driving the same pipeline with the same parameters, follow that run instead of starting a
@@ -130,5 +140,5 @@ def run(
         assert shown is not None
         summary(shown, prepared.run.id)
         return EXIT[shown.state]
-    result = drive(prepared, force=force, retry=False, grace=grace)
+    result = drive(prepared, force=force, retry=False, grace=grace, cache=not no_cache)
     return exit_code(result)

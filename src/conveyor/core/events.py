@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -12,9 +13,12 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class Start(Event):
-    """The run starts (or resumes). ``done``: instances whose targets all exist already."""
+    """The run starts (or resumes). ``done``: instances whose targets all exist already;
+    ``reused``: instances that take a cached attempt's outputs (``conveyor.cache``), with the run
+    that made them."""
 
     done: frozenset[str] = frozenset()
+    reused: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

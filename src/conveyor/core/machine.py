@@ -228,6 +228,10 @@ class RunMachine:
             inst = self.instances.get(iid)
             if inst is not None and inst.state is S.PENDING:
                 self._move(inst, S.SKIPPED, "targets exist")
+        for iid, run in ev.reused.items():
+            inst = self.instances.get(iid)
+            if inst is not None and inst.state is S.PENDING:
+                self._move(inst, S.SUCCEEDED, f"reused from run {run}")
         # An instance that no unfinished downstream needs is skipped too (walk leaves upward).
         for inst in reversed(list(self.instances.values())):
             if inst.state is S.PENDING and inst.down and all(d.state.done for d in inst.down):

@@ -47,6 +47,7 @@ TRANSITIONS: frozenset[tuple[State, State]] = frozenset(
     {
         (S.PENDING, S.READY),
         (S.PENDING, S.SKIPPED),
+        (S.PENDING, S.SUCCEEDED),  # reused from the result cache (``conveyor.cache``)
         (S.PENDING, S.CANCELLED),
         (S.READY, S.RUNNING),
         (S.READY, S.CANCELLED),

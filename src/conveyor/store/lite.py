@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor import ids
 from conveyor.errors import RunBusy, RunExists, RunNotFound, StaleEpochError, StoreError
 from conveyor.store import sqlite_ddl as ddl
+from conveyor.store.cache import LiteCacheEntries
 from conveyor.store.checkpoint import Checkpointer
 from conveyor.store.connection import HELD_CONNECTIONS, Transaction, sqlite_pragmas
 from conveyor.store.lite_attempts import LiteAttempts
@@ -129,7 +130,7 @@ def open_lite(url: str) -> Store:
     return SqlStore(url)
 
 
-class LiteStore(LiteAttempts, LiteProvenances):
+class LiteStore(LiteAttempts, LiteProvenances, LiteCacheEntries):
     """The embedded run's reads and writes on ``sqlite3``; the rest of ``Store`` on a ``SqlStore``."""
 
     def __init__(self, url: str, path: str) -> None:

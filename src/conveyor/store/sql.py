@@ -30,6 +30,7 @@ from conveyor.store import schema as t
 from conveyor.store import statements
 from conveyor.store.attempts import Attempts
 from conveyor.store.backfilling import Backfills
+from conveyor.store.cache import CacheEntries
 from conveyor.store.changes import Changes
 from conveyor.store.checkpoint import Checkpointer
 from conveyor.store.claims import Claims
@@ -79,7 +80,18 @@ CREATE_LOCK = 0x636F6E7665796F72  # "conveyor"
 
 
 class SqlStore(
-    Leases, Claims, Attempts, Daemons, Backfills, Changes, Stats, Keys, People, Ledger, Provenances
+    Leases,
+    Claims,
+    Attempts,
+    Daemons,
+    Backfills,
+    Changes,
+    Stats,
+    Keys,
+    People,
+    Ledger,
+    Provenances,
+    CacheEntries,
 ):
     """Runs, task instances, attempts and transitions in a SQL database."""
 

@@ -91,6 +91,9 @@ export class TaskPanel {
         ? h("p", { class: "small waited" }, "Waited for run ", h("a", { href: `#/runs/${seg(t.waited_for)}`, class: "mono" }, t.waited_for), " executing this task and took its outcome.")
         : null,
       notebookFrame(this.runId, t),
+      t.reused_from
+        ? h("p", { class: "small reused" }, "Reused from run ", h("a", { href: `#/runs/${seg(t.reused_from)}`, class: "mono" }, t.reused_from), ": its code, parameters, inputs and environment were unchanged, so it took that run's outputs instead of executing.")
+        : null,
       h("h3", {}, "Log"),
       log,
       h("h3", {}, `Attempts (${t.attempts})`),
