@@ -145,7 +145,9 @@ def code_hash(fn: Callable[..., Any], root: Path) -> str:
             continue
         seen.add(id(obj))
         source = _source(obj)
-        digest.update(f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}\0".encode())
+        # the qualified name, not the module's: a pipeline loaded from a file gets a module name
+        # from its path, and the same code in another checkout must hash the same
+        digest.update(f"{getattr(obj, '__qualname__', '')}\0".encode())
         digest.update((source or "").encode() + b"\0")
         if source is not None:
             todo.extend(_called_in_project(obj, source, root))
