@@ -563,12 +563,6 @@ class RunDriver:
         except StoreError:
             return False  # the next commit waits for the store to come back
 
-    def _engine_holds(self, instance: str, attempt: int) -> bool:
-        executor = self.executor
-        key = (self.run.id, instance, attempt)
-        held = executor.running() if executor is not None else []
-        return any((j.run_id, j.instance, j.attempt) == key for j in held)
-
     def _adopted(self, adopted: dict[str, int], now: float) -> list[Event]:
         """Attempts another driver launched before it died: ended (their runner recorded the
         end), still running (beating), never started (no beat: lost, not counted against the
@@ -579,6 +573,9 @@ class RunDriver:
             statuses = self.store.attempt_status(self.run.id, list(adopted.items()))
         except StoreError:
             return []  # the next commit waits for the store to come back
+        # what its engine still holds, queued or running (a batch job), is not lost for want of beats
+        mine = self.executor.running() if self.executor is not None else []
+        held = {(j.instance, j.attempt) for j in mine if j.run_id == self.run.id}
         events: list[Event] = []
         seen = set()
         for st in statuses:
@@ -593,7 +590,7 @@ class RunDriver:
                 events.append(AttemptLost(now, iid, n, NEVER_STARTED, blameless=True))
             elif st.state != "running":
                 events.append(AttemptLost(now, iid, n, f"recorded {st.state}"))
-            elif self._engine_holds(iid, n):
+            elif (iid, n) in held:
                 continue  # queued or running in its engine (a batch job): its end will come
             elif st.heartbeat is None:
                 # Its runner never beat: a scheduler's runner beats as it begins; under `conveyor

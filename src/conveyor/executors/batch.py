@@ -135,6 +135,34 @@ def job_name(job: Job) -> str:
     return f"cv-{run}-{inst}-{job.attempt}"[:63].rstrip("-")
 
 
+def spec_of(
+    job: Job,
+    *,
+    api: str,
+    token: str,
+    resources: Resources,
+    timeout: float | None,
+    team: str,
+    pool: str,
+    network: bool,
+) -> Spec:
+    """The attempt as a batch job: what ``submit`` hands the engine, and what the engines'
+    previews (``conveyor kubernetes manifests``, ``conveyor htcondor submit-file``) show."""
+    return Spec(
+        key=(job.run_id, job.instance, job.attempt),
+        name=job_name(job),
+        command=RUNNER,
+        env=runner_env(job, api, timeout),
+        token=token,
+        resources=resources,
+        timeout=timeout,
+        team=team,
+        labels=labels(pool, job),
+        network=network,
+        job=job,
+    )
+
+
 def pool_name(recorder: Any, log_dir: str) -> str:
     """Jobs are shared by every owner of the same store (any new owner finds them by label)."""
     basis = getattr(recorder, "url", None) or os.path.abspath(os.path.join(log_dir, os.pardir))
@@ -199,20 +227,11 @@ class BatchExecutor:
                 f"the {self.name} executor needs the execution API to reach its jobs: "
                 '[executor] api = "http://HOST:PORT" in conveyor.toml names a conveyor server'
             )
-        key = (job.run_id, job.instance, job.attempt)
-        spec = Spec(
-            key=key,
-            name=job_name(job),
-            command=RUNNER,
-            env=runner_env(job, ticket.api, launch.timeout),
-            token=ticket.token,
-            resources=launch.resources,
-            timeout=launch.timeout,
-            team=launch.team,
-            labels=labels(self.pool, job),
-            network=launch.network,
-            job=job,
-        )
+        spec = spec_of(
+            job, api=ticket.api, token=ticket.token, resources=launch.resources, timeout=launch.timeout,
+            team=launch.team, pool=self.pool, network=launch.network,
+        )  # fmt: skip
+        key = spec.key
         held = self._held[key] = _Job(job, launch.timeout)
         try:
             self.backend.start(spec)

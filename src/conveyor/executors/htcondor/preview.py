@@ -13,8 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from conveyor.executors.batch import Spec, job_name, labels
-from conveyor.executors.command import RUNNER, runner_env
+from conveyor.executors.batch import Spec, spec_of
 from conveyor.executors.htcondor.settings import CondorSettings
 from conveyor.executors.htcondor.submit import description
 from conveyor.graph import Node
@@ -59,18 +58,10 @@ def previews(
             run.id, node.id, 1, f".conveyor/logs/{run.id}/{node.task.name}-{node.id}/1.log",
             ".conveyor/artifacts", dict.fromkeys(node.inputs), run.target, run.params, run.workdir,
         )  # fmt: skip
-        spec = Spec(
-            key=(run.id, node.id, 1),
-            name=job_name(job),
-            command=RUNNER,
-            env=runner_env(job, address, node.task.timeout),
-            token="",
-            resources=node.task.resources,
-            timeout=node.task.timeout,
-            team=team,
-            labels=labels(POOL, job),
-            network=node.task.network,
-            job=job,
-        )
+        t = node.task
+        spec = spec_of(
+            job, api=address, token="", resources=t.resources, timeout=t.timeout, team=team, pool=POOL,
+            network=t.network,
+        )  # fmt: skip
         out.append(Preview(node, spec, description(spec, settings, POOL, user)))
     return out

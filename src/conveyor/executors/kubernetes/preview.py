@@ -1,7 +1,7 @@
 """The manifests a run would send to the cluster, without a cluster: for review or GitOps.
 
 ``preview`` records the pipeline's graph (nothing runs) and builds each task instance's first
-attempt as the batch executor would (``batch.job_name``, ``batch.labels``, ``runner_env``), then
+attempt as the batch executor would (``batch.spec_of``), then
 its Secret and Job, after the team's Namespace, ResourceQuota and LocalQueue. Two things are
 placeholders, because only a real run has them: the run id (``RUN_ID``) and each attempt's
 token (``TOKEN``: the real one is minted per attempt and only ever sent in its Secret).
@@ -16,8 +16,7 @@ from typing import Any
 
 from conveyor.errors import ExecutorError
 from conveyor.executors import need
-from conveyor.executors.batch import Spec, job_name, labels
-from conveyor.executors.command import RUNNER, runner_env
+from conveyor.executors.batch import spec_of
 from conveyor.executors.kubernetes import manifests
 from conveyor.executors.kubernetes.manifests import Manifest
 from conveyor.executors.kubernetes.settings import KubeSettings
@@ -51,19 +50,11 @@ def preview(
     api = settings.api or API_PLACEHOLDER
     for node in graph:
         job = Job(RUN_ID, node.id, 1, "", "", {}, target, params)
-        spec = Spec(
-            key=(RUN_ID, node.id, 1),
-            name=job_name(job),
-            command=RUNNER,
-            env=runner_env(job, api, node.task.timeout),
-            token=TOKEN,
-            resources=node.task.resources,
-            timeout=node.task.timeout,
-            team=team,
-            labels=labels(pool, job),
-            network=node.task.network,
-            job=job,
-        )
+        t = node.task
+        spec = spec_of(
+            job, api=api, token=TOKEN, resources=t.resources, timeout=t.timeout, team=team, pool=pool,
+            network=t.network,
+        )  # fmt: skip
         out.extend(manifests.attempt(spec, settings))
     return out
 
